@@ -1,0 +1,165 @@
+"""The engine's ports: the events adapters deliver and the one interface every adapter implements.
+
+Adapters (console, Discord, tests) turn their channel's traffic into :class:`Command`,
+:class:`Message` and :class:`ChoicePress` events and hand them to ``Engine.dispatch``;
+the engine answers only through :class:`Adapter`.
+"""
+
+from __future__ import annotations
+
+import abc
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+__all__ = [
+    'Adapter',
+    'Attachment',
+    'ChoicePress',
+    'Command',
+    'ConversationKey',
+    'Event',
+    'Message',
+    'NotSupportedError',
+    'Option',
+    'User',
+]
+
+
+class NotSupportedError(Exception):
+    """Raised by an adapter for an outgoing operation its channel cannot carry (e.g. voice in a console)."""
+
+
+@attrs.frozen
+class ConversationKey:
+    """Who a conversation is with: one per (adapter, channel, user)."""
+
+    adapter: str
+    channel: str
+    user: str
+
+    def __str__(self) -> str:
+        return f'{self.adapter}:{self.channel}:{self.user}'
+
+
+@attrs.frozen
+class User:
+    """The person behind an event, as far as permissions and templates need them."""
+
+    id: str
+    name: str = ''
+    roles: frozenset[str] = frozenset()
+    guild: str | None = None
+    """Guild (server) id, ``None`` in direct messages and the console."""
+
+
+@attrs.frozen
+class Attachment:
+    """A file that came with an event.
+
+    Adapters either download it to ``path`` before dispatch or leave ``path`` empty and give a ``url``;
+    ``name`` is the user's file name, for display only: never use it as a path.
+    """
+
+    name: str
+    content_type: str = 'application/octet-stream'
+    size: int = 0
+    path: pathlib.Path | None = None
+    url: str | None = None
+    duration: float | None = None
+    """Seconds, for voice messages."""
+
+    @property
+    def is_audio(self) -> bool:
+        return self.content_type.startswith('audio/') or self.content_type == 'application/ogg'
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base of everything an adapter delivers."""
+
+    key: ConversationKey
+    user: User
+    locale: str | None = None
+    message_id: str | None = None
+    is_dm: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Command(Event):
+    """A command (slash or prefix) with already-typed options."""
+
+    name: str
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    attachments: Sequence[Attachment] = ()
+
+
+@attrs.frozen(kw_only=True)
+class Message(Event):
+    """A free message: text, attachments or both."""
+
+    text: str = ''
+    attachments: Sequence[Attachment] = ()
+
+
+@attrs.frozen(kw_only=True)
+class ChoicePress(Event):
+    """A button press (or menu pick) answering an ``ask`` with choices."""
+
+    value: str
+
+
+@attrs.frozen
+class Option:
+    """One choice offered by ``Adapter.ask``: ``value`` goes back in :class:`ChoicePress`."""
+
+    value: str
+    label: str
+
+
+class Adapter(abc.ABC):
+    """The outgoing half of a channel. Every method may raise; the engine logs and reports it.
+
+    Message ids returned are adapter-specific strings, used later for ``edit_text`` and corrections.
+    """
+
+    name: str = 'adapter'
+    """Unique adapter name; the first part of every :class:`ConversationKey` it creates."""
+
+    grants_all_permissions: bool = False
+    """True for local, trusted channels (the console) where the operator is the only user."""
+
+    @abc.abstractmethod
+    async def send_text(self, key: ConversationKey, text: str) -> str:
+        """Send text; long texts are the adapter's to split. Return the (last) message id."""
+
+    @abc.abstractmethod
+    async def send_file(
+        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
+    ) -> str:
+        """Send a file, optionally as a voice message (audio/ogg Opus). Return the message id."""
+
+    @abc.abstractmethod
+    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
+        """Send a prompt with choices (buttons where the channel has them). Return the message id."""
+
+    @abc.abstractmethod
+    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
+        """Replace the text of a message sent earlier (progress updates)."""
+
+    async def voice_join(self, key: ConversationKey) -> str:
+        """Join the voice channel the user of ``key`` is in; return its name."""
+        raise NotSupportedError(f'{self.name} has no voice channels')
+
+    async def voice_leave(self, key: ConversationKey) -> None:
+        """Leave the voice channel of the conversation's guild, stopping playback."""
+        raise NotSupportedError(f'{self.name} has no voice channels')
+
+    async def voice_speak(self, key: ConversationKey, audio: pathlib.Path) -> bool:
+        """Speak ``audio`` where the user is; return ``False`` when the user is in no voice channel."""
+        raise NotSupportedError(f'{self.name} has no voice channels')
+
+    async def close_conversation(self, key: ConversationKey) -> None:  # noqa: B027 - optional hook
+        """Called when a conversation ends, to release per-conversation resources."""

@@ -1,0 +1,123 @@
+"""Bot configuration: ``bot.toml`` plus environment variables, structured with cattrs.
+
+The engine owns ``[bot]`` and ``[permissions]``; every other table belongs to an integration,
+which structures its own section with :func:`section` so the core never grows with them.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tomllib
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+
+__all__ = ['BotConfig', 'Config', 'ConfigError', 'PermissionGroup', 'load_config', 'read_secret', 'section']
+
+T = TypeVar('T')
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+_converter.register_structure_hook(pathlib.Path, lambda v, _: pathlib.Path(v))
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why."""
+
+
+@attrs.define(kw_only=True)
+class PermissionGroup:
+    """Who belongs to a named permission group: Discord user ids and role ids (as strings)."""
+
+    users: list[str] = attrs.field(factory=list)
+    roles: list[str] = attrs.field(factory=list)
+
+
+@attrs.define(kw_only=True)
+class BotConfig:
+    name: str = 'flowbot'
+    language: str = 'en'
+    flows: list[pathlib.Path] = attrs.field(factory=lambda: [pathlib.Path('flows')])
+    data_root: pathlib.Path = pathlib.Path('data')
+    store: str = 'data/flowbot.sqlite3'
+    """SQLite file, or ``:memory:``."""
+    instruction_file: pathlib.Path | None = None
+    """Optional markdown appended to the ``instruction`` flow's help."""
+    plugins: list[str] = attrs.field(
+        factory=lambda: ['integrations.builtin', 'integrations.models', 'integrations.speech']
+    )
+    reload: bool = True
+    """Watch the flows folders and hot-reload changed flows."""
+    maintainers_channel: str | None = None
+    """``adapter:channel`` that receives rejected flow edits."""
+
+
+@attrs.define(kw_only=True)
+class Config:
+    bot: BotConfig = attrs.field(factory=BotConfig)
+    permissions: dict[str, PermissionGroup] = attrs.field(factory=lambda: {'admins': PermissionGroup()})
+    sections: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    """Every other top-level table, for the integrations."""
+    path: pathlib.Path | None = None
+    """Where it was loaded from; relative paths are relative to its folder."""
+
+    @property
+    def base(self) -> pathlib.Path:
+        return self.path.parent if self.path else pathlib.Path.cwd()
+
+    def resolve(self, path: pathlib.Path | str) -> pathlib.Path:
+        """Make a configured path absolute against the config file's folder."""
+        p = pathlib.Path(path).expanduser()
+        return p if p.is_absolute() else self.base / p
+
+
+def section(config: Config, name: str, cls: type[T]) -> T:
+    """Structure the ``[name]`` table into ``cls``, with a message naming the bad key."""
+    try:
+        return _converter.structure(config.sections.get(name, {}), cls)
+    except Exception as exc:  # cattrs raises ExceptionGroups with the path in their notes
+        raise ConfigError(f'[{name}] in {config.path or "config"}: {_describe(exc)}') from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        parts = cattrs.transform_error(exc)
+        return '; '.join(parts)
+    return str(exc)
+
+
+def read_secret(value: str | None, file: str | pathlib.Path | None, env: str) -> str | None:
+    """A secret from the environment, else a file, else the config value; never logged."""
+    if os.environ.get(env):
+        return os.environ[env].strip()
+    file = os.environ.get(f'{env}_FILE') or file
+    if file:
+        try:
+            return pathlib.Path(file).expanduser().read_text(encoding='utf-8').strip() or None
+        except OSError as exc:
+            raise ConfigError(f'cannot read {env} file {file}: {exc.strerror}') from exc
+    return value or None
+
+
+def load_config(path: pathlib.Path | str | None = None) -> Config:
+    """Load ``bot.toml`` (``FLOWBOT_CONFIG`` or ``./bot.toml``); missing file means all defaults."""
+    path = pathlib.Path(path or os.environ.get('FLOWBOT_CONFIG') or 'bot.toml')
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding='utf-8'))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f'{path}: {exc}') from exc
+    core = {k: raw.pop(k) for k in ('bot', 'permissions') if k in raw}
+    try:
+        config = _converter.structure(core, Config)
+    except Exception as exc:
+        raise ConfigError(f'{path}: {_describe(exc)}') from exc
+    config.sections = raw
+    config.path = path.resolve() if path.exists() else None
+    if os.environ.get('FLOWBOT_DATA'):
+        config.bot.data_root = pathlib.Path(os.environ['FLOWBOT_DATA'])
+    if os.environ.get('FLOWBOT_STORE'):
+        config.bot.store = os.environ['FLOWBOT_STORE']
+    return config
