@@ -1,0 +1,575 @@
+"""Labelled text datasets: importing folders and uploads with validation reports, storing, summarising.
+
+A dataset is a JSONL file of ``{text, label, source}`` lines under ``<data_root>/datasets/`` plus a
+store record (kind ``dataset``); the record ``current/dataset`` names the dataset commands use by
+default. Imports never stop at the first bad line: every problem is reported with where it was,
+and the good examples are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+import os
+import pathlib
+import random
+import stat
+import statistics
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from engine.states.actions import ActionError
+from engine.store import Store
+from integrations.models.chatformat import check_chat_example, split_chat_example
+from integrations.models.config import Limits
+from integrations.models.paths import inside, safe_member_name, slug
+
+__all__ = [
+    'DEFAULT_LABEL',
+    'DatasetInfo',
+    'DatasetRepo',
+    'Example',
+    'ImportResult',
+    'Issue',
+    'archive_folder',
+    'load_folder',
+    'load_upload',
+    'read_jsonl',
+    'split_holdout',
+    'summarize',
+    'summary_text',
+    'write_jsonl',
+]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_LABEL = 'positive'
+"""The label of the original bot, used when none is given."""
+_MAX_LISTED_ISSUES = 20
+
+
+@attrs.frozen
+class Example:
+    text: str
+    label: str
+    source: str = ''
+
+
+@attrs.frozen
+class Issue:
+    """One problem found while importing: where (file or member), the line if known, and why."""
+
+    where: str
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f'{self.where} line {self.line}: {self.reason}' if self.line else f'{self.where}: {self.reason}'
+
+
+@attrs.define
+class ImportResult:
+    examples: list[Example] = attrs.field(factory=list)
+    issues: list[Issue] = attrs.field(factory=list)
+
+    def take(self, item: Example | Issue) -> None:
+        if isinstance(item, Example):
+            self.examples.append(item)
+        else:
+            self.issues.append(item)
+
+    def report(self) -> str:
+        """The validation report: counts, then each problem (the first few) with its place."""
+        labels = Counter(e.label for e in self.examples)
+        head = f'{len(self.examples)} example(s) read'
+        if labels:
+            head += ' (' + ', '.join(f'{k}: {v}' for k, v in sorted(labels.items())) + ')'
+        if not self.issues:
+            return head + ', no problems.'
+        lines = [f'{head}; {len(self.issues)} problem(s):']
+        lines += [f'- {issue}' for issue in self.issues[:_MAX_LISTED_ISSUES]]
+        if len(self.issues) > _MAX_LISTED_ISSUES:
+            lines.append(f'- ... and {len(self.issues) - _MAX_LISTED_ISSUES} more')
+        return '\n'.join(lines)
+
+
+@attrs.define(kw_only=True)
+class DatasetInfo:
+    """The store record of a dataset."""
+
+    name: str
+    path: str
+    count: int
+    labels: dict[str, int]
+    source: str
+    created: float
+    holdout: str | None = None
+    """JSONL of examples held out for testing by the last training with a validation split."""
+
+
+def _decode(data: bytes, where: str, limits: Limits, label: str) -> Example | Issue:
+    if b'\x00' in data:
+        return Issue(where, 'binary file, expected UTF-8 text')
+    try:
+        text = data.decode('utf-8-sig').strip()
+    except UnicodeDecodeError as exc:
+        return Issue(where, f'not UTF-8 text (byte {exc.start})')
+    if not text:
+        return Issue(where, 'empty text')
+    if len(text) > limits.max_text_chars:
+        return Issue(where, f'text too long ({len(text)} characters, limit {limits.max_text_chars})')
+    return Example(text, label, where)
+
+
+def _check_label(label: str) -> str:
+    label = label.strip()
+    if not label:
+        raise ActionError('the label must not be empty')
+    if len(label) > 100 or '\n' in label:
+        raise ActionError('the label must be one line of at most 100 characters')
+    return label
+
+
+def load_folder(folder: pathlib.Path, root: pathlib.Path, label: str, limits: Limits) -> ImportResult:
+    """Every ``*.txt`` directly in ``folder`` becomes an example with ``label``; symlinks out are skipped.
+
+    :param root: the data root; sources are recorded relative to it.
+    """
+    label = _check_label(label)
+    if not folder.is_dir():
+        raise ActionError(f'{folder.relative_to(root.resolve())} is not a folder under the data root')
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == '.txt')
+    if not files:
+        raise ActionError(f'no .txt files in {folder.relative_to(root.resolve())}')
+    if len(files) > limits.max_files:
+        raise ActionError(f'too many files: {len(files)} (limit {limits.max_files})')
+    result = ImportResult()
+    total = 0
+    for file in files:
+        where = str(file.relative_to(root.resolve()))
+        if not inside(file, root):
+            result.issues.append(Issue(where, 'symlink leading outside the data folder, skipped'))
+            continue
+        if not file.is_file():
+            continue
+        size = file.stat().st_size
+        total += size
+        if size > limits.max_text_chars * 4 or total > limits.max_uncompressed_bytes:
+            result.issues.append(Issue(where, f'file too large ({size} bytes)'))
+            continue
+        item = _decode(file.read_bytes(), where, limits, label)
+        result.take(item)
+    return result
+
+
+def load_upload(path: pathlib.Path, display: str, label: str | None, limits: Limits) -> ImportResult:
+    """Read an uploaded ZIP of ``.txt`` files, JSONL (``{text,label}`` or chat format) or CSV.
+
+    :param path: the downloaded file (trusted location).
+    :param display: the user's file name, for messages and the format guess only.
+    :param label: overrides labels (ZIP folder names, missing CSV/JSONL labels).
+    """
+    if label is not None:
+        label = _check_label(label)
+    size = path.stat().st_size
+    if size > limits.max_upload_bytes:
+        raise ActionError(f'{display} is too large ({size} bytes, limit {limits.max_upload_bytes})')
+    if size == 0:
+        raise ActionError(f'{display} is empty')
+    with path.open('rb') as fh:
+        magic = fh.read(4)
+    lower = display.lower()
+    if magic.startswith(b'PK') or lower.endswith('.zip'):
+        return _load_zip(path, display, label, limits)
+    data = path.read_bytes()
+    if b'\x00' in data:
+        raise ActionError(f'{display} is a binary file; send a ZIP of .txt files, JSONL or CSV')
+    try:
+        text = data.decode('utf-8-sig')
+    except UnicodeDecodeError as exc:
+        raise ActionError(f'{display} is not UTF-8 text (byte {exc.start})') from exc
+    if lower.endswith('.csv'):
+        return _load_csv(text, display, label, limits)
+    if lower.endswith(('.jsonl', '.json', '.ndjson')) or text.lstrip().startswith('{'):
+        return _load_jsonl(text, display, label, limits)
+    if lower.endswith('.txt'):
+        single = ImportResult()
+        single.take(_decode(data, display, limits, label or DEFAULT_LABEL))
+        return single
+    raise ActionError(f'{display}: unknown format; send a .zip of .txt files, a .jsonl or a .csv file')
+
+
+def _load_zip(path: pathlib.Path, display: str, label: str | None, limits: Limits) -> ImportResult:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ActionError(f'{display} is not a readable ZIP file: {exc}') from exc
+    result = ImportResult()
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        texts = [m for m in members if m.filename.lower().endswith('.txt')]
+        if not texts:
+            raise ActionError(f'{display} contains no .txt files')
+        if len(texts) > limits.max_files:
+            raise ActionError(f'{display} has {len(texts)} .txt files (limit {limits.max_files})')
+        declared = sum(m.file_size for m in texts)
+        if declared > limits.max_uncompressed_bytes:
+            raise ActionError(
+                f'{display} unpacks to {declared} bytes (limit {limits.max_uncompressed_bytes}); refused as too large'
+            )
+        for member in members:
+            name = member.filename
+            where = f'{display}:{name}'
+            if not name.lower().endswith('.txt'):
+                if not name.split('/')[-1].startswith('.') and '__MACOSX' not in name:
+                    result.issues.append(Issue(where, 'not a .txt file, skipped'))
+                continue
+            if '__MACOSX' in name.split('/'):
+                continue
+            reason = safe_member_name(name)
+            if reason:
+                result.issues.append(Issue(where, f'unsafe name ({reason}), skipped'))
+                continue
+            if stat.S_ISLNK(member.external_attr >> 16):
+                result.issues.append(Issue(where, 'symbolic link, skipped'))
+                continue
+            ratio = member.file_size / max(member.compress_size, 1)
+            if member.file_size > 1024 * 1024 and ratio > limits.max_compression_ratio:
+                result.issues.append(Issue(where, f'compression ratio {ratio:.0f}:1 looks like a zip bomb, skipped'))
+                continue
+            if member.file_size > limits.max_text_chars * 4:
+                result.issues.append(Issue(where, f'file too large ({member.file_size} bytes)'))
+                continue
+            try:
+                with archive.open(member) as fh:
+                    data = fh.read(limits.max_text_chars * 4 + 1)  # never trust the declared size
+            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+                result.issues.append(Issue(where, f'cannot be read: {exc}'))
+                continue
+            folder = name.rstrip('/').split('/')[:-1]
+            item_label = label or (folder[-1] if folder else DEFAULT_LABEL)
+            item = _decode(data, where, limits, item_label)
+            result.take(item)
+    return result
+
+
+def _add(result: ImportResult, limits: Limits, example: Example, where: str, line: int) -> None:
+    if not example.text.strip():
+        result.issues.append(Issue(where, 'empty text', line))
+    elif not example.label.strip():
+        result.issues.append(Issue(where, 'empty label', line))
+    elif len(example.text) > limits.max_text_chars:
+        result.issues.append(Issue(where, f'text too long ({len(example.text)} characters)', line))
+    elif len(result.examples) >= limits.max_examples:
+        result.issues.append(Issue(where, f'more than {limits.max_examples} examples, the rest is ignored', line))
+    else:
+        result.examples.append(example)
+
+
+def _load_jsonl(text: str, display: str, label: str | None, limits: Limits) -> ImportResult:
+    result = ImportResult()
+    stripped = text.strip()
+    if stripped.startswith('['):  # a JSON array of objects is accepted too
+        try:
+            items = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise ActionError(f'{display}: invalid JSON at line {exc.lineno}: {exc.msg}') from exc
+        lines: Iterable[tuple[int, Any]] = enumerate(items, 1)
+        parsed = True
+    else:
+        lines = enumerate(text.splitlines(), 1)
+        parsed = False
+    for number, raw in lines:
+        if not parsed:
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                result.issues.append(Issue(display, f'invalid JSON ({exc.msg})', number))
+                continue
+        else:
+            value = raw
+        where = f'{display}:{number}'
+        if isinstance(value, dict) and 'messages' in value:
+            errors = check_chat_example(value)
+            if not errors and not any(isinstance(m, dict) and m.get('role') == 'user' for m in value['messages']):
+                errors = ['missing_user_message: add a user message (the text)']
+            if errors:
+                result.issues.append(Issue(display, '; '.join(errors), number))
+                continue
+            text_value, label_value = split_chat_example(value)
+            _add(result, limits, Example(text_value.strip(), label or label_value.strip(), where), display, number)
+        elif isinstance(value, dict) and 'text' in value:
+            raw_text = value.get('text')
+            raw_label = label or value.get('label') or DEFAULT_LABEL
+            if not isinstance(raw_text, str) or not isinstance(raw_label, str):
+                result.issues.append(Issue(display, '"text" and "label" must be strings', number))
+                continue
+            _add(result, limits, Example(raw_text.strip(), raw_label.strip(), where), display, number)
+        else:
+            result.issues.append(
+                Issue(display, 'expected an object with "text" (and "label") or a chat "messages" list', number)
+            )
+    return result
+
+
+def _load_csv(text: str, display: str, label: str | None, limits: Limits) -> ImportResult:
+    result = ImportResult()
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:4096], delimiters=',;\t')
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text), dialect)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration as exc:
+        raise ActionError(f'{display} is empty') from exc
+    except csv.Error as exc:
+        raise ActionError(f'{display} line 1: {exc}') from exc
+    if 'text' not in header or ('label' not in header and label is None):
+        raise ActionError(
+            f'{display} line 1: wrong columns {header}; the first line must name the columns "text" and "label"'
+        )
+    text_at = header.index('text')
+    label_at = header.index('label') if 'label' in header else None
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            result.issues.append(Issue(display, f'unreadable CSV: {exc}', reader.line_num))
+            continue
+        number = reader.line_num
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            result.issues.append(Issue(display, f'wrong number of columns: {len(row)}, expected {len(header)}', number))
+            continue
+        row_label = label or (row[label_at] if label_at is not None else DEFAULT_LABEL)
+        _add(result, limits, Example(row[text_at].strip(), row_label.strip(), f'{display}:{number}'), display, number)
+    return result
+
+
+def summarize(examples: Sequence[Example]) -> dict[str, Any]:
+    """Examples per label, duplicates (and duplicates with conflicting labels), empty texts, lengths."""
+    labels = Counter(e.label for e in examples)
+    by_text: dict[str, set[str]] = {}
+    duplicates = 0
+    for e in examples:
+        seen = by_text.setdefault(e.text, set())
+        if seen:
+            duplicates += 1
+        seen.add(e.label)
+    conflicts = sum(1 for v in by_text.values() if len(v) > 1)
+    lengths = sorted(len(e.text) for e in examples)
+    summary: dict[str, Any] = {
+        'count': len(examples),
+        'labels': dict(sorted(labels.items())),
+        'duplicates': duplicates,
+        'conflicting_duplicates': conflicts,
+        'empty': sum(1 for e in examples if not e.text.strip()),
+        'length': {},
+    }
+    if lengths:
+        summary['length'] = {
+            'min': lengths[0],
+            'median': int(statistics.median(lengths)),
+            'mean': round(statistics.fmean(lengths), 1),
+            'p90': lengths[min(len(lengths) - 1, int(len(lengths) * 0.9))],
+            'max': lengths[-1],
+        }
+    return summary
+
+
+def summary_text(name: str, summary: dict[str, Any]) -> str:
+    """The summary as a few lines for chat."""
+    labels = ', '.join(f'{k}: {v}' for k, v in summary['labels'].items()) or 'none'
+    length = summary['length']
+    lines = [f'Dataset {name}: {summary["count"]} examples ({labels}).']
+    if length:
+        lines.append(
+            f'Length (characters): min {length["min"]}, median {length["median"]}, '
+            f'p90 {length["p90"]}, max {length["max"]}.'
+        )
+    if summary['duplicates']:
+        lines.append(
+            f'{summary["duplicates"]} duplicate text(s), {summary["conflicting_duplicates"]} with conflicting labels.'
+        )
+    if summary['empty']:
+        lines.append(f'{summary["empty"]} empty text(s).')
+    if len(summary['labels']) < 2:
+        lines.append('Only one label: add examples of another label to train a classifier.')
+    return '\n'.join(lines)
+
+
+def split_holdout(examples: Sequence[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Split off ``fraction`` of the examples for validation, stratified by label when possible."""
+    if not 0 <= fraction < 1:
+        raise ActionError('validation_split must be between 0 and 1 (e.g. 0.2)')
+    if fraction == 0:
+        return list(examples), []
+    rng = random.Random(seed)
+    by_label: dict[str, list[Example]] = {}
+    for e in examples:
+        by_label.setdefault(e.label, []).append(e)
+    train: list[Example] = []
+    held: list[Example] = []
+    for members in by_label.values():
+        group = members[:]
+        rng.shuffle(group)
+        k = round(len(group) * fraction) if len(group) > 1 else 0
+        held += group[:k]
+        train += group[k:]
+    if not held:
+        raise ActionError('the dataset is too small to hold out a validation part; use validation_split=0')
+    return train, held
+
+
+def write_jsonl(path: pathlib.Path, examples: Iterable[Example]) -> None:
+    """Write atomically (temporary file + rename) so a crash never leaves half a dataset."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as fh:
+            for e in examples:
+                fh.write(json.dumps(attrs.asdict(e), ensure_ascii=False) + '\n')
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_jsonl(path: pathlib.Path) -> list[Example]:
+    examples = []
+    with path.open(encoding='utf-8') as fh:
+        for line in fh:
+            if line.strip():
+                item = json.loads(line)
+                examples.append(Example(item['text'], item['label'], item.get('source', '')))
+    return examples
+
+
+class DatasetRepo:
+    """Stores datasets as JSONL under ``<root>/datasets`` with a store record each and a current pointer."""
+
+    def __init__(self, store: Store, root: pathlib.Path) -> None:
+        self.store = store
+        self.root = root
+        self.folder = root / 'datasets'
+
+    async def save(self, name: str, examples: Sequence[Example], source: str, *, add: bool = False) -> DatasetInfo:
+        """Save ``examples`` as dataset ``name`` (or add them to the current dataset) and make it current."""
+        if not examples:
+            raise ActionError('no usable examples; nothing was saved')
+        if add:
+            current = await self.current()
+            if current is None:
+                raise ActionError('there is no current dataset to add to; select one first')
+            name = current.name
+            examples = [*self.examples(current), *examples]
+            source = f'{current.source} + {source}'
+        name = slug(name)
+        path = self.folder / f'{name}.jsonl'
+        await asyncio.to_thread(write_jsonl, path, examples)
+        info = DatasetInfo(
+            name=name,
+            path=str(path.relative_to(self.root)),
+            count=len(examples),
+            labels=dict(sorted(Counter(e.label for e in examples).items())),
+            source=source,
+            created=time.time(),
+        )
+        await self.store.put_record('dataset', name, attrs.asdict(info))
+        await self.store.put_record('current', 'dataset', {'name': name})
+        _log.info('dataset %s saved: %d examples from %s', name, len(examples), source)
+        return info
+
+    async def get(self, name: str | None) -> DatasetInfo:
+        """The named dataset, or the current one when ``name`` is empty; a clear error when there is none."""
+        if not name:
+            info = await self.current()
+            if info is None:
+                raise ActionError('no dataset selected yet: use select_dataset PATH or upload a file first')
+            return info
+        record = await self.store.get_record('dataset', slug(name))
+        if record is None:
+            known = ', '.join(r['name'] for r in await self.store.list_records('dataset')) or 'none'
+            raise ActionError(f'unknown dataset {name!r}; known datasets: {known}')
+        return DatasetInfo(**record)
+
+    async def current(self) -> DatasetInfo | None:
+        pointer = await self.store.get_record('current', 'dataset')
+        if not pointer:
+            return None
+        record = await self.store.get_record('dataset', pointer['name'])
+        return DatasetInfo(**record) if record else None
+
+    def examples(self, info: DatasetInfo) -> list[Example]:
+        path = self.root / info.path
+        try:
+            return read_jsonl(path)
+        except (OSError, ValueError, KeyError) as exc:
+            _log.error('dataset %s cannot be read from %s: %s', info.name, path, exc)
+            raise ActionError(f'dataset {info.name} cannot be read ({exc}); select or upload it again') from exc
+
+    async def set_holdout(self, info: DatasetInfo, held: Sequence[Example]) -> DatasetInfo:
+        path = self.folder / f'{info.name}.holdout.jsonl'
+        await asyncio.to_thread(write_jsonl, path, held)
+        info.holdout = str(path.relative_to(self.root))
+        await self.store.put_record('dataset', info.name, attrs.asdict(info))
+        return info
+
+
+def archive_folder(folder: pathlib.Path, root: pathlib.Path, target_dir: pathlib.Path, max_bytes: int) -> pathlib.Path:
+    """Zip ``folder`` (recursively, streamed file by file) into ``target_dir/YYYY-MM-DD_NAME.zip``.
+
+    Symlinks leading outside ``root`` are left out; the total size is checked before writing and the
+    ZIP appears only when complete (temporary file + rename).
+    """
+    files = []
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = pathlib.Path(dirpath)
+        dirnames[:] = [d for d in dirnames if inside(here / d, root) and not (here / d).is_symlink()]
+        for fname in sorted(filenames):
+            file = here / fname
+            if not inside(file, root) or not file.is_file():
+                _log.warning('archive: %s leads outside the data root, left out', file)
+                continue
+            if inside(file, target_dir):
+                continue
+            total += file.stat().st_size
+            if total > max_bytes:
+                raise ActionError(f'{folder.name} is larger than the archive limit of {max_bytes} bytes')
+            files.append(file)
+    if not files:
+        raise ActionError(f'{folder.name} has no files to archive')
+    target_dir.mkdir(parents=True, exist_ok=True)
+    stem = f'{time.strftime("%Y-%m-%d")}_{slug(folder.name)}'
+    target = target_dir / f'{stem}.zip'
+    n = 2
+    while target.exists():
+        target = target_dir / f'{stem}_{n}.zip'
+        n += 1
+    fd, tmp = tempfile.mkstemp(dir=target_dir, suffix='.zip.tmp')
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_DEFLATED) as zf:
+            for file in files:
+                zf.write(file, str(pathlib.Path(folder.name) / file.relative_to(folder)))
+        os.replace(tmp, target)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,68 @@
+"""Resolve the paths users type so that they can only ever reach files under the data root.
+
+A user-named path is a request, not a trusted value: ``..``, absolute paths, drive letters and
+symlinks that lead out of the root are refused before anything is opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import re
+
+from engine.states.actions import ActionError
+
+__all__ = ['PathRefusedError', 'inside', 'resolve_inside', 'safe_member_name', 'slug']
+
+_log = logging.getLogger(__name__)
+_DRIVE = re.compile(r'^[A-Za-z]:')
+
+
+class PathRefusedError(ActionError):
+    """A user-named path points outside the allowed folder or is malformed."""
+
+
+def inside(path: pathlib.Path, root: pathlib.Path) -> bool:
+    """Whether ``path`` (after resolving symlinks) lies within ``root``."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # symlink loops
+        return False
+
+
+def safe_member_name(name: str) -> str | None:
+    """The reason a relative name is unsafe (absolute, ``..``, drive, NUL), or ``None`` when it is fine."""
+    if not name or not name.strip():
+        return 'empty path'
+    if '\x00' in name:
+        return 'path contains a NUL character'
+    normal = name.replace('\\', '/')
+    if normal.startswith('/') or _DRIVE.match(normal):
+        return 'absolute paths are not allowed'
+    if '..' in normal.split('/'):
+        return "'..' is not allowed"
+    return None
+
+
+def resolve_inside(root: pathlib.Path, name: str, *, what: str = 'path') -> pathlib.Path:
+    """Resolve the user-typed ``name`` inside ``root``, refusing anything that leads out of it.
+
+    :param root: the folder the user may reach (the data root or the archive folder).
+    :param name: what the user typed, relative to ``root``.
+    :param what: how to call the path in messages (``dataset folder``, ``file``...).
+    :raises PathRefusedError: with a message fit for the user.
+    """
+    reason = safe_member_name(name)
+    if reason:
+        raise PathRefusedError(f'{what} {name!r} refused: {reason}; give a path inside the data folder')
+    candidate = root / name.replace('\\', '/').strip('/')
+    if not inside(candidate, root):
+        _log.warning('path %r resolves outside %s (symlink) and was refused', name, root)
+        raise PathRefusedError(f'{what} {name!r} refused: it leads outside the data folder')
+    return candidate.resolve()
+
+
+def slug(text: str, default: str = 'dataset') -> str:
+    """A file-name-safe short name derived from user text (for dataset names)."""
+    value = re.sub(r'[^A-Za-z0-9._-]+', '_', text).strip('._-')[:60]
+    return value or default
