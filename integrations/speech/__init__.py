@@ -1,0 +1,117 @@
+"""Speech plugin: understand voice messages (vosk, offline) and answer aloud (gTTS, espeak-ng fallback).
+
+``setup`` reads ``[speech]`` (see :mod:`integrations.speech.config`), shares a
+:class:`~integrations.speech.service.SpeechService` as ``ctx.services['speech']`` and registers:
+
+``speech.recognize`` (language=None, grammar=None)
+    Recognise the first audio attachment: ``{'text', 'language', 'duration', 'confidence', 'voice_reply'}``.
+``speech.synthesize`` (text, language=None, voice_message=False)
+    Speak ``text``: ``{'path', 'duration', 'engine'}`` and ``'waveform'`` when ``voice_message`` (then
+    ``path`` is an OGG/Opus voice message file in the conversation's work folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+from collections.abc import Iterable
+from typing import Any
+
+from engine.api import Attachment
+from engine.config import section
+from engine.plugins import SetupContext
+from engine.states.actions import ActionContext, ActionError
+from integrations.speech.audio import AUDIO_SUFFIXES, AudioError
+from integrations.speech.config import SpeechConfig
+from integrations.speech.service import SpeechService, Transcript
+from integrations.speech.stt import RecognitionError
+from integrations.speech.tts import Synthesis, SynthesisError
+
+__all__ = ['SpeechConfig', 'SpeechService', 'Synthesis', 'Transcript', 'find_audio', 'register_actions', 'setup']
+
+_log = logging.getLogger(__name__)
+
+
+def setup(ctx: SetupContext) -> None:
+    """Build the speech service from ``[speech]`` and register the ``speech.*`` actions."""
+    config = section(ctx.config, 'speech', SpeechConfig).resolved(ctx.config)
+    service = SpeechService.from_config(config)
+    ctx.services['speech'] = service
+    register_actions(ctx, service)
+    ctx.on_stop.append(service.aclose)
+
+
+def find_audio(attachments: Iterable[Attachment]) -> Attachment | None:
+    """The first attachment that is audio by content type or, failing that, by file name ending."""
+    for att in attachments:
+        if att.is_audio:
+            return att
+    for att in attachments:
+        name = att.path.name if att.path is not None else att.name
+        if pathlib.PurePath(name).suffix.lower() in AUDIO_SUFFIXES:
+            return att
+    return None
+
+
+def register_actions(ctx: SetupContext, service: SpeechService) -> None:
+    """Register ``speech.recognize`` and ``speech.synthesize`` bound to ``service``."""
+    config = service.config
+
+    async def recognize(
+        actx: ActionContext, *, language: str | None = None, grammar: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Recognise the voice message (or audio file) the user sent."""
+        att = find_audio(actx.attachments)
+        if att is None:
+            raise ActionError('Please send a voice message or an audio file: I found no audio in your message.')
+        if att.path is None:
+            _log.error('audio attachment %r of %s was not downloaded (url %s)', att.name, actx.key, att.url)
+            raise ActionError('I could not fetch your audio file; please send it again.')
+        if att.size and att.size > config.max_bytes:
+            raise ActionError(
+                f'The audio file is too big ({att.size / 1048576:.1f} MB); '
+                f'the limit is {config.max_bytes / 1048576:.1f} MB.'
+            )
+        if att.duration is not None and att.duration > config.max_seconds + 0.5:
+            raise ActionError(
+                f'The audio is too long ({att.duration:.0f} s); the limit is {config.max_seconds:.0f} s. '
+                'Please send a shorter one.'
+            )
+        try:
+            result = await service.recognize_file(att.path, language, grammar=grammar)
+        except (AudioError, RecognitionError) as exc:
+            _log.info('cannot recognise %s from %s: %s', att.name, actx.key, exc)
+            raise ActionError(str(exc)) from exc
+        if not result.text:
+            raise ActionError('I could not understand the voice message')
+        return {
+            'text': result.text,
+            'language': result.language,
+            'duration': result.duration,
+            'confidence': result.confidence,
+            'voice_reply': config.voice_reply,
+        }
+
+    async def synthesize(
+        actx: ActionContext, *, text: str, language: str | None = None, voice_message: bool = False
+    ) -> dict[str, Any]:
+        """Speak a text, optionally as a Discord voice message."""
+        if not isinstance(text, str):
+            raise ActionError('There is no text to speak.')
+        try:
+            if voice_message:
+                synthesis, voice = await service.voice_message(text, language, workdir=actx.workdir)
+                return {
+                    'path': str(voice.path),
+                    'duration': voice.duration,
+                    'engine': synthesis.engine,
+                    'waveform': voice.waveform,
+                }
+            synthesis = await service.synthesize(text, language, workdir=actx.workdir)
+        except (SynthesisError, AudioError) as exc:
+            _log.info('cannot speak %d characters for %s: %s', len(text), actx.key, exc)
+            raise ActionError(str(exc)) from exc
+        return {'path': str(synthesis.path), 'duration': synthesis.duration, 'engine': synthesis.engine}
+
+    ctx.actions.add('speech.recognize', recognize)
+    ctx.actions.add('speech.synthesize', synthesize)

@@ -1,0 +1,72 @@
+"""``flowbot speech ...``: operator commands for speech models.
+
+``main(argv, config)`` takes the arguments after ``speech``::
+
+    flowbot speech install vosk-model-small-ru-0.22 [--url URL] [--sha256 HEX] [--force]
+    flowbot speech models        # configured languages, their models and whether they are installed
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from engine.config import Config, ConfigError, section
+from integrations.speech.config import SpeechConfig
+from integrations.speech.install import ModelInstallError, install_model, model_url
+
+__all__ = ['main']
+
+_log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='flowbot speech', description='Manage speech recognition models.')
+    sub = parser.add_subparsers(dest='command', required=True)
+    install = sub.add_parser('install', help='download and unpack a vosk model into [speech] models_dir')
+    install.add_argument('model', help='model name, e.g. vosk-model-small-ru-0.22')
+    install.add_argument('--url', help='download URL (default: [speech.downloads] or the alphacephei folder)')
+    install.add_argument('--sha256', help='expected SHA-256 of the zip')
+    install.add_argument('--force', action='store_true', help='replace an installed model')
+    sub.add_parser('models', help='list configured models and whether they are installed')
+    return parser
+
+
+def main(argv: list[str], config: Config) -> int:
+    """Run a speech command; return the process exit code (messages go to stdout/stderr)."""
+    args = _parser().parse_args(argv)
+    try:
+        speech = section(config, 'speech', SpeechConfig).resolved(config)
+    except ConfigError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    if args.command == 'install':
+        url, _ = model_url(args.model, speech)
+        print(f'downloading {args.model} from {args.url or url} ...')
+        last = [-1]
+
+        def progress(done: int, total: int | None) -> None:
+            if total:
+                pct = done * 100 // total
+                if pct // 10 != last[0]:
+                    last[0] = pct // 10
+                    print(f'  {pct}% of {total / 1048576:.0f} MB', flush=True)
+
+        try:
+            path = install_model(
+                args.model, speech, url=args.url, sha256=args.sha256, force=args.force, progress=progress
+            )
+        except ModelInstallError as exc:
+            print(f'error: {exc}', file=sys.stderr)
+            return 1
+        print(f'installed {args.model} in {path}')
+        langs = [lang for lang, name in speech.models.items() if name == args.model]
+        if not langs:
+            print(f'to use it, add to bot.toml:\n  [speech.models]\n  LANGUAGE = "{args.model}"')
+        return 0
+    for lang, name in sorted(speech.models.items()):
+        path = speech.models_path / name
+        state = 'installed' if (path / 'conf').is_dir() or (path / 'am').is_dir() else 'missing'
+        print(f'{lang:6} {name:40} {state:9} {path}')
+    return 0

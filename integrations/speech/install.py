@@ -1,0 +1,170 @@
+"""Installing vosk models: download a zip, check its SHA-256, unpack it safely into the models folder.
+
+Models are only ever downloaded by an operator (``flowbot speech install MODEL``), never by a flow.
+The zip is unpacked into a staging folder first and moved into place only when complete, so a
+failed install never leaves a half model that vosk would try to load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pathlib
+import re
+import shutil
+import stat
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable
+
+from integrations.speech.config import SpeechConfig
+
+__all__ = ['ModelInstallError', 'install_model', 'model_url']
+
+_log = logging.getLogger(__name__)
+
+_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
+_CHUNK = 1 << 20
+
+
+class ModelInstallError(Exception):
+    """The model could not be installed; the message says why and what to do."""
+
+
+def model_url(name: str, config: SpeechConfig) -> tuple[str, str | None]:
+    """The URL and expected SHA-256 for ``name``: ``[speech.downloads]`` first, else the base URL."""
+    if name in config.downloads:
+        dl = config.downloads[name]
+        return dl.url, dl.sha256
+    return urllib.parse.urljoin(config.download_base_url.rstrip('/') + '/', f'{name}.zip'), None
+
+
+def install_model(
+    name: str,
+    config: SpeechConfig,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    force: bool = False,
+    timeout: float = 60.0,
+    max_unpacked_bytes: int = 16 * 1024**3,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> pathlib.Path:
+    """Download model ``name`` and unpack it to ``<models_dir>/<name>``; return that folder.
+
+    :param url: overrides the configured URL.
+    :param sha256: expected checksum (hex); overrides the configured one. Without any, the computed
+        checksum is logged so it can be pinned in ``[speech.downloads]``.
+    :param force: replace an installed model of the same name.
+    :param max_unpacked_bytes: refuse archives that would unpack to more (zip bombs).
+    :param progress: called with (bytes downloaded, total or ``None``) as the download goes.
+    :raises ModelInstallError: bad name, download failure, checksum mismatch, unsafe or invalid archive.
+    """
+    if not _NAME.match(name):
+        raise ModelInstallError(f'{name!r} is not a model name (letters, digits, ".", "_", "-").')
+    configured_url, configured_sha = model_url(name, config)
+    url = url or configured_url
+    expected = (sha256 or configured_sha or '').strip().lower() or None
+    if expected is not None and not re.fullmatch(r'[0-9a-f]{64}', expected):
+        raise ModelInstallError(f'{sha256 or configured_sha!r} is not a SHA-256 checksum (64 hex digits).')
+    if urllib.parse.urlsplit(url).scheme not in ('http', 'https'):
+        raise ModelInstallError(f'Only http(s) downloads are supported, not {url!r}.')
+
+    models_dir = config.models_path
+    target = models_dir / name
+    if target.exists() and not force:
+        raise ModelInstallError(f'{name} is already installed in {target}; use --force to replace it.')
+    models_dir.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix=f'.{name}.', dir=models_dir) as tmp:
+        archive = pathlib.Path(tmp) / 'model.zip'
+        digest = _download(url, archive, timeout=timeout, progress=progress)
+        if expected is None:
+            _log.warning('%s: no checksum configured; downloaded sha256 is %s', name, digest)
+        elif digest != expected:
+            _log.error('%s: checksum mismatch from %s: expected %s, got %s', name, url, expected, digest)
+            raise ModelInstallError(
+                f'The download of {name} is corrupt or not the expected file (sha256 {digest}, expected {expected}).'
+            )
+        staging = pathlib.Path(tmp) / 'unpacked'
+        staging.mkdir()
+        _safe_unpack(archive, staging, max_unpacked_bytes)
+        root = _model_root(staging)
+        if not ((root / 'conf').is_dir() or (root / 'am').is_dir()):
+            raise ModelInstallError(f'The archive from {url} does not contain a vosk model (no conf/ or am/ folder).')
+        if target.exists():
+            old = pathlib.Path(tmp) / 'previous'
+            target.rename(old)
+        root.rename(target)
+    _log.info('installed speech model %s from %s into %s', name, url, target)
+    return target
+
+
+def _download(
+    url: str, dest: pathlib.Path, *, timeout: float, progress: Callable[[int, int | None], None] | None
+) -> str:
+    sha = hashlib.sha256()
+    request = urllib.request.Request(url, headers={'User-Agent': 'flowbot-speech-installer'})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, dest.open('wb') as out:
+            total_header = response.headers.get('Content-Length')
+            total = int(total_header) if total_header and total_header.isdigit() else None
+            done = 0
+            while chunk := response.read(_CHUNK):
+                sha.update(chunk)
+                out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+    except urllib.error.HTTPError as exc:
+        _log.error('model download %s failed: HTTP %s', url, exc.code)
+        raise ModelInstallError(f'The download from {url} failed: HTTP {exc.code} {exc.reason}.') from exc
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, 'reason', exc)
+        _log.error('model download %s failed: %s', url, reason)
+        raise ModelInstallError(f'The download from {url} failed: {reason}.') from exc
+    if total is not None and done != total:
+        raise ModelInstallError(f'The download from {url} stopped early ({done} of {total} bytes).')
+    return sha.hexdigest()
+
+
+def _safe_unpack(archive: pathlib.Path, dest: pathlib.Path, max_bytes: int) -> None:
+    """Extract ``archive`` into ``dest``, refusing absolute paths, ``..``, links and oversize content."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            total = sum(m.file_size for m in members)
+            if total > max_bytes:
+                raise ModelInstallError(f'The archive would unpack to {total} bytes, over the {max_bytes} allowed.')
+            root = dest.resolve()
+            for member in members:
+                name = member.filename.replace('\\', '/')
+                parts = pathlib.PurePosixPath(name).parts
+                if name.startswith('/') or re.match(r'^[A-Za-z]:', name) or '..' in parts:
+                    _log.error('refusing zip member %r from %s', member.filename, archive)
+                    raise ModelInstallError(f'The archive is unsafe: it has a file outside its folder ({name!r}).')
+                if stat.S_ISLNK(member.external_attr >> 16):
+                    raise ModelInstallError(f'The archive is unsafe: it contains a link ({name!r}).')
+                target = (root / name).resolve()
+                if not target.is_relative_to(root):
+                    raise ModelInstallError(f'The archive is unsafe: it has a file outside its folder ({name!r}).')
+                if member.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, target.open('wb') as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
+    except zipfile.BadZipFile as exc:
+        _log.error('%s is not a zip archive: %s', archive, exc)
+        raise ModelInstallError('The download is not a zip archive.') from exc
+
+
+def _model_root(staging: pathlib.Path) -> pathlib.Path:
+    """The archive's single top folder (as alphacephei packs models), or the staging folder itself."""
+    entries = [p for p in staging.iterdir() if not p.name.startswith('__MACOSX')]
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return staging

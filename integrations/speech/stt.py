@@ -1,0 +1,268 @@
+"""Speech to text: the :class:`SpeechRecognizer` port, vosk (offline, default) and faster-whisper (optional).
+
+Models are big and slow to load, so each is loaded once per process and shared; recognition is
+CPU-bound and runs in a thread pool so the event loop keeps serving other conversations.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import logging
+import pathlib
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import attrs
+
+__all__ = [
+    'EngineNotInstalledError',
+    'ModelNotInstalledError',
+    'Recognition',
+    'RecognitionError',
+    'SpeechRecognizer',
+    'VoskModelCache',
+    'VoskRecognizer',
+    'WhisperRecognizer',
+    'language_candidates',
+]
+
+_log = logging.getLogger(__name__)
+
+
+class RecognitionError(Exception):
+    """Recognition cannot run; the message is fit for the user (or the operator, for set-up problems)."""
+
+
+class ModelNotInstalledError(RecognitionError):
+    """No model is configured or installed for the language."""
+
+
+class EngineNotInstalledError(RecognitionError):
+    """The configured engine's Python package is missing."""
+
+
+@attrs.frozen
+class Recognition:
+    """What was said; ``confidence`` (0-1) when the engine gives one."""
+
+    text: str
+    confidence: float | None = None
+
+
+class SpeechRecognizer(abc.ABC):
+    """Turns PCM (mono, signed 16-bit little-endian) into text."""
+
+    name: str = 'recognizer'
+
+    @abc.abstractmethod
+    async def recognize(
+        self, pcm: bytes, sample_rate: int, language: str, *, grammar: Sequence[str] | None = None
+    ) -> Recognition:
+        """Recognise ``pcm``.
+
+        :param language: ``ru``, ``en``, ``ko``, ... (locales like ``ru-RU`` are accepted).
+        :param grammar: restrict recognition to these words/phrases where the engine can.
+        :raises RecognitionError: no model, engine missing, engine failure.
+        """
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release what the recogniser holds."""
+
+
+def language_candidates(language: str) -> list[str]:
+    """``pt-BR`` -> ``['pt-br', 'pt']``: the exact locale first, then its language."""
+    lang = language.strip().lower().replace('_', '-')
+    base = lang.split('-', 1)[0]
+    return [lang] if base == lang else [lang, base]
+
+
+class VoskModelCache:
+    """Vosk models by folder, each loaded once (loading takes seconds and hundreds of MB)."""
+
+    def __init__(self) -> None:
+        self._models: dict[pathlib.Path, Any] = {}
+        self._locks: dict[pathlib.Path, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, path: pathlib.Path) -> Any:
+        """The loaded ``vosk.Model`` for ``path``, loading it on first use (blocking: call from a thread)."""
+        path = path.resolve()
+        with self._guard:
+            if path in self._models:
+                return self._models[path]
+            lock = self._locks.setdefault(path, threading.Lock())
+        with lock:  # one load per folder even when many requests arrive at once
+            if path in self._models:
+                return self._models[path]
+            import vosk
+
+            vosk.SetLogLevel(-1)
+            _log.info('loading vosk model %s', path)
+            try:
+                model = vosk.Model(str(path))
+            except Exception as exc:  # vosk raises a bare Exception when the folder is not a model
+                _log.error('vosk cannot load the model in %s: %s', path, exc)
+                raise ModelNotInstalledError(f'The speech model in {path} is damaged; reinstall it.') from exc
+            with self._guard:
+                self._models[path] = model
+            return model
+
+    def loaded(self) -> list[pathlib.Path]:
+        with self._guard:
+            return list(self._models)
+
+
+SHARED_MODELS = VoskModelCache()
+"""The process-wide cache every :class:`VoskRecognizer` uses unless given its own."""
+
+
+class VoskRecognizer(SpeechRecognizer):
+    """Offline recognition with vosk (Kaldi); one model folder per language."""
+
+    name = 'vosk'
+
+    def __init__(
+        self,
+        models_dir: pathlib.Path,
+        models: Mapping[str, str],
+        *,
+        executor: Executor | None = None,
+        cache: VoskModelCache | None = None,
+        chunk_seconds: float = 0.5,
+    ) -> None:
+        """
+        :param models_dir: where model folders live.
+        :param models: language -> folder name in ``models_dir`` (or an absolute path).
+        :param executor: the pool recognition runs in; the loop's default pool if ``None``.
+        """
+        self.models_dir = models_dir
+        self.models = {k.lower(): v for k, v in models.items()}
+        self.executor = executor
+        self.cache = cache or SHARED_MODELS
+        self.chunk_seconds = chunk_seconds
+
+    def model_path(self, language: str) -> pathlib.Path:
+        """The folder of the model for ``language``; raises a message saying how to install it."""
+        for lang in language_candidates(language):
+            if lang in self.models:
+                name = self.models[lang]
+                path = self.models_dir / name
+                if not (path / 'conf').is_dir() and not (path / 'am').is_dir():
+                    raise ModelNotInstalledError(
+                        f'The speech model for {lang!r} ({name}) is not installed in {self.models_dir}. '
+                        f'An admin can install it with: flowbot speech install {pathlib.Path(name).name}'
+                    )
+                return path
+        raise ModelNotInstalledError(
+            f'I cannot recognise speech in {language!r}: no model is configured for it. '
+            f'An admin can add one under [speech.models] in bot.toml and run: flowbot speech install MODEL'
+        )
+
+    def load(self, language: str) -> Any:
+        """Load the language's model now (blocking), e.g. at start-up or before a benchmark."""
+        return self.cache.get(self.model_path(language))
+
+    async def recognize(
+        self, pcm: bytes, sample_rate: int, language: str, *, grammar: Sequence[str] | None = None
+    ) -> Recognition:
+        path = self.model_path(language)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._recognize, path, pcm, sample_rate, grammar)
+
+    def _recognize(
+        self, path: pathlib.Path, pcm: bytes, sample_rate: int, grammar: Sequence[str] | None
+    ) -> Recognition:
+        import vosk
+
+        model = self.cache.get(path)
+        try:
+            if grammar:
+                rec = vosk.KaldiRecognizer(model, float(sample_rate), json.dumps(list(grammar), ensure_ascii=False))
+            else:
+                rec = vosk.KaldiRecognizer(model, float(sample_rate))
+            rec.SetWords(True)
+            step = max(2, int(sample_rate * self.chunk_seconds) * 2)
+            results: list[dict[str, Any]] = []
+            for start in range(0, len(pcm), step):
+                if rec.AcceptWaveform(pcm[start : start + step]):
+                    results.append(json.loads(rec.Result()))
+            results.append(json.loads(rec.FinalResult()))
+        except Exception as exc:
+            _log.exception('vosk failed on %d bytes at %d Hz with %s', len(pcm), sample_rate, path)
+            raise RecognitionError('Speech recognition failed; please try again.') from exc
+        text = ' '.join(r['text'] for r in results if r.get('text')).strip()
+        confs = [w['conf'] for r in results for w in r.get('result', ()) if 'conf' in w]
+        return Recognition(text, sum(confs) / len(confs) if confs else None)
+
+
+class WhisperRecognizer(SpeechRecognizer):
+    """Recognition with faster-whisper, imported only when used (``pip install faster-whisper``)."""
+
+    name = 'whisper'
+
+    def __init__(
+        self,
+        model: str = 'small',
+        *,
+        device: str = 'cpu',
+        compute_type: str = 'int8',
+        beam_size: int = 5,
+        executor: Executor | None = None,
+    ) -> None:
+        self.model_name = model
+        self.device = device
+        self.compute_type = compute_type
+        self.beam_size = beam_size
+        self.executor = executor
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                try:
+                    from faster_whisper import WhisperModel
+                except ImportError as exc:
+                    raise EngineNotInstalledError(
+                        'Speech recognition is set to faster-whisper, which is not installed. '
+                        'An admin can install it with: pip install faster-whisper '
+                        '(or set [speech] stt_engine = "vosk").'
+                    ) from exc
+                _log.info('loading faster-whisper model %s on %s', self.model_name, self.device)
+                self._model = WhisperModel(self.model_name, device=self.device, compute_type=self.compute_type)
+            return self._model
+
+    async def recognize(
+        self, pcm: bytes, sample_rate: int, language: str, *, grammar: Sequence[str] | None = None
+    ) -> Recognition:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._recognize, pcm, sample_rate, language, grammar)
+
+    def _recognize(self, pcm: bytes, sample_rate: int, language: str, grammar: Sequence[str] | None) -> Recognition:
+        model = self._load()
+        import numpy as np
+
+        from integrations.speech.audio import resample_pcm
+
+        if sample_rate != 16000:  # whisper expects 16 kHz float samples
+            pcm = resample_pcm(pcm, sample_rate, 16000)
+        audio = np.frombuffer(pcm, dtype='<i2').astype(np.float32) / 32768.0
+        prompt = ', '.join(grammar) if grammar else None  # whisper has no grammar; a prompt biases it
+        try:
+            segments, _info = model.transcribe(
+                audio,
+                language=language_candidates(language)[-1],
+                beam_size=self.beam_size,
+                initial_prompt=prompt,
+            )
+            parts = list(segments)
+        except Exception as exc:
+            _log.exception('faster-whisper failed on %d bytes', len(pcm))
+            raise RecognitionError('Speech recognition failed; please try again.') from exc
+        text = ' '.join(s.text.strip() for s in parts).strip()
+        probs = [float(np.exp(s.avg_logprob)) for s in parts]
+        return Recognition(text, sum(probs) / len(probs) if probs else None)
