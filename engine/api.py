@@ -94,6 +94,9 @@ class Command(Event):
     name: str
     options: Mapping[str, Any] = attrs.field(factory=dict)
     attachments: Sequence[Attachment] = ()
+    args_text: str | None = None
+    """Unparsed arguments of a prefix command; the engine parses them against the flow's options
+    (``engine.commands.parse_arguments``) so every adapter shares one parser."""
 
 
 @attrs.frozen(kw_only=True)
@@ -160,6 +163,10 @@ class Adapter(abc.ABC):
     async def voice_speak(self, key: ConversationKey, audio: pathlib.Path) -> bool:
         """Speak ``audio`` where the user is; return ``False`` when the user is in no voice channel."""
         raise NotSupportedError(f'{self.name} has no voice channels')
+
+    async def fetch_text(self, key: ConversationKey, message_id: str) -> str | None:
+        """The text of an earlier bot message, for corrections; ``None`` when unknown."""
+        return None
 
     async def close_conversation(self, key: ConversationKey) -> None:  # noqa: B027 - optional hook
         """Called when a conversation ends, to release per-conversation resources."""

@@ -31,6 +31,7 @@ __all__ = [
     'Trigger',
     'Wait',
     'localize',
+    'parse_duration',
 ]
 
 Text = str | dict[str, str]
@@ -250,3 +251,21 @@ class Flow:
         names = list(self.states)
         index = names.index(state)
         return names[index + 1] if index + 1 < len(names) else None
+
+
+_DURATION = {'s': 1.0, 'm': 60.0, 'h': 3600.0, 'd': 86400.0}
+
+
+def parse_duration(value: str | float | None) -> float | None:
+    """``90``, ``"90s"``, ``"5m"``, ``"2h"``, ``"1d"`` to seconds; ``ValueError`` on anything else."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value[-1:] in _DURATION and value[:-1].replace('.', '', 1).isdigit():
+        seconds = float(value[:-1]) * _DURATION[value[-1]]
+    else:
+        raise ValueError(f'{value!r} is not a duration such as 30, "90s", "5m", "2h" or "1d"')
+    if seconds <= 0:
+        raise ValueError(f'{value!r}: a timeout must be positive')
+    return seconds

@@ -1,0 +1,119 @@
+"""Typed command arguments from text: one parser for prefix commands on every adapter.
+
+``!train data/reviews label=positive`` and ``/train data/reviews positive`` both become
+``{'path': 'data/reviews', 'label': 'positive'}`` checked against the trigger's options.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from typing import Any
+
+from engine.api import Attachment
+from engine.flows import model
+
+__all__ = ['UsageError', 'convert', 'parse_arguments', 'split_command', 'usage']
+
+MAX_ARGUMENT_CHARS = 4000
+
+_MENTION = re.compile(r'^<[@#][!&]?(\d+)>$')
+_TRUE = {'true', 'yes', 'y', 'on', '1', 'да'}
+_FALSE = {'false', 'no', 'n', 'off', '0', 'нет'}
+
+
+class UsageError(ValueError):
+    """The arguments do not fit the command; the message includes the usage line."""
+
+
+def split_command(text: str, prefixes: Sequence[str]) -> tuple[str, str] | None:
+    """``('train', 'rest of line')`` if ``text`` starts with a prefix and a name, else ``None``."""
+    for prefix in prefixes:
+        if text.startswith(prefix) and len(text) > len(prefix) and not text[len(prefix)].isspace():
+            name, _, rest = text[len(prefix) :].partition(' ')
+            return name.lower(), rest.strip()
+    return None
+
+
+def usage(name: str, trigger: model.Trigger, prefix: str = '!') -> str:
+    parts = [f'{prefix}{name}']
+    for option in trigger.options:
+        label = f'{option.name}:{option.type}'
+        if option.choices:
+            label += '=' + '|'.join(map(str, option.choices))
+        parts.append(f'<{label}>' if option.is_required else f'[{label}]')
+    return ' '.join(parts)
+
+
+def convert(option: model.OptionSpec, raw: str) -> Any:
+    """Convert one argument to the option's type; ``ValueError`` says what was expected."""
+    value: Any
+    if option.type == 'integer':
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f'{option.name} must be a whole number, not "{raw}"') from None
+    elif option.type == 'number':
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f'{option.name} must be a number, not "{raw}"') from None
+    elif option.type == 'boolean':
+        lowered = raw.lower()
+        if lowered not in _TRUE | _FALSE:
+            raise ValueError(f'{option.name} must be yes or no, not "{raw}"')
+        value = lowered in _TRUE
+    elif option.type in ('user', 'channel'):
+        match = _MENTION.match(raw)
+        value = match.group(1) if match else raw
+        if not value.isdigit():
+            raise ValueError(f'{option.name} must be a {option.type} mention or id, not "{raw}"')
+    else:
+        value = raw
+    if option.choices and value not in option.choices:
+        raise ValueError(f'{option.name} must be one of {", ".join(map(str, option.choices))}, not "{raw}"')
+    return value
+
+
+def parse_arguments(
+    name: str, trigger: model.Trigger, text: str, attachments: Sequence[Attachment] = (), prefix: str = '!'
+) -> dict[str, Any]:
+    """Typed options from the text after the command name (positional or ``name=value``)."""
+    line = usage(name, trigger, prefix)
+    if len(text) > MAX_ARGUMENT_CHARS:
+        raise UsageError(
+            f'Arguments are too long ({len(text)} characters, at most {MAX_ARGUMENT_CHARS}).\nUsage: {line}'
+        )
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f'Cannot read the arguments: {exc}.\nUsage: {line}') from None
+    by_name = {o.name: o for o in trigger.options}
+    values: dict[str, Any] = {}
+    positional = [o for o in trigger.options if o.type != 'attachment']
+    files = list(attachments)
+    try:
+        for word in words:
+            key, sep, raw = word.partition('=')
+            if sep and key in by_name:
+                if key in values:
+                    raise ValueError(f'{key} is given twice')
+                values[key] = convert(by_name[key], raw)
+                continue
+            option = next((o for o in positional if o.name not in values), None)
+            if option is None:
+                raise ValueError(f'too many arguments (unexpected "{word}")')
+            values[option.name] = convert(option, word)
+        for option in trigger.options:
+            if option.type == 'attachment' and option.name not in values and files:
+                values[option.name] = files.pop(0)
+    except ValueError as exc:
+        raise UsageError(f'{exc}.\nUsage: {line}') from None
+    missing = [o.name for o in trigger.options if o.is_required and o.name not in values]
+    if missing:
+        raise UsageError(f'Missing {", ".join(missing)}.\nUsage: {line}')
+    for option in trigger.options:
+        if option.name not in values and option.default is not None:
+            values[option.name] = option.default
+    return values

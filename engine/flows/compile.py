@@ -1,0 +1,128 @@
+"""Compilation: one validated flow version becomes one ``transitions`` AsyncMachine.
+
+Conversations are not attached to the machine (no ``add_model``: its model list makes that
+O(live conversations) and costs kilobytes each). The runtime fires events with
+``machine.events[name].trigger(conversation)``, the library's static-machine pattern, and
+serialises each conversation's events itself. Callbacks are never strings, so transitions'
+dotted-path resolution can never import anything named in a flow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
+
+import attrs
+from transitions import EventData
+from transitions.extensions.asyncio import AsyncEvent, AsyncEventData, AsyncMachine
+
+from engine.flows import model
+from engine.templates import compile_condition
+
+__all__ = ['END', 'CompiledFlow', 'FlowMachine', 'Model', 'compile_flow', 'version_id']
+
+END = '__end__'
+"""The final state every flow has; reaching it ends the conversation (or returns from a sub-flow)."""
+
+
+class Model(Protocol):
+    """What a conversation must offer the machine: its state and a template context."""
+
+    state: str
+
+    def context(self) -> Mapping[str, Any]: ...
+
+
+class _Event(AsyncEvent):
+    """An event without transitions' task bookkeeping.
+
+    ``AsyncMachine.process_context`` tracks tasks per model so a second event can cancel running
+    callbacks; our callbacks are only conditions (no I/O), and the runtime already runs one event
+    per conversation at a time, so that bookkeeping is pure overhead on the hot path.
+    """
+
+    async def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:  # type: ignore[override]
+        data = AsyncEventData(None, self, self.machine, model, args=args, kwargs=kwargs)
+        result: bool = await self._trigger(data)
+        return result
+
+
+class FlowMachine(AsyncMachine):
+    """AsyncMachine with our event class (transitions' documented extension point)."""
+
+    event_cls = _Event
+
+
+def version_id(flow: model.Flow) -> str:
+    """A flow's declared version plus a digest of its source: an edit is always a new version."""
+    return f'{flow.version}-{hashlib.sha256(flow.source.encode()).hexdigest()[:10]}'
+
+
+@attrs.frozen
+class CompiledFlow:
+    flow: model.Flow
+    version: str
+    machine: FlowMachine
+    timeouts: dict[str, float | None]
+    asks: tuple[str, ...]
+    """Ask states, in file order: the targets of ``back``."""
+
+    @property
+    def name(self) -> str:
+        return self.flow.name
+
+    async def fire(self, conv: Model, event: str) -> bool:
+        """Fire ``event`` on ``conv``; ``False`` when no transition applied."""
+        return bool(await self.machine.events[event].trigger(conv))
+
+
+def _condition(expression: str) -> Any:
+    evaluate = compile_condition(expression)
+
+    def check(event_data: EventData) -> bool:
+        conv = cast(Model, event_data.model)
+        return bool(evaluate(conv.context()))
+
+    return check
+
+
+def compile_flow(flow: model.Flow) -> CompiledFlow:
+    """Build the machine of a flow that passed validation."""
+    states = [*flow.states, END]
+    transitions: list[dict[str, Any]] = []
+
+    def add(trigger: str, source: str, dest: str | None, **extra: Any) -> None:
+        transitions.append({'trigger': trigger, 'source': source, 'dest': dest or END, **extra})
+
+    asks = tuple(name for name, spec in flow.states.items() if isinstance(spec, model.Ask))
+    for name, spec in flow.states.items():
+        if isinstance(spec, model.Decide):
+            for branch in spec.when:
+                add('decide', name, branch.goto, conditions=[_condition(branch.when)])
+            if spec.otherwise:
+                add('decide', name, spec.otherwise)
+        elif not isinstance(spec, model.End):
+            add('next', name, flow.following(name))
+        if isinstance(spec, model.Ask):
+            add('fail', name, spec.on_fail)
+        if isinstance(spec, model.Call):
+            add('error', name, spec.on_error)
+        if isinstance(spec, model.End):
+            add('next', name, END)
+        add('timeout', name, spec.on_timeout)
+        add('cancel', name, END)
+    for ask in asks:
+        add(f'back_{ask}', [a for a in asks if a != ask], ask)  # type: ignore[arg-type]
+    machine = FlowMachine(
+        model=None,
+        states=states,
+        transitions=transitions,
+        initial=flow.initial,
+        auto_transitions=False,
+        ignore_invalid_triggers=True,
+        send_event=True,
+        name=f'{flow.name}: ',
+    )
+    timeouts = {name: model.parse_duration(spec.timeout) for name, spec in flow.states.items()}
+    return CompiledFlow(flow=flow, version=version_id(flow), machine=machine, timeouts=timeouts, asks=asks)

@@ -1,0 +1,295 @@
+"""Definition-time validation: everything ``flowbot lint`` reports, before any conversation runs.
+
+Each rule has a code (shown in brackets) so maintainers can look it up in ``docs/flows.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from typing import Any
+
+from engine.flows import model
+from engine.flows.loader import Diagnostic, LineIndex, did_you_mean
+from engine.states.actions import ActionRegistry
+from engine.templates import TemplateError, find_variables
+
+__all__ = ['BUILTIN_VARIABLES', 'edges', 'validate', 'validate_flow']
+
+BUILTIN_VARIABLES = frozenset(
+    {'user', 'options', 'input', 'error', 'locale', 'flows', 'bot', 'attachments', 'data', 'result', 'payload'}
+)
+"""Names every template can read (see ``docs/flows.md``)."""
+
+_COMMAND_NAME = re.compile(r'^[-_a-z0-9\u00c0-\uffff]{1,32}$')
+_VARIABLE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+
+
+def edges(flow: model.Flow, name: str) -> list[tuple[str, str]]:
+    """Every (label, target) a state can move to; ``end`` targets are not states."""
+    spec = flow.states[name]
+    out: list[tuple[str, str]] = []
+    following = flow.following(name)
+    if isinstance(spec, model.Decide):
+        out += [(branch.when, branch.goto) for branch in spec.when]
+        if spec.otherwise:
+            out.append(('else', spec.otherwise))
+    elif not isinstance(spec, model.End) and following:
+        out.append(('answer' if isinstance(spec, model.Ask) else 'next', following))
+    if isinstance(spec, model.Ask) and spec.on_fail:
+        out.append(('fail', spec.on_fail))
+    if isinstance(spec, model.Call) and spec.on_error:
+        out.append(('error', spec.on_error))
+    if spec.on_timeout:
+        out.append(('timeout', spec.on_timeout))
+    return out
+
+
+def _ends(flow: model.Flow, name: str) -> bool:
+    spec = flow.states[name]
+    return isinstance(spec, model.End) or (not isinstance(spec, model.Decide) and flow.following(name) is None)
+
+
+def validate_flow(
+    flow: model.Flow,
+    *,
+    actions: ActionRegistry | None = None,
+    permissions: Collection[str] | None = None,
+    flow_names: Collection[str] | None = None,
+) -> list[Diagnostic]:
+    """Check one flow; ``None`` for a collection skips the rules that need it."""
+    index = LineIndex(flow.source)
+    found: list[Diagnostic] = []
+
+    def report(path: Sequence[str | int], message: str, code: str) -> None:
+        found.append(Diagnostic(flow.path, index.line(path), message, code))
+
+    _check_trigger(flow, report)
+    if flow.permission is not None and permissions is not None and flow.permission not in permissions:
+        report(
+            ['permission'],
+            f'unknown permission group "{flow.permission}"{did_you_mean(flow.permission, permissions)}',
+            'unknown-permission',
+        )
+    known_vars = BUILTIN_VARIABLES | {name for name in _saved_names(flow)}
+    for name, spec in flow.states.items():
+        path = ['states', name]
+        for label, target in edges(flow, name):
+            if target not in flow.states:
+                key = _edge_key(spec, label)
+                hint = did_you_mean(target, flow.states)
+                report([*path, key], f'state "{name}" goes to unknown state "{target}"{hint}', 'unknown-state')
+        _check_state(flow, name, spec, report, actions, flow_names)
+        for where, source, expression in _templates(spec):
+            try:
+                variables = find_variables(source, expression=expression)
+            except TemplateError as exc:
+                report([*path, where], str(exc), 'template')
+                continue
+            for var in sorted(variables - known_vars):
+                hint = did_you_mean(var, known_vars)
+                report([*path, where], f'state "{name}" uses unknown variable "{var}"{hint}', 'unknown-variable')
+    if not any(d.code == 'unknown-state' for d in found):
+        _check_graph(flow, report)
+    return found
+
+
+def _edge_key(spec: model.State, label: str) -> str:
+    keys = {'timeout': 'on_timeout', 'fail': 'on_fail', 'error': 'on_error', 'else': 'else'}
+    if label in keys:
+        return keys[label]
+    return 'when' if isinstance(spec, model.Decide) else 'next'
+
+
+def _check_trigger(flow: model.Flow, report: Any) -> None:
+    trigger = flow.trigger
+    for name in [trigger.command, *trigger.aliases]:
+        if name is not None and not _COMMAND_NAME.match(name):
+            report(
+                ['trigger', 'command'],
+                f'command name "{name}" must be 1-32 lowercase letters, digits, - or _',
+                'bad-value',
+            )
+        if name in model.INTERRUPTS:
+            report(['trigger', 'command'], f'"{name}" is reserved for the interrupt of the same name', 'bad-value')
+    if trigger.aliases and trigger.command is None:
+        report(['trigger', 'aliases'], 'aliases need a command', 'bad-value')
+    seen: set[str] = set()
+    for i, option in enumerate(trigger.options):
+        path = ['trigger', 'options', i]
+        if not _COMMAND_NAME.match(option.name):
+            report(path, f'option name "{option.name}" must be 1-32 lowercase letters, digits, - or _', 'bad-value')
+        if option.name in seen:
+            report(path, f'option "{option.name}" is declared twice', 'bad-value')
+        seen.add(option.name)
+        if option.choices and option.type not in ('string', 'integer', 'number'):
+            report(path, f'option "{option.name}": only string, integer and number options take choices', 'bad-value')
+    required_after_optional = False
+    for i, option in enumerate(trigger.options):
+        if option.is_required and required_after_optional:
+            report(['trigger', 'options', i], f'required option "{option.name}" follows an optional one', 'bad-value')
+        required_after_optional |= not option.is_required
+    if trigger.filter and trigger.filter.pattern:
+        _check_regex(trigger.filter.pattern, ['trigger', 'filter', 'pattern'], report)
+    if trigger.filter and not trigger.message:
+        report(['trigger', 'filter'], 'a filter needs message = true', 'bad-value')
+
+
+def _check_regex(pattern: str, path: list[str | int], report: Any) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        report(path, f'invalid regular expression {pattern!r}: {exc}', 'bad-value')
+
+
+def _check_state(
+    flow: model.Flow,
+    name: str,
+    spec: model.State,
+    report: Any,
+    actions: ActionRegistry | None,
+    flow_names: Collection[str] | None,
+) -> None:
+    path: list[str | int] = ['states', name]
+    try:
+        model.parse_duration(spec.timeout)
+    except ValueError as exc:
+        report([*path, 'timeout'], str(exc), 'bad-value')
+    if spec.on_timeout and spec.timeout is None:
+        report([*path, 'on_timeout'], f'state "{name}" has on_timeout but no timeout', 'bad-value')
+    save_as = getattr(spec, 'save_as', None)
+    if save_as is not None and (not _VARIABLE.match(save_as) or save_as in BUILTIN_VARIABLES):
+        report([*path, 'save_as'], f'save_as "{save_as}" must be a plain name, not a built-in variable', 'bad-value')
+    if isinstance(spec, model.Ask):
+        if spec.expect == 'choice' and not spec.choices:
+            report([*path, 'choices'], f'state "{name}" expects a choice but lists no choices', 'bad-value')
+        if spec.attempts < 1:
+            report([*path, 'attempts'], 'attempts must be at least 1', 'bad-value')
+        if spec.pattern:
+            _check_regex(spec.pattern, [*path, 'pattern'], report)
+    elif isinstance(spec, model.Call) and actions is not None:
+        action = actions.get(spec.action)
+        if action is None:
+            hint = did_you_mean(spec.action, actions)
+            report([*path, 'action'], f'unknown action "{spec.action}"{hint}', 'unknown-action')
+        else:
+            if action.params is not None:
+                for arg in sorted(spec.args.keys() - action.params):
+                    hint = did_you_mean(arg, action.params)
+                    report([*path, 'args'], f'action "{spec.action}" has no argument "{arg}"{hint}', 'unknown-argument')
+            for arg in sorted(action.required - spec.args.keys()):
+                report([*path, 'args'], f'action "{spec.action}" needs argument "{arg}"', 'missing-argument')
+    elif isinstance(spec, model.Decide):
+        if not spec.when:
+            report([*path, 'when'], f'choice state "{name}" has no conditions', 'bad-value')
+        if spec.next is not None:
+            report([*path, 'next'], 'a choice state goes by its conditions; use else instead of next', 'bad-value')
+    elif isinstance(spec, model.SubFlow):
+        if flow_names is not None and spec.flow not in flow_names:
+            report([*path, 'flow'], f'unknown flow "{spec.flow}"{did_you_mean(spec.flow, flow_names)}', 'unknown-flow')
+        if spec.flow == flow.name:
+            report([*path, 'flow'], f'flow "{flow.name}" cannot run itself as a sub-flow', 'bad-value')
+
+
+def _saved_names(flow: model.Flow) -> Iterator[str]:
+    for spec in flow.states.values():
+        save_as = getattr(spec, 'save_as', None)
+        if save_as:
+            yield save_as
+
+
+def _templates(spec: model.State) -> Iterator[tuple[str, str, bool]]:
+    """(key, source, is_expression) for every template in a state."""
+    for key in ('text', 'prompt', 'invalid', 'help', 'progress'):
+        yield from ((key, t, False) for t in _texts(getattr(spec, key, None)))
+    for key in ('files',):
+        yield from ((key, f, False) for f in getattr(spec, key, []))
+    if isinstance(spec, model.Call | model.SubFlow):
+        yield from (('args', t, False) for t in _strings(spec.args))
+    if isinstance(spec, model.Wait):
+        yield ('until', spec.until, False)
+    if isinstance(spec, model.Decide):
+        yield from (('when', branch.when, True) for branch in spec.when)
+
+
+def _texts(text: model.Text | None) -> Iterable[str]:
+    if text is None:
+        return []
+    return [text] if isinstance(text, str) else list(text.values())
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+
+
+def _check_graph(flow: model.Flow, report: Any) -> None:
+    reachable: set[str] = set()
+    stack = [flow.initial]
+    while stack:
+        name = stack.pop()
+        if name in reachable:
+            continue
+        reachable.add(name)
+        stack.extend(target for _, target in edges(flow, name))
+    for name in flow.states:
+        if name not in reachable:
+            report(['states', name], f'state "{name}" is unreachable from "{flow.initial}"', 'unreachable')
+    # A state can end if it is terminal or leads to one along its normal (non-timeout) edges.
+    can_end = {name for name in flow.states if _ends(flow, name)}
+    changed = True
+    while changed:
+        changed = False
+        for name in flow.states:
+            if name not in can_end and any(t in can_end for label, t in edges(flow, name) if label != 'timeout'):
+                can_end.add(name)
+                changed = True
+    for name in flow.states:
+        if name in reachable and name not in can_end:
+            report(['states', name], f'the flow can never end once it reaches state "{name}"', 'no-end')
+
+
+def validate(
+    flows: Sequence[model.Flow],
+    *,
+    actions: ActionRegistry | None = None,
+    permissions: Collection[str] | None = None,
+) -> list[Diagnostic]:
+    """Check every flow and what they share: flow names and command names must be unique."""
+    found: list[Diagnostic] = []
+    names = {flow.name for flow in flows}
+    owners: dict[str, model.Flow] = {}
+    commands: dict[str, model.Flow] = {}
+    for flow in flows:
+        found += validate_flow(flow, actions=actions, permissions=permissions, flow_names=names)
+        index = LineIndex(flow.source)
+        if flow.name in owners:
+            found.append(
+                Diagnostic(
+                    flow.path,
+                    index.line(['flow', 'name']),
+                    f'flow "{flow.name}" is also defined in {owners[flow.name].path}',
+                    'duplicate-flow',
+                )
+            )
+        owners.setdefault(flow.name, flow)
+        for command in [flow.trigger.command, *flow.trigger.aliases]:
+            if command is None:
+                continue
+            if command in commands and commands[command] is not flow:
+                found.append(
+                    Diagnostic(
+                        flow.path,
+                        index.line(['trigger', 'command']),
+                        f'command "{command}" is also defined by flow "{commands[command].name}" ({commands[command].path})',
+                        'duplicate-command',
+                    )
+                )
+            commands.setdefault(command, flow)
+    return found

@@ -1,0 +1,635 @@
+"""The runtime: conversations keyed by (adapter, channel, user), run on compiled flows.
+
+One conversation handles one event at a time, in arrival order; different conversations run
+concurrently. Machines only decide *where* a conversation goes; what a state *does* (send, ask,
+start an action) lives in :mod:`engine.states.kinds` and runs outside transition callbacks.
+Actions run as tasks whose completion comes back as an event, so a slow model never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import pathlib
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from engine.api import Adapter, ChoicePress, Command, ConversationKey, Event, Message, User
+from engine.commands import UsageError, parse_arguments
+from engine.config import Config
+from engine.flows import model
+from engine.flows.compile import CompiledFlow
+from engine.flows.library import FlowLibrary
+from engine.flows.loader import did_you_mean
+from engine.states import kinds
+from engine.states.actions import ActionRegistry
+from engine.store import Store, StoredConversation
+from engine.templates import TemplateError
+
+__all__ = ['Conversation', 'Engine', 'Internal']
+
+_log = logging.getLogger(__name__)
+
+
+@attrs.frozen(kw_only=True)
+class Internal:
+    """An event the engine posts to itself: an action finished, a timeout fell due, a topic fired."""
+
+    kind: str
+    """``done``, ``error``, ``timeout`` or ``notify``."""
+    epoch: int
+    """The state entry it belongs to; stale ones (the conversation moved on) are dropped."""
+    payload: Any = None
+
+
+class Conversation:
+    """A live conversation: the model the machines move, plus what the runtime needs."""
+
+    __slots__ = (
+        'busy',
+        'compiled',
+        'data',
+        'deadline',
+        'epoch',
+        'event',
+        'extra',
+        'key',
+        'queue',
+        'stack',
+        'state',
+        'task',
+        'timer',
+        'user',
+    )
+
+    def __init__(self, key: ConversationKey, compiled: CompiledFlow, user: User, data: dict[str, Any]) -> None:
+        self.key = key
+        self.compiled = compiled
+        self.state = compiled.flow.initial
+        self.user = user
+        self.data = data
+        self.stack: list[dict[str, Any]] = []
+        self.extra: dict[str, Any] = {}
+        self.deadline: float | None = None
+        self.epoch = 0
+        self.busy = False
+        self.queue: collections.deque[tuple[Event | Internal, asyncio.Future[None]]] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.event: Event | None = None
+        """The last user event, for locale and attachments."""
+
+    @property
+    def spec(self) -> model.State | None:
+        return self.compiled.flow.states.get(self.state)
+
+    @property
+    def locale(self) -> str | None:
+        locale: str | None = self.extra.get('locale')
+        return locale
+
+    def context(self) -> Mapping[str, Any]:
+        return {
+            **self.data,
+            'data': self.data,
+            'user': {'id': self.user.id, 'name': self.user.name},
+            'locale': self.locale or '',
+        }
+
+    def snapshot(self) -> StoredConversation:
+        return StoredConversation(
+            key=f'{self.key.adapter}\x1f{self.key.channel}\x1f{self.key.user}',
+            flow=self.compiled.name,
+            version=self.compiled.version,
+            state=self.state,
+            data=self.data,
+            stack=self.stack,
+            deadline=self.deadline,
+            extra={**self.extra, 'user': [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild]},
+        )
+
+
+MESSAGES: dict[str, model.Text] = {
+    'unknown_command': {
+        'en': 'Unknown command "{name}"{hint}. Try {prefix}instruction for the list.',
+        'ru': 'Неизвестная команда "{name}"{hint}. Список: {prefix}instruction.',
+    },
+    'denied': {
+        'en': 'Sorry, {prefix}{name} is only for the "{group}" group.',
+        'ru': 'Извините, {prefix}{name} доступна только группе "{group}".',
+    },
+    'no_dm': {
+        'en': '{prefix}{name} does not work in direct messages.',
+        'ru': '{prefix}{name} не работает в личных сообщениях.',
+    },
+    'cancelled': {'en': 'Cancelled.', 'ru': 'Отменено.'},
+    'nothing_to_cancel': {'en': 'There is nothing to cancel.', 'ru': 'Нечего отменять.'},
+    'no_back': {'en': 'There is no earlier question to go back to.', 'ru': 'Предыдущего вопроса нет.'},
+    'busy': {
+        'en': 'Still working on {flow}; I will read your message when it is done. Type cancel to stop it.',
+        'ru': 'Ещё выполняю {flow}; прочитаю сообщение, когда закончу. Напишите cancel, чтобы остановить.',
+    },
+    'interrupts': {
+        'en': 'During a question you can answer it, or type cancel, back or help.',
+        'ru': 'Во время вопроса можно ответить или написать cancel, back или help.',
+    },
+    'too_many_attempts': {
+        'en': 'Too many invalid answers; stopping here.',
+        'ru': 'Слишком много неверных ответов; останавливаюсь.',
+    },
+    'timeout': {'en': 'No answer in time; stopping here.', 'ru': 'Нет ответа вовремя; останавливаюсь.'},
+    'error': {'en': 'Something went wrong: {error}', 'ru': 'Что-то пошло не так: {error}'},
+    'stale_choice': {'en': 'That question is no longer open.', 'ru': 'Этот вопрос уже закрыт.'},
+    'stopped': {'en': 'Stopped {flow}.', 'ru': '{flow} остановлено.'},
+    'flow_removed': {
+        'en': 'The {flow} dialog was removed by the maintainers, so it ends here.',
+        'ru': 'Диалог {flow} удалён, поэтому он завершён.',
+    },
+}
+
+
+class Engine:
+    """Runs conversations for every adapter; the engine's one public entry point is :meth:`dispatch`."""
+
+    prefix = '!'
+    """How commands are written in messages (adapters may set their own)."""
+    progress_interval = 1.0
+    """Seconds between two edits of one progress message."""
+
+    def __init__(self, *, config: Config, store: Store, actions: ActionRegistry, library: FlowLibrary) -> None:
+        self.config = config
+        self.store = store
+        self.actions = actions
+        self.library = library
+        self.adapters: dict[str, Adapter] = {}
+        self.on_flows_changed: list[Callable[[], Awaitable[None]]] = []
+        self._live: dict[ConversationKey, Conversation] = {}
+        self._waiting: dict[str, set[ConversationKey]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._summary: tuple[int, list[dict[str, Any]]] | None = None
+        self._sent: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
+        self.workroot = config.resolve(config.bot.data_root) / 'tmp'
+
+    # -- public API -----------------------------------------------------------------------
+
+    def add_adapter(self, adapter: Adapter) -> None:
+        self.adapters[adapter.name] = adapter
+
+    def flows(self) -> list[model.Flow]:
+        return [c.flow for c in self.library.active()]
+
+    def conversation(self, key: ConversationKey) -> Conversation | None:
+        return self._live.get(key)
+
+    def live_count(self) -> int:
+        return len(self._live)
+
+    async def dispatch(self, event: Event | Internal, key: ConversationKey | None = None) -> None:
+        """Handle one event; returns when it (and anything queued before it) has been processed."""
+        key = key if isinstance(event, Internal) else event.key
+        assert key is not None
+        conv = self._live.get(key)
+        if conv is None:
+            if isinstance(event, Internal):
+                return
+            conv = await self._start(event)
+            if conv is None:
+                return
+        if conv.busy:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if conv.queue is None:
+                conv.queue = collections.deque()
+            conv.queue.append((event, fut))
+            await fut
+            return
+        conv.busy = True
+        try:
+            await self._process_safely(conv, event)
+            while conv.queue:
+                queued, fut = conv.queue.popleft()
+                await self._process_safely(conv, queued)
+                if not fut.done():
+                    fut.set_result(None)
+        finally:
+            conv.busy = False
+
+    async def notify(self, topic: str, payload: Mapping[str, Any] | None = None) -> int:
+        """Resume conversations waiting on ``topic``; returns how many there were."""
+        keys = list(self._waiting.get(topic, ()))
+        for key in keys:
+            conv = self._live.get(key)
+            if conv is not None:
+                await self.dispatch(Internal(kind='notify', epoch=conv.epoch, payload=dict(payload or {})), key)
+        return len(keys)
+
+    async def progress(self, topic: str, text: str) -> None:
+        for key in list(self._waiting.get(topic, ())):
+            conv = self._live.get(key)
+            if conv is not None:
+                await self.show_progress(conv, text)
+
+    async def start(self) -> None:
+        """Restore unfinished conversations and re-arm their timeouts."""
+        stored_sources = self.store.flow_versions()
+        restored = 0
+        for row in self.store.load_all():
+            if isinstance(row, Exception):
+                _log.error('store: skipping a conversation that cannot be restored: %s', row)
+                continue
+            try:
+                if self._restore(row, stored_sources):
+                    restored += 1
+            except Exception:
+                _log.exception('store: conversation %s cannot be restored; skipped', row.key.replace('\x1f', ':'))
+        if restored:
+            _log.info('restored %d conversation(s)', restored)
+
+    async def stop(self) -> None:
+        for conv in self._live.values():
+            if conv.timer:
+                conv.timer.cancel()
+            if conv.task:
+                conv.task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- starting, restoring, finishing ---------------------------------------------------
+
+    def _text(self, message: str, locale: str | None, **values: Any) -> str:
+        return model.localize(MESSAGES[message], locale, self.config.bot.language).format(prefix=self.prefix, **values)
+
+    async def _reply(self, key: ConversationKey, text: str) -> None:
+        adapter = self.adapters.get(key.adapter)
+        if adapter is None:
+            _log.error('no adapter %r to reply to %s: %s', key.adapter, key, text)
+            return
+        try:
+            await adapter.send_text(key, text)
+        except Exception:
+            _log.exception('adapter %s failed to send a reply to %s', key.adapter, key)
+
+    async def _start(self, event: Event) -> Conversation | None:
+        locale = event.locale
+        if isinstance(event, Command):
+            if event.name in model.INTERRUPTS:
+                await self._reply(event.key, self._text('nothing_to_cancel', locale))
+                return None
+            compiled = self.library.command(event.name)
+            if compiled is None:
+                hint = did_you_mean(event.name, self.library.command_names())
+                await self._reply(event.key, self._text('unknown_command', locale, name=event.name, hint=hint))
+                return None
+        elif isinstance(event, Message):
+            found = self.library.for_message(event.text, event.attachments)
+            if found is None:
+                return None
+            compiled = found
+        else:
+            await self._reply(event.key, self._text('stale_choice', locale))
+            return None
+        if not await self._allowed(compiled, event):
+            return None
+        conv = Conversation(event.key, compiled, event.user, {})
+        if locale:
+            conv.extra['locale'] = locale
+        self._live[event.key] = conv
+        return conv
+
+    async def _allowed(self, compiled: CompiledFlow, event: Event) -> bool:
+        flow = compiled.flow
+        name = flow.trigger.command or flow.name
+        if event.is_dm and not flow.trigger.dm:
+            await self._reply(event.key, self._text('no_dm', event.locale, name=name))
+            return False
+        group = flow.permission
+        if group is None or self.adapters.get(event.key.adapter, _NO_ADAPTER).grants_all_permissions:
+            return True
+        members = self.config.permissions.get(group)
+        if members and (event.user.id in members.users or event.user.roles & set(members.roles)):
+            return True
+        _log.info('denied %s to user %s (not in group %s)', flow.name, event.user.id, group)
+        await self._reply(event.key, self._text('denied', event.locale, name=name, group=group))
+        return False
+
+    def _restore(self, row: StoredConversation, sources: Mapping[tuple[str, str], str]) -> bool:
+        adapter, channel, user = row.key.split('\x1f')
+        key = ConversationKey(adapter, channel, user)
+        compiled = self.library.get(row.flow, row.version)
+        if compiled is None and (row.flow, row.version) in sources:
+            compiled = self.library.restore(row.flow, row.version, sources[(row.flow, row.version)])
+        extra = dict(row.extra)
+        uid, name, roles, guild = extra.pop('user', [user, '', [], None])
+        who = User(uid, name, frozenset(roles), guild)
+        if compiled is None or row.state not in compiled.machine.states:
+            self._spawn(self._removed(key, row), key)
+            return False
+        conv = Conversation(key, compiled, who, row.data)
+        conv.state, conv.stack, conv.extra, conv.deadline = row.state, row.stack, extra, row.deadline
+        self._live[key] = conv
+        if 'topic' in extra:
+            self._waiting.setdefault(extra['topic'], set()).add(key)
+        if conv.deadline is not None:
+            self._arm_timer(conv, max(0.0, conv.deadline - time.time()))
+        if isinstance(conv.spec, model.Call):
+            self._spawn(self.dispatch(Internal(kind='rerun', epoch=conv.epoch), key), key)
+        return True
+
+    async def _removed(self, key: ConversationKey, row: StoredConversation) -> None:
+        _log.warning('conversation %s was on flow %s %s, which no longer exists; ending it', key, row.flow, row.version)
+        await self._reply(key, self._text('flow_removed', None, flow=row.flow))
+        await self.store.delete(row.key)
+
+    async def finish(self, conv: Conversation) -> None:
+        """End a conversation: forget it, stop its timer and task, clean its folder."""
+        self._leave_state(conv)
+        self._live.pop(conv.key, None)
+        await self.store.delete(conv.snapshot().key)
+        adapter = self.adapters.get(conv.key.adapter)
+        if adapter is not None:
+            try:
+                await adapter.close_conversation(conv.key)
+            except Exception:
+                _log.exception('adapter %s failed to close conversation %s', conv.key.adapter, conv.key)
+        workdir = self._workdir_path(conv.key)
+        if workdir.exists():
+            shutil.rmtree(workdir, ignore_errors=True)
+        deferred = conv.extra.get('deferred')
+        if deferred:
+            for event in deferred:
+                self._spawn(self.dispatch(event), conv.key)
+
+    # -- processing -----------------------------------------------------------------------
+
+    async def _process_safely(self, conv: Conversation, event: Event | Internal) -> None:
+        try:
+            await self._process(conv, event)
+        except Exception as exc:
+            _log.exception('conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, event)
+            message = str(exc) if isinstance(exc, TemplateError) else 'an internal error (logged)'
+            await self._reply(conv.key, self._text('error', conv.locale, error=message))
+            if self._live.get(conv.key) is conv:
+                await self.finish(conv)
+
+    async def _process(self, conv: Conversation, event: Event | Internal) -> None:
+        if isinstance(event, Internal):
+            if event.epoch != conv.epoch:
+                return
+            await kinds.on_internal(self, conv, event)
+            return
+        if event.locale:
+            conv.extra['locale'] = event.locale
+        conv.user = event.user
+        spec = conv.spec
+        if conv.event is None and conv.state == conv.compiled.flow.initial and not conv.extra.get('started'):
+            await self._begin(conv, event)
+            return
+        command = event.name if isinstance(event, Command) else _typed_interrupt(event)
+        if command in model.INTERRUPTS:
+            await self._interrupt(conv, command, event)
+            return
+        if isinstance(event, Command):
+            compiled = self.library.command(event.name)
+            if compiled is None:
+                hint = did_you_mean(event.name, [*self.library.command_names(), *model.INTERRUPTS])
+                text = self._text('unknown_command', conv.locale, name=event.name, hint=hint)
+                await self._reply(
+                    conv.key,
+                    text + ('\n' + self._text('interrupts', conv.locale) if isinstance(spec, model.Ask) else ''),
+                )
+                return
+            await self._reply(conv.key, self._text('stopped', conv.locale, flow=conv.compiled.name))
+            await self.finish(conv)
+            self._spawn(self.dispatch(event), conv.key)
+            return
+        if isinstance(spec, model.Ask):
+            conv.event = event
+            await kinds.answer(self, conv, spec, event)
+            return
+        if isinstance(event, ChoicePress):
+            await self._reply(conv.key, self._text('stale_choice', conv.locale))
+            return
+        conv.extra.setdefault('deferred', []).append(event)
+        await self._reply(conv.key, self._text('busy', conv.locale, flow=conv.compiled.name))
+
+    async def _begin(self, conv: Conversation, event: Event) -> None:
+        conv.event = event
+        conv.extra['started'] = True
+        options: dict[str, Any] = {}
+        if isinstance(event, Command):
+            if event.args_text is not None:
+                trigger = conv.compiled.flow.trigger
+                try:
+                    options = parse_arguments(event.name, trigger, event.args_text, event.attachments, self.prefix)
+                except UsageError as exc:
+                    await self._reply(conv.key, str(exc))
+                    self._live.pop(conv.key, None)
+                    return
+            else:
+                options = {**_defaults(conv.compiled.flow.trigger), **event.options}
+            options = {k: kinds.jsonable(v) for k, v in options.items()}
+        elif isinstance(event, Message):
+            conv.data['input'] = event.text
+        conv.data['options'] = options
+        conv.data['attachments'] = [kinds.jsonable(a) for a in getattr(event, 'attachments', ())]
+        await kinds.enter(self, conv)
+
+    async def _interrupt(self, conv: Conversation, command: str, event: Event) -> None:
+        spec = conv.spec
+        if command == 'cancel':
+            await self._reply(conv.key, self._text('cancelled', conv.locale))
+            await self.finish(conv)
+        elif not isinstance(spec, model.Ask):
+            await self._reply(conv.key, self._text('busy', conv.locale, flow=conv.compiled.name))
+        elif command == 'help':
+            text = spec.help or spec.prompt
+            await self._reply(
+                conv.key, kinds.render_text(self, conv, text) + '\n' + self._text('interrupts', conv.locale)
+            )
+        else:
+            history: list[str] = conv.extra.get('history', [])
+            if not history:
+                await self._reply(conv.key, self._text('no_back', conv.locale))
+                await kinds.prompt(self, conv, spec)
+                return
+            target = history.pop()
+            await conv.compiled.fire(conv, f'back_{target}')
+            await kinds.enter(self, conv, record_history=False)
+
+    # -- helpers the state kinds use -------------------------------------------------------
+
+    def adapter(self, conv: Conversation) -> Adapter:
+        adapter = self.adapters.get(conv.key.adapter)
+        if adapter is None:
+            raise RuntimeError(f'no adapter named {conv.key.adapter!r}')
+        return adapter
+
+    def _workdir_path(self, key: ConversationKey) -> pathlib.Path:
+        safe = ''.join(c if c.isalnum() else '_' for c in f'{key.adapter}_{key.channel}_{key.user}')
+        return self.workroot / safe
+
+    def workdir(self, conv: Conversation) -> pathlib.Path:
+        path = self._workdir_path(conv.key)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def save(self, conv: Conversation) -> None:
+        await self.store.save(conv.snapshot())
+
+    def _leave_state(self, conv: Conversation) -> None:
+        conv.epoch += 1
+        conv.deadline = None
+        if conv.timer is not None:
+            conv.timer.cancel()
+            conv.timer = None
+        if conv.task is not None and conv.task is not asyncio.current_task():
+            conv.task.cancel()
+        conv.task = None
+        topic = conv.extra.pop('topic', None)
+        if topic is not None:
+            waiting = self._waiting.get(topic)
+            if waiting is not None:
+                waiting.discard(conv.key)
+                if not waiting:
+                    del self._waiting[topic]
+        conv.extra.pop('progress_id', None)
+
+    def arm(self, conv: Conversation, seconds: float | None) -> None:
+        """Start the state's timeout (called on every state entry)."""
+        if seconds is None:
+            return
+        conv.deadline = time.time() + seconds
+        self._arm_timer(conv, seconds)
+
+    def _arm_timer(self, conv: Conversation, delay: float) -> None:
+        epoch = conv.epoch
+        key = conv.key
+
+        def fire() -> None:
+            self._spawn(self.dispatch(Internal(kind='timeout', epoch=epoch), key), key)
+
+        conv.timer = asyncio.get_running_loop().call_later(delay, fire)
+
+    def wait_for(self, conv: Conversation, topic: str) -> None:
+        conv.extra['topic'] = topic
+        self._waiting.setdefault(topic, set()).add(conv.key)
+
+    def _spawn(self, coro: Awaitable[Any], key: ConversationKey) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                _log.error('background work for %s failed', key, exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    def start_action(self, conv: Conversation, work: Callable[[], Awaitable[Any]]) -> None:
+        """Run an action as a task; its result comes back as a ``done``/``error`` event."""
+        epoch = conv.epoch
+        key = conv.key
+
+        async def run() -> None:
+            try:
+                result = await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self.dispatch(Internal(kind='error', epoch=epoch, payload=exc), key)
+                return
+            await self.dispatch(Internal(kind='done', epoch=epoch, payload=result), key)
+
+        conv.task = self._spawn(run(), key)
+
+    async def show_progress(self, conv: Conversation, text: str) -> None:
+        """Send the progress message once, then edit it in place at most once per interval."""
+        adapter = self.adapter(conv)
+        now = time.monotonic()
+        message_id = conv.extra.get('progress_id')
+        try:
+            if message_id is None:
+                conv.extra['progress_id'] = await adapter.send_text(conv.key, text)
+                conv.extra['progress_at'] = now
+            elif now - conv.extra.get('progress_at', 0.0) >= self.progress_interval:
+                conv.extra['progress_at'] = now
+                await adapter.edit_text(conv.key, message_id, text)
+        except Exception:
+            _log.exception('progress update for %s failed', conv.key)
+
+    def leave_state(self, conv: Conversation) -> None:
+        self._leave_state(conv)
+
+    def text(self, message: str, conv: Conversation, **values: Any) -> str:
+        return self._text(message, conv.locale, **values)
+
+    async def reply(self, conv: Conversation, text: str) -> None:
+        await self._reply(conv.key, text)
+
+    def flows_summary(self) -> list[dict[str, Any]]:
+        """What ``instruction`` lists: every command flow with its options (cached per flow set)."""
+        if self._summary is not None and self._summary[0] == self.library.generation:
+            return self._summary[1]
+        out = []
+        for flow in sorted(self.flows(), key=lambda f: f.trigger.command or '~' + f.name):
+            trig = flow.trigger
+            out.append(
+                {
+                    'name': flow.name,
+                    'command': trig.command,
+                    'aliases': trig.aliases,
+                    'message': trig.message,
+                    'description': model.localize(flow.flow.description or trig.description, None),
+                    'options': [
+                        {
+                            'name': o.name,
+                            'type': o.type,
+                            'required': o.is_required,
+                            'description': model.localize(o.description, None),
+                        }
+                        for o in trig.options
+                    ],
+                    'permission': flow.permission,
+                }
+            )
+        self._summary = (self.library.generation, out)
+        return out
+
+
+class _NullAdapter(Adapter):
+    name = 'none'
+
+    async def send_text(self, key: ConversationKey, text: str) -> str:
+        return ''
+
+    async def send_file(
+        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
+    ) -> str:
+        return ''
+
+    async def ask(self, key: ConversationKey, text: str, options: Sequence[Any]) -> str:
+        return ''
+
+    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
+        return None
+
+
+_NO_ADAPTER = _NullAdapter()
+
+
+def _defaults(trigger: model.Trigger) -> dict[str, Any]:
+    return {o.name: o.default for o in trigger.options if o.default is not None}
+
+
+def _typed_interrupt(event: Event) -> str | None:
+    """``cancel``, ``!cancel`` or ``/cancel`` typed as a message is the interrupt."""
+    if not isinstance(event, Message) or event.attachments:
+        return None
+    word = event.text.strip().lower().lstrip('!/')
+    return word if word in model.INTERRUPTS and len(event.text.strip()) <= len(word) + 1 else None

@@ -1,0 +1,343 @@
+"""What each state kind does when a conversation enters it, and how it takes answers and results.
+
+The machine decides the next state; this module performs the state's work *outside* transition
+callbacks: it sends, prompts, starts actions as tasks, subscribes to topics and enters sub-flows.
+:func:`enter` runs automatic states (``say``, ``choice``, ``end``) until the conversation comes
+to rest (``ask``, ``call``, ``wait``) and then persists it.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import re
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from engine.api import Attachment, ChoicePress, Event, Message, Option
+from engine.flows import model
+from engine.flows.compile import END
+from engine.states.actions import ActionContext, ActionError
+from engine.templates import is_template, render, render_value
+
+if TYPE_CHECKING:
+    from engine.runtime import Conversation, Engine, Internal
+
+__all__ = ['answer', 'enter', 'jsonable', 'move', 'on_internal', 'prompt', 'render_text']
+
+_log = logging.getLogger(__name__)
+
+MAX_AUTOMATIC_STEPS = 200
+"""Automatic states in a row before the engine calls it a loop (say → choice → say …)."""
+
+_YES = {'yes', 'y', 'true', 'on', '1', 'да', 'д'}
+_NO = {'no', 'n', 'false', 'off', '0', 'нет', 'н'}
+
+
+class FlowRuntimeError(Exception):
+    """A flow did something only detectable at run time (no condition matched, a loop)."""
+
+
+def jsonable(value: Any) -> Any:
+    """Make a value storable: attachments become tables, paths strings."""
+    if isinstance(value, Attachment):
+        return {
+            'name': value.name,
+            'content_type': value.content_type,
+            'size': value.size,
+            'path': str(value.path) if value.path else None,
+            'url': value.url,
+            'duration': value.duration,
+        }
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    if attrs.has(type(value)):
+        return jsonable(attrs.asdict(value, recurse=False))
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def render_text(engine: Engine, conv: Conversation, text: model.Text | None) -> str:
+    source = model.localize(text, conv.locale, engine.config.bot.language)
+    return render(source, _context(engine, conv)) if is_template(source) else source
+
+
+def _context(engine: Engine, conv: Conversation) -> dict[str, Any]:
+    context = dict(conv.context())
+    context['bot'] = {'name': engine.config.bot.name, 'prefix': engine.prefix}
+    context['flows'] = engine.flows_summary()
+    return context
+
+
+async def move(engine: Engine, conv: Conversation, trigger: str) -> None:
+    """Leave the current state by ``trigger`` and enter whatever comes next."""
+    engine.leave_state(conv)
+    if not await conv.compiled.fire(conv, trigger):
+        raise FlowRuntimeError(f'flow {conv.compiled.name}: no "{trigger}" transition from state "{conv.state}"')
+    await enter(engine, conv)
+
+
+async def enter(engine: Engine, conv: Conversation, *, record_history: bool = True) -> None:
+    """Do the work of the state just entered, following automatic states until rest."""
+    for _ in range(MAX_AUTOMATIC_STEPS):
+        if conv.state == END:
+            if not await _return_from_subflow(engine, conv):
+                await engine.finish(conv)
+                return
+            continue
+        spec = conv.spec
+        assert spec is not None
+        engine.arm(conv, conv.compiled.timeouts[conv.state])
+        if isinstance(spec, model.Say | model.End):
+            await _say(engine, conv, spec.text, spec.files, getattr(spec, 'voice', False))
+            trigger = 'next'
+        elif isinstance(spec, model.Decide):
+            trigger = 'decide'
+        elif isinstance(spec, model.SubFlow):
+            _enter_subflow(engine, conv, spec)
+            continue
+        elif isinstance(spec, model.Ask):
+            conv.extra.pop('attempts', None)
+            await prompt(engine, conv, spec)
+            await engine.save(conv)
+            return
+        elif isinstance(spec, model.Call):
+            start_call(engine, conv, spec)
+            if spec.progress:
+                await engine.show_progress(conv, render_text(engine, conv, spec.progress))
+            await engine.save(conv)
+            return
+        elif isinstance(spec, model.Wait):
+            engine.wait_for(conv, render(spec.until, _context(engine, conv)))
+            if spec.progress:
+                await engine.show_progress(conv, render_text(engine, conv, spec.progress))
+            await engine.save(conv)
+            return
+        else:  # pragma: no cover - the loader knows no other kinds
+            raise FlowRuntimeError(f'unknown state kind {spec.kind}')
+        state = conv.state
+        engine.leave_state(conv)
+        if not await conv.compiled.fire(conv, trigger):
+            raise FlowRuntimeError(f'flow {conv.compiled.name}: no condition of choice state "{state}" matched')
+    raise FlowRuntimeError(f'flow {conv.compiled.name}: more than {MAX_AUTOMATIC_STEPS} automatic states in a row')
+
+
+async def _say(engine: Engine, conv: Conversation, text: model.Text | None, files: list[str], voice: bool) -> None:
+    body = render_text(engine, conv, text)
+    adapter = engine.adapter(conv)
+    context = _context(engine, conv) if files else {}
+    paths = [pathlib.Path(render(f, context)) for f in files]
+    for i, path in enumerate(paths):
+        if not path.is_file():
+            raise FlowRuntimeError(f'file to send does not exist: {path.name}')
+        await adapter.send_file(conv.key, path, text=body if i == 0 and body else None, voice_message=voice)
+    if body and not paths:
+        await adapter.send_text(conv.key, body)
+
+
+async def prompt(engine: Engine, conv: Conversation, spec: model.Ask) -> None:
+    text = render_text(engine, conv, spec.prompt)
+    choices = [Option(c.value, render_text(engine, conv, c.label) or c.value) for c in spec.choices]
+    if not choices and spec.expect == 'boolean':
+        choices = [Option('yes', 'Yes'), Option('no', 'No')]
+    adapter = engine.adapter(conv)
+    if choices:
+        await adapter.ask(conv.key, text, choices)
+    else:
+        await adapter.send_text(conv.key, text)
+
+
+def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
+    """(valid, value, reason) for an answer to ``spec``."""
+    if isinstance(event, ChoicePress):
+        raw = event.value
+    elif isinstance(event, Message):
+        raw = event.text.strip()
+    else:
+        return False, None, 'please answer the question'
+    if spec.expect == 'attachment':
+        files = list(event.attachments) if isinstance(event, Message) else []
+        if spec.content_types:
+            files = [a for a in files if a.content_type.startswith(tuple(spec.content_types))]
+        if not files:
+            wanted = f' ({", ".join(spec.content_types)})' if spec.content_types else ''
+            return False, None, f'please attach a file{wanted}'
+        return True, jsonable(files[0]), ''
+    if spec.choices or spec.expect == 'choice':
+        lowered = raw.lower()
+        for i, choice in enumerate(spec.choices, start=1):
+            labels = [choice.label] if isinstance(choice.label, str) else list(choice.label.values())
+            if lowered in {choice.value.lower(), str(i), *(label.lower() for label in labels if label)}:
+                return True, choice.value, ''
+        if spec.expect == 'choice':
+            return False, None, 'please pick one of: ' + ', '.join(c.value for c in spec.choices)
+    if spec.expect == 'boolean':
+        if raw.lower() in _YES:
+            return True, True, ''
+        if raw.lower() in _NO:
+            return True, False, ''
+        return False, None, 'please answer yes or no'
+    if spec.expect in ('number', 'integer'):
+        try:
+            number: float | int = int(raw) if spec.expect == 'integer' else float(raw)
+        except ValueError:
+            return False, None, f'please answer with a {"whole number" if spec.expect == "integer" else "number"}'
+        if spec.min is not None and number < spec.min:
+            return False, None, f'the smallest allowed value is {spec.min:g}'
+        if spec.max is not None and number > spec.max:
+            return False, None, f'the largest allowed value is {spec.max:g}'
+        return True, number, ''
+    if not raw:
+        return False, None, 'the answer is empty'
+    if spec.min is not None and len(raw) < spec.min:
+        return False, None, f'the answer needs at least {spec.min:g} characters'
+    if spec.max is not None and len(raw) > spec.max:
+        return False, None, f'the answer can have at most {spec.max:g} characters'
+    if spec.pattern and not re.fullmatch(spec.pattern, raw):
+        return False, None, 'the answer does not have the expected form'
+    return True, raw, ''
+
+
+async def answer(engine: Engine, conv: Conversation, spec: model.Ask, event: Event) -> None:
+    """Validate an answer: save it and go on, or re-prompt, or give up after ``attempts``."""
+    ok, value, reason = _parse(spec, event)
+    if not ok:
+        attempts = conv.extra.get('attempts', 0) + 1
+        conv.extra['attempts'] = attempts
+        if attempts >= spec.attempts:
+            if spec.on_fail is None:
+                await engine.reply(conv, engine.text('too_many_attempts', conv))
+            await move(engine, conv, 'fail')
+            return
+        message = render_text(engine, conv, spec.invalid) if spec.invalid else f'Sorry, {reason}.'
+        left = spec.attempts - attempts
+        await engine.reply(conv, f'{message} ({left} attempt{"s" if left != 1 else ""} left)')
+        await prompt(engine, conv, spec)
+        await engine.save(conv)
+        return
+    if spec.save_as:
+        conv.data[spec.save_as] = value
+    conv.data['input'] = value if isinstance(value, str) else getattr(event, 'text', '') or str(value)
+    conv.extra.setdefault('history', []).append(conv.state)
+    await move(engine, conv, 'next')
+
+
+def start_call(engine: Engine, conv: Conversation, spec: model.Call) -> None:
+    action = engine.actions.get(spec.action)
+    context = _context(engine, conv)
+    event = conv.event
+
+    async def work() -> Any:
+        if action is None:
+            raise ActionError(f'the action "{spec.action}" is not available')
+        args = render_value(spec.args, context)
+        ctx = ActionContext(
+            key=conv.key,
+            user=conv.user,
+            adapter=engine.adapter(conv),
+            data=conv.data,
+            attachments=_attachments(conv, event),
+            locale=conv.locale or engine.config.bot.language,
+            workdir=engine.workdir(conv),
+            progress=lambda text: engine.show_progress(conv, text),
+            flow=conv.compiled.name,
+            state=conv.state,
+        )
+        return await action.fn(ctx, **args)
+
+    engine.start_action(conv, work)
+
+
+def _attachments(conv: Conversation, event: Event | None) -> list[Attachment]:
+    files = list(getattr(event, 'attachments', ()) or ())
+    if not files:
+        for stored in conv.data.get('attachments', []):
+            path = stored.get('path')
+            files.append(
+                Attachment(
+                    name=stored.get('name', ''),
+                    content_type=stored.get('content_type', 'application/octet-stream'),
+                    size=stored.get('size', 0),
+                    path=pathlib.Path(path) if path else None,
+                    url=stored.get('url'),
+                    duration=stored.get('duration'),
+                )
+            )
+    return files
+
+
+def _enter_subflow(engine: Engine, conv: Conversation, spec: model.SubFlow) -> None:
+    child = engine.library.get(spec.flow)
+    if child is None:
+        raise FlowRuntimeError(f'sub-flow "{spec.flow}" is not loaded')
+    args = jsonable(render_value(spec.args, _context(engine, conv)))
+    conv.stack.append(
+        {'flow': conv.compiled.name, 'version': conv.compiled.version, 'state': conv.state, 'data': conv.data}
+    )
+    engine.leave_state(conv)
+    conv.compiled = child
+    conv.state = child.flow.initial
+    conv.data = {'options': args, 'attachments': conv.data.get('attachments', [])}
+
+
+async def _return_from_subflow(engine: Engine, conv: Conversation) -> bool:
+    if not conv.stack:
+        return False
+    frame = conv.stack.pop()
+    parent = engine.library.get(frame['flow'], frame['version'])
+    if parent is None:
+        raise FlowRuntimeError(f'the flow "{frame["flow"]}" that started a sub-flow is gone')
+    result = {k: v for k, v in conv.data.items() if k not in ('options', 'attachments')}
+    conv.compiled, conv.state, conv.data = parent, frame['state'], frame['data']
+    spec = conv.spec
+    if isinstance(spec, model.SubFlow) and spec.save_as:
+        conv.data[spec.save_as] = result
+    engine.leave_state(conv)
+    if not await conv.compiled.fire(conv, 'next'):
+        raise FlowRuntimeError(f'flow {parent.name}: no way on from sub-flow state "{conv.state}"')
+    return True
+
+
+async def on_internal(engine: Engine, conv: Conversation, event: Internal) -> None:
+    """An action result, a timeout or a notification for the state the conversation is in."""
+    spec = conv.spec
+    if event.kind == 'timeout':
+        conv.data['error'] = 'timeout'
+        if spec is None or spec.on_timeout is None:
+            await engine.reply(conv, engine.text('timeout', conv))
+        await move(engine, conv, 'timeout')
+    elif event.kind == 'done' and isinstance(spec, model.Call):
+        result = jsonable(event.payload)
+        conv.data['result'] = result
+        if spec.save_as:
+            conv.data[spec.save_as] = result
+        await move(engine, conv, 'next')
+    elif event.kind == 'error' and isinstance(spec, model.Call):
+        error = event.payload
+        if isinstance(error, ActionError):
+            message = str(error)
+        else:
+            _log.error(
+                'action %s failed in %s/%s for %s',
+                spec.action,
+                conv.compiled.name,
+                conv.state,
+                conv.key,
+                exc_info=error,
+            )
+            message = f'the action {spec.action} failed unexpectedly (logged)'
+        conv.data['error'] = message
+        if spec.on_error is None:
+            await engine.reply(conv, engine.text('error', conv, error=message))
+        await move(engine, conv, 'error')
+    elif event.kind == 'notify' and isinstance(spec, model.Wait):
+        conv.data['payload'] = event.payload
+        if spec.save_as:
+            conv.data[spec.save_as] = event.payload
+        await move(engine, conv, 'next')
+    elif event.kind == 'rerun' and isinstance(spec, model.Call):
+        start_call(engine, conv, spec)
