@@ -1,0 +1,111 @@
+"""Testing a model: read labelled test data, score predictions, draw the confusion matrix.
+
+Test data is a JSON list of ``{"text", "label"}`` objects (JSONL and CSV are accepted too, with the
+same validation report as dataset uploads), or the part of the dataset held out at training.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Sequence
+
+import attrs
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from engine.states.actions import ActionError
+from integrations.models.config import Limits
+from integrations.models.datasets import Example, load_upload
+from integrations.models.plots import plot_confusion
+
+__all__ = ['Evaluation', 'evaluate', 'evaluation_text', 'load_test_data']
+
+
+@attrs.define(kw_only=True)
+class Evaluation:
+    id: str
+    model: str
+    count: int
+    accuracy: float
+    labels: list[str]
+    per_label: dict[str, dict[str, float]]
+    """precision, recall, f1 and support of each label."""
+    matrix: list[list[int]]
+    misclassified: list[dict[str, str]]
+    """``{text, label, predicted}`` of each wrong prediction."""
+    plot: str = ''
+
+
+def load_test_data(path: pathlib.Path, display: str, limits: Limits) -> tuple[list[Example], str]:
+    """Examples from an uploaded test file, and the validation report (empty when clean)."""
+    size = path.stat().st_size
+    if size > limits.max_upload_bytes:
+        raise ActionError(f'{display} is too large ({size} bytes, limit {limits.max_upload_bytes})')
+    if display.lower().endswith('.json'):
+        try:
+            value = json.loads(path.read_text(encoding='utf-8-sig'))
+        except UnicodeDecodeError as exc:
+            raise ActionError(f'{display} is not UTF-8 text') from exc
+        except json.JSONDecodeError as exc:
+            raise ActionError(f'{display}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}') from exc
+        if not isinstance(value, list):
+            raise ActionError(f'{display}: expected a JSON list of {{"text": ..., "label": ...}} objects')
+    result = load_upload(path, display, None, limits)
+    if not result.examples:
+        raise ActionError(f'{display}: no usable test examples.\n{result.report()}')
+    if len(result.examples) > limits.max_test_examples:
+        raise ActionError(
+            f'{display} has {len(result.examples)} test examples; the limit is {limits.max_test_examples}'
+        )
+    return result.examples, result.report() if result.issues else ''
+
+
+def evaluate(
+    test_id: str, model: str, examples: Sequence[Example], predicted: Sequence[str], folder: pathlib.Path
+) -> Evaluation:
+    """Accuracy, per-label precision/recall/F1, the confusion matrix (and its PNG) and the mistakes."""
+    truth = [e.label for e in examples]
+    labels = sorted(set(truth) | set(predicted))
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
+    per_label = {
+        label: {
+            'precision': round(float(precision[i]), 4),
+            'recall': round(float(recall[i]), 4),
+            'f1': round(float(f1[i]), 4),
+            'support': int(support[i]),
+        }
+        for i, label in enumerate(labels)
+    }
+    matrix = confusion_matrix(truth, predicted, labels=labels).tolist()
+    wrong = [
+        {'text': e.text, 'label': e.label, 'predicted': p}
+        for e, p in zip(examples, predicted, strict=True)
+        if e.label != p
+    ]
+    plot = plot_confusion(matrix, labels, folder / 'confusion.png')
+    return Evaluation(
+        id=test_id,
+        model=model,
+        count=len(examples),
+        accuracy=round(float(accuracy_score(truth, predicted)), 4),
+        labels=labels,
+        per_label=per_label,
+        matrix=matrix,
+        misclassified=wrong,
+        plot=str(plot),
+    )
+
+
+def evaluation_text(ev: Evaluation, *, examples: int = 5) -> str:
+    """The result for chat: accuracy, a line per label, the first few mistakes."""
+    lines = [f'Test {ev.id} of {ev.model}: accuracy {ev.accuracy:.1%} on {ev.count} examples.']
+    for label, m in ev.per_label.items():
+        lines.append(
+            f'- {label}: precision {m["precision"]:.2f}, recall {m["recall"]:.2f}, f1 {m["f1"]:.2f} (n={m["support"]})'
+        )
+    if ev.misclassified:
+        lines.append(f'{len(ev.misclassified)} misclassified (saved as test {ev.id}), e.g.:')
+        for item in ev.misclassified[:examples]:
+            text = item['text'] if len(item['text']) <= 80 else item['text'][:77] + '...'
+            lines.append(f'  "{text}": expected {item["label"]}, got {item["predicted"]}')
+    return '\n'.join(lines)

@@ -1,0 +1,140 @@
+"""The one interface training, testing and chat go through, so flows do not care who trains.
+
+A provider turns examples into a trained model through a :class:`Job` whose lifecycle
+(``starting`` → ``queued``/``running`` → ``succeeded``/``failed``/``cancelled``) the job manager polls.
+"""
+
+from __future__ import annotations
+
+import abc
+import pathlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from engine.states.actions import ActionError
+from integrations.models.datasets import Example, Issue
+
+__all__ = ['TERMINAL', 'Estimate', 'Job', 'ModelProvider', 'ProviderError', 'TrainResult', 'Turn', 'Update']
+
+TERMINAL = frozenset({'succeeded', 'failed', 'cancelled'})
+
+
+class ProviderError(ActionError):
+    """A provider call failed; ``fatal`` says retrying cannot help (the job is gone, the request is wrong)."""
+
+    def __init__(self, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+@attrs.define(kw_only=True)
+class Job:
+    """A training job as stored (record kind ``job``): everything needed to resume it after a restart."""
+
+    id: str
+    provider: str
+    who: str
+    """The :class:`~engine.api.ConversationKey` (as text) that started it."""
+    dataset: str
+    status: str = 'starting'
+    reported: bool = False
+    """Set once the result has been handed to the notifier, so it is reported once."""
+    created: float = attrs.field(factory=time.time)
+    finished: float | None = None
+    remote_id: str | None = None
+    model_id: str | None = None
+    progress: str = ''
+    error: str | None = None
+    metrics: dict[str, float] = attrs.field(factory=dict)
+    plot: str | None = None
+    examples: int = 0
+    validation_examples: int = 0
+    last_event: str | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def topic(self) -> str:
+        return f'job:{self.id}'
+
+
+@attrs.frozen
+class Update:
+    """What one poll learned."""
+
+    status: str
+    progress: str = ''
+    events: Sequence[str] = ()
+    error: str | None = None
+    last_event: str | None = None
+
+
+@attrs.frozen
+class Estimate:
+    examples: int
+    tokens: int
+    """Tokens of one pass over the data."""
+    epochs: int
+    cost: float
+    """Approximate price in USD (0 for the local provider)."""
+
+
+@attrs.frozen
+class TrainResult:
+    model_id: str
+    metrics: dict[str, float]
+    """The final values (last step) of each metric."""
+    plot: pathlib.Path | None = None
+
+
+@attrs.frozen
+class Turn:
+    """One exchange of a chat history."""
+
+    user: str
+    assistant: str
+
+
+class ModelProvider(abc.ABC):
+    """Trains, tests and chats; implementations translate their failures into :class:`ProviderError`."""
+
+    name: str = 'provider'
+    poll_interval: float = 1.0
+    """How often the job manager polls a running job (seconds)."""
+
+    @abc.abstractmethod
+    def check(self, examples: Sequence[Example]) -> list[Issue]:
+        """Problems that would make training fail (too few examples, wrong format, too long)."""
+
+    @abc.abstractmethod
+    async def estimate(self, examples: Sequence[Example]) -> Estimate:
+        """Tokens and price of training on ``examples``."""
+
+    @abc.abstractmethod
+    async def start(self, job: Job, train: Sequence[Example], valid: Sequence[Example]) -> Job:
+        """Start training and return ``job`` with its remote id and status set; returns without waiting."""
+
+    @abc.abstractmethod
+    async def poll(self, job: Job) -> Update:
+        """The job's current status and the progress text since the last poll."""
+
+    @abc.abstractmethod
+    async def cancel(self, job: Job) -> None:
+        """Ask for the job to stop; the next poll reports ``cancelled``."""
+
+    @abc.abstractmethod
+    async def result(self, job: Job, folder: pathlib.Path) -> TrainResult:
+        """The trained model id, final metrics and a plot written into ``folder``."""
+
+    @abc.abstractmethod
+    async def predict(self, model: str | None, texts: Sequence[str]) -> list[str]:
+        """The label of each text according to ``model`` (``None``: the provider's default)."""
+
+    @abc.abstractmethod
+    async def chat(self, model: str | None, history: Sequence[Turn], text: str) -> str:
+        """A reply to ``text`` given the earlier turns."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,303 @@
+"""The embedded default provider: TF-IDF + logistic regression (scikit-learn), trained in a worker thread.
+
+Models are versioned folders ``<data_root>/models/local-<n>/`` holding ``model.joblib`` (a pickled
+:class:`LocalModel`; only load folders this bot wrote) and ``meta.json``. The learning curve
+(loss and accuracy against the number of training examples) stands in for OpenAI's per-step
+metrics, so the ``train`` flow looks the same with either provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pathlib
+import re
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import joblib
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, log_loss
+
+from integrations.models.datasets import Example, Issue, split_holdout
+from integrations.models.plots import plot_training
+from integrations.models.providers.base import Estimate, Job, ModelProvider, ProviderError, TrainResult, Turn, Update
+
+__all__ = ['LocalModel', 'LocalProvider', 'train_local']
+
+_log = logging.getLogger(__name__)
+_CURVE = (0.1, 0.25, 0.5, 0.75, 1.0)
+_MODEL_DIR = re.compile(r'^local-(\d+)$')
+
+
+class Cancelled(Exception):
+    """Raised inside the worker thread when the job was cancelled."""
+
+
+class LocalModel:
+    """A trained classifier plus its training texts, so chat can quote the nearest example."""
+
+    def __init__(self, vectorizer: TfidfVectorizer, classifier: LogisticRegression, examples: Sequence[Example]):
+        self.vectorizer = vectorizer
+        self.classifier = classifier
+        self.texts = [e.text for e in examples]
+        self.labels = [e.label for e in examples]
+        self.matrix = vectorizer.transform(self.texts)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return [str(x) for x in self.classifier.predict(self.vectorizer.transform(list(texts)))]
+
+    def explain(self, text: str) -> tuple[str, float, str, str]:
+        """(label, probability, nearest training text, its label) for one text."""
+        vector = self.vectorizer.transform([text])
+        proba = self.classifier.predict_proba(vector)[0]
+        best = int(np.argmax(proba))
+        similarity = (self.matrix @ vector.T).toarray().ravel()
+        nearest = int(np.argmax(similarity))
+        return str(self.classifier.classes_[best]), float(proba[best]), self.texts[nearest], self.labels[nearest]
+
+
+def _fit(vectorizer: TfidfVectorizer, texts: Sequence[str], labels: Sequence[str]) -> LogisticRegression:
+    classifier = LogisticRegression(max_iter=1000)
+    classifier.fit(vectorizer.transform(list(texts)), list(labels))
+    return classifier
+
+
+def _scores(
+    classifier: LogisticRegression, vectorizer: TfidfVectorizer, examples: Sequence[Example], prefix: str
+) -> dict[str, float]:
+    x = vectorizer.transform([e.text for e in examples])
+    y = [e.label for e in examples]
+    proba = classifier.predict_proba(x)
+    return {
+        f'{prefix}_loss': float(log_loss(y, proba, labels=classifier.classes_)),
+        f'{prefix}_accuracy': float(accuracy_score(y, classifier.predict(x))),
+    }
+
+
+def train_local(
+    train: Sequence[Example],
+    valid: Sequence[Example],
+    *,
+    progress: Any = None,
+    stop: threading.Event | None = None,
+    seed: int = 0,
+) -> tuple[LocalModel, list[dict[str, float]]]:
+    """Fit the model and a learning curve; blocking, meant for a worker thread.
+
+    :param valid: scored at each curve step; when empty, 20% of ``train`` is held out for the curve
+        only (the final model still learns from all of ``train``).
+    :param progress: ``callable(text)`` told about each step.
+    :returns: the model and one metrics row per curve step (``step`` = training examples used).
+    """
+    curve_train, curve_valid = list(train), list(valid)
+    if not curve_valid and len(train) >= 20:
+        curve_train, curve_valid = split_holdout(train, 0.2, seed)
+    vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, max_features=200_000)
+    vectorizer.fit([e.text for e in train])
+    rng = np.random.default_rng(seed)
+    order = [curve_train[i] for i in rng.permutation(len(curve_train))]
+    rows: list[dict[str, float]] = []
+    labels = {e.label for e in train}
+    for index, fraction in enumerate(_CURVE, 1):
+        if stop is not None and stop.is_set():
+            raise Cancelled
+        subset = order[: max(2, int(len(order) * fraction))]
+        if {e.label for e in subset} != labels:
+            continue  # too few examples of some label at this size
+        classifier = _fit(vectorizer, [e.text for e in subset], [e.label for e in subset])
+        row = {'step': float(len(subset)), **_scores(classifier, vectorizer, subset, 'train')}
+        if curve_valid:
+            row.update(_scores(classifier, vectorizer, curve_valid, 'valid'))
+        rows.append(row)
+        if progress is not None:
+            accuracy = row.get('valid_accuracy', row['train_accuracy'])
+            progress(f'learning curve {index}/{len(_CURVE)}: {len(subset)} examples, accuracy {accuracy:.2f}')
+    if stop is not None and stop.is_set():
+        raise Cancelled
+    classifier = _fit(vectorizer, [e.text for e in train], [e.label for e in train])
+    return LocalModel(vectorizer, classifier, train), rows
+
+
+@attrs.define
+class _Run:
+    status: str = 'running'
+    progress: str = 'starting'
+    error: str | None = None
+    stop: threading.Event = attrs.field(factory=threading.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class LocalProvider(ModelProvider):
+    """Trains and serves :class:`LocalModel` versions from ``<root>/models``."""
+
+    name = 'local'
+
+    def __init__(self, root: pathlib.Path, *, poll_interval: float = 0.25, seed: int = 0) -> None:
+        self.root = root
+        self.models = root / 'models'
+        self.poll_interval = poll_interval
+        self.seed = seed
+        self._runs: dict[str, _Run] = {}
+        self._cache: dict[str, LocalModel] = {}
+
+    def check(self, examples: Sequence[Example]) -> list[Issue]:
+        labels = {e.label for e in examples}
+        issues = []
+        if len(labels) < 2:
+            issues.append(
+                Issue(
+                    'dataset',
+                    f'the local model needs at least two labels, found {len(labels)} ({", ".join(labels) or "none"}); '
+                    'add examples of another label (select a folder with a different label and add=true)',
+                )
+            )
+        if len(examples) < 4:
+            issues.append(Issue('dataset', f'only {len(examples)} example(s); at least 4 are needed'))
+        return issues
+
+    async def estimate(self, examples: Sequence[Example]) -> Estimate:
+        words = sum(len(e.text.split()) for e in examples)
+        return Estimate(examples=len(examples), tokens=words, epochs=1, cost=0.0)
+
+    def _reserve(self) -> tuple[str, pathlib.Path]:
+        self.models.mkdir(parents=True, exist_ok=True)
+        numbers = [int(m.group(1)) for p in self.models.iterdir() if (m := _MODEL_DIR.match(p.name))]
+        n = max(numbers, default=0) + 1
+        while True:
+            folder = self.models / f'local-{n}'
+            try:
+                folder.mkdir()
+                return folder.name, folder
+            except FileExistsError:
+                n += 1
+
+    async def start(self, job: Job, train: Sequence[Example], valid: Sequence[Example]) -> Job:
+        issues = self.check(train)
+        if issues:
+            raise ProviderError('; '.join(i.reason for i in issues), fatal=True)
+        model_id, folder = self._reserve()
+        run = _Run()
+        self._runs[job.id] = run
+        loop = asyncio.get_running_loop()
+
+        def report(text: str) -> None:
+            run.progress = text
+
+        async def work() -> None:
+            try:
+                model, rows = await asyncio.to_thread(
+                    train_local, train, valid, progress=report, stop=run.stop, seed=self.seed
+                )
+                meta = {
+                    'model': model_id,
+                    'job': job.id,
+                    'dataset': job.dataset,
+                    'created': time.time(),
+                    'examples': len(train),
+                    'labels': sorted({e.label for e in train}),
+                    'rows': rows,
+                }
+                await asyncio.to_thread(self._save, folder, model, meta)
+                run.status = 'succeeded'
+                run.progress = f'trained {model_id} on {len(train)} examples'
+            except Cancelled:
+                run.status, run.progress = 'cancelled', 'cancelled'
+            except Exception as exc:
+                _log.exception('local training of job %s failed', job.id)
+                run.status, run.error = 'failed', f'training failed: {exc}'
+
+        run.task = loop.create_task(work())
+        job.remote_id = model_id
+        job.status = 'running'
+        job.examples, job.validation_examples = len(train), len(valid)
+        return job
+
+    @staticmethod
+    def _save(folder: pathlib.Path, model: LocalModel, meta: dict[str, Any]) -> None:
+        joblib.dump(model, folder / 'model.joblib')
+        (folder / 'meta.json').write_text(json.dumps(meta, indent=1), encoding='utf-8')
+
+    async def poll(self, job: Job) -> Update:
+        run = self._runs.get(job.id)
+        if run is None:
+            if job.remote_id and (self.models / job.remote_id / 'meta.json').exists():
+                return Update('succeeded', 'trained')
+            return Update('failed', error='local training was interrupted by a restart; run train again')
+        return Update(run.status, run.progress, error=run.error)
+
+    async def cancel(self, job: Job) -> None:
+        run = self._runs.get(job.id)
+        if run is None or run.status != 'running':
+            raise ProviderError(f'job {job.id} is not running')
+        run.stop.set()
+
+    async def result(self, job: Job, folder: pathlib.Path) -> TrainResult:
+        model_id = job.remote_id or ''
+        try:
+            meta = json.loads((self.models / model_id / 'meta.json').read_text(encoding='utf-8'))
+        except (OSError, ValueError) as exc:
+            raise ProviderError(f'model {model_id} has no readable metadata: {exc}', fatal=True) from exc
+        rows = meta.get('rows', [])
+        plot = await asyncio.to_thread(
+            plot_training, rows, folder / 'training.png', title=f'{model_id} learning curve', xlabel='training examples'
+        )
+        final = {k: v for k, v in (rows[-1] if rows else {}).items() if k != 'step'}
+        self._runs.pop(job.id, None)
+        return TrainResult(model_id, final, plot)
+
+    def latest(self) -> str | None:
+        """The newest complete local model, if any."""
+        if not self.models.is_dir():
+            return None
+        done = [
+            (int(m.group(1)), p.name)
+            for p in self.models.iterdir()
+            if (m := _MODEL_DIR.match(p.name)) and (p / 'meta.json').exists()
+        ]
+        return max(done)[1] if done else None
+
+    async def load(self, model: str | None) -> tuple[str, LocalModel] | None:
+        model = model or self.latest()
+        if model is None:
+            return None
+        if model not in self._cache:
+            if not _MODEL_DIR.match(model):
+                raise ProviderError(f'{model!r} is not a local model name', fatal=True)
+            path = self.models / model / 'model.joblib'
+            try:
+                self._cache[model] = await asyncio.to_thread(joblib.load, path)
+            except (OSError, EOFError, ValueError, AttributeError, ImportError) as exc:
+                _log.error('local model %s cannot be loaded from %s: %s', model, path, exc)
+                raise ProviderError(f'local model {model} cannot be loaded; train again', fatal=True) from exc
+        return model, self._cache[model]
+
+    async def predict(self, model: str | None, texts: Sequence[str]) -> list[str]:
+        loaded = await self.load(model)
+        if loaded is None:
+            raise ProviderError('the local model is not trained yet; use train first', fatal=True)
+        return await asyncio.to_thread(loaded[1].predict, texts)
+
+    async def chat(self, model: str | None, history: Sequence[Turn], text: str) -> str:
+        loaded = await self.load(model)
+        if loaded is None:
+            return 'The local model is not trained yet, so I cannot answer; use train first.'
+        name, local = loaded
+        label, probability, nearest, nearest_label = await asyncio.to_thread(local.explain, text)
+        quote = nearest if len(nearest) <= 200 else nearest[:197] + '...'
+        return (
+            f'[local model {name}] This looks like "{label}" (probability {probability:.2f}). '
+            f'Closest training example ({nearest_label}): "{quote}"'
+        )
+
+    async def close(self) -> None:
+        for run in self._runs.values():
+            run.stop.set()
+            if run.task is not None and not run.task.done():
+                run.task.cancel()
