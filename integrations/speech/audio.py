@@ -154,14 +154,17 @@ def decode_audio(
     return DecodedAudio(b''.join(chunks), sample_rate)
 
 
-def probe_duration(source: pathlib.Path | str) -> float:
-    """Seconds of audio in ``source``: the container's figure, or decoded samples when it has none."""
+def probe_duration(source: pathlib.Path | str, *, exact: bool = False) -> float:
+    """Seconds of audio in ``source``: the container's figure, or decoded samples when it has none.
+
+    :param exact: always count decoded samples (concatenated MP3s, as gTTS makes, misreport their length).
+    """
     try:
         with av.open(str(source), mode='r') as container:
             if not container.streams.audio:
                 raise AudioDecodeError('This file has no sound in it.')
             stream = container.streams.audio[0]
-            reported = _reported_duration(container, stream)
+            reported = None if exact else _reported_duration(container, stream)
             if reported is not None:
                 return reported
             samples = sum(frame.samples for frame in _frames(container, stream))
@@ -244,10 +247,23 @@ def _samples(pcm: bytes) -> array.array[int]:
 
 
 def _frames(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> Iterator[AudioFrame]:
+    """Decoded frames, skipping damaged packets (a glitch mid-file, or a tag inside concatenated MP3s)."""
+    good = bad = 0
     for packet in container.demux(stream):
-        for frame in packet.decode():
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError as exc:
+            bad += 1
+            if good == 0 and bad >= 8:  # nothing decodes: this is not audio we can read
+                raise
+            _log.debug('skipping a damaged packet in %s: %s', container.name, exc)
+            continue
+        for frame in frames:
             if isinstance(frame, AudioFrame):
+                good += 1
                 yield frame
+    if bad:
+        _log.info('%s: skipped %d damaged packets of %d', container.name, bad, good + bad)
 
 
 def _pcm_frames(pcm: bytes, rate: int, samples_per_frame: int = 960 * 10) -> Iterator[AudioFrame]:

@@ -133,17 +133,21 @@ class VoskRecognizer(SpeechRecognizer):
         executor: Executor | None = None,
         cache: VoskModelCache | None = None,
         chunk_seconds: float = 0.5,
+        pad_seconds: float = 0.3,
     ) -> None:
         """
         :param models_dir: where model folders live.
         :param models: language -> folder name in ``models_dir`` (or an absolute path).
         :param executor: the pool recognition runs in; the loop's default pool if ``None``.
+        :param pad_seconds: silence added before and after the audio: recordings that start right on the
+            first word (a late press of the record button) otherwise lose it to the feature pipeline's warm-up.
         """
         self.models_dir = models_dir
         self.models = {k.lower(): v for k, v in models.items()}
         self.executor = executor
         self.cache = cache or SHARED_MODELS
         self.chunk_seconds = chunk_seconds
+        self.pad_seconds = pad_seconds
 
     def model_path(self, language: str) -> pathlib.Path:
         """The folder of the model for ``language``; raises a message saying how to install it."""
@@ -185,6 +189,8 @@ class VoskRecognizer(SpeechRecognizer):
             else:
                 rec = vosk.KaldiRecognizer(model, float(sample_rate))
             rec.SetWords(True)
+            pad = b'\0\0' * int(sample_rate * self.pad_seconds)
+            pcm = pad + pcm + pad
             step = max(2, int(sample_rate * self.chunk_seconds) * 2)
             results: list[dict[str, Any]] = []
             for start in range(0, len(pcm), step):

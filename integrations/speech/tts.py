@@ -69,7 +69,7 @@ class SpeechSynthesizer(abc.ABC):
 
 def _duration(path: pathlib.Path) -> float:
     try:
-        return round(probe_duration(path), 3)
+        return round(probe_duration(path, exact=True), 3)
     except AudioError as exc:
         raise SynthesisError('The synthesised speech could not be read back.') from exc
 
@@ -147,6 +147,31 @@ class EspeakSynthesizer(SpeechSynthesizer):
         self.voices = {k.lower(): v for k, v in (voices if voices is not None else {'ru': 'ru', 'en': 'en-us'}).items()}
         self.speed = speed
         self.timeout = timeout
+        self._known: frozenset[str] | None = None
+
+    async def known_voices(self, exe: str) -> frozenset[str]:
+        """Names espeak-ng accepts for ``-v`` (languages, voice names, files); empty if it cannot list them.
+
+        espeak-ng silently speaks English for an unknown voice, so voices are checked against this first.
+        """
+        if self._known is None:
+            proc = await asyncio.create_subprocess_exec(
+                exe, '--voices', stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
+            out, err = await proc.communicate()
+            known: set[str] = set()
+            for line in out.decode('utf-8', 'replace').splitlines()[1:]:
+                cols = line.split()
+                if len(cols) >= 5:
+                    known.update(
+                        {cols[1].lower(), cols[3].lower(), cols[4].lower(), cols[4].rsplit('/', 1)[-1].lower()}
+                    )
+            if proc.returncode != 0 or not known:
+                _log.warning(
+                    'cannot list espeak-ng voices (exit %s): %s', proc.returncode, err.decode(errors='replace')
+                )
+            self._known = frozenset(known)
+        return self._known
 
     def voice(self, language: str) -> str:
         lang = language.strip().replace('_', '-').lower()
@@ -157,8 +182,12 @@ class EspeakSynthesizer(SpeechSynthesizer):
         if exe is None:
             _log.error('%s is not installed; cannot speak', self.command)
             raise SynthesisError('Offline speech (espeak-ng) is not installed on the bot host.')
-        path = self._new_path(workdir, '.wav')
         voice = self.voice(language)
+        known = await self.known_voices(exe)
+        if known and voice.split('+', 1)[0].lower() not in known:
+            _log.error('espeak-ng has no voice %r (for language %r)', voice, language)
+            raise SynthesisError(f'Offline speech does not speak {language!r}.')
+        path = self._new_path(workdir, '.wav')
         proc = await asyncio.create_subprocess_exec(
             exe,
             '-v',

@@ -1,0 +1,85 @@
+"""Speech recognition with the real Korean vosk model on voice messages made by espeak-ng."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+from integrations.speech.audio import decode_audio, encode_voice_message
+from integrations.speech.stt import (
+    EngineNotInstalledError,
+    ModelNotInstalledError,
+    VoskModelCache,
+    VoskRecognizer,
+    WhisperRecognizer,
+    language_candidates,
+)
+from tests.integrations.speech.helpers import ko_model_dir, speak_ko
+
+GRAMMAR = ['일곱', '여덟', '하나', '둘', '셋', '안녕하세요', '감사합니다']
+
+
+def _voice_message(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
+    """What Discord delivers: the spoken text as an OGG/Opus voice message."""
+    wav = speak_ko(text, tmp_path / 'spoken.wav')
+    return encode_voice_message(wav, tmp_path / 'voice-message.ogg').path
+
+
+@pytest.mark.parametrize('word', ['일곱', '여덟', '감사합니다'])
+async def test_voice_message_in_korean_is_recognised(tmp_path: pathlib.Path, word: str) -> None:
+    model = ko_model_dir()
+    recognizer = VoskRecognizer(model.parent, {'ko': model.name})
+    audio = decode_audio(_voice_message(tmp_path, word))
+
+    result = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko-KR', grammar=GRAMMAR)
+
+    assert result.text == word
+    assert result.confidence is not None
+    assert 0.5 < result.confidence <= 1.0
+
+
+async def test_model_is_loaded_once_and_shared(tmp_path: pathlib.Path) -> None:
+    model = ko_model_dir()
+    cache = VoskModelCache()
+    first = VoskRecognizer(model.parent, {'ko': model.name}, cache=cache)
+    second = VoskRecognizer(model.parent, {'ko': str(model)}, cache=cache)  # absolute path, same folder
+
+    assert first.load('ko') is second.load('ko')
+    assert cache.loaded() == [model.resolve()]
+
+
+async def test_missing_model_says_how_to_install_it(tmp_path: pathlib.Path) -> None:
+    recognizer = VoskRecognizer(tmp_path, {'ru': 'vosk-model-small-ru-0.22'})
+
+    with pytest.raises(ModelNotInstalledError, match=r'flowbot speech install vosk-model-small-ru-0\.22'):
+        await recognizer.recognize(b'\0\0' * 1600, 16000, 'ru')
+
+
+async def test_language_without_a_configured_model_is_refused(tmp_path: pathlib.Path) -> None:
+    recognizer = VoskRecognizer(tmp_path, {'ru': 'vosk-model-small-ru-0.22'})
+
+    with pytest.raises(ModelNotInstalledError, match=r'no model is configured.*\[speech.models\]'):
+        await recognizer.recognize(b'\0\0' * 1600, 16000, 'fr')
+
+
+def test_damaged_model_folder_is_reported(tmp_path: pathlib.Path) -> None:
+    (tmp_path / 'broken' / 'conf').mkdir(parents=True)
+    recognizer = VoskRecognizer(tmp_path, {'ru': 'broken'}, cache=VoskModelCache())
+
+    with pytest.raises(ModelNotInstalledError, match='damaged; reinstall'):
+        recognizer.load('ru')
+
+
+def test_locales_fall_back_to_their_language() -> None:
+    assert language_candidates('ru_RU') == ['ru-ru', 'ru']
+    assert language_candidates('ko') == ['ko']
+
+
+async def test_whisper_without_the_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, 'faster_whisper', None)  # import fails as if not installed
+    recognizer = WhisperRecognizer('tiny')
+
+    with pytest.raises(EngineNotInstalledError, match='pip install faster-whisper'):
+        await recognizer.recognize(b'\0\0' * 1600, 16000, 'ru')
