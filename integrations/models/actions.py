@@ -1,0 +1,118 @@
+"""The actions flows call (``dataset.*`` and ``model.*``): argument coercion and nothing else.
+
+Flow arguments arrive as templated strings, so booleans and numbers are parsed here with a clear
+message; every result is a JSON-serialisable dict with a ``text`` fit to show the user.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.states.actions import ActionContext, ActionError, ActionRegistry
+from integrations.models.service import ModelsService
+
+__all__ = ['register_actions']
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ('1', 'true', 'yes', 'on'):
+        return True
+    if text in ('', '0', 'false', 'no', 'off', 'none'):
+        return False
+    raise ActionError(f'{name} must be true or false, not {value!r}')
+
+
+def _optional(value: Any) -> str | None:
+    """Empty templates render as '' or 'None': both mean not given."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ('', 'None', 'null') else text
+
+
+def _required(value: Any, name: str) -> str:
+    text = _optional(value)
+    if text is None:
+        raise ActionError(f'{name} is required')
+    return text
+
+
+def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
+    """Register every ``dataset.*`` and ``model.*`` action over ``service``."""
+
+    async def dataset_select(
+        ctx: ActionContext, *, path: str, label: str = 'positive', add: Any = False
+    ) -> dict[str, Any]:
+        """Make every .txt in a data-root folder an example with LABEL; it becomes the current dataset."""
+        return await service.select(_required(path, 'path'), _optional(label) or 'positive', add=_flag(add, 'add'))
+
+    async def dataset_upload(ctx: ActionContext, *, label: str | None = None, add: Any = False) -> dict[str, Any]:
+        """Import the attached ZIP of .txt files, JSONL or CSV as a dataset, with a validation report."""
+        return await service.upload(ctx.attachments, _optional(label), add=_flag(add, 'add'))
+
+    async def dataset_summary(ctx: ActionContext, *, dataset: str | None = None) -> dict[str, Any]:
+        """Examples per label, duplicates, empty texts and lengths of a dataset (default: current)."""
+        return await service.summary(_optional(dataset))
+
+    async def dataset_archive(ctx: ActionContext, *, path: str) -> dict[str, Any]:
+        """Zip a data-root folder into the archive folder as YYYY-MM-DD_NAME.zip."""
+        return await service.archive(_required(path, 'path'))
+
+    async def dataset_getfile(ctx: ActionContext, *, name: str) -> dict[str, Any]:
+        """A file from the data root or the archive folder, to send."""
+        return await service.getfile(_required(name, 'name'))
+
+    async def dataset_add_misclassified(ctx: ActionContext, *, test: str | None = None) -> dict[str, Any]:
+        """Add a test's misclassified examples, with their true labels, to the current dataset."""
+        return await service.add_misclassified(_optional(test))
+
+    async def model_estimate(ctx: ActionContext, *, dataset: str | None = None) -> dict[str, Any]:
+        """Validate a dataset for the active provider and estimate tokens and cost of training."""
+        return await service.estimate(_optional(dataset))
+
+    async def model_train(
+        ctx: ActionContext, *, dataset: str | None = None, validation_split: Any = 0.0
+    ) -> dict[str, Any]:
+        """Start training; returns {'job': id} at once, the result comes on topic job:<id>."""
+        return await service.train(str(ctx.key), _optional(dataset), validation_split)
+
+    async def model_jobs(ctx: ActionContext) -> dict[str, Any]:
+        """All training jobs with their status."""
+        return await service.list_jobs()
+
+    async def model_cancel(ctx: ActionContext, *, job: str) -> dict[str, Any]:
+        """Cancel a running training job."""
+        return await service.cancel(_required(job, 'job'))
+
+    async def model_test(ctx: ActionContext, *, data: str | None = None) -> dict[str, Any]:
+        """Score the current model on attached JSON test data, a data-root file or the held-out split."""
+        await ctx.report('testing the model...')
+        return await service.test(_optional(data), ctx.attachments)
+
+    async def model_predict(ctx: ActionContext, *, text: str) -> dict[str, Any]:
+        """The current model's label for TEXT."""
+        return await service.predict(text)
+
+    async def model_chat(ctx: ActionContext, *, text: str, reset: Any = False) -> dict[str, Any]:
+        """Reply to TEXT with the current model, remembering a bounded history per conversation."""
+        return await service.chat(str(ctx.key), text, reset=_flag(reset, 'reset'))
+
+    for name, fn in (
+        ('dataset.select', dataset_select),
+        ('dataset.upload', dataset_upload),
+        ('dataset.summary', dataset_summary),
+        ('dataset.archive', dataset_archive),
+        ('dataset.getfile', dataset_getfile),
+        ('dataset.add_misclassified', dataset_add_misclassified),
+        ('model.estimate', model_estimate),
+        ('model.train', model_train),
+        ('model.jobs', model_jobs),
+        ('model.cancel', model_cancel),
+        ('model.test', model_test),
+        ('model.predict', model_predict),
+        ('model.chat', model_chat),
+    ):
+        actions.add(name, fn)

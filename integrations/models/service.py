@@ -1,0 +1,354 @@
+"""The models integration's one object: datasets, the active provider, jobs, tests and chat together.
+
+Actions (``integrations.models.actions``) are thin wrappers over these methods, so the same
+behaviour is reachable from flows, tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from engine.api import Attachment
+from engine.config import Config, ConfigError, read_secret
+from engine.states.actions import ActionError, Notifier
+from engine.store import Store
+from integrations.models.config import ModelsConfig
+from integrations.models.datasets import (
+    DatasetRepo,
+    Example,
+    archive_folder,
+    load_folder,
+    load_upload,
+    read_jsonl,
+    split_holdout,
+    summarize,
+    summary_text,
+)
+from integrations.models.evaluate import Evaluation, evaluate, evaluation_text, load_test_data
+from integrations.models.jobs import JobManager, job_text
+from integrations.models.paths import PathRefusedError, inside, resolve_inside, slug
+from integrations.models.providers.base import Job, ModelProvider, Turn
+from integrations.models.providers.local import LocalProvider
+
+__all__ = ['ModelsService']
+
+_log = logging.getLogger(__name__)
+
+
+class ModelsService:
+    """Datasets under the data root, training on the configured provider, testing and chat."""
+
+    def __init__(
+        self,
+        config: Config,
+        models: ModelsConfig,
+        store: Store,
+        notifier: Notifier,
+        *,
+        openai_client: Any = None,
+    ) -> None:
+        """:param openai_client: an ``AsyncOpenAI`` to use instead of building one (tests)."""
+        self.config = models
+        self.limits = models.limits
+        self.store = store
+        self.root = config.resolve(config.bot.data_root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        archive = pathlib.Path(models.archive_dir).expanduser()
+        self.archive_dir = (archive if archive.is_absolute() else self.root / archive).resolve()
+        self.store_file = config.resolve(config.bot.store).resolve() if config.bot.store != ':memory:' else None
+        self.datasets = DatasetRepo(store, self.root)
+        self.local = LocalProvider(self.root, poll_interval=models.local_poll_interval, seed=models.split_seed)
+        self.providers: dict[str, ModelProvider] = {'local': self.local}
+        key = read_secret(models.api_key, models.api_key_file, 'OPENAI_API_KEY')
+        if models.provider == 'openai' and not key and openai_client is None:
+            raise ConfigError('[models] provider = "openai" needs an API key (OPENAI_API_KEY, api_key_file or api_key)')
+        if (key or openai_client is not None) and models.provider != 'local':
+            from integrations.models.providers.openai import OpenAIProvider
+
+            self.providers['openai'] = OpenAIProvider(models, key or 'unused', client=openai_client)
+        self.provider = self.providers['openai' if 'openai' in self.providers else 'local']
+        _log.info('models: provider %s, data root %s', self.provider.name, self.root)
+        self.jobs = JobManager(
+            store,
+            notifier,
+            self.providers,
+            self.root / 'jobs',
+            max_poll_interval=models.max_poll_interval,
+            delivery_grace=models.delivery_grace,
+            on_success=self._switch,
+        )
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Resume watching jobs that were unfinished or unreported when the bot stopped."""
+        await self.jobs.resume()
+
+    async def stop(self) -> None:
+        await self.jobs.stop()
+        for provider in self.providers.values():
+            await provider.close()
+
+    # datasets
+
+    async def select(self, path: str, label: str = 'positive', *, add: bool = False) -> dict[str, Any]:
+        folder = resolve_inside(self.root, path, what='dataset folder')
+        result = await asyncio.to_thread(load_folder, folder, self.root, label, self.limits)
+        if not result.examples:
+            raise ActionError(f'no usable examples in {path}.\n{result.report()}')
+        info = await self.datasets.save(slug(path), result.examples, path, add=add)
+        return {
+            **attrs.asdict(info),
+            'report': result.report(),
+            'text': f'Dataset {info.name} selected. ' + result.report(),
+        }
+
+    async def upload(self, attachments: Sequence[Attachment], label: str | None, *, add: bool) -> dict[str, Any]:
+        if not attachments:
+            raise ActionError('attach a ZIP of .txt files, a JSONL or a CSV file')
+        attachment = attachments[0]
+        if attachment.path is None:
+            raise ActionError(f'{attachment.name} was not downloaded; send it again')
+        result = await asyncio.to_thread(load_upload, attachment.path, attachment.name, label, self.limits)
+        if not result.examples:
+            raise ActionError(f'no usable examples in {attachment.name}.\n{result.report()}')
+        name = slug(pathlib.PurePath(attachment.name).stem)
+        info = await self.datasets.save(name, result.examples, f'upload {attachment.name}', add=add)
+        return {
+            **attrs.asdict(info),
+            'report': result.report(),
+            'problems': len(result.issues),
+            'text': f'Dataset {info.name} saved and selected. ' + result.report(),
+        }
+
+    async def summary(self, dataset: str | None) -> dict[str, Any]:
+        info = await self.datasets.get(dataset)
+        examples = await asyncio.to_thread(self.datasets.examples, info)
+        summary = summarize(examples)
+        return {'dataset': info.name, **summary, 'text': summary_text(info.name, summary)}
+
+    async def archive(self, path: str) -> dict[str, Any]:
+        folder = resolve_inside(self.root, path, what='folder')
+        if not folder.is_dir():
+            raise ActionError(f'{path} is not a folder under the data root')
+        if folder == self.root or inside(self.archive_dir, folder):
+            raise ActionError('archive a dataset folder, not the data root or the archive folder itself')
+        target = await asyncio.to_thread(
+            archive_folder, folder, self.root, self.archive_dir, self.limits.max_archive_bytes
+        )
+        size = target.stat().st_size
+        _log.info('archived %s to %s (%d bytes)', folder, target, size)
+        return {'path': str(target), 'name': target.name, 'size': size, 'text': f'Archived {path} as {target.name}.'}
+
+    async def getfile(self, name: str) -> dict[str, Any]:
+        error: ActionError | None = None
+        for root in (self.root, self.archive_dir):
+            try:
+                candidate = resolve_inside(root, name, what='file')
+            except PathRefusedError as exc:
+                error = error or exc
+                continue
+            if candidate.is_file():
+                return self._sendable(candidate, name)
+        if error is not None:
+            raise error
+        raise ActionError(f'no file {name!r} in the data folder or the archive')
+
+    def _sendable(self, path: pathlib.Path, name: str) -> dict[str, Any]:
+        if path.name.startswith('.') or (self.store_file and path.name.startswith(self.store_file.name)):
+            raise PathRefusedError(f'{name!r} is not shareable')
+        size = path.stat().st_size
+        if size > self.limits.max_getfile_bytes:
+            raise ActionError(
+                f'{name} is {size} bytes, larger than the {self.limits.max_getfile_bytes} bytes I can send'
+            )
+        return {
+            'path': str(path),
+            'name': path.name,
+            'size': size,
+            'files': [str(path)],
+            'text': f'Here is {path.name}.',
+        }
+
+    # training
+
+    async def estimate(self, dataset: str | None) -> dict[str, Any]:
+        info = await self.datasets.get(dataset)
+        examples = await asyncio.to_thread(self.datasets.examples, info)
+        estimate = await self.provider.estimate(examples)
+        problems = [str(i) for i in self.provider.check(examples)]
+        text = f'Training {self.provider.name} on {info.name}: {estimate.examples} examples'
+        if self.provider.name == 'openai':
+            text += (
+                f', about {estimate.tokens} tokens x {estimate.epochs} epochs, '
+                f'estimated cost ${estimate.cost:.2f} ({self.config.base_model}).'
+            )
+        else:
+            text += ', runs locally at no cost.'
+        if problems:
+            text += '\nProblems:\n' + '\n'.join(f'- {p}' for p in problems[:10])
+        return {
+            'dataset': info.name,
+            'provider': self.provider.name,
+            **attrs.asdict(estimate),
+            'valid': not problems,
+            'problems': problems,
+            'text': text,
+        }
+
+    async def train(self, who: str, dataset: str | None, validation_split: Any = 0.0) -> dict[str, Any]:
+        try:
+            fraction = float(validation_split or 0)
+        except (TypeError, ValueError) as exc:
+            raise ActionError(f'validation_split must be a number such as 0.2, not {validation_split!r}') from exc
+        info = await self.datasets.get(dataset)
+        examples = await asyncio.to_thread(self.datasets.examples, info)
+        train, held = split_holdout(examples, fraction, self.config.split_seed)
+        problems = self.provider.check(train)
+        if problems:
+            raise ActionError('cannot train on this dataset:\n' + '\n'.join(f'- {p}' for p in problems[:10]))
+        if held:
+            await self.datasets.set_holdout(info, held)
+        job = await self.jobs.submit(self.provider, who=who, dataset=info.name, train=train, valid=held)
+        return {
+            'job': job.id,
+            'provider': job.provider,
+            'status': job.status,
+            'remote_id': job.remote_id or '',
+            'examples': len(train),
+            'validation_examples': len(held),
+            'topic': job.topic,
+            'text': f'Training started: job {job.id} on {job.provider} with {len(train)} examples. '
+            'I will report when it is done.',
+        }
+
+    async def list_jobs(self) -> dict[str, Any]:
+        jobs = await self.jobs.list()
+        items = [
+            {'job': j.id, 'status': j.status, 'provider': j.provider, 'dataset': j.dataset, 'model': j.model_id or ''}
+            for j in jobs
+        ]
+        text = '\n'.join(job_text(j) for j in jobs[-20:]) or 'No training jobs yet.'
+        active = [j['job'] for j in items if j['status'] not in ('succeeded', 'failed', 'cancelled')]
+        return {'jobs': items, 'active': active, 'text': text}
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        job = await self.jobs.cancel(job_id)
+        return {'job': job.id, 'text': f'Cancelling job {job.id}; its waiting conversations will hear when it stops.'}
+
+    async def _switch(self, job: Job) -> None:
+        if self.config.switch_on_success and job.model_id:
+            await self.store.put_record('current', f'model:{job.provider}', {'model': job.model_id, 'job': job.id})
+            _log.info('current %s model is now %s', job.provider, job.model_id)
+
+    async def current_model(self) -> str | None:
+        record = await self.store.get_record('current', f'model:{self.provider.name}')
+        if record:
+            return str(record['model'])
+        return self.local.latest() if self.provider is self.local else None
+
+    # testing, prediction and chat
+
+    def _text(self, text: Any, what: str) -> str:
+        value = str(text or '').strip()
+        if not value:
+            raise ActionError(f'give a text to {what}')
+        if len(value) > self.limits.max_predict_chars:
+            raise ActionError(f'the text is {len(value)} characters; the limit is {self.limits.max_predict_chars}')
+        return value
+
+    async def predict(self, text: Any) -> dict[str, Any]:
+        value = self._text(text, 'classify')
+        model = await self.current_model()
+        [label] = await self.provider.predict(model, [value])
+        name = model or self.config.chat_model or self.config.base_model
+        return {'label': label, 'model': name, 'text': f'{label} (model {name})'}
+
+    async def test(self, data: str | None, attachments: Sequence[Attachment]) -> dict[str, Any]:
+        report = ''
+        if data:
+            path = resolve_inside(self.root, data, what='test file')
+            if not path.is_file():
+                raise ActionError(f'no test file {data!r} under the data root')
+            examples, report = await asyncio.to_thread(load_test_data, path, path.name, self.limits)
+        elif attachments and (upload := attachments[0].path) is not None:
+            examples, report = await asyncio.to_thread(load_test_data, upload, attachments[0].name, self.limits)
+        else:
+            info = await self.datasets.get(None)
+            if not info.holdout:
+                raise ActionError(
+                    'no test data: attach a JSON list of {"text", "label"} objects, '
+                    'or train with validation_split (e.g. 0.2) to hold out part of the dataset'
+                )
+            examples = await asyncio.to_thread(read_jsonl, self.root / info.holdout)
+            examples = examples[: self.limits.max_test_examples]
+        model = await self.current_model()
+        if model is None and self.provider is self.local:
+            raise ActionError('the local model is not trained yet; use train first')
+        predicted = await self.provider.predict(model, [e.text for e in examples])
+        test_id = uuid.uuid4().hex[:8]
+        name = model or self.config.chat_model or self.config.base_model
+        evaluation = await asyncio.to_thread(
+            evaluate, test_id, name, examples, predicted, self.root / 'tests' / test_id
+        )
+        await self.store.put_record('test', test_id, {**attrs.asdict(evaluation), 'created': time.time()})
+        text = evaluation_text(evaluation)
+        if report:
+            text += '\nTest data problems:\n' + report
+        files = [evaluation.plot]
+        if len(text) > self.limits.max_report_chars:
+            full = self.root / 'tests' / test_id / 'report.txt'
+            full.write_text(text + '\n\nAll misclassified:\n' + self._mistakes(evaluation), encoding='utf-8')
+            files.append(str(full))
+            text = text[: self.limits.max_report_chars].rsplit('\n', 1)[0] + '\n(full report attached)'
+        return {
+            'test': test_id,
+            'model': name,
+            'accuracy': evaluation.accuracy,
+            'count': evaluation.count,
+            'misclassified': len(evaluation.misclassified),
+            'per_label': evaluation.per_label,
+            'plot': evaluation.plot,
+            'files': files,
+            'text': text,
+        }
+
+    @staticmethod
+    def _mistakes(evaluation: Evaluation) -> str:
+        return '\n'.join(f'{m["label"]} -> {m["predicted"]}: {m["text"]}' for m in evaluation.misclassified)
+
+    async def add_misclassified(self, test: str | None) -> dict[str, Any]:
+        """Add a test's misclassified examples (with their true labels) to the current dataset."""
+        if test:
+            record = await self.store.get_record('test', test)
+            if record is None:
+                raise ActionError(f'unknown test {test!r}')
+        else:
+            records = await self.store.list_records('test')
+            if not records:
+                raise ActionError('no test has been run yet')
+            record = records[-1]
+        wrong = [Example(m['text'], m['label'], f'test {record["id"]}') for m in record['misclassified']]
+        if not wrong:
+            raise ActionError(f'test {record["id"]} has no misclassified examples')
+        info = await self.datasets.save('', wrong, f'test {record["id"]}', add=True)
+        return {**attrs.asdict(info), 'added': len(wrong), 'text': f'Added {len(wrong)} example(s) to {info.name}.'}
+
+    async def chat(self, key: str, text: Any, *, reset: bool = False) -> dict[str, Any]:
+        value = self._text(text, 'answer')
+        record = (await self.store.get_record('chat', key)) or {'turns': []}
+        turns = [] if reset else [Turn(t['user'], t['assistant']) for t in record['turns']]
+        model = await self.current_model()
+        reply = await self.provider.chat(model, turns, value)
+        limit = self.config.history_turns
+        turns = [*turns, Turn(value, reply)][-limit:] if limit else []
+        await self.store.put_record('chat', key, {'turns': [attrs.asdict(t) for t in turns]})
+        return {'reply': reply, 'model': model or '', 'provider': self.provider.name, 'text': reply}
