@@ -93,6 +93,11 @@ def parse_arguments(
     values: dict[str, Any] = {}
     positional = [o for o in trigger.options if o.type != 'attachment']
     files = list(attachments)
+    named: set[str] = set()
+
+    def consumed_by_name(option: model.OptionSpec) -> bool:
+        return option.name in named
+
     try:
         for word in words:
             key, sep, raw = word.partition('=')
@@ -100,9 +105,14 @@ def parse_arguments(
                 if key in values:
                     raise ValueError(f'{key} is given twice')
                 values[key] = convert(by_name[key], raw)
+                named.add(key)
                 continue
             option = next((o for o in positional if o.name not in values), None)
             if option is None:
+                last = positional[-1] if positional else None
+                if last is not None and last.type == 'string' and not last.choices and not consumed_by_name(last):
+                    values[last.name] = f'{values[last.name]} {word}'  # the last text option takes the rest
+                    continue
                 raise ValueError(f'too many arguments (unexpected "{word}")')
             values[option.name] = convert(option, word)
         for option in trigger.options:
@@ -114,6 +124,5 @@ def parse_arguments(
     if missing:
         raise UsageError(f'Missing {", ".join(missing)}.\nUsage: {line}')
     for option in trigger.options:
-        if option.name not in values and option.default is not None:
-            values[option.name] = option.default
+        values.setdefault(option.name, option.default)
     return values

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
 
 from engine.config import Config
+from engine.flows.model import Flow
 from engine.states.actions import ActionRegistry, Notifier
 from engine.store import Store
 
@@ -30,6 +31,8 @@ class SetupContext:
     actions: ActionRegistry
     store: Store
     notifier: Notifier
+    catalog: Callable[[], Sequence[Flow]] = list
+    """The active flows (for help texts and command lists)."""
     services: dict[str, Any] = attrs.field(factory=dict)
     """Objects plugins share by name, e.g. ``'speech'`` (recogniser and synthesiser) for voice."""
     on_start: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)

@@ -172,7 +172,6 @@ class Engine:
         self._waiting: dict[str, set[ConversationKey]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._summary: tuple[int, list[dict[str, Any]]] | None = None
-        self._sent: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self.workroot = config.resolve(config.bot.data_root) / 'tmp'
 
     # -- public API -----------------------------------------------------------------------
@@ -217,6 +216,16 @@ class Engine:
                     fut.set_result(None)
         finally:
             conv.busy = False
+
+    async def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no action, timeout or notification is being processed; ``False`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._tasks:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.wait(list(self._tasks), timeout=left)
+        return True
 
     async def notify(self, topic: str, payload: Mapping[str, Any] | None = None) -> int:
         """Resume conversations waiting on ``topic``; returns how many there were."""
@@ -277,10 +286,13 @@ class Engine:
     async def _start(self, event: Event) -> Conversation | None:
         locale = event.locale
         if isinstance(event, Command):
-            if event.name in model.INTERRUPTS:
-                await self._reply(event.key, self._text('nothing_to_cancel', locale))
+            name = event.name
+            if name == 'help' and self.library.command(self.config.bot.help_command):
+                name = self.config.bot.help_command
+            elif name in model.INTERRUPTS:
+                await self._reply(event.key, self._text('no_back' if name == 'back' else 'nothing_to_cancel', locale))
                 return None
-            compiled = self.library.command(event.name)
+            compiled = self.library.command(name)
             if compiled is None:
                 hint = did_you_mean(event.name, self.library.command_names())
                 await self._reply(event.key, self._text('unknown_command', locale, name=event.name, hint=hint))
@@ -624,7 +636,8 @@ _NO_ADAPTER = _NullAdapter()
 
 
 def _defaults(trigger: model.Trigger) -> dict[str, Any]:
-    return {o.name: o.default for o in trigger.options if o.default is not None}
+    """Every option present (``None`` when not given), so templates can test them."""
+    return {o.name: o.default for o in trigger.options}
 
 
 def _typed_interrupt(event: Event) -> str | None:

@@ -89,16 +89,6 @@ _RENAMES: dict[type, dict[str, str]] = {
     model.Decide: {'otherwise': 'else'},
     model.SubFlow: {'args': 'with'},
 }
-for _cls, _renames in _RENAMES.items():
-    _converter.register_structure_hook(
-        _cls,
-        make_dict_structure_fn(
-            _cls,
-            _converter,
-            _cattrs_forbid_extra_keys=True,
-            **{k: override(rename=v) for k, v in _renames.items()},  # type: ignore[arg-type]
-        ),
-    )
 
 
 def _structure_choice_item(value: Any, _: type) -> model.ChoiceItem:
@@ -115,12 +105,28 @@ def _structure_text(value: Any, _: Any) -> model.Text:
     raise ValueError('expected text or a table of translations such as { en = "...", ru = "..." }')
 
 
+def _hook(tp: Any, fn: Any) -> None:
+    """Register ``fn`` for exactly ``tp`` (unions and generics included)."""
+    _converter.register_structure_hook_func(lambda t: t == tp, fn)
+
+
 _converter.register_structure_hook(model.ChoiceItem, _structure_choice_item)
-_converter.register_structure_hook(model.Text, _structure_text)
-_converter.register_structure_hook(model.Text | None, lambda v, t: None if v is None else _structure_text(v, t))
-_converter.register_structure_hook(str | float | None, lambda v, _: v)
-_converter.register_structure_hook(list[str | int | float], lambda v, _: _scalars(v))
-_converter.register_structure_hook(Any, lambda v, _: v)
+_hook(model.Text, _structure_text)
+_hook(model.Text | None, lambda v, t: None if v is None else _structure_text(v, t))
+_hook(str | float | None, lambda v, _: v)
+_hook(list[str | int | float], lambda v, _: _scalars(v))
+_hook(Any, lambda v, _: v)
+
+for _cls, _renames in _RENAMES.items():
+    _converter.register_structure_hook(
+        _cls,
+        make_dict_structure_fn(
+            _cls,
+            _converter,
+            _cattrs_forbid_extra_keys=True,
+            **{k: override(rename=v) for k, v in _renames.items()},  # type: ignore[arg-type]
+        ),
+    )
 
 
 def _scalars(value: Any) -> list[str | int | float]:

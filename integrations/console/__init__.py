@@ -1,0 +1,5 @@
+"""The console adapter: ``flowbot chat``, a REPL that runs the real flows locally."""
+
+from integrations.console.adapter import ConsoleAdapter, run_console
+
+__all__ = ['ConsoleAdapter', 'run_console']

@@ -1,0 +1,59 @@
+"""Wiring: config → store, action registry, plugins, flow library and engine, ready to run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import attrs
+
+from engine.config import Config
+from engine.flows.library import FlowLibrary
+from engine.flows.loader import FlowError
+from engine.plugins import SetupContext, load_plugins
+from engine.runtime import Engine
+from engine.states.actions import ActionRegistry
+from engine.store import Store, open_store
+
+__all__ = ['App', 'build_app']
+
+_log = logging.getLogger(__name__)
+
+
+@attrs.define
+class App:
+    config: Config
+    engine: Engine
+    plugins: SetupContext
+
+    async def start(self) -> None:
+        """Remember the active flow versions, restore conversations, then start plugin work."""
+        for compiled in self.engine.library.active():
+            await self.engine.store.put_flow_version(compiled.name, compiled.version, compiled.flow.source)
+        await self.engine.start()
+        for hook in self.plugins.on_start:
+            await hook()
+
+    async def stop(self) -> None:
+        for hook in self.plugins.on_stop:
+            try:
+                await hook()
+            except Exception:
+                _log.exception('plugin stop hook failed')
+        await self.engine.stop()
+        await self.engine.store.close()
+
+
+def build_app(config: Config, *, store: Store | None = None, plugins: Sequence[str] | None = None) -> App:
+    """Build everything; raise :class:`FlowError` when a flow file is invalid."""
+    store_spec = config.bot.store
+    store = store or open_store(store_spec if store_spec == ':memory:' else str(config.resolve(store_spec)))
+    actions = ActionRegistry()
+    library = FlowLibrary(actions, config.permissions.keys())
+    engine = Engine(config=config, store=store, actions=actions, library=library)
+    ctx = SetupContext(config=config, actions=actions, store=store, notifier=engine, catalog=engine.flows)
+    load_plugins(ctx, list(config.bot.plugins if plugins is None else plugins))
+    problems = library.load([config.resolve(p) for p in config.bot.flows])
+    if problems:
+        raise FlowError(problems)
+    return App(config=config, engine=engine, plugins=ctx)

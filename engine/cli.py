@@ -1,0 +1,177 @@
+"""``flowbot``: run the bot, chat in the console, lint flows, export data.
+
+Each sub-command imports what it needs only when it runs, so ``flowbot lint`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+
+from engine.config import Config, ConfigError, load_config
+from engine.flows.loader import Diagnostic, FlowError
+
+__all__ = ['main']
+
+_log = logging.getLogger('flowbot')
+
+
+def _setup_logging(verbose: bool) -> None:
+    level = (
+        logging.DEBUG
+        if verbose
+        else getattr(logging, os.environ.get('FLOWBOT_LOG', 'WARNING').upper(), logging.WARNING)
+    )
+    logging.basicConfig(level=level, format='%(asctime)s %(levelname)s %(name)s: %(message)s', stream=sys.stderr)
+    # transitions logs exceptions raised inside triggers; the runtime logs them again with the
+    # conversation's context, so one record per failure is enough.
+    logging.getLogger('transitions').setLevel(logging.CRITICAL if not verbose else logging.DEBUG)
+
+
+def _print_diagnostics(problems: Sequence[Diagnostic], fmt: str = 'text') -> None:
+    for d in problems:
+        if fmt == 'github':
+            line = f',line={d.line}' if d.line else ''
+            print(f'::error file={d.file}{line},title=flowbot lint ({d.code})::{d.message}')
+        else:
+            print(d)
+
+
+async def _chat(config: Config) -> int:
+    from engine.app import build_app
+    from integrations.console import run_console
+
+    app = build_app(config)
+    await app.start()
+    try:
+        await run_console(app.engine)
+    finally:
+        await app.stop()
+    return 0
+
+
+async def _run(config: Config) -> int:
+    """The main job: Discord when a token is configured, else the console chat."""
+    from engine.config import read_secret
+
+    discord = config.sections.get('discord', {})
+    token = read_secret(discord.get('token'), discord.get('token_file'), 'DISCORD_TOKEN')
+    if token is None:
+        print(
+            'No DISCORD_TOKEN configured (environment, DISCORD_TOKEN_FILE or [discord] token_file): starting the console chat.'
+        )
+        return await _chat(config)
+    from engine.app import build_app
+    from integrations.discord.bot import serve
+
+    app = build_app(config)
+    await app.start()
+    try:
+        await serve(app.engine, config)
+    finally:
+        await app.stop()
+    return 0
+
+
+def _lint(config: Config, paths: list[pathlib.Path], fmt: str) -> int:
+    from engine.flows.library import FlowLibrary
+    from engine.flows.loader import load_paths
+    from engine.plugins import SetupContext, load_plugins
+    from engine.states.actions import ActionRegistry
+    from engine.store import MemoryStore
+
+    actions = ActionRegistry()
+    ctx = SetupContext(config=config, actions=actions, store=MemoryStore(), notifier=_NoNotifier())
+    load_plugins(ctx, list(config.bot.plugins))
+    flows, problems = load_paths(paths or [config.resolve(p) for p in config.bot.flows])
+    problems += FlowLibrary(actions, config.permissions.keys()).check(flows)
+    _print_diagnostics(problems, fmt)
+    if fmt == 'text':
+        print(f'{len(flows)} flow(s) checked, {len(problems)} problem(s)', file=sys.stderr)
+    return 1 if problems else 0
+
+
+class _NoNotifier:
+    async def notify(self, topic: str, payload: object = None) -> int:
+        return 0
+
+    async def progress(self, topic: str, text: str) -> None:
+        return None
+
+
+async def _export(config: Config, kind: str, output: pathlib.Path | None) -> int:
+    from engine.config import ConfigError as _ConfigError
+    from engine.store import open_store
+
+    spec = config.bot.store
+    if spec != ':memory:' and not config.resolve(spec).exists():
+        raise _ConfigError(f'no store at {config.resolve(spec)}: nothing to export')
+    store = open_store(spec if spec == ':memory:' else str(config.resolve(spec)))
+    try:
+        records = await store.list_records(kind.rstrip('s') if kind.endswith('s') else kind)
+    finally:
+        await store.close()
+    lines = ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records)
+    if output:
+        output.write_text(lines, encoding='utf-8')
+        print(f'{len(records)} {kind} written to {output}', file=sys.stderr)
+    else:
+        sys.stdout.write(lines)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='flowbot', description=__doc__)
+    parser.add_argument('-c', '--config', type=pathlib.Path, help='bot.toml (default: $FLOWBOT_CONFIG or ./bot.toml)')
+    parser.add_argument('-v', '--verbose', action='store_true')
+    sub = parser.add_subparsers(dest='command', required=True)
+    sub.add_parser('run', help='the bot on Discord when a token is configured, else the console chat')
+    sub.add_parser('chat', help='talk to the flows in this terminal')
+    lint = sub.add_parser('lint', help='check flow files')
+    lint.add_argument('paths', nargs='*', type=pathlib.Path)
+    lint.add_argument('--format', choices=['text', 'github'], default='text')
+    export = sub.add_parser('export', help='write stored records as JSON lines')
+    export.add_argument('kind', choices=['corrections', 'feedback', 'jobs'])
+    export.add_argument('-o', '--output', type=pathlib.Path)
+    speech = sub.add_parser('speech', help='speech models: flowbot speech install MODEL [--url U] [--sha256 H]')
+    speech.add_argument('speech_args', nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        config = load_config(args.config)
+        if args.command == 'run':
+            return asyncio.run(_run(config))
+        if args.command == 'chat':
+            return asyncio.run(_chat(config))
+        if args.command == 'lint':
+            return _lint(config, args.paths, args.format)
+        if args.command == 'export':
+            return asyncio.run(_export(config, args.kind, args.output))
+        if args.command == 'speech':
+            from integrations.speech.cli import main as speech_main
+
+            return speech_main(list(args.speech_args), config)
+    except FlowError as exc:
+        _print_diagnostics(exc.diagnostics)
+        print('flowbot: the flows above are invalid; nothing was started.', file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print(f'flowbot: configuration error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

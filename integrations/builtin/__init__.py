@@ -1,0 +1,130 @@
+"""Built-in actions every flowbot has: feedback, corrections, help text, voice channel control."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from typing import Any
+
+from engine.api import NotSupportedError
+from engine.commands import usage
+from engine.flows.model import localize
+from engine.plugins import SetupContext
+from engine.states.actions import ActionContext, ActionError
+
+__all__ = ['MAX_FEEDBACK_CHARS', 'setup']
+
+_log = logging.getLogger(__name__)
+
+MAX_FEEDBACK_CHARS = 4000
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')
+
+
+def _checked_text(text: Any, what: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise ActionError(f'The {what} is empty.')
+    if len(text) > MAX_FEEDBACK_CHARS:
+        raise ActionError(f'The {what} is too long ({len(text)} characters, at most {MAX_FEEDBACK_CHARS}).')
+    return text.strip()
+
+
+def setup(ctx: SetupContext) -> None:
+    store = ctx.store
+    config = ctx.config
+
+    async def save_feedback(action: ActionContext, *, text: str) -> dict[str, Any]:
+        """Store a user's feedback."""
+        record = {
+            'id': uuid.uuid4().hex[:12],
+            'user': action.user.id,
+            'user_name': action.user.name,
+            'conversation': str(action.key),
+            'text': _checked_text(text, 'feedback'),
+            'time': _now(),
+        }
+        await store.put_record('feedback', record['id'], record)
+        return record
+
+    async def save_correction(action: ActionContext, *, message_id: str, text: str) -> dict[str, Any]:
+        """Store a correction of an earlier bot reply together with the reply's original text."""
+        message_id = str(message_id).strip()
+        original = await action.adapter.fetch_text(action.key, message_id)
+        if original is None:
+            raise ActionError(f'I cannot find a message of mine with id {message_id}.')
+        record = {
+            'id': uuid.uuid4().hex[:12],
+            'message_id': message_id,
+            'original': original,
+            'correction': _checked_text(text, 'correction'),
+            'user': action.user.id,
+            'conversation': str(action.key),
+            'time': _now(),
+        }
+        await store.put_record('correction', record['id'], record)
+        return record
+
+    async def instruction(action: ActionContext) -> dict[str, Any]:
+        """The help text: every command from the flows' own triggers, plus the configured markdown."""
+        lines = []
+        for flow in sorted(ctx.catalog(), key=lambda f: f.trigger.command or '~'):
+            trigger = flow.trigger
+            if trigger.command is None:
+                continue
+            description = localize(flow.flow.description or trigger.description, action.locale)
+            aliases = f' (also {", ".join("!" + a for a in trigger.aliases)})' if trigger.aliases else ''
+            lines.append(f'{usage(trigger.command, trigger)}{aliases} - {description}')
+        if any(flow.trigger.message for flow in ctx.catalog()):
+            lines.append('Any other message: a reply from the model.')
+        text = '\n'.join(lines)
+        if config.bot.instruction_file:
+            path = config.resolve(config.bot.instruction_file)
+            try:
+                text += '\n\n' + path.read_text(encoding='utf-8').strip()
+            except OSError as exc:
+                _log.error('instruction file %s cannot be read: %s', path, exc)
+        return {'text': text}
+
+    async def echo(action: ActionContext, *, text: str) -> dict[str, Any]:
+        """A clearly labelled echo, for flows tested without a model."""
+        return {'reply': f'(echo) {text}'}
+
+    async def voice_join(action: ActionContext) -> dict[str, Any]:
+        """Join the caller's voice channel."""
+        try:
+            channel = await action.adapter.voice_join(action.key)
+        except NotSupportedError as exc:
+            raise ActionError(f'Voice channels are not available here: {exc}.') from exc
+        return {'channel': channel}
+
+    async def voice_leave(action: ActionContext) -> dict[str, Any]:
+        """Leave the voice channel of this server, stopping any speech."""
+        try:
+            await action.adapter.voice_leave(action.key)
+        except NotSupportedError as exc:
+            raise ActionError(f'Voice channels are not available here: {exc}.') from exc
+        return {}
+
+    async def voice_speak(action: ActionContext, *, text: str, language: str | None = None) -> dict[str, Any]:
+        """Speak ``text`` in the caller's voice channel; ``spoken`` is false when they are in none."""
+        speech = ctx.services.get('speech')
+        if speech is None:
+            raise ActionError('Speech synthesis is not configured.')
+        try:
+            synthesis = await speech.synthesize(text, language=language, workdir=action.workdir)
+            spoken = await action.adapter.voice_speak(action.key, synthesis.path)
+        except NotSupportedError:
+            return {'spoken': False}
+        return {'spoken': bool(spoken)}
+
+    actions = ctx.actions
+    actions.add('feedback.save', save_feedback)
+    actions.add('corrections.save', save_correction)
+    actions.add('help.instruction', instruction)
+    actions.add('chat.echo', echo)
+    actions.add('voice.join', voice_join)
+    actions.add('voice.leave', voice_leave)
+    actions.add('voice.speak', voice_speak)

@@ -1,0 +1,121 @@
+"""A terminal channel for the engine: how maintainers try flows and the token-less main job.
+
+Input: ``!command args`` or ``/command args``, ``:attach PATH [text]`` to send a file, a number to
+press one of the offered choices, ``:quit`` (or end of input) to leave, anything else is a message.
+Output: ``bot [id]: text``; the id is what ``!correct`` refers to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import itertools
+import logging
+import mimetypes
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, Option, User
+from engine.commands import split_command
+from engine.runtime import Engine
+
+__all__ = ['ConsoleAdapter', 'run_console']
+
+_log = logging.getLogger(__name__)
+
+MAX_LINE = 20_000
+"""Longest input line accepted; longer lines are refused, not truncated."""
+
+
+class ConsoleAdapter(Adapter):
+    """Prints the bot's side of the conversation to a text stream."""
+
+    name = 'console'
+    grants_all_permissions = True
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self._ids = itertools.count(1)
+        self._sent: dict[str, str] = {}
+        self.offered: dict[ConversationKey, list[Option]] = {}
+
+    def _print(self, text: str) -> str:
+        message_id = f'c{next(self._ids)}'
+        self._sent[message_id] = text
+        self.out.write(f'bot [{message_id}]: {text}\n')
+        self.out.flush()
+        return message_id
+
+    async def send_text(self, key: ConversationKey, text: str) -> str:
+        self.offered.pop(key, None)
+        return self._print(text)
+
+    async def send_file(
+        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
+    ) -> str:
+        kind = 'voice message' if voice_message else 'file'
+        return self._print(f'{text + " " if text else ""}[{kind}: {path}]')
+
+    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
+        self.offered[key] = list(options)
+        buttons = '  '.join(f'[{i}] {o.label}' for i, o in enumerate(options, start=1))
+        return self._print(f'{text}\n    {buttons}')
+
+    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
+        self._sent[message_id] = text
+        self.out.write(f'bot [{message_id}, edited]: {text}\n')
+        self.out.flush()
+
+    async def fetch_text(self, key: ConversationKey, message_id: str) -> str | None:
+        return self._sent.get(message_id)
+
+    def parse(self, line: str, key: ConversationKey, user: User) -> Event | str | None:
+        """Turn one input line into an event, an error text, or ``None`` for nothing to do."""
+        line = line.rstrip('\r\n')
+        if len(line) > MAX_LINE:
+            return f'That line is too long ({len(line)} characters, at most {MAX_LINE}).'
+        if not line.strip():
+            return None
+        if line.startswith(':attach'):
+            _, _, rest = line.partition(' ')
+            path_text, _, text = rest.strip().partition(' ')
+            path = pathlib.Path(path_text).expanduser()
+            if not path_text or not path.is_file():
+                return f'No such file: {path_text or "(none given)"}. Usage: :attach PATH [text]'
+            content_type = mimetypes.guess_type(path.name)[0] or 'application/octet-stream'
+            attachment = Attachment(name=path.name, content_type=content_type, size=path.stat().st_size, path=path)
+            return Message(key=key, user=user, text=text, attachments=(attachment,))
+        command = split_command(line, ('!', '/'))
+        if command is not None:
+            name, rest = command
+            return Command(key=key, user=user, name=name, args_text=rest)
+        offered = self.offered.get(key)
+        if offered and line.strip().isdigit() and 1 <= int(line.strip()) <= len(offered):
+            return ChoicePress(key=key, user=user, value=offered[int(line.strip()) - 1].value)
+        return Message(key=key, user=user, text=line)
+
+
+async def run_console(engine: Engine, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
+    """Read lines until ``:quit`` or end of input, dispatching each to the engine in order."""
+    adapter = ConsoleAdapter(out)
+    engine.add_adapter(adapter)
+    user_name = getpass.getuser()
+    key = ConversationKey('console', 'local', user_name)
+    user = User(id=user_name, name=user_name)
+    loop = asyncio.get_running_loop()
+    out.write('flowbot console: !instruction lists the commands, :quit leaves.\n')
+    out.flush()
+    while True:
+        line = await loop.run_in_executor(None, stdin.readline)
+        if not line or line.strip() == ':quit':
+            break
+        event = adapter.parse(line, key, user)
+        if isinstance(event, str):
+            out.write(f'! {event}\n')
+            out.flush()
+        elif event is not None:
+            await engine.dispatch(event)
+    if not await engine.wait_idle(timeout=60.0):
+        _log.warning('leaving with work still running')
