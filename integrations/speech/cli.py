@@ -16,7 +16,7 @@ from engine.config import Config, ConfigError, section
 from integrations.speech.config import SpeechConfig
 from integrations.speech.install import ModelInstallError, install_model, model_url
 
-__all__ = ['main']
+__all__ = ['install_command', 'main']
 
 _log = logging.getLogger(__name__)
 
@@ -36,37 +36,45 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str], config: Config) -> int:
     """Run a speech command; return the process exit code (messages go to stdout/stderr)."""
     args = _parser().parse_args(argv)
+    if args.command == 'install':
+        return install_command(config, args.model, url=args.url, sha256=args.sha256, force=args.force)
     try:
         speech = section(config, 'speech', SpeechConfig).resolved(config)
     except ConfigError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    if args.command == 'install':
-        url, _ = model_url(args.model, speech)
-        print(f'downloading {args.model} from {args.url or url} ...')
-        last = [-1]
-
-        def progress(done: int, total: int | None) -> None:
-            if total:
-                pct = done * 100 // total
-                if pct // 10 != last[0]:
-                    last[0] = pct // 10
-                    print(f'  {pct}% of {total / 1048576:.0f} MB', flush=True)
-
-        try:
-            path = install_model(
-                args.model, speech, url=args.url, sha256=args.sha256, force=args.force, progress=progress
-            )
-        except ModelInstallError as exc:
-            print(f'error: {exc}', file=sys.stderr)
-            return 1
-        print(f'installed {args.model} in {path}')
-        langs = [lang for lang, name in speech.models.items() if name == args.model]
-        if not langs:
-            print(f'to use it, add to bot.toml:\n  [speech.models]\n  LANGUAGE = "{args.model}"')
-        return 0
     for lang, name in sorted(speech.models.items()):
         path = speech.models_path / name
         state = 'installed' if (path / 'conf').is_dir() or (path / 'am').is_dir() else 'missing'
         print(f'{lang:6} {name:40} {state:9} {path}')
+    return 0
+
+
+def install_command(
+    config: Config, model: str, *, url: str | None = None, sha256: str | None = None, force: bool = False
+) -> int:
+    """``flowbot speech install MODEL``: download with progress on stdout; return the exit code."""
+    try:
+        speech = section(config, 'speech', SpeechConfig).resolved(config)
+    except ConfigError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    print(f'downloading {model} from {url or model_url(model, speech)[0]} ...', flush=True)
+    last = [-1]
+
+    def progress(done: int, total: int | None) -> None:
+        if total:
+            pct = done * 100 // total
+            if pct // 10 != last[0]:
+                last[0] = pct // 10
+                print(f'  {pct}% of {total / 1048576:.0f} MB', flush=True)
+
+    try:
+        path = install_model(model, speech, url=url, sha256=sha256, force=force, progress=progress)
+    except ModelInstallError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    print(f'installed {model} in {path}')
+    if model not in speech.models.values():
+        print(f'to use it, add to bot.toml:\n  [speech.models]\n  LANGUAGE = "{model}"')
     return 0

@@ -12,6 +12,7 @@ import av
 import numpy as np
 import pytest
 from av.audio.frame import AudioFrame
+from av.audio.stream import AudioStream
 
 __all__ = ['ko_model_dir', 'sine_pcm', 'speak_ko', 'write_audio']
 
@@ -39,12 +40,14 @@ def write_audio(
         samples = np.repeat(samples, 2)  # packed s16: L R L R
     with av.open(str(path), mode='w', format=fmt) as container:
         stream = container.add_stream(codec, rate=out_rate or rate)
-        stream.layout = 'stereo' if stereo else 'mono'
+        assert isinstance(stream, AudioStream)
+        layout = 'stereo' if stereo else 'mono'
+        stream.layout = layout
         channels = 2 if stereo else 1
         step = 4096 * channels
         for pts, start in enumerate(range(0, len(samples), step)):
             chunk = samples[start : start + step]
-            frame = AudioFrame.from_ndarray(chunk.reshape(1, -1), format='s16', layout=stream.layout.name)
+            frame = AudioFrame.from_ndarray(chunk.reshape(1, -1), format='s16', layout=layout)
             frame.sample_rate = rate
             frame.time_base = Fraction(1, rate)
             frame.pts = pts * 4096

@@ -35,6 +35,7 @@ def _google_reply(mp3: bytes) -> str:
 def _sent(call: responses.Call) -> list[str]:
     """The (text, language) gTTS put in a request."""
     body = call.request.body
+    assert isinstance(body, str | bytes)
     form = urllib.parse.parse_qs(body if isinstance(body, str) else body.decode())
     rpc = json.loads(form['f.req'][0])
     return json.loads(rpc[0][0][1])[:2]  # type: ignore[no-any-return]
