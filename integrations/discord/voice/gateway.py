@@ -160,7 +160,10 @@ class VoiceGateway:
         self._heartbeat = asyncio.create_task(self._beat(interval_ms / 1000), name='voice heartbeat')
 
     async def _beat(self, interval: float) -> None:
-        while self.is_open:
+        while True:
+            await asyncio.sleep(interval)
+            if not self.is_open:
+                return
             if not self._acked:
                 _log.warning('voice heartbeat not acknowledged within %.1f s: reconnecting', interval)
                 await self.close(4000)
@@ -172,7 +175,6 @@ class VoiceGateway:
             except ConnectionError as exc:
                 _log.info('voice heartbeat could not be sent: %s', exc)
                 return
-            await asyncio.sleep(interval)
 
     def _stop_heartbeat(self) -> None:
         task, self._heartbeat = self._heartbeat, None
