@@ -200,10 +200,12 @@ class JobManager:
             job.last_event = update.last_event or job.last_event
             if update.error:
                 job.error = update.error
-            if changed:
+            if changed or update.events:
                 await self.save(job)
-                if job.status not in TERMINAL:
-                    await self._progress(job, update.progress or job.status)
+            for text in update.events:
+                await self._progress(job, f'{job.status}: {text}')
+            if changed and not update.events and job.status not in TERMINAL:
+                await self._progress(job, update.progress or job.status)
 
     async def _collect(self, job: Job, provider: ModelProvider) -> None:
         delay = provider.poll_interval

@@ -129,6 +129,7 @@ def train_local(
 class _Run:
     status: str = 'running'
     progress: str = 'starting'
+    events: list[str] = attrs.field(factory=list)
     error: str | None = None
     stop: threading.Event = attrs.field(factory=threading.Event)
     task: asyncio.Task[None] | None = None
@@ -189,6 +190,7 @@ class LocalProvider(ModelProvider):
 
         def report(text: str) -> None:
             run.progress = text
+            run.events.append(text)  # list.append is atomic; the loop reads a snapshot
 
         async def work() -> None:
             try:
@@ -230,7 +232,9 @@ class LocalProvider(ModelProvider):
             if job.remote_id and (self.models / job.remote_id / 'meta.json').exists():
                 return Update('succeeded', 'trained')
             return Update('failed', error='local training was interrupted by a restart; run train again')
-        return Update(run.status, run.progress, error=run.error)
+        seen = int(job.last_event or 0)
+        events = run.events[seen:]
+        return Update(run.status, run.progress, events, run.error, str(seen + len(events)))
 
     async def cancel(self, job: Job) -> None:
         run = self._runs.get(job.id)

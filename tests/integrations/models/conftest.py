@@ -1,0 +1,145 @@
+"""Fixtures for the models tests: a data root with text folders, the plugin over a store, the fake OpenAI."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from engine.api import Adapter, Attachment, ConversationKey, Option, User
+from engine.config import BotConfig, Config
+from engine.plugins import SetupContext
+from engine.states.actions import ActionContext, ActionRegistry
+from engine.store import MemoryStore, Store
+
+from .fake_openai import KEY, FakeOpenAI
+
+KEY_CONV = ConversationKey('console', 'local', 'admin')
+
+
+class RecordingNotifier:
+    """Stands in for the engine: records notifications; ``waiting`` says how many conversations listen."""
+
+    def __init__(self, waiting: int = 1) -> None:
+        self.waiting = waiting
+        self.notified: list[tuple[str, dict[str, Any]]] = []
+        self.progressed: list[tuple[str, str]] = []
+
+    async def notify(self, topic: str, payload: Mapping[str, Any] | None = None) -> int:
+        self.notified.append((topic, dict(payload or {})))
+        return self.waiting
+
+    async def progress(self, topic: str, text: str) -> None:
+        self.progressed.append((topic, text))
+
+
+class NullAdapter(Adapter):
+    name = 'console'
+
+    async def send_text(self, key: ConversationKey, text: str) -> str:
+        return '1'
+
+    async def send_file(
+        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
+    ) -> str:
+        return '1'
+
+    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
+        return '1'
+
+    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
+        return None
+
+
+class Plugin:
+    """One plugin instance (as after one start of the bot) and a way to call its actions."""
+
+    def __init__(self, ctx: SetupContext, notifier: RecordingNotifier) -> None:
+        self.ctx = ctx
+        self.notifier = notifier
+        self.service = ctx.services['models']
+
+    async def call(self, name: str, attachments: Sequence[Attachment] = (), **args: Any) -> Any:
+        action = self.ctx.actions.get(name)
+        assert action is not None, name
+        context = ActionContext(
+            key=KEY_CONV, user=User('admin'), adapter=NullAdapter(), data={}, attachments=attachments
+        )
+        return await action.fn(context, **args)
+
+    async def start(self) -> None:
+        for hook in self.ctx.on_start:
+            await hook()
+
+    async def stop(self) -> None:
+        for hook in self.ctx.on_stop:
+            await hook()
+
+
+MakePlugin = Callable[..., Plugin]
+
+
+@pytest.fixture
+def data_root(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A data root with two labelled folders of short reviews."""
+    root = tmp_path / 'data'
+    good = ['good film', 'really good acting', 'good story and good music', 'a good ending', 'good fun', 'so good']
+    bad = ['bad film', 'boring and bad', 'terrible acting', 'bad story', 'awful music', 'bad ending, very bad']
+    for folder, texts in (('reviews/pos', good * 2), ('reviews/neg', bad * 2)):
+        (root / folder).mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (root / folder / f'{i:03}.txt').write_text(f'{text} #{i}', encoding='utf-8')
+    return root
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def make_plugin(data_root: pathlib.Path) -> AsyncIterator[MakePlugin]:
+    """Build plugin instances; each is stopped at the end of the test."""
+    from integrations.models import setup
+
+    made: list[Plugin] = []
+
+    def build(store: Store | None = None, notifier: RecordingNotifier | None = None, **models: Any) -> Plugin:
+        config = Config(bot=BotConfig(data_root=data_root, store=':memory:'), sections={'models': models})
+        notifier = notifier or RecordingNotifier()
+        ctx = SetupContext(config=config, actions=ActionRegistry(), store=store or MemoryStore(), notifier=notifier)
+        setup(ctx)
+        plugin = Plugin(ctx, notifier)
+        made.append(plugin)
+        return plugin
+
+    yield build
+    for plugin in made:
+        await plugin.stop()
+
+
+def openai_settings(server: FakeOpenAI, **extra: Any) -> dict[str, Any]:
+    """``[models]`` for the fake server: fast polling, few quick retries."""
+    return {
+        'provider': 'openai',
+        'api_key': KEY,
+        'base_url': server.url,
+        'poll_interval': 0.05,
+        'max_poll_interval': 0.2,
+        'timeout': 2.0,
+        'max_retries': 2,
+        'delivery_grace': 1.0,
+        **extra,
+    }
+
+
+@pytest.fixture(autouse=True)
+def _no_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's real key must never reach a test."""
+    for name in ('OPENAI_API_KEY', 'OPENAI_API_KEY_FILE', 'OPENAI_BASE_URL'):
+        monkeypatch.delenv(name, raising=False)

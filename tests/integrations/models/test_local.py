@@ -1,0 +1,138 @@
+"""The local (scikit-learn) provider end to end through the plugin's actions."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from engine.api import Attachment
+from engine.states.actions import ActionError
+
+from .conftest import MakePlugin
+
+PNG = b'\x89PNG\r\n\x1a\n'
+
+
+async def _select_both(plugin) -> None:  # type: ignore[no-untyped-def]
+    await plugin.call('dataset.select', path='reviews/pos', label='positive')
+    await plugin.call('dataset.select', path='reviews/neg', label='negative', add='true')
+
+
+async def test_chat_before_training_says_local_model_is_not_trained(make_plugin: MakePlugin) -> None:
+    plugin = make_plugin()
+    result = await plugin.call('model.chat', text='hello')
+    assert 'not trained yet' in result['reply']
+    assert 'train' in result['reply']
+
+
+async def test_local_training_reports_once_with_plot_and_model_answers(make_plugin: MakePlugin) -> None:
+    plugin = make_plugin()
+    await _select_both(plugin)
+    estimate = await plugin.call('model.estimate')
+    assert estimate['provider'] == 'local'
+    assert estimate['valid'] is True
+    assert estimate['examples'] == 24
+
+    started = await plugin.call('model.train', validation_split='0.25')
+    assert started['validation_examples'] == 6
+    await plugin.service.jobs.wait(started['job'])
+
+    assert [t for t, _ in plugin.notifier.notified] == [f'job:{started["job"]}']
+    payload = plugin.notifier.notified[0][1]
+    assert payload['status'] == 'succeeded'
+    assert payload['model'] == 'local-1'
+    assert pathlib.Path(payload['plot']).read_bytes().startswith(PNG)
+    assert 'valid_accuracy' in payload['metrics']
+    assert any('learning curve' in text for _, text in plugin.notifier.progressed)
+
+    assert (await plugin.call('model.predict', text='a really good film'))['label'] == 'positive'
+    assert (await plugin.call('model.predict', text='boring, bad and awful'))['label'] == 'negative'
+    reply = (await plugin.call('model.chat', text='good music'))['reply']
+    assert reply.startswith('[local model local-1]')
+    assert 'positive' in reply
+
+    tested = await plugin.call('model.test')  # the held-out quarter
+    assert tested['count'] == 6
+    assert 0 <= tested['accuracy'] <= 1
+    assert pathlib.Path(tested['plot']).read_bytes().startswith(PNG)
+    record = await plugin.ctx.store.get_record('test', tested['test'])
+    assert record is not None
+    assert len(record['misclassified']) == tested['misclassified']
+
+    jobs = await plugin.call('model.jobs')
+    assert jobs['jobs'][0]['status'] == 'succeeded'
+    assert jobs['active'] == []
+
+
+async def test_test_with_attached_json_scores_and_saves_misclassified(
+    make_plugin: MakePlugin, tmp_path: pathlib.Path
+) -> None:
+    plugin = make_plugin()
+    await _select_both(plugin)
+    started = await plugin.call('model.train')
+    await plugin.service.jobs.wait(started['job'])
+    test_file = tmp_path / 'upload.bin'
+    data = [
+        {'text': 'good good film', 'label': 'positive'},
+        {'text': 'bad bad film', 'label': 'negative'},
+        {'text': 'good acting', 'label': 'negative'},  # deliberately mislabelled
+    ]
+    test_file.write_text(json.dumps(data), encoding='utf-8')
+    result = await plugin.call('model.test', attachments=[Attachment('test.json', path=test_file)])
+    assert result['count'] == 3
+    assert result['misclassified'] >= 1
+    assert 'precision' in result['text']
+    added = await plugin.call('dataset.add_misclassified', test=result['test'])
+    assert added['count'] == 24 + added['added']
+
+
+async def test_test_data_that_is_not_a_list_is_refused(make_plugin: MakePlugin, tmp_path: pathlib.Path) -> None:
+    plugin = make_plugin()
+    bad = tmp_path / 'x'
+    bad.write_text('{"text": "a"', encoding='utf-8')
+    with pytest.raises(ActionError, match='invalid JSON at line 1'):
+        await plugin.call('model.test', attachments=[Attachment('t.json', path=bad)])
+    bad.write_text('{"text": "a", "label": "b"}', encoding='utf-8')
+    with pytest.raises(ActionError, match='JSON list'):
+        await plugin.call('model.test', attachments=[Attachment('t.json', path=bad)])
+
+
+async def test_test_without_data_or_holdout_explains_what_to_send(make_plugin: MakePlugin) -> None:
+    plugin = make_plugin()
+    await _select_both(plugin)
+    with pytest.raises(ActionError, match='no test data'):
+        await plugin.call('model.test')
+
+
+async def test_single_label_dataset_cannot_train_locally(make_plugin: MakePlugin) -> None:
+    plugin = make_plugin()
+    await plugin.call('dataset.select', path='reviews/pos')
+    estimate = await plugin.call('model.estimate')
+    assert estimate['valid'] is False
+    assert 'two labels' in estimate['text']
+    with pytest.raises(ActionError, match='two labels'):
+        await plugin.call('model.train')
+
+
+async def test_second_training_makes_a_new_version_and_switches(make_plugin: MakePlugin) -> None:
+    plugin = make_plugin()
+    await _select_both(plugin)
+    for expected in ('local-1', 'local-2'):
+        started = await plugin.call('model.train')
+        await plugin.service.jobs.wait(started['job'])
+        assert plugin.notifier.notified[-1][1]['model'] == expected
+    assert await plugin.service.current_model() == 'local-2'
+    meta = json.loads((plugin.service.root / 'models' / 'local-2' / 'meta.json').read_text())
+    assert meta['examples'] == 24
+
+
+async def test_predict_refuses_empty_and_oversize_text(make_plugin: MakePlugin) -> None:
+    plugin = make_plugin(limits={'max_predict_chars': 10})
+    with pytest.raises(ActionError, match='give a text'):
+        await plugin.call('model.predict', text='  ')
+    with pytest.raises(ActionError, match='limit is 10'):
+        await plugin.call('model.predict', text='x' * 11)
+    with pytest.raises(ActionError, match='not trained yet'):
+        await plugin.call('model.predict', text='fine')
