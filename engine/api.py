@@ -152,6 +152,10 @@ class Adapter(abc.ABC):
     async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
         """Replace the text of a message sent earlier (progress updates)."""
 
+    async def in_voice(self, key: ConversationKey) -> bool:
+        """Whether the user of ``key`` is in a voice channel the bot can speak in (checked before synthesis)."""
+        return False
+
     async def voice_join(self, key: ConversationKey) -> str:
         """Join the voice channel the user of ``key`` is in; return its name."""
         raise NotSupportedError(f'{self.name} has no voice channels')

@@ -49,6 +49,7 @@ def jsonable(value: Any) -> Any:
             'path': str(value.path) if value.path else None,
             'url': value.url,
             'duration': value.duration,
+            'audio': value.is_audio,
         }
     if isinstance(value, pathlib.PurePath):
         return str(value)

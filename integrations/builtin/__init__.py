@@ -110,14 +110,20 @@ def setup(ctx: SetupContext) -> None:
 
     async def voice_speak(action: ActionContext, *, text: str, language: str | None = None) -> dict[str, Any]:
         """Speak ``text`` in the caller's voice channel; ``spoken`` is false when they are in none."""
+        if not await action.adapter.in_voice(action.key):
+            return {'spoken': False}
         speech = ctx.services.get('speech')
         if speech is None:
             raise ActionError('Speech synthesis is not configured.')
+        from integrations.speech.tts import SynthesisError
+
         try:
             synthesis = await speech.synthesize(text, language=language, workdir=action.workdir)
             spoken = await action.adapter.voice_speak(action.key, synthesis.path)
         except NotSupportedError:
             return {'spoken': False}
+        except SynthesisError as exc:
+            raise ActionError(str(exc)) from exc
         return {'spoken': bool(spoken)}
 
     actions = ctx.actions
