@@ -61,9 +61,9 @@ class Plugin:
         self.notifier = notifier
         self.service = ctx.services['models']
 
-    async def call(self, name: str, attachments: Sequence[Attachment] = (), **args: Any) -> Any:
-        action = self.ctx.actions.get(name)
-        assert action is not None, name
+    async def call(self, action_name: str, /, attachments: Sequence[Attachment] = (), **args: Any) -> Any:
+        action = self.ctx.actions.get(action_name)
+        assert action is not None, action_name
         context = ActionContext(
             key=KEY_CONV, user=User('admin'), adapter=NullAdapter(), data={}, attachments=attachments
         )
