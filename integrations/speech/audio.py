@@ -34,6 +34,7 @@ __all__ = [
     'encode_voice_message',
     'probe_duration',
     'resample_pcm',
+    'voice_message_info',
     'waveform',
 ]
 
@@ -221,6 +222,15 @@ def encode_voice_message(
         _log.error('cannot encode voice message %s: %s', out, exc)
         raise AudioError('The voice message could not be made.') from exc
     return VoiceMessage(out, round(len(pcm) / 2 / VOICE_RATE, 3), waveform(pcm, VOICE_RATE))
+
+
+def voice_message_info(path: pathlib.Path | str) -> VoiceMessage:
+    """Duration and waveform of an existing voice message file, for adapters that upload one.
+
+    Discord wants both alongside the OGG/Opus file; this reads them back from the file itself.
+    """
+    pcm = decode_audio(path, sample_rate=8000).pcm  # the waveform needs no more than 8 kHz
+    return VoiceMessage(pathlib.Path(path), round(len(pcm) / 2 / 8000, 3), waveform(pcm, 8000))
 
 
 def waveform(pcm: bytes, sample_rate: int, *, points: int | None = None) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    'SHARED_MODELS',
     'EngineNotInstalledError',
     'ModelNotInstalledError',
     'Recognition',

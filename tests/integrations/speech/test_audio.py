@@ -17,6 +17,7 @@ from integrations.speech.audio import (
     encode_voice_message,
     probe_duration,
     resample_pcm,
+    voice_message_info,
     waveform,
 )
 from tests.integrations.speech.helpers import sine_pcm, write_audio
@@ -138,3 +139,15 @@ def test_resampling_keeps_the_duration() -> None:
     out = resample_pcm(pcm, 22050, 48000)
 
     assert len(out) // 2 == pytest.approx(48000, abs=50)
+
+
+def test_voice_message_info_reads_back_duration_and_waveform(tmp_path: pathlib.Path) -> None:
+    made = encode_voice_message(sine_pcm(1.0, 16000, amplitude=0.9) + b'\0\0' * 16000, tmp_path / 'v.ogg')
+
+    info = voice_message_info(made.path)
+
+    assert info.duration == pytest.approx(made.duration, abs=0.02)
+    amplitudes = base64.b64decode(info.waveform)
+    assert len(amplitudes) == 20
+    assert min(amplitudes[:9]) > 200
+    assert max(amplitudes[11:]) == 0

@@ -9,6 +9,7 @@ import pytest
 
 from integrations.speech.audio import decode_audio, encode_voice_message
 from integrations.speech.stt import (
+    SHARED_MODELS,
     EngineNotInstalledError,
     ModelNotInstalledError,
     VoskModelCache,
@@ -42,12 +43,12 @@ async def test_voice_message_in_korean_is_recognised(tmp_path: pathlib.Path, wor
 
 async def test_model_is_loaded_once_and_shared(tmp_path: pathlib.Path) -> None:
     model = ko_model_dir()
-    cache = VoskModelCache()
-    first = VoskRecognizer(model.parent, {'ko': model.name}, cache=cache)
-    second = VoskRecognizer(model.parent, {'ko': str(model)}, cache=cache)  # absolute path, same folder
+    first = VoskRecognizer(model.parent, {'ko': model.name})
+    second = VoskRecognizer(model.parent, {'ko': str(model)})  # absolute path to the same folder
 
+    assert first.cache is second.cache is SHARED_MODELS
     assert first.load('ko') is second.load('ko')
-    assert cache.loaded() == [model.resolve()]
+    assert SHARED_MODELS.loaded().count(model.resolve()) == 1
 
 
 async def test_missing_model_says_how_to_install_it(tmp_path: pathlib.Path) -> None:
