@@ -47,6 +47,10 @@ class Internal:
     payload: Any = None
 
 
+_TRANSIENT = frozenset({'deferred', 'progress_at'})
+"""Runtime bookkeeping that is not persisted (events waiting in memory, rate-limit clocks)."""
+
+
 class Conversation:
     """A live conversation: the model the machines move, plus what the runtime needs."""
 
@@ -110,7 +114,7 @@ class Conversation:
             data=self.data,
             stack=self.stack,
             deadline=self.deadline,
-            extra={**self.extra, 'user': [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild]},
+            extra={**{k: v for k, v in self.extra.items() if k not in _TRANSIENT}, 'user': [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild]},
         )
 
 

@@ -1,0 +1,3 @@
+"""Flow files: the model, loading, validation and compilation."""
+
+__all__: list[str] = []
