@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -51,6 +52,9 @@ class SpeechService:
     recognizer: SpeechRecognizer
     synthesizer: SpeechSynthesizer
     executor: ThreadPoolExecutor | None = None
+    keep_seconds: float = 3600.0
+    """Files in the shared work folder (used when a caller gives none) are deleted after this long."""
+    _pruned_at: float = attrs.field(default=0.0, init=False)
 
     async def decode(self, path: pathlib.Path) -> tuple[bytes, int]:
         """16 kHz mono PCM of ``path`` within the limits (raises ``AudioError``)."""
@@ -81,7 +85,17 @@ class SpeechService:
             raise SynthesisError(
                 f'The text is too long to speak ({len(text)} characters; the limit is {self.config.max_text_chars}).'
             )
+        if workdir is None:
+            await self._prune()
         return await self.synthesizer.synthesize(text, language or self.config.language, workdir=workdir)
+
+    async def _prune(self) -> None:
+        """Delete old files of the shared work folder (at most once a minute): nobody else cleans it."""
+        now = time.time()
+        if now - self._pruned_at < 60:
+            return
+        self._pruned_at = now
+        await asyncio.to_thread(_prune, self.config.work_path, now - self.keep_seconds)
 
     async def voice_message(
         self, text: str, language: str | None = None, *, workdir: pathlib.Path | None = None
@@ -103,6 +117,17 @@ class SpeechService:
         """Build the engines the (resolved) config names."""
         executor = ThreadPoolExecutor(max_workers=max(1, config.threads), thread_name_prefix='speech')
         return cls(config, build_recognizer(config, executor), build_synthesizer(config), executor)
+
+
+def _prune(folder: pathlib.Path, before: float) -> None:
+    if not folder.is_dir():
+        return
+    for path in folder.glob('speech-*'):
+        try:
+            if path.is_file() and path.stat().st_mtime < before:
+                path.unlink()
+        except OSError as exc:
+            _log.warning('cannot delete old speech file %s: %s', path, exc)
 
 
 def build_recognizer(config: SpeechConfig, executor: ThreadPoolExecutor | None = None) -> SpeechRecognizer:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import os
 import pathlib
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -260,3 +262,21 @@ async def test_empty_or_oversize_text_is_refused(tmp_path: pathlib.Path, text: s
 
     with pytest.raises(ActionError, match=message):
         await _call(ctx, 'speech.synthesize', _actx(tmp_path), text=text)
+
+
+async def test_old_files_in_the_shared_work_folder_are_cleaned_up(tmp_path: pathlib.Path) -> None:
+    espeak()
+    ctx = _plugin(tmp_path, tts_primary='espeak')
+    service: SpeechService = ctx.services['speech']
+    shared = service.config.work_path
+    shared.mkdir(parents=True)
+    old, fresh, other = shared / 'speech-old.wav', shared / 'speech-fresh.wav', shared / 'notes.txt'
+    for path in (old, fresh, other):
+        path.write_bytes(b'x')
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    os.utime(other, (time.time() - 7200, time.time() - 7200))
+
+    spoken = await service.synthesize('hello', 'en')
+
+    assert not old.exists()
+    assert fresh.exists() and other.exists() and spoken.path.exists()
