@@ -1,0 +1,129 @@
+"""Compilation: one AsyncMachine per flow version, no auto transitions, no conversations inside machines."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+
+import pytest
+from transitions.extensions.asyncio import AsyncMachine
+
+from engine.api import ConversationKey
+from engine.flows.compile import END, compile_flow, version_id
+from engine.flows.library import FlowLibrary
+from engine.flows.loader import FlowError, load_text
+from engine.states.actions import ActionRegistry
+from engine.store import MemoryStore
+from tests.engine.conftest import HarnessFactory
+from tests.engine.helpers import build_harness, make_config
+
+FORM = """
+[flow]
+name = "form"
+version = "2"
+[trigger]
+command = "form"
+[states.first]
+kind = "ask"
+prompt = "First?"
+save_as = "first"
+[states.second]
+kind = "ask"
+prompt = "Second?"
+save_as = "second"
+[states.done]
+kind = "end"
+text = "{{ first }} {{ second }}"
+"""
+
+
+def test_machine_has_every_state_plus_end_and_no_auto_transitions() -> None:
+    compiled = compile_flow(load_text(FORM))
+    machine = compiled.machine
+    assert isinstance(machine, AsyncMachine)
+    assert machine.auto_transitions is False
+    assert set(machine.states) == {'first', 'second', 'done', END}
+    assert not [name for name in machine.events if name.startswith('to_')]
+    assert machine.models == []
+    assert compiled.asks == ('first', 'second')
+    assert compiled.version == version_id(compiled.flow)
+    assert compiled.version.startswith('2-')
+
+
+def test_same_source_shares_one_machine_and_an_edit_is_a_new_version(tmp_path: pathlib.Path) -> None:
+    library = FlowLibrary(ActionRegistry(), [])
+    first = load_text(FORM, 'a.toml')
+    library.activate([first])
+    machine = library.get('form')
+    assert machine is not None
+    library.activate([load_text(FORM, 'a.toml')])
+    assert library.get('form') is machine
+    edited = load_text(FORM.replace('First?', 'Your first?'), 'a.toml')
+    library.activate([edited])
+    newer = library.get('form')
+    assert newer is not None and newer is not machine
+    assert newer.machine is not machine.machine
+    assert newer.version != machine.version
+    assert library.get('form', machine.version) is machine  # old version kept for running conversations
+    assert library.command('form') is newer
+
+
+async def test_machine_models_stay_empty_while_100_conversations_run(engine_harness: HarnessFactory) -> None:
+    harness = await engine_harness({'form': FORM})
+    compiled = harness.engine.library.get('form')
+    assert compiled is not None
+    keys = [ConversationKey('test', 'c', f'user{i}') for i in range(100)]
+    await asyncio.gather(*(harness.command('form', key=key) for key in keys))
+    await asyncio.gather(*(harness.say(f'a{i}', key=key) for i, key in enumerate(keys)))
+    assert harness.engine.live_count() == 100
+    assert all(harness.engine.conversation(key).state == 'second' for key in keys)  # type: ignore[union-attr]
+    assert compiled.machine.models == []
+    await asyncio.gather(*(harness.say(f'b{i}', key=key) for i, key in enumerate(keys)))
+    assert harness.engine.live_count() == 0
+    assert harness.adapter.texts(keys[42])[-1] == 'a42 b42'
+    assert compiled.machine.models == []
+
+
+async def test_invalid_flow_is_refused_with_the_lint_messages(tmp_path: pathlib.Path) -> None:
+    folder = tmp_path / 'flows'
+    folder.mkdir()
+    (folder / 'bad.toml').write_text(FORM.replace('save_as = "second"', 'save_as = "second"\nnext = "nowhere"'))
+    with pytest.raises(FlowError) as caught:
+        await build_harness(tmp_path, folder=folder)
+    (problem,) = caught.value.diagnostics
+    assert problem.code == 'unknown-state'
+    assert problem.message == 'state "second" goes to unknown state "nowhere"'
+    from engine.flows.loader import load_paths
+
+    flows, _ = load_paths([folder])
+    assert FlowLibrary(ActionRegistry(), []).check(flows) == [problem]
+
+
+def test_build_app_refuses_a_flow_naming_a_python_function(tmp_path: pathlib.Path) -> None:
+    from engine.app import build_app
+
+    folder = tmp_path / 'flows'
+    folder.mkdir()
+    (folder / 'evil.toml').write_text(
+        '[flow]\nname = "evil"\n[trigger]\ncommand = "evil"\n'
+        '[states.run]\nkind = "call"\naction = "os.system"\nargs = { command = "true" }\n'
+    )
+    config = make_config(tmp_path, folder)
+    with pytest.raises(FlowError, match=r'unknown action "os.system" \[unknown-action\]'):
+        build_app(config, store=MemoryStore(), plugins=[])
+
+
+async def test_an_unregistered_action_in_an_unvalidated_flow_fails_cleanly_at_run_time(
+    tmp_path: pathlib.Path,
+) -> None:
+    harness = await build_harness(
+        tmp_path, {'hi': '[flow]\nname = "hi"\n[trigger]\ncommand = "hi"\n[states.a]\nkind = "end"\n'}
+    )
+    evil = load_text(
+        '[flow]\nname = "evil"\n[trigger]\ncommand = "evil"\n[states.run]\nkind = "call"\naction = "os.system"\n'
+    )
+    harness.engine.library.activate([evil])  # bypasses validation on purpose
+    await harness.command('evil')
+    assert harness.texts() == ['Something went wrong: the action "os.system" is not available']
+    assert not harness.live()
+    await harness.stop()

@@ -1,0 +1,208 @@
+"""Test doubles for the engine: an adapter that records what the bot sends, and a harness around an app.
+
+Engines are built the way ``engine.app.build_app`` builds them (same plugin loading, same library),
+except that tests add their own actions to the registry before the flows are loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from engine.api import (
+    Adapter,
+    Attachment,
+    ChoicePress,
+    Command,
+    ConversationKey,
+    Message,
+    Option,
+    User,
+)
+from engine.app import App
+from engine.config import BotConfig, Config, PermissionGroup
+from engine.flows.library import FlowLibrary
+from engine.flows.loader import FlowError
+from engine.plugins import SetupContext, load_plugins
+from engine.runtime import Engine
+from engine.states.actions import ActionFn, ActionRegistry
+from engine.store import MemoryStore, Store
+
+__all__ = ['KEY', 'USER', 'Harness', 'RecordingAdapter', 'Sent', 'build_harness', 'write_flows']
+
+KEY = ConversationKey('test', 'chan', 'u1')
+USER = User(id='u1', name='Ann')
+
+
+@attrs.frozen
+class Sent:
+    """One thing the bot sent: ``kind`` is text, ask, file or edit."""
+
+    kind: str
+    key: ConversationKey
+    text: str
+    message_id: str
+    options: tuple[Option, ...] = ()
+    path: pathlib.Path | None = None
+    voice: bool = False
+
+
+class RecordingAdapter(Adapter):
+    """Records every outgoing call; ``delay`` makes each send slow, to expose ordering and overlap."""
+
+    name = 'test'
+
+    def __init__(self, *, delay: float = 0.0, grants_all: bool = False) -> None:
+        self.delay = delay
+        self.grants_all_permissions = grants_all
+        self.sent: list[Sent] = []
+        self.closed: list[ConversationKey] = []
+        self.active: dict[ConversationKey, int] = {}
+        self.max_active_per_key: dict[ConversationKey, int] = {}
+        self.total_active = 0
+        self.max_total_active = 0
+        self._ids = 0
+
+    async def _record(self, sent: Sent) -> str:
+        self.active[sent.key] = self.active.get(sent.key, 0) + 1
+        self.total_active += 1
+        self.max_active_per_key[sent.key] = max(self.max_active_per_key.get(sent.key, 0), self.active[sent.key])
+        self.max_total_active = max(self.max_total_active, self.total_active)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            self.sent.append(sent)
+        finally:
+            self.active[sent.key] -= 1
+            self.total_active -= 1
+        return sent.message_id
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return f'm{self._ids}'
+
+    async def send_text(self, key: ConversationKey, text: str) -> str:
+        return await self._record(Sent('text', key, text, self._next_id()))
+
+    async def send_file(
+        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
+    ) -> str:
+        return await self._record(Sent('file', key, text or '', self._next_id(), path=path, voice=voice_message))
+
+    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
+        return await self._record(Sent('ask', key, text, self._next_id(), options=tuple(options)))
+
+    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
+        await self._record(Sent('edit', key, text, message_id))
+
+    async def close_conversation(self, key: ConversationKey) -> None:
+        self.closed.append(key)
+
+    def texts(self, key: ConversationKey | None = KEY) -> list[str]:
+        """Texts sent (any kind) to ``key``, in order; ``None`` for every key."""
+        return [s.text for s in self.sent if key is None or s.key == key]
+
+
+def write_flows(folder: pathlib.Path, flows: Mapping[str, str]) -> pathlib.Path:
+    """Write ``{file stem: TOML}`` into ``folder`` (dedented) and return it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, text in flows.items():
+        (folder / f'{stem}.toml').write_text(textwrap.dedent(text).lstrip(), encoding='utf-8')
+    return folder
+
+
+@attrs.define
+class Harness:
+    """An app with a recording adapter, and shortcuts to talk to it as one user."""
+
+    app: App
+    adapter: RecordingAdapter
+    key: ConversationKey = KEY
+    user: User = USER
+
+    @property
+    def engine(self) -> Engine:
+        return self.app.engine
+
+    async def command(self, name: str, args: str = '', *, key: ConversationKey | None = None, **kw: Any) -> None:
+        key = key or self.key
+        await self.engine.dispatch(Command(key=key, user=kw.pop('user', self.user), name=name, args_text=args, **kw))
+        await self.engine.wait_idle(5)
+
+    async def say(
+        self,
+        text: str,
+        *,
+        key: ConversationKey | None = None,
+        attachments: Sequence[Attachment] = (),
+        **kw: Any,
+    ) -> None:
+        key = key or self.key
+        event = Message(key=key, user=kw.pop('user', self.user), text=text, attachments=attachments, **kw)
+        await self.engine.dispatch(event)
+        await self.engine.wait_idle(5)
+
+    async def press(self, value: str, *, key: ConversationKey | None = None) -> None:
+        await self.engine.dispatch(ChoicePress(key=key or self.key, user=self.user, value=value))
+        await self.engine.wait_idle(5)
+
+    def texts(self, key: ConversationKey | None = None) -> list[str]:
+        return self.adapter.texts(key or self.key)
+
+    @property
+    def last(self) -> str:
+        return self.texts()[-1]
+
+    def live(self, key: ConversationKey | None = None) -> bool:
+        return self.engine.conversation(key or self.key) is not None
+
+    async def stop(self) -> None:
+        await self.app.stop()
+
+
+def make_config(tmp_path: pathlib.Path, flows: pathlib.Path, **bot: Any) -> Config:
+    permissions = bot.pop('permissions', {'admins': PermissionGroup(users=['boss'], roles=['r-admin'])})
+    return Config(
+        bot=BotConfig(flows=[flows], data_root=tmp_path / 'data', store=':memory:', reload=False, **bot),
+        permissions=permissions,
+    )
+
+
+async def build_harness(
+    tmp_path: pathlib.Path,
+    flows: Mapping[str, str] | None = None,
+    *,
+    actions: Mapping[str, ActionFn] | None = None,
+    store: Store | None = None,
+    adapter: RecordingAdapter | None = None,
+    folder: pathlib.Path | None = None,
+    plugins: Sequence[str] = ('integrations.builtin',),
+    start: bool = True,
+    **bot: Any,
+) -> Harness:
+    """An app over ``flows`` (written into ``tmp_path/flows`` unless ``folder`` is given), started."""
+    folder = folder or write_flows(tmp_path / 'flows', flows or {})
+    config = make_config(tmp_path, folder, **bot)
+    store = store or MemoryStore()
+    registry = ActionRegistry()
+    library = FlowLibrary(registry, config.permissions.keys())
+    engine = Engine(config=config, store=store, actions=registry, library=library)
+    engine.progress_interval = 0.0
+    ctx = SetupContext(config=config, actions=registry, store=store, notifier=engine, catalog=engine.flows)
+    load_plugins(ctx, list(plugins))
+    for name, fn in (actions or {}).items():
+        registry.add(name, fn, replace=True)
+    problems = library.load([folder])
+    if problems:
+        raise FlowError(problems)
+    adapter = adapter or RecordingAdapter()
+    engine.add_adapter(adapter)
+    app = App(config=config, engine=engine, plugins=ctx)
+    if start:
+        await app.start()
+    return Harness(app=app, adapter=adapter)
