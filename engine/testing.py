@@ -1,0 +1,683 @@
+"""Scripted dialog tests: TOML scripts that talk to the real engine, so maintainers test flows without code.
+
+A script (``flows/tests/*.toml``) lists cases; each case is a sequence of user turns (command,
+text, attachment, button press, a timeout, a notification) with the bot output expected after each,
+and the expected final state, conversation data and stored records. Actions can be replaced by
+canned results, so a training dialog runs without a model. Every case runs on a fresh
+:class:`~engine.runtime.Engine` with an in-memory store and a :class:`RecordingAdapter`; timeouts are
+fired directly (no sleeping). See ``docs/maintainers.md`` for the format.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import fnmatch
+import functools
+import logging
+import mimetypes
+import pathlib
+import re
+import tempfile
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import cattrs
+
+from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, Option, User
+from engine.config import Config
+from engine.flows import model
+from engine.flows.library import FlowLibrary
+from engine.flows.loader import Diagnostic, LineIndex, load_paths
+from engine.plugins import SetupContext, load_plugins
+from engine.runtime import Conversation, Engine, Internal
+from engine.states.actions import ActionContext, ActionError, ActionFn, ActionRegistry
+from engine.states.kinds import jsonable
+from engine.store import MemoryStore
+from engine.templates import render_value
+
+__all__ = [
+    'ENDED',
+    'CannedAction',
+    'Case',
+    'CaseResult',
+    'Expect',
+    'Output',
+    'RecordingAdapter',
+    'Script',
+    'ScriptError',
+    'ScriptUser',
+    'Turn',
+    'format_results',
+    'load_script',
+    'run_case',
+    'run_paths',
+    'run_script',
+    'script_files',
+    'uncovered_flows',
+]
+
+_log = logging.getLogger(__name__)
+
+ENDED = 'end'
+"""The ``state`` value meaning "no conversation is running any more"."""
+
+
+class ScriptError(Exception):
+    """A script file cannot be read or does not follow the format; the message says where."""
+
+
+# -- the script format ------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Expect:
+    """One expected bot output. A plain string in a script means ``{ text = "..." }`` (exact)."""
+
+    text: str | None = None
+    contains: str | None = None
+    regex: str | None = None
+    file: str | None = None
+    """A file name or glob (``feedback-*.png``): the output must be a file with a matching name."""
+    voice: bool | None = None
+    choices: list[str] | None = None
+    """Labels of the buttons offered, in order."""
+
+    def describe(self) -> str:
+        parts = [
+            f'{name} {value!r}'
+            for name, value in (
+                ('text', self.text),
+                ('contains', self.contains),
+                ('regex', self.regex),
+                ('file', self.file),
+                ('voice', self.voice),
+                ('choices', self.choices),
+            )
+            if value is not None
+        ]
+        return ', '.join(parts) or 'any output'
+
+
+@attrs.frozen(kw_only=True)
+class CannedAction:
+    """What an action returns (or the error it raises) instead of running; strings in ``result``
+    are templates over the call's arguments, e.g. ``{ reply = "echo: {{ text }}" }``."""
+
+    result: Any = None
+    error: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Turn:
+    """One thing the user does, and what should follow."""
+
+    command: str | None = None
+    args: str | None = None
+    """The raw argument text of a prefix command (``!feedback great bot``)."""
+    options: dict[str, Any] | None = None
+    """Typed options of a slash command (instead of ``args``)."""
+    text: str | None = None
+    attach: str | None = None
+    """A file path relative to the script; sent with ``text`` (or with ``command``)."""
+    content_type: str | None = None
+    press: str | None = None
+    """The value (or label) of an offered button."""
+    timeout: bool = False
+    """Let the current state's timeout fall due now."""
+    notify: str | None = None
+    """Fire ``Engine.notify`` on this topic (a job finished, ...)."""
+    payload: dict[str, Any] = attrs.field(factory=dict)
+    locale: str | None = None
+    expect: list[Expect] | None = None
+    """Every output of this turn, in order; left out: not checked."""
+    state: str | None = None
+    """The state after the turn, or ``end`` when the conversation is over."""
+    data: dict[str, Any] | None = None
+    """Values the conversation data must contain after the turn."""
+
+    def describe(self) -> str:
+        if self.command is not None:
+            if self.options is not None:
+                words = ' '.join(f'{k}={v!r}' for k, v in self.options.items())
+                return f'/{self.command}{" " + words if words else ""}'
+            return f'!{self.command}{" " + self.args if self.args else ""}' + (
+                f' [attach {self.attach}]' if self.attach else ''
+            )
+        if self.attach is not None:
+            return f'[attach {self.attach}]' + (f' {self.text!r}' if self.text else '')
+        if self.text is not None:
+            return repr(self.text)
+        if self.press is not None:
+            return f'[press {self.press}]'
+        if self.timeout:
+            return '[timeout]'
+        return f'[notify {self.notify}]'
+
+
+@attrs.frozen(kw_only=True)
+class ScriptUser:
+    id: str = 'tester'
+    name: str = 'Tester'
+    roles: list[str] = attrs.field(factory=list)
+    guild: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Case:
+    name: str
+    turns: list[Turn]
+    actions: dict[str, CannedAction] = attrs.field(factory=dict)
+    """Canned actions for this case (over the script's)."""
+    user: ScriptUser = attrs.field(factory=ScriptUser)
+    trusted: bool = True
+    """Like the console: every permission granted. ``false`` tests permission groups."""
+    dm: bool = False
+    locale: str | None = None
+    state: str | None = None
+    """Final state (``end`` when the conversation is over)."""
+    data: dict[str, Any] | None = None
+    """Final conversation data (a subset); for an ended conversation, its data when it ended."""
+    records: dict[str, list[dict[str, Any]]] = attrs.field(factory=dict)
+    """Stored records by kind, each a subset of the real one, in order, e.g. ``feedback = [{ text = "hi" }]``."""
+    calls: dict[str, list[dict[str, Any]]] = attrs.field(factory=dict)
+    """Arguments each action was called with, in order (a subset of each call's arguments)."""
+
+
+@attrs.frozen(kw_only=True)
+class Script:
+    path: pathlib.Path
+    flow: str
+    """The flow under test (shipped flows without a script are reported)."""
+    cases: list[Case]
+    description: str = ''
+    flows: list[str] = attrs.field(factory=list)
+    """Flow files or folders relative to the script; default: the configured flow folders."""
+    actions: dict[str, CannedAction] = attrs.field(factory=dict)
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _structure_expect(value: Any, _: Any) -> list[Expect] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(Expect(text=item))
+        elif isinstance(item, dict):
+            out.append(_converter.structure_attrs_fromdict(item, Expect))
+        else:
+            raise ValueError('an expectation is a string (exact text) or a table such as { contains = "..." }')
+    return out
+
+
+_converter.register_structure_hook_func(lambda t: t == (list[Expect] | None), _structure_expect)
+_converter.register_structure_hook_func(lambda t: t is Any, lambda v, _: v)
+
+
+def _turn_problem(turn: Turn) -> str | None:
+    kinds = [
+        name
+        for name, given in (
+            ('command', turn.command is not None),
+            ('text', turn.text is not None and turn.command is None and turn.attach is None),
+            ('attach', turn.attach is not None and turn.command is None),
+            ('press', turn.press is not None),
+            ('timeout', turn.timeout),
+            ('notify', turn.notify is not None),
+        )
+        if given
+    ]
+    if len(kinds) != 1:
+        found = ', '.join(kinds) or 'none'
+        return f'a turn needs exactly one of command, text, attach, press, timeout or notify (found: {found})'
+    if turn.args is not None and turn.options is not None:
+        return 'give either args (typed text) or options (slash command), not both'
+    if (turn.args is not None or turn.options is not None) and turn.command is None:
+        return 'args and options belong to a command turn'
+    return None
+
+
+def load_script(path: pathlib.Path) -> Script:
+    """Read and check one script; :class:`ScriptError` names the file, line and key of a problem."""
+    try:
+        text = path.read_text(encoding='utf-8')
+        raw = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ScriptError(f'{path}: cannot read the script: {exc}') from exc
+    index = LineIndex(text)
+    try:
+        script = _converter.structure({**raw, 'path': str(path)}, Script)
+    except Exception as exc:
+        messages = []
+        for message in cattrs.transform_error(exc, path='$'):
+            what, _, where = message.partition(' @ $')
+            parts = [p.strip('\'"') for p in re.split(r'\.|\[|\]', where) if p]
+            line = index.line(parts)
+            messages.append(f'{path}{":" + str(line) if line else ""}: {where.lstrip(".") or "script"}: {what}')
+        raise ScriptError('\n'.join(messages)) from exc
+    problems = []
+    if not script.cases:
+        problems.append(f'{path}: a script needs at least one [[cases]] table')
+    for c, case in enumerate(script.cases, start=1):
+        if not case.turns:
+            problems.append(f'{path}: case {c} "{case.name}" has no [[cases.turns]]')
+        for t, turn in enumerate(case.turns, start=1):
+            problem = _turn_problem(turn)
+            if problem:
+                problems.append(f'{path}: case "{case.name}", turn {t}: {problem}')
+    for name, canned in {**script.actions, **{k: v for c in script.cases for k, v in c.actions.items()}}.items():
+        if canned.result is not None and canned.error is not None:
+            problems.append(f'{path}: action "{name}": give result or error, not both')
+    if problems:
+        raise ScriptError('\n'.join(problems))
+    return script
+
+
+def script_files(paths: Iterable[pathlib.Path]) -> list[pathlib.Path]:
+    """``*.toml`` in each folder (and below), or the files given."""
+    files: list[pathlib.Path] = []
+    for path in paths:
+        files.extend(sorted(path.rglob('*.toml')) if path.is_dir() else [path])
+    return files
+
+
+# -- the recording adapter --------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Output:
+    """One thing the bot sent: ``kind`` is ``text``, ``ask``, ``file`` or ``edit``."""
+
+    kind: str
+    text: str
+    id: str
+    file: pathlib.Path | None = None
+    voice: bool = False
+    choices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.kind == 'file':
+            label = 'voice message' if self.voice else 'file'
+            return f'[{label} {self.file.name if self.file else "?"}]' + (f' {self.text!r}' if self.text else '')
+        if self.kind == 'ask':
+            return f'{self.text!r} buttons {list(self.choices)}'
+        return repr(self.text) if self.kind == 'text' else f'[edit {self.id}] {self.text!r}'
+
+
+class RecordingAdapter(Adapter):
+    """Keeps every outgoing message in :attr:`outputs`; voice raises like the console does."""
+
+    def __init__(self, name: str = 'script', *, trusted: bool = True) -> None:
+        self.name = name
+        self.grants_all_permissions = trusted
+        self.outputs: list[Output] = []
+        self._texts: dict[str, str] = {}
+
+    def _add(self, kind: str, text: str, **extra: Any) -> str:
+        message_id = f'm{len(self.outputs) + 1}'
+        self.outputs.append(Output(kind=kind, text=text, id=message_id, **extra))
+        self._texts[message_id] = text
+        return message_id
+
+    async def send_text(self, key: ConversationKey, text: str) -> str:
+        return self._add('text', text)
+
+    async def send_file(
+        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
+    ) -> str:
+        return self._add('file', text or '', file=path, voice=voice_message)
+
+    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
+        return self._add('ask', text, choices=tuple(o.label for o in options))
+
+    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
+        self.outputs.append(Output(kind='edit', text=text, id=message_id))
+        self._texts[message_id] = text
+
+    async def fetch_text(self, key: ConversationKey, message_id: str) -> str | None:
+        return self._texts.get(message_id)
+
+
+class _ScriptEngine(Engine):
+    """The real engine, remembering each finished conversation's flow, state and data."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.finished: dict[ConversationKey, tuple[str, str, dict[str, Any]]] = {}
+
+    async def finish(self, conv: Conversation) -> None:
+        self.finished[conv.key] = (conv.compiled.name, conv.state, copy.deepcopy(conv.data))
+        await super().finish(conv)
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True)
+class CaseResult:
+    script: pathlib.Path
+    case: str
+    passed: bool
+    message: str = ''
+    flows: set[str] = attrs.field(factory=set)
+    """Flows that conversations ran on (for coverage)."""
+
+
+class _Failure(Exception):
+    pass
+
+
+def _mismatch(expected: Any, actual: Any, where: str) -> str | None:
+    """Where ``actual`` differs from ``expected`` (tables may have more keys), or ``None``."""
+    if isinstance(expected, Mapping):
+        if not isinstance(actual, Mapping):
+            return f'{where}: expected a table, actual {actual!r}'
+        for key, value in expected.items():
+            if key not in actual:
+                return f'{where}.{key}: expected {value!r}, actual: missing (keys: {", ".join(map(str, actual))})'
+            found = _mismatch(value, actual[key], f'{where}.{key}')
+            if found:
+                return found
+        return None
+    if isinstance(expected, list):
+        if not isinstance(actual, list | tuple) or len(actual) != len(expected):
+            return f'{where}: expected {len(expected)} item(s) {expected!r}, actual {actual!r}'
+        for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
+            found = _mismatch(e, a, f'{where}[{i}]')
+            if found:
+                return found
+        return None
+    if expected != actual or isinstance(expected, bool) != isinstance(actual, bool):
+        return f'{where}: expected {expected!r}, actual {actual!r}'
+    return None
+
+
+def _text_diff(expected: str, actual: str) -> str:
+    lines = difflib.ndiff(expected.splitlines() or [''], actual.splitlines() or [''])
+    return '\n'.join(f'      {line}' for line in lines if not line.startswith('?'))
+
+
+def _check_output(expect: Expect, output: Output) -> str | None:
+    if expect.file is not None:
+        name = output.file.name if output.file else None
+        if output.kind != 'file' or name is None or not fnmatch.fnmatch(name, expect.file):
+            return f'expected a file named {expect.file!r}, actual {output.describe()}'
+    if expect.voice is not None and output.voice != expect.voice:
+        return f'expected voice={expect.voice}, actual {output.describe()}'
+    if expect.choices is not None and list(output.choices) != expect.choices:
+        return f'expected buttons {expect.choices!r}, actual {list(output.choices)!r}'
+    if expect.text is not None and output.text != expect.text:
+        return (
+            f'expected text {expect.text!r}\n    actual text   {output.text!r}\n'
+            f'    diff (- expected, + actual):\n{_text_diff(expect.text, output.text)}'
+        )
+    if expect.contains is not None and expect.contains not in output.text:
+        return f'expected text containing {expect.contains!r}\n    actual text {output.text!r}'
+    if expect.regex is not None and not re.search(expect.regex, output.text):
+        return f'expected text matching /{expect.regex}/\n    actual text {output.text!r}'
+    return None
+
+
+class _Run:
+    """One case on one fresh engine."""
+
+    def __init__(self, script: Script, case: Case, config: Config, flows: Sequence[model.Flow], workdir: str) -> None:
+        self.script = script
+        self.case = case
+        self.calls: dict[str, list[dict[str, Any]]] = {}
+        bot = attrs.evolve(config.bot, data_root=pathlib.Path(workdir), store=':memory:', reload=False)
+        self.config = attrs.evolve(config, bot=bot)
+        self.store = MemoryStore()
+        actions = ActionRegistry()
+        library = FlowLibrary(actions, self.config.permissions.keys())
+        self.engine = _ScriptEngine(config=self.config, store=self.store, actions=actions, library=library)
+        self.ctx = SetupContext(
+            config=self.config, actions=actions, store=self.store, notifier=self.engine, catalog=self.engine.flows
+        )
+        load_plugins(self.ctx, list(self.config.bot.plugins))
+        self._wrap_actions(actions, {**script.actions, **case.actions})
+        problems = library.check(flows)
+        if problems:
+            raise _Failure('the flows do not pass lint:\n' + '\n'.join(f'    {d}' for d in problems))
+        library.activate(flows)
+        self.adapter = RecordingAdapter(trusted=case.trusted)
+        self.engine.add_adapter(self.adapter)
+        user = case.user
+        self.key = ConversationKey(self.adapter.name, 'dm' if case.dm else 'script', user.id)
+        self.user = User(id=user.id, name=user.name, roles=frozenset(user.roles), guild=user.guild)
+        self.transcript: list[str] = []
+        self.flows_run: set[str] = set()
+
+    def _wrap_actions(self, actions: ActionRegistry, canned: Mapping[str, CannedAction]) -> None:
+        """Record every call's arguments; replace the canned ones (keeping the real signature for lint)."""
+        for name in [*actions, *(n for n in canned if n not in actions)]:
+            original = actions.get(name)
+            actions.add(name, self._recorder(name, original.fn if original else None, canned.get(name)), replace=True)
+
+    def _recorder(self, name: str, fn: ActionFn | None, canned: CannedAction | None) -> ActionFn:
+        calls = self.calls
+
+        async def record(ctx: ActionContext, **args: Any) -> Any:
+            calls.setdefault(name, []).append(jsonable(args))
+            if canned is None:
+                if fn is None:
+                    raise ActionError(f'the action "{name}" is not available')
+                return await fn(ctx, **args)
+            if canned.error is not None:
+                raise ActionError(canned.error)
+            return render_value(canned.result if canned.result is not None else {}, args)
+
+        if fn is None:
+            return record
+        return functools.wraps(fn)(record)
+
+    def _event(self, turn: Turn) -> Event | None:
+        locale = turn.locale or self.case.locale
+        common: dict[str, Any] = {'key': self.key, 'user': self.user, 'locale': locale, 'is_dm': self.case.dm}
+        attachments: tuple[Attachment, ...] = ()
+        if turn.attach is not None:
+            path = (self.script.path.parent / turn.attach).resolve()
+            if not path.is_file():
+                raise _Failure(f'the file to attach does not exist: {path}')
+            content_type = turn.content_type or mimetypes.guess_type(path.name)[0] or 'application/octet-stream'
+            attachments = (Attachment(name=path.name, content_type=content_type, size=path.stat().st_size, path=path),)
+        if turn.command is not None:
+            if turn.options is not None:
+                return Command(name=turn.command, options=turn.options, attachments=attachments, **common)
+            return Command(name=turn.command, args_text=turn.args or '', attachments=attachments, **common)
+        if turn.press is not None:
+            return ChoicePress(value=turn.press, **common)
+        if turn.text is not None or attachments:
+            return Message(text=turn.text or '', attachments=attachments, **common)
+        return None
+
+    def _observe(self) -> None:
+        conv = self.engine.conversation(self.key)
+        if conv is not None:
+            self.flows_run.add(conv.compiled.name)
+            self.flows_run.update(frame['flow'] for frame in conv.stack)
+        finished = self.engine.finished.get(self.key)
+        if finished:
+            self.flows_run.add(finished[0])
+
+    async def _do(self, turn: Turn) -> None:
+        event = self._event(turn)
+        if event is not None:
+            if isinstance(event, ChoicePress):
+                event = self._press(event)
+            await self.engine.dispatch(event)
+        elif turn.timeout:
+            conv = self.engine.conversation(self.key)
+            if conv is None:
+                raise _Failure('no conversation is running, so nothing can time out')
+            if conv.timer is None:
+                raise _Failure(f'state "{conv.state}" of flow {conv.compiled.name} has no timeout')
+            await self.engine.dispatch(Internal(kind='timeout', epoch=conv.epoch), self.key)
+        else:
+            assert turn.notify is not None
+            if not await self.engine.notify(turn.notify, turn.payload):
+                raise _Failure(f'no conversation waits on topic {turn.notify!r}')
+        if not await self.engine.wait_idle(timeout=30.0):
+            raise _Failure('the engine was still busy 30 s after the turn (an action that never returns?)')
+
+    def _press(self, event: ChoicePress) -> ChoicePress:
+        """Accept a button's label as well as its value, like a user reading the buttons."""
+        offered = [o for o in reversed(self.adapter.outputs) if o.kind == 'ask'][:1]
+        conv = self.engine.conversation(self.key)
+        spec = conv.spec if conv else None
+        if offered and isinstance(spec, model.Ask) and event.value in offered[0].choices:
+            for i, label in enumerate(offered[0].choices):
+                if label == event.value and i < len(spec.choices):
+                    return attrs.evolve(event, value=spec.choices[i].value)
+        return event
+
+    def _state(self) -> tuple[str, dict[str, Any]]:
+        conv = self.engine.conversation(self.key)
+        if conv is not None:
+            return conv.state, conv.data
+        finished = self.engine.finished.get(self.key)
+        return ENDED, finished[2] if finished else {}
+
+    async def run(self) -> None:
+        for hook in self.ctx.on_start:
+            await hook()
+        try:
+            for number, turn in enumerate(self.case.turns, start=1):
+                await self._turn(number, turn)
+            await self._final()
+        finally:
+            await self.engine.stop()
+            for hook in self.ctx.on_stop:
+                try:
+                    await hook()
+                except Exception:
+                    _log.exception('plugin stop hook failed after script case %s', self.case.name)
+
+    async def _turn(self, number: int, turn: Turn) -> None:
+        start = len(self.adapter.outputs)
+        self.transcript.append(f'user> {turn.describe()}')
+        where = f'turn {number} ({turn.describe()})'
+        try:
+            await self._do(turn)
+        except _Failure as exc:
+            raise _Failure(f'{where}: {exc}') from None
+        finally:
+            self._observe()
+        outputs = [o for o in self.adapter.outputs[start:] if o.kind != 'edit']
+        self.transcript.extend(f'bot>  [{o.id}] {o.describe()}' for o in outputs)
+        if turn.expect is not None:
+            if len(outputs) != len(turn.expect):
+                expected = '\n'.join(f'      {e.describe()}' for e in turn.expect) or '      (nothing)'
+                actual = '\n'.join(f'      {o.describe()}' for o in outputs) or '      (nothing)'
+                raise _Failure(
+                    f'{where}: expected {len(turn.expect)} output(s), the bot sent {len(outputs)}\n'
+                    f'    expected:\n{expected}\n    actual:\n{actual}'
+                )
+            for i, (expect, output) in enumerate(zip(turn.expect, outputs, strict=True), start=1):
+                problem = _check_output(expect, output)
+                if problem:
+                    raise _Failure(f'{where}, output {i} of {len(outputs)}:\n    {problem}')
+        state, data = self._state()
+        if turn.state is not None and state != turn.state:
+            raise _Failure(f'{where}: expected state {turn.state!r}, actual {state!r}')
+        if turn.data is not None:
+            problem = _mismatch(turn.data, data, 'data')
+            if problem:
+                raise _Failure(f'{where}: {problem}')
+
+    async def _final(self) -> None:
+        case = self.case
+        state, data = self._state()
+        if case.state is not None and state != case.state:
+            raise _Failure(f'at the end: expected state {case.state!r}, actual {state!r}')
+        if case.data is not None:
+            problem = _mismatch(case.data, data, 'data')
+            if problem:
+                raise _Failure(f'at the end: {problem}')
+        for kind, expected in case.records.items():
+            problem = _mismatch(expected, await self.store.list_records(kind), f'records.{kind}')
+            if problem:
+                raise _Failure(f'at the end: {problem}')
+        for name, expected in case.calls.items():
+            problem = _mismatch(expected, self.calls.get(name, []), f'calls."{name}"')
+            if problem:
+                raise _Failure(f'at the end: {problem}')
+
+
+async def run_case(script: Script, case: Case, config: Config, flows: Sequence[model.Flow]) -> CaseResult:
+    """Run one case on a fresh engine; a failure comes back in the result, never raised."""
+    with tempfile.TemporaryDirectory(prefix='flowbot-script-') as workdir:
+        run: _Run | None = None
+        try:
+            run = _Run(script, case, config, flows, workdir)
+            await run.run()
+        except _Failure as exc:
+            transcript = '\n'.join(f'    {line}' for line in (run.transcript if run else []))
+            message = str(exc) + (f'\n  conversation:\n{transcript}' if transcript else '')
+            return CaseResult(
+                script=script.path, case=case.name, passed=False, message=message, flows=run.flows_run if run else set()
+            )
+        except Exception as exc:
+            _log.exception('script %s case %s crashed', script.path, case.name)
+            return CaseResult(script=script.path, case=case.name, passed=False, message=f'crashed: {exc!r}')
+        return CaseResult(script=script.path, case=case.name, passed=True, flows=run.flows_run)
+
+
+def _script_flows(script: Script, config: Config) -> tuple[list[model.Flow], list[Diagnostic]]:
+    paths = (
+        [script.path.parent / p for p in script.flows]
+        if script.flows
+        else [config.resolve(p) for p in config.bot.flows]
+    )
+    return load_paths(paths)
+
+
+async def run_script(script: Script, config: Config) -> list[CaseResult]:
+    flows, problems = _script_flows(script, config)
+    if problems:
+        message = 'the flows do not load:\n' + '\n'.join(f'    {d}' for d in problems)
+        return [CaseResult(script=script.path, case=case.name, passed=False, message=message) for case in script.cases]
+    return [await run_case(script, case, config, flows) for case in script.cases]
+
+
+async def run_paths(paths: Iterable[pathlib.Path], config: Config) -> list[CaseResult]:
+    """Run every script under ``paths``; unreadable scripts are failed results too."""
+    results: list[CaseResult] = []
+    files = script_files(paths)
+    if not files:
+        raise ScriptError(f'no dialog scripts (*.toml) in {", ".join(str(p) for p in paths)}')
+    for file in files:
+        try:
+            script = load_script(file)
+        except ScriptError as exc:
+            results.append(CaseResult(script=file, case='(script)', passed=False, message=str(exc)))
+            continue
+        results.extend(await run_script(script, config))
+    return results
+
+
+def uncovered_flows(results: Sequence[CaseResult], config: Config) -> list[str]:
+    """Configured flows no case ran (every shipped flow should have a script)."""
+    flows, _ = load_paths(config.resolve(p) for p in config.bot.flows)
+    ran = set().union(*(r.flows for r in results)) if results else set()
+    return sorted({f.name for f in flows} - ran)
+
+
+def format_results(results: Sequence[CaseResult], uncovered: Sequence[str] = ()) -> str:
+    """pytest-like report: each failure with its turn, expected and actual, then a summary line."""
+    lines = []
+    for result in results:
+        if not result.passed:
+            lines += [f'FAILED {result.script} :: {result.case}', f'  {result.message}', '']
+    passed = sum(r.passed for r in results)
+    failed = len(results) - passed
+    if uncovered:
+        lines.append(f'flows without a dialog script: {", ".join(uncovered)}')
+    lines.append(f'{passed} passed, {failed} failed ({len({r.script for r in results})} script file(s))')
+    return '\n'.join(lines)
