@@ -421,6 +421,8 @@ class DaveVoiceConnection(VoiceConnection):
     async def _on_binary(self, op: int, payload: bytes) -> None:
         try:
             await self._send(self._dave.handle_binary(op, payload))
+        except ValueError as exc:  # davey reports MLS validation failures so
+            _log.error('DAVE op %s of guild %s rejected: %s', op, self._guild_id, exc)
         except Exception:
             _log.exception('DAVE op %s (%s bytes) of guild %s could not be handled', op, len(payload), self._guild_id)
 

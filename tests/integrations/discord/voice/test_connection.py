@@ -69,6 +69,7 @@ async def test_handshake_selects_mode_and_streams_paced_decryptable_opus(
             assert conn.mode == chosen
 
             sent = await conn.play(opus_frames(tone))
+            await emu.wait_packets(sent + 5)
         finally:
             await conn.disconnect()
 
@@ -126,7 +127,8 @@ async def test_dave_session_goes_active_and_every_voice_frame_is_end_to_end_encr
             await wait_dave_active(conn)
             assert conn.dave_protocol_version == 1
             assert [r.d for r in emu.ops(23)] == [{'transition_id': 1}]
-            await conn.play(opus_frames(tone))
+            sent = await conn.play(opus_frames(tone))
+            await emu.wait_packets(sent + 5)
         finally:
             await conn.disconnect()
     packets = emu.packets
@@ -184,6 +186,7 @@ async def test_lost_websocket_is_resumed_and_playback_continues(tmp_path: pathli
                 await emu.close_with(4015)
             resume = (await emu.wait_for(7))[0].d
             sent = await playing
+            await emu.wait_packets(sent + 5)
             assert conn.is_alive
         finally:
             await conn.disconnect()
@@ -201,7 +204,7 @@ async def test_invalid_session_4006_starts_a_new_session(tone: pathlib.Path) -> 
         try:
             await emu.close_with(4006)
             await emu.wait_for(1, count=2)  # a second SELECT_PROTOCOL: identified afresh
-            await conn.play(opus_frames(tone))
+            await emu.wait_packets(await conn.play(opus_frames(tone)) + 5)
         finally:
             await conn.disconnect()
     assert (emu.identifies, emu.resumes, emu.discoveries) == (2, 0, 2)
@@ -230,7 +233,7 @@ async def test_new_voice_server_gets_a_new_session(tone: pathlib.Path) -> None:
             )
             await conn.notify(event)
             await second.wait_for(1)
-            await conn.play(opus_frames(tone))
+            await second.wait_packets(await conn.play(opus_frames(tone)) + 5)
         finally:
             await conn.disconnect()
     assert (second.ops(0)[0].d or {}).get('token') == 'new-token'
