@@ -120,7 +120,7 @@ async def test_speeches_queue_and_play_one_after_another(tmp_path: pathlib.Path,
     await voice.join(GUILD, VOICE_CHANNEL)
     await voice.join(GUILD, VOICE_CHANNEL)  # already there: nothing happens
     first, second = write_tone(tmp_path / 'a.wav', 0.3), write_tone(tmp_path / 'b.wav', 0.5, freq=660)
-    played = await asyncio.gather(voice.speak(GUILD, first), voice.speak(GUILD, second))
+    played = list(await asyncio.gather(voice.speak(GUILD, first), voice.speak(GUILD, second)))
     await world.voice.wait_packets(sum(played) + 10)
     await voice.leave(GUILD)
 
