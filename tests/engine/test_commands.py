@@ -1,0 +1,116 @@
+"""Prefix-command arguments: typed values, and usage messages for everything that does not fit."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.api import Attachment
+from engine.commands import MAX_ARGUMENT_CHARS, UsageError, parse_arguments, split_command, usage
+from engine.flows.model import OptionSpec, Trigger
+
+TRIGGER = Trigger(
+    command='train',
+    options=[
+        OptionSpec(name='count', type='integer'),
+        OptionSpec(name='rate', type='number', default=0.5),
+        OptionSpec(name='mode', type='string', choices=['fast', 'slow'], default='fast'),
+        OptionSpec(name='loud', type='boolean', default=False),
+    ],
+)
+USAGE = 'Usage: !train <count:integer> [rate:number] [mode:string=fast|slow] [loud:boolean]'
+
+
+def test_usage_line_marks_required_and_optional_options() -> None:
+    assert 'Usage: ' + usage('train', TRIGGER) == USAGE
+
+
+def test_positional_and_named_arguments_are_typed() -> None:
+    assert parse_arguments('train', TRIGGER, '3 0.1 slow yes') == {
+        'count': 3,
+        'rate': 0.1,
+        'mode': 'slow',
+        'loud': True,
+    }
+    assert parse_arguments('train', TRIGGER, 'loud=no count=7') == {
+        'count': 7,
+        'rate': 0.5,
+        'mode': 'fast',
+        'loud': False,
+    }
+
+
+def test_wrong_integer_names_the_option_and_shows_usage() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_arguments('train', TRIGGER, 'three')
+    assert str(caught.value) == f'count must be a whole number, not "three".\n{USAGE}'
+
+
+@pytest.mark.parametrize(
+    ('text', 'message'),
+    [
+        ('1 fast', 'rate must be a number, not "fast"'),
+        ('1 0.1 medium', 'mode must be one of fast, slow, not "medium"'),
+        ('1 0.1 slow maybe', 'loud must be yes or no, not "maybe"'),
+        ('1 count=2', 'count is given twice'),
+    ],
+)
+def test_wrong_option_types_and_values_are_explained(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_arguments('train', TRIGGER, text)
+    assert str(caught.value) == f'{message}.\n{USAGE}'
+
+
+def test_too_few_arguments_name_the_missing_option() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_arguments('train', TRIGGER, '')
+    assert str(caught.value) == f'Missing count.\n{USAGE}'
+
+
+def test_too_many_arguments_name_the_unexpected_word() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_arguments('train', TRIGGER, '1 0.1 slow no extra')
+    assert str(caught.value) == f'too many arguments (unexpected "extra").\n{USAGE}'
+
+
+def test_a_command_without_options_refuses_arguments() -> None:
+    with pytest.raises(UsageError, match=r'too many arguments \(unexpected "there"\)\.\nUsage: !hi$'):
+        parse_arguments('hi', Trigger(command='hi'), 'there')
+
+
+def test_the_last_text_option_takes_the_rest_of_the_line() -> None:
+    trigger = Trigger(options=[OptionSpec(name='id'), OptionSpec(name='text', required=False)])
+    assert parse_arguments('correct', trigger, 'c3 it should say hello') == {'id': 'c3', 'text': 'it should say hello'}
+    assert parse_arguments('correct', trigger, '"c3" "quoted text"') == {'id': 'c3', 'text': 'quoted text'}
+
+
+def test_unbalanced_quotes_and_oversize_arguments_are_refused() -> None:
+    trigger = Trigger(options=[OptionSpec(name='text')])
+    with pytest.raises(
+        UsageError, match=r'^Cannot read the arguments: No closing quotation\.\nUsage: !say <text:string>$'
+    ):
+        parse_arguments('say', trigger, '"open')
+    with pytest.raises(UsageError, match=rf'^Arguments are too long \({MAX_ARGUMENT_CHARS + 1} characters'):
+        parse_arguments('say', trigger, 'x' * (MAX_ARGUMENT_CHARS + 1))
+
+
+def test_mentions_become_ids_and_attachments_fill_attachment_options() -> None:
+    trigger = Trigger(
+        options=[
+            OptionSpec(name='who', type='user'),
+            OptionSpec(name='file', type='attachment'),
+            OptionSpec(name='where', type='channel'),
+        ]
+    )
+    photo = Attachment(name='a.png', content_type='image/png')
+    assert parse_arguments('x', trigger, '<@!123> <#456>', [photo]) == {'who': '123', 'file': photo, 'where': '456'}
+    with pytest.raises(UsageError, match=r'who must be a user mention or id, not "bob"'):
+        parse_arguments('x', trigger, 'bob 456', [photo])
+    with pytest.raises(UsageError, match=r'^Missing file\.'):
+        parse_arguments('x', trigger, '123 456')
+
+
+def test_split_command_needs_a_prefix_and_a_name() -> None:
+    assert split_command('!Train 3 fast', ('!', '/')) == ('train', '3 fast')
+    assert split_command('/hi', ('!', '/')) == ('hi', '')
+    assert split_command('! hi', ('!',)) is None
+    assert split_command('hello', ('!',)) is None
