@@ -239,3 +239,23 @@ async def test_new_voice_server_gets_a_new_session(tone: pathlib.Path) -> None:
     assert (second.ops(0)[0].d or {}).get('token') == 'new-token'
     assert len(second.packets) == len(list(opus_frames(tone))) + 5 and not first.packets
     assert_contiguous(second.packets, 777)
+
+
+@needs_dave
+async def test_downgrade_transition_stops_end_to_end_encryption(tone: pathlib.Path) -> None:
+    async with VoiceEmulator(dave=DAVE) as emu:
+        conn = await connect(emu)
+        try:
+            await wait_dave_active(conn)
+            await emu.send_json(21, {'transition_id': 9, 'protocol_version': 0})
+            await emu.wait_for(23, where=lambda r: r.d == {'transition_id': 9})
+            await emu.send_json(22, {'transition_id': 9})
+            async with asyncio.timeout(5):
+                while conn.dave_protocol_version != 0:
+                    await asyncio.sleep(0.01)
+            sent = await conn.play(opus_frames(tone))
+            await emu.wait_packets(sent + 5)
+        finally:
+            await conn.disconnect()
+    assert not any(p.payload.endswith(b'\xfa\xfa') for p in emu.packets)
+    assert decode_opus([p.payload for p in emu.packets[:sent]])
