@@ -336,8 +336,11 @@ class Engine:
     def _restore(self, row: StoredConversation, sources: Mapping[tuple[str, str], str]) -> bool:
         adapter, channel, user = row.key.split('\x1f')
         key = ConversationKey(adapter, channel, user)
-        compiled = self.library.get(row.flow, row.version)
-        if compiled is None and (row.flow, row.version) in sources:
+        # Only flows still served may continue (on the version they started on); a removed one ends.
+        root = row.stack[0]['flow'] if row.stack else row.flow
+        removed = self.library.get(root) is None
+        compiled = None if removed else self.library.get(row.flow, row.version)
+        if compiled is None and not removed and (row.flow, row.version) in sources:
             compiled = self.library.restore(row.flow, row.version, sources[(row.flow, row.version)])
         extra = dict(row.extra)
         uid, name, roles, guild = extra.pop('user', [user, '', [], None])
