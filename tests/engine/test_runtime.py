@@ -1,0 +1,320 @@
+"""The runtime: ordering per conversation, concurrency across them, persistence and restore."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pathlib
+import sqlite3
+import time
+from collections.abc import Callable
+
+import pytest
+
+from engine.api import ConversationKey, Message, User
+from engine.states.actions import ActionContext
+from engine.store import SQLiteStore, StoredConversation
+from tests.engine.conftest import HarnessFactory
+from tests.engine.helpers import KEY, RecordingAdapter, write_flows
+
+CMD = '[flow]\nname = "{name}"\n[trigger]\ncommand = "{name}"\n'
+
+FORM = CMD.format(name='form') + (
+    '[states.a]\nkind = "ask"\nprompt = "A?"\nsave_as = "a"\n'
+    '[states.b]\nkind = "ask"\nprompt = "B?"\nsave_as = "b"\n'
+    '[states.c]\nkind = "ask"\nprompt = "C?"\nsave_as = "c"\n'
+    '[states.done]\nkind = "end"\ntext = "{{ a }}/{{ b }}/{{ c }}"\n'
+)
+TIMED = CMD.format(name='timed') + (
+    '[states.q]\nkind = "ask"\nprompt = "Quick?"\nsave_as = "q"\ntimeout = {timeout}\non_timeout = "late"\n'
+    '[states.done]\nkind = "end"\ntext = "answered {{ q }}"\n'
+    '[states.late]\nkind = "end"\ntext = "timed out"\n'
+)
+HI = CMD.format(name='hi') + '[states.done]\nkind = "end"\ntext = "hello"\n'
+
+
+def key(n: int) -> ConversationKey:
+    return ConversationKey('test', 'chan', f'u{n}')
+
+
+def message(k: ConversationKey, text: str) -> Message:
+    return Message(key=k, user=User(id=k.user), text=text)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Poll ``condition``; timers fire on their own, so there is nothing to await directly."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, 'condition not reached in time'
+        await asyncio.sleep(0.01)
+
+
+def rows(store: SQLiteStore) -> dict[str, StoredConversation]:
+    out = {}
+    for row in store.load_all():
+        assert isinstance(row, StoredConversation), row
+        out[row.key.split('\x1f')[2]] = row
+    return out
+
+
+# -- ordering and concurrency ------------------------------------------------------------------------
+
+
+async def test_events_of_one_conversation_are_processed_strictly_in_order(engine_harness: HarnessFactory) -> None:
+    adapter = RecordingAdapter(delay=0.01)
+    h = await engine_harness({'form': FORM}, adapter=adapter)
+    await h.command('form')
+    # Fired together while each send is slow: they must still be taken one after another, in order.
+    await asyncio.gather(*(h.engine.dispatch(message(KEY, text)) for text in ('1', '2', '3')))
+    assert h.texts() == ['A?', 'B?', 'C?', '1/2/3']
+    assert adapter.max_active_per_key[KEY] == 1
+
+
+async def test_messages_arriving_during_a_slow_action_are_taken_in_order(engine_harness: HarnessFactory) -> None:
+    seen: list[str] = []
+
+    async def slow(ctx: ActionContext, *, text: str) -> str:
+        seen.append(text)
+        await asyncio.sleep(0.02)
+        return text.upper()
+
+    chat = (
+        '[flow]\nname = "chat"\n[trigger]\nmessage = true\n'
+        '[states.work]\nkind = "call"\naction = "t.slow"\nargs = { text = "{{ input }}" }\n'
+        '[states.done]\nkind = "end"\ntext = "{{ result }}"\n'
+    )
+    h = await engine_harness({'chat': chat}, actions={'t.slow': slow})
+    await asyncio.gather(*(h.engine.dispatch(message(KEY, text)) for text in ('one', 'two', 'three')))
+    await until(lambda: len([t for t in h.texts() if t.isupper()]) == 3)
+    await h.engine.wait_idle(5)
+    assert seen == ['one', 'two', 'three']
+    assert [t for t in h.texts() if t.isupper()] == ['ONE', 'TWO', 'THREE']
+    assert all(t.startswith('Still working on chat') for t in h.texts() if not t.isupper())
+
+
+async def test_different_conversations_run_concurrently(engine_harness: HarnessFactory) -> None:
+    adapter = RecordingAdapter(delay=0.02)
+    h = await engine_harness({'hi': HI}, adapter=adapter)
+    keys = [key(n) for n in range(5)]
+    await asyncio.gather(*(h.command('hi', key=k) for k in keys))
+    assert all(adapter.texts(k) == ['hello'] for k in keys)
+    assert adapter.max_total_active > 1  # sends for different users overlapped
+    assert all(adapter.max_active_per_key[k] == 1 for k in keys)
+
+
+# -- persistence ---------------------------------------------------------------------------------------
+
+
+async def test_state_data_and_deadline_are_persisted_after_every_transition(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    store = SQLiteStore(str(tmp_path / 'store.sqlite3'))
+    timed_form = FORM.replace('save_as = "b"\n', 'save_as = "b"\ntimeout = "5m"\n')
+    h = await engine_harness({'form': timed_form}, store=store)
+    await h.command('form')
+    row = rows(store)['u1']
+    assert (row.flow, row.state, row.deadline) == ('form', 'a', None)
+    await h.say('one')
+    row = rows(store)['u1']
+    assert (row.state, row.data['a']) == ('b', 'one')
+    assert row.deadline is not None and 290 < row.deadline - time.time() <= 300
+    assert row.version == h.engine.library.get('form').version  # type: ignore[union-attr]
+    await h.say('two')
+    row = rows(store)['u1']
+    assert (row.state, row.data['b'], row.deadline) == ('c', 'two', None)
+    assert row.extra['history'] == ['a', 'b']
+    await h.say('three')
+    assert rows(store) == {}
+
+
+async def test_unfinished_conversations_are_restored_after_a_restart(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    first = await engine_harness({'form': FORM}, store=SQLiteStore(path))
+    await first.command('form')
+    await first.say('one')
+    await first.command('form', key=key(2))
+    await first.stop()
+
+    second = await engine_harness({'form': FORM}, store=SQLiteStore(path))
+    assert second.engine.live_count() == 2
+    conv = second.engine.conversation(KEY)
+    assert conv is not None and conv.state == 'b' and conv.data['a'] == 'one'
+    assert conv.user.name == 'Ann'
+    await second.say('two')
+    await second.say('back')
+    assert second.last == 'B?'
+    await second.say('TWO')
+    await second.say('three')
+    assert second.texts() == ['C?', 'B?', 'C?', 'one/TWO/three']
+    await second.say('x', key=key(2))
+    assert second.adapter.texts(key(2)) == ['B?']
+
+
+async def test_a_timeout_that_fell_due_while_stopped_fires_once_on_start(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    flows = {'timed': TIMED.replace('{timeout}', '0.05')}
+    first = await engine_harness(flows, store=SQLiteStore(path))
+    await first.command('timed')
+    await first.stop()
+    await asyncio.sleep(0.1)
+
+    second = await engine_harness(flows, store=SQLiteStore(path))
+    await until(lambda: not second.live())
+    await asyncio.sleep(0.1)
+    assert second.texts() == ['timed out']
+    assert rows(second.engine.store) == {}  # type: ignore[arg-type]
+
+
+async def test_a_timeout_still_to_come_is_rearmed_on_start(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    flows = {'timed': TIMED.replace('{timeout}', '0.5')}
+    first = await engine_harness(flows, store=SQLiteStore(path))
+    await first.command('timed')
+    deadline = rows(first.engine.store)['u1'].deadline  # type: ignore[arg-type]
+    await first.stop()
+
+    second = await engine_harness(flows, store=SQLiteStore(path))
+    conv = second.engine.conversation(KEY)
+    assert conv is not None and conv.deadline == deadline
+    assert second.texts() == []
+    await until(lambda: not second.live())
+    assert second.texts() == ['timed out']
+
+
+async def test_a_restored_call_runs_its_action_again(engine_harness: HarnessFactory, tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    calls: list[str] = []
+
+    async def never(ctx: ActionContext) -> str:
+        calls.append('first run')
+        await asyncio.sleep(30)
+        return 'never'
+
+    async def quick(ctx: ActionContext) -> str:
+        calls.append('second run')
+        return 'done'
+
+    flow = (
+        CMD.format(name='go')
+        + '[states.work]\nkind = "call"\naction = "t.work"\n[states.done]\nkind = "end"\ntext = "{{ result }}"\n'
+    )
+    first = await engine_harness({'go': flow}, store=SQLiteStore(path), actions={'t.work': never})
+    await first.engine.dispatch(_go(KEY))  # type: ignore[arg-type]
+    await first.stop()
+    second = await engine_harness({'go': flow}, store=SQLiteStore(path), actions={'t.work': quick})
+    await until(lambda: not second.live())
+    assert calls == ['first run', 'second run']
+    assert second.texts() == ['done']
+
+
+async def test_a_restored_wait_resumes_on_notify(engine_harness: HarnessFactory, tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    flow = CMD.format(name='w') + (
+        '[states.wait]\nkind = "wait"\nuntil = "job:{{ user.id }}"\nsave_as = "job"\n'
+        '[states.done]\nkind = "end"\ntext = "score {{ job.score }}"\n'
+    )
+    first = await engine_harness({'w': flow}, store=SQLiteStore(path))
+    await first.command('w')
+    await first.stop()
+    second = await engine_harness({'w': flow}, store=SQLiteStore(path))
+    assert await second.engine.notify('job:u1', {'score': 3}) == 1
+    await second.engine.wait_idle(5)
+    assert second.texts() == ['score 3']
+
+
+async def test_a_restored_sub_flow_returns_to_its_parent(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    child = '[flow]\nname = "child"\n[states.q]\nkind = "ask"\nprompt = "Child?"\nsave_as = "v"\n[states.done]\nkind = "end"\n'
+    parent = CMD.format(name='parent') + (
+        '[states.sub]\nkind = "flow"\nflow = "child"\nsave_as = "sub"\n'
+        '[states.done]\nkind = "end"\ntext = "child said {{ sub.v }}"\n'
+    )
+    flows = {'child': child, 'parent': parent}
+    first = await engine_harness(flows, store=SQLiteStore(path))
+    await first.command('parent')
+    await first.stop()
+    second = await engine_harness(flows, store=SQLiteStore(path))
+    await second.say('hi')
+    assert second.texts() == ['child said hi']
+
+
+async def test_an_edited_flow_keeps_running_conversations_on_their_version(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    first = await engine_harness({'form': FORM}, store=SQLiteStore(path))
+    await first.command('form')
+    await first.stop()
+    edited = FORM.replace('B?', 'New B?')
+    second = await engine_harness(
+        None, folder=write_flows(tmp_path / 'edited', {'form': edited}), store=SQLiteStore(path)
+    )
+    await second.say('one')
+    assert second.last == 'B?'
+    await second.command('form', key=key(2))
+    await second.say('x', key=key(2))
+    assert second.adapter.texts(key(2)) == ['A?', 'New B?']
+
+
+async def test_a_conversation_whose_flow_was_removed_ends_with_a_message(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    first = await engine_harness({'form': FORM, 'hi': HI}, store=SQLiteStore(path))
+    await first.command('form')
+    await first.stop()
+    with caplog.at_level(logging.WARNING):
+        second = await engine_harness(
+            None, folder=write_flows(tmp_path / 'only_hi', {'hi': HI}), store=SQLiteStore(path)
+        )
+        await second.engine.wait_idle(5)
+    assert second.texts() == ['The form dialog was removed by the maintainers, so it ends here.']
+    assert not second.live()
+    assert rows(second.engine.store) == {}  # type: ignore[arg-type]
+    assert 'which no longer exists' in caplog.text
+    await second.say('one')  # the old answer no longer reaches anything
+    assert second.texts() == ['The form dialog was removed by the maintainers, so it ends here.']
+
+
+async def test_a_corrupt_stored_row_is_logged_and_skipped(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    first = await engine_harness({'form': FORM}, store=SQLiteStore(path))
+    for n in (1, 2, 3):
+        await first.command('form', key=key(n))
+    await first.stop()
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("UPDATE conversations SET data = '{broken' WHERE key LIKE '%u1'")
+        db.execute("UPDATE conversations SET extra = '[]' WHERE key LIKE '%u2'")
+        db.execute(
+            'INSERT INTO conversations VALUES (?,?,?,?,?,?,?,?,?)',
+            ('no-separators', 'form', 'x', 'a', json.dumps({}), '[]', None, '{}', time.time()),
+        )
+    db.close()
+    with caplog.at_level(logging.ERROR):
+        second = await engine_harness({'form': FORM}, store=SQLiteStore(path))
+    assert [k for k in (key(1), key(2), key(3)) if second.live(k)] == [key(3)]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("'test\\x1fchan\\x1fu1'" in m and 'unreadable row' in m for m in errors), errors
+    assert any("'test\\x1fchan\\x1fu2'" in m and 'expected a JSON object' in m for m in errors), errors
+    assert any('no-separators' in m for m in errors), errors
+    await second.say('fine', key=key(3))
+    assert second.adapter.texts(key(3)) == ['B?']
+
+
+def _go(k: ConversationKey) -> object:
+    from engine.api import Command
+
+    return Command(key=k, user=User(id=k.user, name='Ann'), name='go', args_text='')
