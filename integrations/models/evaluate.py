@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import warnings
 from collections.abc import Sequence
 
 import attrs
@@ -66,7 +67,12 @@ def evaluate(
     """Accuracy, per-label precision/recall/F1, the confusion matrix (and its PNG) and the mistakes."""
     truth = [e.label for e in examples]
     labels = sorted(set(truth) | set(predicted))
-    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
+    with warnings.catch_warnings():  # a one-label test is legitimate; labels= already fixes the shapes
+        warnings.filterwarnings('ignore', message='A single label was found', category=UserWarning)
+        precision, recall, f1, support = precision_recall_fscore_support(
+            truth, predicted, labels=labels, zero_division=0
+        )
+        matrix = confusion_matrix(truth, predicted, labels=labels).tolist()
     per_label = {
         label: {
             'precision': round(float(precision[i]), 4),
@@ -76,7 +82,6 @@ def evaluate(
         }
         for i, label in enumerate(labels)
     }
-    matrix = confusion_matrix(truth, predicted, labels=labels).tolist()
     wrong = [
         {'text': e.text, 'label': e.label, 'predicted': p}
         for e, p in zip(examples, predicted, strict=True)

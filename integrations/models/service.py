@@ -60,7 +60,6 @@ class ModelsService:
         self.limits = models.limits
         self.store = store
         self.root = config.resolve(config.bot.data_root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
         archive = pathlib.Path(models.archive_dir).expanduser()
         self.archive_dir = (archive if archive.is_absolute() else self.root / archive).resolve()
         self.store_file = config.resolve(config.bot.store).resolve() if config.bot.store != ':memory:' else None
@@ -289,7 +288,11 @@ class ModelsService:
                     'or train with validation_split (e.g. 0.2) to hold out part of the dataset'
                 )
             examples = await asyncio.to_thread(read_jsonl, self.root / info.holdout)
-            examples = examples[: self.limits.max_test_examples]
+            if len(examples) > self.limits.max_test_examples:
+                report = (
+                    f'the held-out split has {len(examples)} examples; tested the first {self.limits.max_test_examples}'
+                )
+                examples = examples[: self.limits.max_test_examples]
         model = await self.current_model()
         if model is None and self.provider is self.local:
             raise ActionError('the local model is not trained yet; use train first')

@@ -136,3 +136,44 @@ async def test_predict_refuses_empty_and_oversize_text(make_plugin: MakePlugin) 
         await plugin.call('model.predict', text='x' * 11)
     with pytest.raises(ActionError, match='not trained yet'):
         await plugin.call('model.predict', text='fine')
+
+
+async def test_cancelling_local_training_reports_cancelled(
+    make_plugin: MakePlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from integrations.models.providers import local
+
+    entered = threading.Event()
+
+    def slow_train(train, valid, *, progress=None, stop=None, seed=0):  # type: ignore[no-untyped-def]
+        entered.set()
+        assert stop is not None
+        stop.wait(10)
+        raise local.Cancelled
+
+    monkeypatch.setattr(local, 'train_local', slow_train)
+    plugin = make_plugin()
+    await _select_both(plugin)
+    started = await plugin.call('model.train')
+    assert (await plugin.call('model.jobs'))['active'] == [started['job']]
+    await plugin.call('model.cancel', job=started['job'])
+    await plugin.service.jobs.wait(started['job'])
+    assert entered.is_set()
+    [(_, payload)] = plugin.notifier.notified
+    assert payload['status'] == 'cancelled'
+    assert not (plugin.service.root / 'models' / 'local-1' / 'meta.json').exists()
+
+
+async def test_test_file_named_under_the_data_root(make_plugin: MakePlugin, data_root: pathlib.Path) -> None:
+    plugin = make_plugin()
+    await _select_both(plugin)
+    started = await plugin.call('model.train')
+    await plugin.service.jobs.wait(started['job'])
+    (data_root / 'check.json').write_text(json.dumps([{'text': 'good film', 'label': 'positive'}]))
+    result = await plugin.call('model.test', data='check.json')
+    assert result['count'] == 1
+    assert result['accuracy'] == 1.0
+    with pytest.raises(ActionError, match=r"'\.\.' is not allowed"):
+        await plugin.call('model.test', data='../check.json')

@@ -259,3 +259,23 @@ def test_result_file_in_base64_is_decoded() -> None:
     assert [r['step'] for r in rows] == [1, 2, 3, 4]
     assert rows[1]['valid_accuracy'] == pytest.approx(0.65)
     assert 'valid_loss' not in rows[0]
+
+
+async def test_job_created_just_before_a_crash_is_found_by_its_metadata(
+    make_plugin: MakePlugin, fake_openai: FakeOpenAI, tmp_path: pathlib.Path
+) -> None:
+    db = str(tmp_path / 'store.sqlite3')
+    first = make_plugin(store=SQLiteStore(db), **openai_settings(fake_openai, poll_interval=10))
+    await _dataset(first)
+    started = await first.call('model.train')
+    await first.stop()
+    record = await first.ctx.store.get_record('job', started['job'])
+    record.update(remote_id=None, status='starting')  # the crash came before the remote id was stored
+    await first.ctx.store.put_record('job', started['job'], record)
+
+    second = make_plugin(store=SQLiteStore(db), **openai_settings(fake_openai))
+    await second.start()
+    await second.service.jobs.wait(started['job'])
+    [(_, payload)] = second.notifier.notified
+    assert payload['status'] == 'succeeded'
+    assert (await second.ctx.store.get_record('job', started['job']))['remote_id'] == started['remote_id']
