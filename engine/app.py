@@ -11,6 +11,7 @@ from engine.config import Config
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import FlowError
 from engine.plugins import SetupContext, load_plugins
+from engine.reload import FlowReloader
 from engine.runtime import Engine
 from engine.states.actions import ActionRegistry
 from engine.store import Store, open_store
@@ -25,16 +26,24 @@ class App:
     config: Config
     engine: Engine
     plugins: SetupContext
+    reloader: FlowReloader | None = None
+    """Watches the flow folders while running, when ``bot.reload`` is on."""
 
     async def start(self) -> None:
-        """Remember the active flow versions, restore conversations, then start plugin work."""
+        """Remember the active flow versions, restore conversations, start plugin work, watch the flows."""
         for compiled in self.engine.library.active():
             await self.engine.store.put_flow_version(compiled.name, compiled.version, compiled.flow.source)
         await self.engine.start()
         for hook in self.plugins.on_start:
             await hook()
+        if self.config.bot.reload:
+            self.reloader = FlowReloader.from_config(self.engine, self.config)
+            await self.reloader.start()
 
     async def stop(self) -> None:
+        if self.reloader is not None:
+            await self.reloader.stop()
+            self.reloader = None
         for hook in self.plugins.on_stop:
             try:
                 await hook()

@@ -126,6 +126,79 @@ async def _export(config: Config, kind: str, output: pathlib.Path | None) -> int
     return 0
 
 
+async def _test(config: Config, paths: list[pathlib.Path]) -> int:
+    """Run dialog scripts (default ``flows/tests/`` next to the first flow folder)."""
+    from engine.testing import ScriptError, format_results, run_paths, uncovered_flows
+
+    default = [config.resolve(p) / 'tests' for p in config.bot.flows if config.resolve(p).is_dir()]
+    try:
+        results = await run_paths(paths or default, config)
+    except ScriptError as exc:
+        print(f'flowbot test: {exc}', file=sys.stderr)
+        return 2
+    print(format_results(results, uncovered_flows(results, config) if not paths else ()))
+    return 0 if results and all(r.passed for r in results) else 1
+
+
+def _graph(
+    config: Config, name: str | None, output: pathlib.Path | None, docs: pathlib.Path | None, check: bool
+) -> int:
+    """Draw one flow (by name or file), or regenerate the diagrams of ``docs/flows.md``."""
+    from engine.flows import graph
+    from engine.flows.loader import did_you_mean, load_file, load_paths
+
+    flows, problems = load_paths([config.resolve(p) for p in config.bot.flows])
+    if docs is not None:
+        if problems:
+            raise FlowError(problems)
+        current = docs.read_text(encoding='utf-8') if docs.exists() else ''
+        updated = graph.replace_docs_section(current, flows)
+        if check:
+            if updated != current:
+                print(f'{docs}: the flow diagrams are out of date; run: flowbot graph --docs {docs}', file=sys.stderr)
+                return 1
+            print(f'{docs}: the flow diagrams are up to date', file=sys.stderr)
+            return 0
+        docs.parent.mkdir(parents=True, exist_ok=True)
+        docs.write_text(updated, encoding='utf-8')
+        print(f'{docs}: diagrams of {len(flows)} flow(s) written', file=sys.stderr)
+        return 0
+    if name is None:
+        print('flowbot graph: give a flow name (or a flow file), or --docs FILE', file=sys.stderr)
+        return 2
+    by_name = {f.name: f for f in flows}
+    if name in by_name:
+        flow = by_name[name]
+    elif name.endswith('.toml') and pathlib.Path(name).is_file():
+        flow = load_file(pathlib.Path(name))
+    else:
+        print(f'flowbot graph: no flow named "{name}"{did_you_mean(name, by_name)}', file=sys.stderr)
+        return 2
+    if output is None:
+        sys.stdout.write(graph.to_mermaid(flow))
+        return 0
+    try:
+        graph.render_file(flow, output)
+    except graph.GraphvizMissingError as exc:
+        print(f'flowbot graph: {exc}', file=sys.stderr)
+        return 3
+    print(f'{output}: diagram of flow {flow.name}', file=sys.stderr)
+    return 0
+
+
+def _reload(config: Config) -> int:
+    """Ask the running bot (found through its pid file) to reload its flows."""
+    from engine.reload import ReloadSignalError, signal_reload
+
+    try:
+        pid = signal_reload(config)
+    except ReloadSignalError as exc:
+        print(f'flowbot reload: {exc}', file=sys.stderr)
+        return 1
+    print(f'asked flowbot (pid {pid}) to reload its flows; rejected edits are logged', file=sys.stderr)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='flowbot', description=__doc__)
     parser.add_argument('-c', '--config', type=pathlib.Path, help='bot.toml (default: $FLOWBOT_CONFIG or ./bot.toml)')
@@ -139,6 +212,21 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser('export', help='write stored records as JSON lines')
     export.add_argument('kind', choices=['corrections', 'feedback', 'jobs'])
     export.add_argument('-o', '--output', type=pathlib.Path)
+    test = sub.add_parser('test', help='run dialog scripts (default: flows/tests/)')
+    test.add_argument('paths', nargs='*', type=pathlib.Path)
+    graph = sub.add_parser('graph', help='draw a flow: Mermaid text, or SVG/PNG by the -o suffix (needs Graphviz)')
+    graph.add_argument('flow', nargs='?', help='flow name or flow file')
+    graph.add_argument('-o', '--output', type=pathlib.Path, help='FILE.svg/.png/.pdf (Graphviz), .dot, or .mmd')
+    graph.add_argument(
+        '--docs',
+        type=pathlib.Path,
+        nargs='?',
+        const=pathlib.Path('docs/flows.md'),
+        default=None,
+        help='regenerate the diagrams section of docs/flows.md (or the file given)',
+    )
+    graph.add_argument('--check', action='store_true', help='with --docs: only check that it is up to date')
+    sub.add_parser('reload', help='make the running bot reload its flows (SIGHUP through its pid file)')
     speech = sub.add_parser('speech', help='speech models: flowbot speech install MODEL [--url U] [--sha256 H]')
     speech.add_argument('speech_args', nargs=argparse.REMAINDER)
     return parser
@@ -157,6 +245,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _lint(config, args.paths, args.format)
         if args.command == 'export':
             return asyncio.run(_export(config, args.kind, args.output))
+        if args.command == 'test':
+            return asyncio.run(_test(config, args.paths))
+        if args.command == 'graph':
+            return _graph(config, args.flow, args.output, args.docs, args.check)
+        if args.command == 'reload':
+            return _reload(config)
         if args.command == 'speech':
             from integrations.speech.cli import main as speech_main
 

@@ -1,0 +1,342 @@
+"""Hot reload of flow files: maintainers edit TOML and the running bot picks it up, safely.
+
+A change is checked exactly like ``flowbot lint`` (load plus ``FlowLibrary.check`` over the whole
+new set). Valid new versions serve conversations that start afterwards; conversations already
+running keep the compiled version they started on (the store keeps every activated source, so
+this also holds across a restart). An invalid file is rejected with its lint messages, which are
+logged and posted to ``bot.maintainers_channel``; its previous version keeps serving. A change
+that only breaks *other* flows (removing a sub-flow still in use, a clashing command) is rejected
+as a whole. Triggers: ``watchfiles`` on the flow folders, SIGHUP, and ``flowbot reload``, which
+finds the process through a pid file under the data root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pathlib
+import signal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from engine.api import ConversationKey
+from engine.config import Config
+from engine.flows import model
+from engine.flows.compile import version_id
+from engine.flows.loader import Diagnostic, flow_files, load_paths
+
+if TYPE_CHECKING:
+    from engine.runtime import Engine
+
+__all__ = ['FlowReloader', 'ReloadResult', 'ReloadSignalError', 'pid_file', 'signal_reload']
+
+_log = logging.getLogger(__name__)
+
+PID_FILE = 'flowbot.pid'
+MAX_POSTED_LINES = 25
+"""Lint messages posted to the maintainers channel per rejection (the log has all of them)."""
+
+
+class ReloadSignalError(Exception):
+    """``flowbot reload`` cannot reach a running bot; the message says why."""
+
+
+@attrs.frozen(kw_only=True)
+class ReloadResult:
+    """What one reload did."""
+
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    rejected: tuple[Diagnostic, ...] = ()
+    """Lint messages of the edits that were not applied."""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def summary(self) -> str:
+        parts = [
+            f'{what} {", ".join(names)}'
+            for what, names in (('added', self.added), ('updated', self.updated), ('removed', self.removed))
+            if names
+        ]
+        if self.rejected:
+            parts.append(f'rejected {len(self.rejected)} problem(s) in {len({d.file for d in self.rejected})} file(s)')
+        return '; '.join(parts) or 'no change'
+
+
+def pid_file(config: Config) -> pathlib.Path:
+    return config.resolve(config.bot.data_root) / PID_FILE
+
+
+def _start_time(pid: int) -> str | None:
+    """The process start time (Linux ``/proc``), so a recycled pid is never signalled by mistake."""
+    try:
+        stat = pathlib.Path(f'/proc/{pid}/stat').read_text()
+    except OSError:
+        return None
+    return stat.rsplit(')', 1)[-1].split()[19]
+
+
+def signal_reload(config: Config) -> int:
+    """Send SIGHUP to the bot whose pid file is under the data root; return its pid."""
+    path = pid_file(config)
+    try:
+        info = json.loads(path.read_text(encoding='utf-8'))
+        pid = int(info['pid'])
+    except FileNotFoundError:
+        raise ReloadSignalError(
+            f'no running flowbot found: {path} does not exist (is it running, with bot.reload = true?)'
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReloadSignalError(f'{path} is not a flowbot pid file: {exc}') from exc
+    started = info.get('started')
+    if started is not None and _start_time(pid) not in (None, started):
+        raise ReloadSignalError(f'{path} is stale: process {pid} is not the flowbot that wrote it')
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise ReloadSignalError(f'{path} is stale: no process {pid} (flowbot is not running)') from None
+    except PermissionError:
+        raise ReloadSignalError(f'not allowed to signal process {pid} (run as the bot user)') from None
+    return pid
+
+
+class FlowReloader:
+    """Keeps the engine's active flows in step with the flow folders."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        paths: Sequence[pathlib.Path],
+        *,
+        maintainers_channel: str | None = None,
+        pid_path: pathlib.Path | None = None,
+        debounce_ms: int = 400,
+        force_polling: bool | None = None,
+    ) -> None:
+        """
+        :param paths: flow folders (or files), as configured in ``bot.flows``.
+        :param maintainers_channel: ``adapter:channel`` that receives rejected edits.
+        :param pid_path: where to write the pid file ``flowbot reload`` reads; ``None``: none.
+        :param debounce_ms: quiet time before a burst of file events (an editor's save) is handled.
+        :param force_polling: poll instead of inotify (network filesystems; tests).
+        """
+        self.engine = engine
+        self.paths = list(paths)
+        self.maintainers_channel = maintainers_channel
+        self.pid_path = pid_path
+        self.debounce_ms = debounce_ms
+        self.force_polling = force_polling
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self.handles_sighup = False
+        """Whether SIGHUP is routed to :meth:`reload` (only on the main thread's loop, not on Windows)."""
+        self._last_rejection: tuple[Diagnostic, ...] = ()
+        self.reloads = 0
+        """Completed reloads (tests wait on it)."""
+
+    @classmethod
+    def from_config(cls, engine: Engine, config: Config) -> FlowReloader:
+        return cls(
+            engine,
+            [config.resolve(p) for p in config.bot.flows],
+            maintainers_channel=config.bot.maintainers_channel,
+            pid_path=pid_file(config),
+        )
+
+    # -- the reload itself ----------------------------------------------------------------------
+
+    async def reload(self, reason: str = 'requested') -> ReloadResult:
+        """Load, check and activate the flow folders' current content; never raises for bad flows."""
+        async with self._lock:
+            try:
+                result = await self._reload()
+            finally:
+                self.reloads += 1
+        if result.changed:
+            _log.info('flows reloaded (%s): %s', reason, result.summary())
+        if result.rejected:
+            await self._report(result)
+        else:
+            self._last_rejection = ()
+        return result
+
+    async def _reload(self) -> ReloadResult:
+        library = self.engine.library
+        current = {c.flow.path: c.flow for c in library.active()}
+        loaded, load_problems = load_paths(self.paths)
+        files = [str(f) for f in flow_files(self.paths)]
+        new_by_path = {f.path: f for f in loaded}
+        failed = {d.file for d in load_problems}
+        candidate: dict[str, model.Flow] = {}
+        for path in files:
+            if path in new_by_path:
+                candidate[path] = new_by_path[path]
+            elif path in failed and path in current:
+                candidate[path] = current[path]  # the broken edit is rejected; the old version serves
+        problems = library.check(list(candidate.values()))
+        rejected = list(load_problems)
+        if problems:
+            changed_bad = {
+                d.file
+                for d in problems
+                if d.file in candidate and version_id(candidate[d.file]) != _version(current.get(d.file))
+            }
+            for path in changed_bad:
+                if path in current:
+                    candidate[path] = current[path]
+                else:
+                    del candidate[path]
+            rejected += [d for d in problems if d.file in changed_bad]
+            if not changed_bad or library.check(list(candidate.values())):
+                # The new set only fails as a whole: keep everything as it was.
+                return ReloadResult(rejected=tuple(load_problems) + tuple(problems))
+        return await self._activate(current, list(candidate.values()), rejected)
+
+    async def _activate(
+        self, current: dict[str, model.Flow], flows: list[model.Flow], rejected: list[Diagnostic]
+    ) -> ReloadResult:
+        before = {f.name: version_id(f) for f in current.values()}
+        after = {f.name: version_id(f) for f in flows}
+        result = ReloadResult(
+            added=tuple(sorted(after.keys() - before.keys())),
+            updated=tuple(sorted(n for n in after.keys() & before.keys() if after[n] != before[n])),
+            removed=tuple(sorted(before.keys() - after.keys())),
+            rejected=tuple(rejected),
+        )
+        if not result.changed:
+            return result
+        library = self.engine.library
+        for flow in flows:
+            if before.get(flow.name) != after[flow.name]:
+                await self.engine.store.put_flow_version(flow.name, after[flow.name], flow.source)
+        library.activate(flows)
+        for callback in list(self.engine.on_flows_changed):
+            try:
+                await callback()
+            except Exception:
+                _log.exception('a flows-changed callback (%r) failed after reloading flows', callback)
+        return result
+
+    async def _report(self, result: ReloadResult) -> None:
+        lines = [str(d) for d in result.rejected]
+        _log.error(
+            'rejected flow edit(s); the previous versions keep serving:\n%s',
+            '\n'.join(f'  {line}' for line in lines),
+        )
+        if result.rejected == self._last_rejection:
+            return
+        self._last_rejection = result.rejected
+        if not self.maintainers_channel:
+            return
+        adapter_name, _, channel = self.maintainers_channel.partition(':')
+        adapter = self.engine.adapters.get(adapter_name)
+        if adapter is None or not channel:
+            _log.error('bot.maintainers_channel %r names no connected adapter:channel', self.maintainers_channel)
+            return
+        shown = lines[:MAX_POSTED_LINES]
+        more = f'\n… and {len(lines) - len(shown)} more (see the log)' if len(lines) > len(shown) else ''
+        text = 'Flow edit rejected; the previous version keeps serving.\n' + '\n'.join(shown) + more
+        if result.changed:
+            text += f'\nApplied: {result.summary()}'
+        try:
+            await adapter.send_text(ConversationKey(adapter_name, channel, 'maintainers'), text)
+        except Exception:
+            _log.exception('posting the rejected flow edit to %s failed', self.maintainers_channel)
+
+    # -- triggers -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Watch the folders, take SIGHUP, and write the pid file ``flowbot reload`` uses."""
+        self._stop.clear()
+        self._watcher = asyncio.create_task(self._watch(), name='flowbot-flow-watcher')
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+            self.handles_sighup = True
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
+            _log.warning('SIGHUP reload is not available here (%s); file watching still works', exc)
+        if self.pid_path is not None:
+            try:
+                self.pid_path.parent.mkdir(parents=True, exist_ok=True)
+                info = {'pid': os.getpid(), 'started': _start_time(os.getpid())}
+                self.pid_path.write_text(json.dumps(info), encoding='utf-8')
+            except OSError as exc:
+                _log.error('cannot write the pid file %s (flowbot reload will not find us): %s', self.pid_path, exc)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self.handles_sighup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self.handles_sighup = False
+        if self._watcher is not None:
+            try:
+                await asyncio.wait_for(self._watcher, timeout=5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                self._watcher.cancel()
+            self._watcher = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.pid_path is not None:
+            try:
+                if json.loads(self.pid_path.read_text(encoding='utf-8')).get('pid') == os.getpid():
+                    self.pid_path.unlink()
+            except (OSError, ValueError, AttributeError):
+                pass  # someone else's or already gone: nothing of ours to clean up
+
+    def _on_sighup(self) -> None:
+        _log.info('SIGHUP: reloading flows')
+        self._spawn(self.reload('SIGHUP'))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                _log.error('flow reload failed', exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    def _wanted(self, _: Any, path: str) -> bool:
+        """Flow files directly in a watched folder (not ``tests/``), or a watched file."""
+        file = pathlib.Path(path)
+        return file.suffix == '.toml' and bool({file, file.parent} & set(self.paths))
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        existing = [p for p in self.paths if p.exists()]
+        for missing in set(self.paths) - set(existing):
+            _log.warning('flow folder %s does not exist; it is not watched', missing)
+        if not existing:
+            return
+        try:
+            async for changes in awatch(
+                *existing,
+                watch_filter=self._wanted,
+                debounce=self.debounce_ms,
+                stop_event=self._stop,
+                force_polling=self.force_polling,
+                poll_delay_ms=100,
+            ):
+                names = ', '.join(sorted({pathlib.Path(p).name for _, p in changes}))
+                await self.reload(f'changed: {names}')
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception('watching %s failed; hot reload stops (SIGHUP and flowbot reload still work)', existing)
+
+
+def _version(flow: model.Flow | None) -> str | None:
+    return version_id(flow) if flow is not None else None
