@@ -125,7 +125,8 @@ class ModelsService:
             **attrs.asdict(info),
             'report': result.report(),
             'problems': len(result.issues),
-            'text': f'Dataset {info.name} saved and selected. ' + result.report(),
+            'text': (f'Added to dataset {info.name}. ' if add else f'Dataset {info.name} saved and selected. ')
+            + result.report(),
         }
 
     async def summary(self, dataset: str | None) -> dict[str, Any]:
