@@ -188,7 +188,7 @@ def load_upload(path: pathlib.Path, display: str, label: str | None, limits: Lim
     with path.open('rb') as fh:
         magic = fh.read(4)
     lower = display.lower()
-    if magic.startswith(b'PK') or lower.endswith('.zip'):
+    if magic in (b'PK\x03\x04', b'PK\x05\x06') or lower.endswith('.zip'):
         return _load_zip(path, display, label, limits)
     data = path.read_bytes()
     if b'\x00' in data:
@@ -325,11 +325,9 @@ def _load_jsonl(text: str, display: str, label: str | None, limits: Limits) -> I
 
 def _load_csv(text: str, display: str, label: str | None, limits: Limits) -> ImportResult:
     result = ImportResult()
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:4096], delimiters=',;\t')
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
+    first_line = text.split('\n', 1)[0]
+    delimiter = max(',;\t', key=first_line.count)  # the header names no commas, so its separator decides
+    reader = csv.reader(io.StringIO(text), csv.excel, delimiter=delimiter)
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration as exc:

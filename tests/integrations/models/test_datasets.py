@@ -258,3 +258,11 @@ async def test_getfile_only_serves_files_in_the_root_or_archive(
         await plugin.call('dataset.getfile', name='flowbot.sqlite3')
     with pytest.raises(ActionError, match='no file'):
         await plugin.call('dataset.getfile', name='missing.txt')
+
+
+async def test_csv_with_semicolons_or_tabs_is_read(make_plugin: MakePlugin, tmp_path: pathlib.Path) -> None:
+    plugin = make_plugin()
+    semi = _file(tmp_path / 's', 's.csv', 'label;text\npos;good, really good\nneg;bad\n')
+    assert (await plugin.call('dataset.upload', attachments=[semi]))['labels'] == {'neg': 1, 'pos': 1}
+    tabs = _file(tmp_path / 't', 't.csv', 'text\tlabel\ngood; fine\tpos\n')
+    assert (await plugin.call('dataset.upload', attachments=[tabs]))['labels'] == {'pos': 1}
