@@ -126,7 +126,7 @@ async def _export(config: Config, kind: str, output: pathlib.Path | None) -> int
     return 0
 
 
-async def _test(config: Config, paths: list[pathlib.Path]) -> int:
+async def _test(config: Config, paths: list[pathlib.Path], show: bool = False) -> int:
     """Run dialog scripts (default ``flows/tests/`` next to the first flow folder)."""
     from engine.testing import ScriptError, format_results, run_paths, uncovered_flows
 
@@ -136,7 +136,7 @@ async def _test(config: Config, paths: list[pathlib.Path]) -> int:
     except ScriptError as exc:
         print(f'flowbot test: {exc}', file=sys.stderr)
         return 2
-    print(format_results(results, uncovered_flows(results, config) if not paths else ()))
+    print(format_results(results, uncovered_flows(results, config) if not paths else (), show=show))
     return 0 if results and all(r.passed for r in results) else 1
 
 
@@ -214,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument('-o', '--output', type=pathlib.Path)
     test = sub.add_parser('test', help='run dialog scripts (default: flows/tests/)')
     test.add_argument('paths', nargs='*', type=pathlib.Path)
+    test.add_argument('--show', action='store_true', help='print the conversation of passing cases too')
     graph = sub.add_parser('graph', help='draw a flow: Mermaid text, or SVG/PNG by the -o suffix (needs Graphviz)')
     graph.add_argument('flow', nargs='?', help='flow name or flow file')
     graph.add_argument('-o', '--output', type=pathlib.Path, help='FILE.svg/.png/.pdf (Graphviz), .dot, or .mmd')
@@ -246,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == 'export':
             return asyncio.run(_export(config, args.kind, args.output))
         if args.command == 'test':
-            return asyncio.run(_test(config, args.paths))
+            return asyncio.run(_test(config, args.paths, args.show))
         if args.command == 'graph':
             return _graph(config, args.flow, args.output, args.docs, args.check)
         if args.command == 'reload':

@@ -103,8 +103,11 @@ class Expect:
 
 @attrs.frozen(kw_only=True)
 class CannedAction:
-    """What an action returns (or the error it raises) instead of running; strings in ``result``
-    are templates over the call's arguments, e.g. ``{ reply = "echo: {{ text }}" }``."""
+    """What an action returns (or the error it raises) instead of running.
+
+    Strings in ``result`` are templates over the call's arguments and ``script_dir`` (the script's
+    folder), e.g. ``{ reply = "echo: {{ text }}", path = "{{ script_dir }}/files/report.txt" }``.
+    """
 
     result: Any = None
     error: str | None = None
@@ -210,7 +213,7 @@ def _structure_expect(value: Any, _: Any) -> list[Expect] | None:
         if isinstance(item, str):
             out.append(Expect(text=item))
         elif isinstance(item, dict):
-            out.append(_converter.structure_attrs_fromdict(item, Expect))
+            out.append(_converter.structure(item, Expect))
         else:
             raise ValueError('an expectation is a string (exact text) or a table such as { contains = "..." }')
     return out
@@ -306,14 +309,14 @@ class Output:
             label = 'voice message' if self.voice else 'file'
             return f'[{label} {self.file.name if self.file else "?"}]' + (f' {self.text!r}' if self.text else '')
         if self.kind == 'ask':
-            return f'{self.text!r} buttons {list(self.choices)}'
-        return repr(self.text) if self.kind == 'text' else f'[edit {self.id}] {self.text!r}'
+            return f'{_shown(self.text, "         ")} buttons {list(self.choices)}'
+        return _shown(self.text, '         ') if self.kind == 'text' else f'[edit {self.id}] {self.text!r}'
 
 
 class RecordingAdapter(Adapter):
-    """Keeps every outgoing message in :attr:`outputs`; voice raises like the console does."""
+    """Keeps every outgoing message in :attr:`outputs`; named ``console`` and without voice, like the console."""
 
-    def __init__(self, name: str = 'script', *, trusted: bool = True) -> None:
+    def __init__(self, name: str = 'console', *, trusted: bool = True) -> None:
         self.name = name
         self.grants_all_permissions = trusted
         self.outputs: list[Output] = []
@@ -367,6 +370,8 @@ class CaseResult:
     message: str = ''
     flows: set[str] = attrs.field(factory=set)
     """Flows that conversations ran on (for coverage)."""
+    transcript: list[str] = attrs.field(factory=list)
+    """The conversation as ``user>``/``bot>`` lines (``flowbot test --show`` prints it)."""
 
 
 class _Failure(Exception):
@@ -398,6 +403,13 @@ def _mismatch(expected: Any, actual: Any, where: str) -> str | None:
     return None
 
 
+def _shown(text: str, indent: str = '      ') -> str:
+    """A text for a report: ``repr`` when it is one line, else an indented block."""
+    if '\n' not in text:
+        return repr(text)
+    return '\n' + '\n'.join(f'{indent}| {line}' for line in text.splitlines())
+
+
 def _text_diff(expected: str, actual: str) -> str:
     lines = difflib.ndiff(expected.splitlines() or [''], actual.splitlines() or [''])
     return '\n'.join(f'      {line}' for line in lines if not line.startswith('?'))
@@ -414,13 +426,13 @@ def _check_output(expect: Expect, output: Output) -> str | None:
         return f'expected buttons {expect.choices!r}, actual {list(output.choices)!r}'
     if expect.text is not None and output.text != expect.text:
         return (
-            f'expected text {expect.text!r}\n    actual text   {output.text!r}\n'
+            f'expected text {_shown(expect.text)}\n    actual text   {_shown(output.text)}\n'
             f'    diff (- expected, + actual):\n{_text_diff(expect.text, output.text)}'
         )
     if expect.contains is not None and expect.contains not in output.text:
-        return f'expected text containing {expect.contains!r}\n    actual text {output.text!r}'
+        return f'expected text containing {expect.contains!r}\n    actual text {_shown(output.text)}'
     if expect.regex is not None and not re.search(expect.regex, output.text):
-        return f'expected text matching /{expect.regex}/\n    actual text {output.text!r}'
+        return f'expected text matching /{expect.regex}/\n    actual text {_shown(output.text)}'
     return None
 
 
@@ -462,6 +474,7 @@ class _Run:
 
     def _recorder(self, name: str, fn: ActionFn | None, canned: CannedAction | None) -> ActionFn:
         calls = self.calls
+        script_dir = str(self.script.path.parent.resolve())
 
         async def record(ctx: ActionContext, **args: Any) -> Any:
             calls.setdefault(name, []).append(jsonable(args))
@@ -471,7 +484,8 @@ class _Run:
                 return await fn(ctx, **args)
             if canned.error is not None:
                 raise ActionError(canned.error)
-            return render_value(canned.result if canned.result is not None else {}, args)
+            context = {**args, 'script_dir': script_dir}
+            return render_value(canned.result if canned.result is not None else {}, context)
 
         if fn is None:
             return record
@@ -626,7 +640,9 @@ async def run_case(script: Script, case: Case, config: Config, flows: Sequence[m
         except Exception as exc:
             _log.exception('script %s case %s crashed', script.path, case.name)
             return CaseResult(script=script.path, case=case.name, passed=False, message=f'crashed: {exc!r}')
-        return CaseResult(script=script.path, case=case.name, passed=True, flows=run.flows_run)
+        return CaseResult(
+            script=script.path, case=case.name, passed=True, flows=run.flows_run, transcript=run.transcript
+        )
 
 
 def _script_flows(script: Script, config: Config) -> tuple[list[model.Flow], list[Diagnostic]]:
@@ -669,12 +685,18 @@ def uncovered_flows(results: Sequence[CaseResult], config: Config) -> list[str]:
     return sorted({f.name for f in flows} - ran)
 
 
-def format_results(results: Sequence[CaseResult], uncovered: Sequence[str] = ()) -> str:
-    """pytest-like report: each failure with its turn, expected and actual, then a summary line."""
+def format_results(results: Sequence[CaseResult], uncovered: Sequence[str] = (), *, show: bool = False) -> str:
+    """pytest-like report: each failure with its turn, expected and actual, then a summary line.
+
+    :param show: also print the conversation of every passing case (to write expectations from).
+    """
     lines = []
     for result in results:
+        if show and result.passed:
+            lines += [f'PASSED {result.script} :: {result.case}', *(f'    {t}' for t in result.transcript), '']
         if not result.passed:
-            lines += [f'FAILED {result.script} :: {result.case}', f'  {result.message}', '']
+            body = '\n'.join(f'  {line}' if line else '' for line in result.message.splitlines())
+            lines += [f'FAILED {result.script} :: {result.case}', body, '']
     passed = sum(r.passed for r in results)
     failed = len(results) - passed
     if uncovered:
