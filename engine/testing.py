@@ -133,6 +133,7 @@ class Turn:
     notify: str | None = None
     """Fire ``Engine.notify`` on this topic (a job finished, ...)."""
     payload: dict[str, Any] = attrs.field(factory=dict)
+    """The notification's payload; strings may use ``{{ script_dir }}``."""
     locale: str | None = None
     expect: list[Expect] | None = None
     """Every output of this turn, in order; left out: not checked."""
@@ -535,7 +536,8 @@ class _Run:
             await self.engine.dispatch(Internal(kind='timeout', epoch=conv.epoch), self.key)
         else:
             assert turn.notify is not None
-            if not await self.engine.notify(turn.notify, turn.payload):
+            payload = render_value(turn.payload, {'script_dir': str(self.script.path.parent.resolve())})
+            if not await self.engine.notify(turn.notify, payload):
                 raise _Failure(f'no conversation waits on topic {turn.notify!r}')
         if not await self.engine.wait_idle(timeout=30.0):
             raise _Failure('the engine was still busy 30 s after the turn (an action that never returns?)')

@@ -12,6 +12,7 @@ from engine.commands import usage
 from engine.flows.model import localize
 from engine.plugins import SetupContext
 from engine.states.actions import ActionContext, ActionError
+from integrations.builtin import graph
 
 __all__ = ['MAX_FEEDBACK_CHARS', 'setup']
 
@@ -134,3 +135,4 @@ def setup(ctx: SetupContext) -> None:
     actions.add('voice.join', voice_join)
     actions.add('voice.leave', voice_leave)
     actions.add('voice.speak', voice_speak)
+    graph.setup(ctx)
