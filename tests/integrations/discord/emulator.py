@@ -24,11 +24,11 @@ import json
 import logging
 import re
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 __all__ = ['DiscordEmulator', 'GatewayFrame', 'RestCall', 'make_token']
 
@@ -81,8 +81,13 @@ class DiscordEmulator:
     :param heartbeat_interval: milliseconds announced in HELLO.
     """
 
-    def __init__(self, *, bot_id: int = 900_000_000_000_000_001, application_id: int | None = None,
-                 heartbeat_interval: int = 41_250) -> None:
+    def __init__(
+        self,
+        *,
+        bot_id: int = 900_000_000_000_000_001,
+        application_id: int | None = None,
+        heartbeat_interval: int = 41_250,
+    ) -> None:
         self.bot_id = bot_id
         self.application_id = application_id or bot_id
         self.token = make_token(bot_id)
@@ -101,6 +106,7 @@ class DiscordEmulator:
         self.resumes = 0
         self.rest_delay: dict[str, float] = {}
         """Seconds to delay responses whose ``METHOD path`` matches a regular expression key."""
+        self._interaction_channels: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._seq = 0
         self._log: list[dict[str, Any]] = []
@@ -245,7 +251,7 @@ class DiscordEmulator:
                 await self.dispatch('GUILD_CREATE', guild)
         elif op == 6:
             self.resumes += 1
-            seq = int(d['seq'] or 0)
+            seq = int((d or {}).get('seq') or 0)
             for past in [p for p in self._log if p['s'] > seq]:
                 await self._send(past)
             self._seq += 1
@@ -281,36 +287,94 @@ class DiscordEmulator:
         return {'id': str(user_id), 'username': name, 'discriminator': '0', 'avatar': None, 'bot': bot}
 
     @staticmethod
-    def member(roles: list[int] | tuple[int, ...] = ()) -> dict[str, Any]:
+    def member(roles: Sequence[int] = ()) -> dict[str, Any]:
         return {'roles': [str(r) for r in roles], 'joined_at': _now(), 'deaf': False, 'mute': False}
 
-    def guild(self, guild_id: int, *, channels: list[int] = (), voice_states: list[dict[str, Any]] = (),  # type: ignore[assignment]
-              members: list[dict[str, Any]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+    def guild(
+        self,
+        guild_id: int,
+        *,
+        channels: Sequence[int] = (),
+        voice_states: Sequence[dict[str, Any]] = (),
+        members: Sequence[dict[str, Any]] = (),
+    ) -> dict[str, Any]:
         """A GUILD_CREATE payload (text channels ``channels``, voice states as :meth:`voice_state` builds)."""
         return {
-            'id': str(guild_id), 'name': f'guild {guild_id}', 'icon': None, 'splash': None, 'discovery_splash': None,
-            'owner_id': '1', 'afk_channel_id': None, 'afk_timeout': 300, 'verification_level': 0,
-            'default_message_notifications': 0, 'explicit_content_filter': 0, 'roles': [], 'emojis': [],
-            'stickers': [], 'features': [], 'mfa_level': 0, 'application_id': None, 'system_channel_id': None,
-            'system_channel_flags': 0, 'rules_channel_id': None, 'vanity_url_code': None, 'description': None,
-            'banner': None, 'premium_tier': 0, 'preferred_locale': 'en-US', 'public_updates_channel_id': None,
-            'nsfw_level': 0, 'premium_progress_bar_enabled': False, 'joined_at': _now(), 'large': False,
-            'unavailable': False, 'member_count': len(members), 'members': list(members), 'presences': [],
-            'threads': [], 'stage_instances': [], 'guild_scheduled_events': [], 'voice_states': list(voice_states),
+            'id': str(guild_id),
+            'name': f'guild {guild_id}',
+            'icon': None,
+            'splash': None,
+            'discovery_splash': None,
+            'owner_id': '1',
+            'afk_channel_id': None,
+            'afk_timeout': 300,
+            'verification_level': 0,
+            'default_message_notifications': 0,
+            'explicit_content_filter': 0,
+            'roles': [],
+            'emojis': [],
+            'stickers': [],
+            'features': [],
+            'mfa_level': 0,
+            'application_id': None,
+            'system_channel_id': None,
+            'system_channel_flags': 0,
+            'rules_channel_id': None,
+            'vanity_url_code': None,
+            'description': None,
+            'banner': None,
+            'premium_tier': 0,
+            'preferred_locale': 'en-US',
+            'public_updates_channel_id': None,
+            'nsfw_level': 0,
+            'premium_progress_bar_enabled': False,
+            'joined_at': _now(),
+            'large': False,
+            'unavailable': False,
+            'member_count': len(members),
+            'members': list(members),
+            'presences': [],
+            'threads': [],
+            'stage_instances': [],
+            'guild_scheduled_events': [],
+            'voice_states': list(voice_states),
             'channels': [
-                {'id': str(c), 'type': 0, 'guild_id': str(guild_id), 'name': f'channel-{c}', 'position': i,
-                 'permission_overwrites': [], 'nsfw': False, 'parent_id': None}
+                {
+                    'id': str(c),
+                    'type': 0,
+                    'guild_id': str(guild_id),
+                    'name': f'channel-{c}',
+                    'position': i,
+                    'permission_overwrites': [],
+                    'nsfw': False,
+                    'parent_id': None,
+                }
                 for i, c in enumerate(channels)
             ],
         }
 
-    def voice_state(self, guild_id: int, user_id: int, channel_id: int | None, *,
-                    session_id: str = 'voice-session', member: dict[str, Any] | None = None) -> dict[str, Any]:
+    def voice_state(
+        self,
+        guild_id: int,
+        user_id: int,
+        channel_id: int | None,
+        *,
+        session_id: str = 'voice-session',
+        member: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """A voice state (for GUILD_CREATE or VOICE_STATE_UPDATE)."""
         state: dict[str, Any] = {
-            'guild_id': str(guild_id), 'channel_id': str(channel_id) if channel_id else None,
-            'user_id': str(user_id), 'session_id': session_id, 'deaf': False, 'mute': False, 'self_deaf': False,
-            'self_mute': False, 'self_video': False, 'suppress': False, 'request_to_speak_timestamp': None,
+            'guild_id': str(guild_id),
+            'channel_id': str(channel_id) if channel_id else None,
+            'user_id': str(user_id),
+            'session_id': session_id,
+            'deaf': False,
+            'mute': False,
+            'self_deaf': False,
+            'self_mute': False,
+            'self_video': False,
+            'suppress': False,
+            'request_to_speak_timestamp': None,
         }
         if member is not None:
             state['member'] = member
@@ -319,16 +383,19 @@ class DiscordEmulator:
     async def voice_state_update(self, guild_id: int, user_id: int, channel_id: int | None, **kw: Any) -> int:
         """Dispatch VOICE_STATE_UPDATE (a user joined, moved or left a voice channel)."""
         member = kw.pop('member', None) or {**self.member(), 'user': self.user(user_id)}
-        return await self.dispatch('VOICE_STATE_UPDATE', self.voice_state(guild_id, user_id, channel_id,
-                                                                          member=member, **kw))
+        return await self.dispatch(
+            'VOICE_STATE_UPDATE', self.voice_state(guild_id, user_id, channel_id, member=member, **kw)
+        )
 
     async def voice_server_update(self, guild_id: int, endpoint: str, token: str = 'voice-token') -> int:
         """Dispatch VOICE_SERVER_UPDATE (where the voice websocket is)."""
-        return await self.dispatch('VOICE_SERVER_UPDATE', {'guild_id': str(guild_id), 'endpoint': endpoint,
-                                                           'token': token})
+        return await self.dispatch(
+            'VOICE_SERVER_UPDATE', {'guild_id': str(guild_id), 'endpoint': endpoint, 'token': token}
+        )
 
-    def add_file(self, data: bytes, filename: str, content_type: str, *, size: int | None = None,
-                 **extra: Any) -> dict[str, Any]:
+    def add_file(
+        self, data: bytes, filename: str, content_type: str, *, size: int | None = None, **extra: Any
+    ) -> dict[str, Any]:
         """Serve ``data`` for download and return the attachment object that points at it.
 
         :param size: the declared size, when a test wants it to differ from ``len(data)``.
@@ -337,18 +404,45 @@ class DiscordEmulator:
         path = f'/attachments/{attachment_id}/{filename}'
         self.files[path] = (content_type, data)
         return {
-            'id': str(attachment_id), 'filename': filename, 'size': len(data) if size is None else size,
-            'url': self.base_url + path, 'proxy_url': self.base_url + path, 'content_type': content_type, **extra,
+            'id': str(attachment_id),
+            'filename': filename,
+            'size': len(data) if size is None else size,
+            'url': self.base_url + path,
+            'proxy_url': self.base_url + path,
+            'content_type': content_type,
+            **extra,
         }
 
-    def message(self, *, channel_id: int, author: dict[str, Any], content: str = '', guild_id: int | None = None,
-                roles: tuple[int, ...] | list[int] = (), attachments: list[dict[str, Any]] = (),  # type: ignore[assignment]
-                flags: int = 0, message_id: int | None = None, components: list[Any] | None = None) -> dict[str, Any]:
+    def message(
+        self,
+        *,
+        channel_id: int,
+        author: dict[str, Any],
+        content: str = '',
+        guild_id: int | None = None,
+        roles: Sequence[int] = (),
+        attachments: Sequence[dict[str, Any]] = (),
+        flags: int = 0,
+        message_id: int | None = None,
+        components: list[Any] | None = None,
+    ) -> dict[str, Any]:
         payload: dict[str, Any] = {
-            'id': str(message_id or self.snowflake()), 'channel_id': str(channel_id), 'author': author,
-            'content': content, 'timestamp': _now(), 'edited_timestamp': None, 'tts': False, 'pinned': False,
-            'mention_everyone': False, 'mentions': [], 'mention_roles': [], 'type': 0, 'flags': flags,
-            'attachments': list(attachments), 'embeds': [], 'components': components or [],
+            'id': str(message_id or self.snowflake()),
+            'channel_id': str(channel_id),
+            'author': author,
+            'content': content,
+            'timestamp': _now(),
+            'edited_timestamp': None,
+            'tts': False,
+            'pinned': False,
+            'mention_everyone': False,
+            'mentions': [],
+            'mention_roles': [],
+            'type': 0,
+            'flags': flags,
+            'attachments': list(attachments),
+            'embeds': [],
+            'components': components or [],
         }
         if guild_id is not None:
             payload['guild_id'] = str(guild_id)
@@ -361,18 +455,36 @@ class DiscordEmulator:
         await self.dispatch('MESSAGE_CREATE', payload)
         return payload
 
-    def _interaction(self, *, itype: int, channel_id: int, user: dict[str, Any], data: dict[str, Any],
-                     guild_id: int | None, roles: tuple[int, ...] | list[int], locale: str,
-                     message: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _interaction(
+        self,
+        *,
+        itype: int,
+        channel_id: int,
+        user: dict[str, Any],
+        data: dict[str, Any],
+        guild_id: int | None,
+        roles: Sequence[int],
+        locale: str,
+        message: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         interaction_id = self.snowflake()
         payload: dict[str, Any] = {
-            'id': str(interaction_id), 'application_id': str(self.application_id), 'type': itype,
-            'token': f'itoken-{interaction_id}', 'version': 1, 'locale': locale, 'app_permissions': '0',
-            'context': 0 if guild_id else 1, 'attachment_size_limit': 26_214_400, 'entitlements': [],
+            'id': str(interaction_id),
+            'application_id': str(self.application_id),
+            'type': itype,
+            'token': f'itoken-{interaction_id}',
+            'version': 1,
+            'locale': locale,
+            'app_permissions': '0',
+            'context': 0 if guild_id else 1,
+            'attachment_size_limit': 26_214_400,
+            'entitlements': [],
             'authorizing_integration_owners': {'0': str(guild_id)} if guild_id else {'1': user['id']},
-            'channel_id': str(channel_id), 'channel': {'id': str(channel_id), 'type': 0 if guild_id else 1},
+            'channel_id': str(channel_id),
+            'channel': {'id': str(channel_id), 'type': 0 if guild_id else 1},
             'data': data,
         }
+        self._interaction_channels[payload['token']] = str(channel_id)
         if guild_id is not None:
             payload['guild_id'] = str(guild_id)
             payload['guild_locale'] = 'en-US'
@@ -383,11 +495,19 @@ class DiscordEmulator:
             payload['message'] = message
         return payload
 
-    async def slash_command(self, name: str, *, channel_id: int, user: dict[str, Any],
-                            options: list[dict[str, Any]] = (),  # type: ignore[assignment]
-                            guild_id: int | None = None, roles: tuple[int, ...] | list[int] = (),
-                            resolved: dict[str, Any] | None = None, locale: str = 'en-US',
-                            registered_guild: bool = False) -> dict[str, Any]:
+    async def slash_command(
+        self,
+        name: str,
+        *,
+        channel_id: int,
+        user: dict[str, Any],
+        options: Sequence[dict[str, Any]] = (),
+        guild_id: int | None = None,
+        roles: Sequence[int] = (),
+        resolved: dict[str, Any] | None = None,
+        locale: str = 'en-US',
+        registered_guild: bool = False,
+    ) -> dict[str, Any]:
         """Dispatch INTERACTION_CREATE for a slash command; ``options`` as Discord sends them."""
         scope = str(guild_id) if registered_guild and guild_id else 'global'
         command_id = next((c['id'] for c in self.commands.get(scope, []) if c['name'] == name), str(self.snowflake()))
@@ -396,18 +516,34 @@ class DiscordEmulator:
             data['guild_id'] = str(guild_id)
         if resolved:
             data['resolved'] = resolved
-        payload = self._interaction(itype=2, channel_id=channel_id, user=user, data=data, guild_id=guild_id,
-                                    roles=roles, locale=locale)
+        payload = self._interaction(
+            itype=2, channel_id=channel_id, user=user, data=data, guild_id=guild_id, roles=roles, locale=locale
+        )
         await self.dispatch('INTERACTION_CREATE', payload)
         return payload
 
-    async def button_press(self, custom_id: str, *, message: dict[str, Any], user: dict[str, Any],
-                           guild_id: int | None = None, roles: tuple[int, ...] | list[int] = (),
-                           locale: str = 'en-US') -> dict[str, Any]:
+    async def button_press(
+        self,
+        custom_id: str,
+        *,
+        message: dict[str, Any],
+        user: dict[str, Any],
+        guild_id: int | None = None,
+        roles: Sequence[int] = (),
+        locale: str = 'en-US',
+    ) -> dict[str, Any]:
         """Dispatch INTERACTION_CREATE for a button (component type 2) on ``message``."""
         data = {'custom_id': custom_id, 'component_type': 2}
-        payload = self._interaction(itype=3, channel_id=int(message['channel_id']), user=user, data=data,
-                                    guild_id=guild_id, roles=roles, locale=locale, message=message)
+        payload = self._interaction(
+            itype=3,
+            channel_id=int(message['channel_id']),
+            user=user,
+            data=data,
+            guild_id=guild_id,
+            roles=roles,
+            locale=locale,
+            message=message,
+        )
         await self.dispatch('INTERACTION_CREATE', payload)
         return payload
 
@@ -426,11 +562,12 @@ class DiscordEmulator:
         if request.content_type.startswith('multipart/'):
             reader = await request.multipart()
             while (part := await reader.next()) is not None:
+                assert isinstance(part, BodyPartReader)
                 if part.name == 'payload_json':
-                    body = json.loads(await part.text())  # type: ignore[union-attr]
+                    body = json.loads(await part.text())
                 else:
-                    data = await part.read()  # type: ignore[union-attr]
-                    files[part.name or ''] = (part.filename or '', part.headers.get('Content-Type', ''), bytes(data))  # type: ignore[union-attr]
+                    data = bytes(await part.read())
+                    files[part.name or ''] = (part.filename or '', part.headers.get('Content-Type', ''), data)
         elif request.can_read_body:
             raw = await request.read()
             body = json.loads(raw) if raw else None
@@ -458,37 +595,61 @@ class DiscordEmulator:
     def _stored_message(self, channel_id: str, body: Any, call: RestCall, *, webhook: bool = False) -> dict[str, Any]:
         body = body if isinstance(body, dict) else {}
         attachments = [
-            {'id': str(self.snowflake()), 'filename': name, 'size': len(data), 'url': f'{self.base_url}/x/{name}',
-             'proxy_url': f'{self.base_url}/x/{name}', 'content_type': ctype}
+            {
+                'id': str(self.snowflake()),
+                'filename': name,
+                'size': len(data),
+                'url': f'{self.base_url}/x/{name}',
+                'proxy_url': f'{self.base_url}/x/{name}',
+                'content_type': ctype,
+            }
             for name, ctype, data in call.files.values()
         ]
         for att, meta in zip(attachments, body.get('attachments') or [], strict=False):
             for key in ('duration_secs', 'waveform'):
                 if key in meta:
                     att[key] = meta[key]
-        message = self.message(channel_id=int(channel_id), author=self.bot_user(), content=body.get('content') or '',
-                               attachments=attachments, flags=int(body.get('flags') or 0),
-                               components=body.get('components'))
+        message = self.message(
+            channel_id=int(channel_id),
+            author=self.bot_user(),
+            content=body.get('content') or '',
+            attachments=attachments,
+            flags=int(body.get('flags') or 0),
+            components=body.get('components'),
+        )
         if webhook:
             message['webhook_id'] = str(self.application_id)
         self.messages[int(message['id'])] = message
         return message
 
-    def _answer(self, call: RestCall) -> tuple[int, Any]:  # noqa: C901 - one routing table
+    def _channel_of(self, token: str) -> str:
+        return self._interaction_channels.get(token, '0')
+
+    def _answer(self, call: RestCall) -> tuple[int, Any]:
         path, method, body = call.path, call.method, call.json
         if path == '/gateway/bot':
             return 200, {
-                'url': f'ws://127.0.0.1:{self.port}/gateway', 'shards': 1,
+                'url': f'ws://127.0.0.1:{self.port}/gateway',
+                'shards': 1,
                 'session_start_limit': {'total': 1000, 'remaining': 999, 'reset_after': 0, 'max_concurrency': 1},
             }
         if path == '/users/@me':
             return 200, self.bot_user()
         if path in ('/oauth2/applications/@me', '/applications/@me'):
             return 200, {
-                'id': str(self.application_id), 'name': 'flowbot', 'icon': None, 'description': '',
-                'bot_public': True, 'bot_require_code_grant': False, 'verify_key': '00' * 32, 'flags': 0,
-                'team': None, 'owner': self.user(1, 'owner'),
+                'id': str(self.application_id),
+                'name': 'flowbot',
+                'icon': None,
+                'description': '',
+                'bot_public': True,
+                'bot_require_code_grant': False,
+                'verify_key': '00' * 32,
+                'flags': 0,
+                'team': None,
+                'owner': self.user(1, 'owner'),
                 'integration_types_config': {'0': {}, '1': {}},
+                'approximate_guild_count': 1,
+                'approximate_user_install_count': 0,
             }
         if m := re.fullmatch(r'/applications/(\d+)(?:/guilds/(\d+))?/commands', path):
             scope = m.group(2) or 'global'
@@ -496,8 +657,8 @@ class DiscordEmulator:
                 return 200, self.commands.get(scope, [])
             if method == 'PUT':
                 stored = []
-                for cmd in body or []:
-                    cmd = dict(cmd)
+                for given in body or []:
+                    cmd = dict(given)
                     cmd.setdefault('id', str(self.snowflake()))
                     cmd['application_id'] = str(self.application_id)
                     cmd.setdefault('type', 1)
@@ -508,37 +669,35 @@ class DiscordEmulator:
                     stored.append(cmd)
                 self.commands[scope] = stored
                 return 200, stored
-        if m := re.fullmatch(r'/channels/(\d+)/messages', path):
-            if method == 'POST':
-                return 200, self._stored_message(m.group(1), body, call)
+        if (m := re.fullmatch(r'/channels/(\d+)/messages', path)) and method == 'POST':
+            return 200, self._stored_message(m.group(1), body, call)
         if m := re.fullmatch(r'/channels/(\d+)/messages/(\d+)', path):
-            stored = self.messages.get(int(m.group(2)))
-            if stored is None:
+            known = self.messages.get(int(m.group(2)))
+            if known is None:
                 return 404, {'message': 'Unknown Message', 'code': 10008}
             if method == 'PATCH':
-                stored.update({k: v for k, v in (body or {}).items() if k in ('content', 'components')})
-                stored['edited_timestamp'] = _now()
-                return 200, stored
+                known.update({k: v for k, v in (body or {}).items() if k in ('content', 'components')})
+                known['edited_timestamp'] = _now()
+                return 200, known
             if method == 'GET':
-                return 200, stored
+                return 200, known
         if m := re.fullmatch(r'/interactions/(\d+)/([^/]+)/callback', path):
             kind = int((body or {}).get('type', 0))
             answer: dict[str, Any] = {'interaction': {'id': m.group(1), 'type': 2}}
             if kind in (4, 7):
                 data = (body or {}).get('data') or {}
-                msg = self._stored_message('0', data, call)
+                msg = self._stored_message(self._channel_of(m.group(2)), data, call)
                 answer['interaction']['response_message_id'] = msg['id']
                 answer['resource'] = {'type': kind, 'message': msg}
             return 200, answer
-        if m := re.fullmatch(r'/webhooks/(\d+)/([^/]+)', path):
-            if method == 'POST':
-                return 200, self._stored_message('0', body, call, webhook=True)
+        if (m := re.fullmatch(r'/webhooks/(\d+)/([^/]+)', path)) and method == 'POST':
+            return 200, self._stored_message(self._channel_of(m.group(2)), body, call, webhook=True)
         if m := re.fullmatch(r'/webhooks/(\d+)/([^/]+)/messages/([^/]+)', path):
+            channel = self._channel_of(m.group(2))
             if method == 'PATCH':
-                msg = self._stored_message('0', body, call, webhook=True)
-                return 200, msg
+                return 200, self._stored_message(channel, body, call, webhook=True)
             if method == 'GET':
-                return 200, self._stored_message('0', {}, call, webhook=True)
+                return 200, self._stored_message(channel, {}, call, webhook=True)
             if method == 'DELETE':
                 return 204, None
         if re.fullmatch(r'/channels/(\d+)/typing', path):
@@ -546,4 +705,3 @@ class DiscordEmulator:
         if m := re.fullmatch(r'/users/@me/channels', path):
             return 200, {'id': str(self.snowflake()), 'type': 1, 'recipients': [], 'last_message_id': None}
         return 404, {'message': f'emulator: no route for {method} {path}', 'code': 0}
-

@@ -1,0 +1,312 @@
+"""The incoming half of Discord: a ``hikari.GatewayBot`` with a lightbulb 3 client, events -> engine.
+
+:class:`DiscordBot` turns slash commands (lightbulb), prefix commands and free messages
+(``MessageCreateEvent``) and button presses (``InteractionCreateEvent``) into ``engine.api`` events and
+awaits ``engine.dispatch``; replies come back through :class:`~.adapter.DiscordAdapter`.
+:func:`serve` is the entry point: ``await serve(engine, config)`` runs until the bot is stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import hikari
+import lightbulb
+
+from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, User
+from engine.config import Config
+
+from .adapter import DiscordAdapter, VoiceControl, parse_custom_id
+from .attachments import AttachmentError, Downloads
+from .commands import CommandSpec, FlowLike, SlashCommands
+from .config import DiscordConfig, load_discord_config
+from .prefix import PrefixCommand, UsageError, check_arguments, find_command, typed_options
+
+__all__ = ['INTENTS', 'DiscordBot', 'EngineLike', 'serve']
+
+_log = logging.getLogger(__name__)
+
+INTENTS = (
+    hikari.Intents.GUILDS
+    | hikari.Intents.GUILD_MESSAGES
+    | hikari.Intents.DM_MESSAGES
+    | hikari.Intents.MESSAGE_CONTENT
+    | hikari.Intents.GUILD_VOICE_STATES
+)
+
+
+class EngineLike(Protocol):
+    """What the bot needs of ``engine.runtime.Engine``."""
+
+    on_flows_changed: list[Callable[[], Awaitable[None]]]
+
+    async def dispatch(self, event: Event) -> None: ...
+
+    def flows(self) -> Sequence[FlowLike]: ...
+
+    def add_adapter(self, adapter: Adapter) -> None: ...
+
+
+VoiceFactory = Callable[[hikari.GatewayBot], VoiceControl]
+
+
+def _default_voice(bot: hikari.GatewayBot, idle_timeout: float) -> VoiceControl | None:
+    try:
+        from integrations.discord.voice.manager import VoiceManager
+    except ImportError as exc:
+        _log.warning('voice is unavailable: %s', exc)
+        return None
+    manager: VoiceControl = VoiceManager(bot, idle_timeout=idle_timeout)
+    return manager
+
+
+class DiscordBot:
+    """One bot: gateway, lightbulb client, adapter and command sync, wired to an engine.
+
+    :param engine: the engine (``dispatch``, ``flows``, ``add_adapter``, ``on_flows_changed``).
+    :param token: overrides the configured token (tests).
+    :param voice: builds the voice manager from the bot; default ``VoiceManager`` when it is installed.
+    :param hikari_options: passed to ``hikari.GatewayBot`` (``banner``, ``logs``, ...).
+    """
+
+    def __init__(
+        self,
+        engine: EngineLike,
+        config: DiscordConfig,
+        *,
+        token: str | None = None,
+        voice: VoiceFactory | None = None,
+        **hikari_options: Any,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        options: dict[str, Any] = {'banner': None, **hikari_options}
+        self.bot = hikari.GatewayBot(
+            token or config.resolved_token(), intents=INTENTS, rest_url=config.rest_url, **options
+        )
+        self.client = lightbulb.client_from_app(self.bot, sync_commands=False)
+        root = pathlib.Path(config.download_dir) if config.download_dir else None
+        downloads = (
+            Downloads(config.max_attachment_bytes, config.allowed_content_types, root)
+            if root is not None
+            else Downloads(config.max_attachment_bytes, config.allowed_content_types)
+        )
+        self.adapter = DiscordAdapter(self.bot.rest, config, downloads, cache=self.bot.cache)
+        self.commands = SlashCommands(self.client, self._on_slash, guild_ids=config.guild_ids)
+        self._voice_factory = voice
+        self.bot.subscribe(hikari.MessageCreateEvent, self._on_message)
+        self.bot.subscribe(hikari.InteractionCreateEvent, self._on_interaction)
+        engine.add_adapter(self.adapter)
+        engine.on_flows_changed.append(self.flows_changed)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    async def start(self, **start_options: Any) -> None:
+        """Connect every shard, start lightbulb and sync the commands of the engine's flows."""
+        start_options.setdefault('check_for_updates', False)
+        if self.config.shard_count is not None:
+            start_options.setdefault('shard_count', self.config.shard_count)
+            start_options.setdefault('shard_ids', self.config.shard_ids)
+        await self.bot.start(**start_options)
+        self.adapter.voice = (
+            self._voice_factory(self.bot)
+            if self._voice_factory
+            else _default_voice(self.bot, self.config.voice_idle_timeout)
+        )
+        await self.client.start()
+        await self.commands.update(self.engine.flows())
+
+    async def flows_changed(self) -> None:
+        """Engine hot reload: re-register commands, sync only if the set changed."""
+        await self.commands.update(self.engine.flows())
+
+    async def close(self) -> None:
+        if self.flows_changed in self.engine.on_flows_changed:
+            self.engine.on_flows_changed.remove(self.flows_changed)
+        await self.client.stop()
+        await self.adapter.aclose()
+        await self.bot.close()
+        await self.adapter.downloads.aclose()
+
+    # -- helpers ---------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _user(user: hikari.User, member: Any, guild_id: hikari.Snowflake | None) -> User:
+        roles = frozenset(str(r) for r in getattr(member, 'role_ids', ()) or ())
+        name = getattr(member, 'display_name', None) or user.global_name or user.username
+        return User(id=str(user.id), name=name, roles=roles, guild=str(guild_id) if guild_id else None)
+
+    async def _dispatch(self, event: Event) -> None:
+        try:
+            await self.engine.dispatch(event)
+        except Exception:
+            _log.exception('engine failed on %s from %s', type(event).__name__, event.key)
+
+    async def _refuse(self, key: ConversationKey, text: str) -> None:
+        try:
+            await self.adapter.send_text(key, text)
+        except hikari.HikariError:
+            _log.exception('cannot tell %s: %s', key, text)
+
+    # -- messages: prefix commands and free messages ---------------------------------------------------------------
+
+    async def _on_message(self, event: hikari.MessageCreateEvent) -> None:
+        message = event.message
+        if not event.is_human:
+            return
+        me = self.bot.get_me()
+        if me is not None and message.author.id == me.id:
+            return
+        is_dm = message.guild_id is None
+        if is_dm and self.config.dm_policy == 'deny':
+            return
+        key = ConversationKey('discord', str(message.channel_id), str(message.author.id))
+        user = self._user(message.author, message.member, message.guild_id)
+        self.adapter.note_event(key, int(message.guild_id) if message.guild_id else None)
+        common: dict[str, Any] = {'key': key, 'user': user, 'message_id': str(message.id), 'is_dm': is_dm}
+        content = message.content or ''
+        command = find_command(content, self.config.prefix, self.commands.specs)
+        if command is not None:
+            await self._prefix_command(command, message, common)
+            return
+        attachments: list[Attachment] = []
+        refused: list[str] = []
+        for remote in message.attachments:
+            try:
+                attachments.append(await self.adapter.downloads.fetch(key, remote))
+            except AttachmentError as exc:
+                _log.info('attachment %s of message %s not taken: %s', remote.id, message.id, exc)
+                refused.append(str(exc))
+        if refused and not attachments and not content.strip():
+            await self._refuse(key, '\n'.join(refused))
+            return
+        await self._dispatch(Message(**common, text=content, attachments=attachments))
+
+    async def _prefix_command(self, command: PrefixCommand, message: hikari.Message, common: dict[str, Any]) -> None:
+        key: ConversationKey = common['key']
+        prefix = self.config.prefix
+        try:
+            check_arguments(command, message.attachments, prefix)
+        except UsageError as exc:
+            await self._refuse(key, str(exc))
+            return
+        attachments: list[Attachment] = []
+        for remote in message.attachments:
+            try:
+                attachments.append(await self.adapter.downloads.fetch(key, remote))
+            except AttachmentError as exc:
+                await self._refuse(key, str(exc))
+                return
+        try:
+            options = typed_options(command, attachments, prefix)
+        except UsageError as exc:
+            await self._refuse(key, str(exc))
+            return
+        await self._dispatch(Command(**common, name=command.command, options=options, attachments=attachments))
+
+    # -- slash commands --------------------------------------------------------------------------------------------
+
+    async def _on_slash(self, ctx: lightbulb.Context, spec: CommandSpec) -> None:
+        interaction = ctx.interaction
+        is_dm = ctx.guild_id is None
+        key = ConversationKey('discord', str(ctx.channel_id), str(ctx.user.id))
+        if is_dm and self.config.dm_policy == 'deny':
+            await ctx.respond('Direct messages are turned off for this bot.', ephemeral=True)
+            return
+        self.adapter.begin_interaction(key, ctx, int(ctx.guild_id) if ctx.guild_id else None)
+        by_name = {o.name: o for o in spec.options}
+        options: dict[str, Any] = {}
+        attachments: list[Attachment] = []
+        resolved = interaction.resolved
+        for given in ctx.options:
+            opt = by_name.get(given.name)
+            if opt is None:
+                continue
+            value: Any = given.value
+            if opt.type == 'attachment':
+                remote = resolved.attachments.get(hikari.Snowflake(value)) if resolved else None
+                if remote is None:
+                    await self._refuse(key, f'The file for {opt.name} did not arrive; please attach it again.')
+                    return
+                try:
+                    value = await self.adapter.downloads.fetch(key, remote)
+                except AttachmentError as exc:
+                    await self._refuse(key, str(exc))
+                    return
+                attachments.append(value)
+            elif opt.type in ('user', 'channel'):
+                value = str(value)
+            elif opt.type == 'number':
+                value = float(value)
+            options[opt.name] = value
+        for opt in spec.options:
+            if opt.name not in options and opt.default is not None:
+                options[opt.name] = opt.default
+        user = self._user(ctx.user, ctx.member, ctx.guild_id)
+        await self._dispatch(
+            Command(
+                key=key,
+                user=user,
+                name=spec.command,
+                options=options,
+                attachments=attachments,
+                message_id=str(interaction.id),
+                locale=str(interaction.locale),
+                is_dm=is_dm,
+            )
+        )
+
+    # -- buttons ---------------------------------------------------------------------------------------------------
+
+    async def _on_interaction(self, event: hikari.InteractionCreateEvent) -> None:
+        interaction = event.interaction
+        if not isinstance(interaction, hikari.ComponentInteraction):
+            return
+        parsed = parse_custom_id(interaction.custom_id)
+        if parsed is None:
+            return
+        owner, raw = parsed
+        try:
+            if str(interaction.user.id) != owner:
+                await interaction.create_initial_response(
+                    hikari.ResponseType.MESSAGE_CREATE,
+                    'This question is for someone else.',
+                    flags=hikari.MessageFlag.EPHEMERAL,
+                )
+                return
+            await interaction.create_initial_response(hikari.ResponseType.MESSAGE_UPDATE, components=[])
+        except hikari.HikariError:
+            _log.exception('cannot acknowledge button %s on message %s', interaction.custom_id, interaction.message.id)
+            return
+        key = ConversationKey('discord', str(interaction.channel_id), owner)
+        value = self.adapter.choice_value(raw)
+        self.adapter.answered(key)
+        if value is None:
+            await self._refuse(key, 'That button has expired; please type your answer.')
+            return
+        is_dm = interaction.guild_id is None
+        user = self._user(interaction.user, interaction.member, interaction.guild_id)
+        await self._dispatch(
+            ChoicePress(
+                key=key,
+                user=user,
+                value=value,
+                message_id=str(interaction.message.id),
+                locale=str(interaction.locale),
+                is_dm=is_dm,
+            )
+        )
+
+
+async def serve(engine: EngineLike, config: Config | DiscordConfig, **hikari_options: Any) -> None:
+    """Run the Discord adapter for ``engine`` until the bot is closed (signal or ``bot.close()``)."""
+    discord_config = config if isinstance(config, DiscordConfig) else load_discord_config(config)
+    bot = DiscordBot(engine, discord_config, **hikari_options)
+    await bot.start()
+    try:
+        await bot.bot.join()
+    finally:
+        await bot.close()

@@ -1,0 +1,80 @@
+"""The ``[discord]`` section of ``bot.toml``: how to reach Discord and what to accept from users.
+
+The token is read with :func:`engine.config.read_secret` (``DISCORD_TOKEN``, ``DISCORD_TOKEN_FILE``,
+``token_file``, ``token``) and never logged: :class:`DiscordConfig` hides it from ``repr``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from engine.config import Config, ConfigError, read_secret, section
+
+__all__ = ['DEFAULT_CONTENT_TYPES', 'DiscordConfig', 'load_discord_config']
+
+DEFAULT_CONTENT_TYPES: list[str] = [
+    'audio/',
+    'video/',
+    'image/',
+    'text/',
+    'application/ogg',
+    'application/pdf',
+    'application/json',
+]
+"""Attachment content-type prefixes accepted unless the config says otherwise."""
+
+
+@attrs.define(kw_only=True)
+class DiscordConfig:
+    """Settings of the Discord adapter; every field has a sensible default except the token."""
+
+    token: str | None = attrs.field(default=None, repr=False)
+    token_file: str | None = None
+    prefix: str = '!'
+    """Prefix of text commands (``!hi``)."""
+    guild_ids: list[int] = attrs.field(factory=list)
+    """Sync slash commands to these guilds (instant); empty means global commands."""
+    shard_ids: list[int] | None = None
+    shard_count: int | None = None
+    rest_url: str | None = None
+    """Discord REST base such as ``https://discord.com/api/v10``; set it to run behind a REST proxy."""
+    max_attachment_bytes: int = 25 * 1024 * 1024
+    allowed_content_types: list[str] = attrs.field(factory=lambda: list(DEFAULT_CONTENT_TYPES))
+    """Attachment content-type prefixes that are downloaded; others are refused with a message."""
+    dm_policy: Literal['allow', 'deny'] = 'allow'
+    """``deny`` ignores direct messages altogether; per-flow rules (``trigger.dm``) are the engine's."""
+    voice_idle_timeout: float = 300.0
+    """Seconds of silence before the bot leaves a voice channel."""
+    defer_after: float = 2.0
+    """Seconds a slash command may run before its interaction is deferred (Discord allows 3)."""
+    edit_interval: float = 1.0
+    """Least seconds between two edits of the same progress message."""
+    max_message_chars: int = 2000
+    file_threshold_chars: int = 8000
+    """Replies longer than this are sent as a text file instead of many messages."""
+    download_dir: str | None = None
+    """Parent of the per-conversation attachment folders; default: the system temporary folder."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.shard_count is not None and self.shard_count < 1:
+            raise ValueError('shard_count must be at least 1')
+        if self.shard_ids is not None and self.shard_count is None:
+            raise ValueError('shard_ids needs shard_count')
+        if self.max_attachment_bytes <= 0:
+            raise ValueError('max_attachment_bytes must be positive')
+        if not 0 <= self.defer_after < 3:
+            raise ValueError('defer_after must be between 0 and 3 seconds (Discord drops later answers)')
+
+    def resolved_token(self) -> str:
+        """The bot token from the environment, the token file or the config; a clear error when absent."""
+        token = read_secret(self.token, self.token_file, 'DISCORD_TOKEN')
+        if not token:
+            raise ConfigError('no Discord token: set DISCORD_TOKEN, DISCORD_TOKEN_FILE or [discord] token_file')
+        return token
+
+
+def load_discord_config(config: Config) -> DiscordConfig:
+    """Structure ``[discord]``; errors name the bad key."""
+    return section(config, 'discord', DiscordConfig)
