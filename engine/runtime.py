@@ -214,12 +214,27 @@ class Engine:
         try:
             await self._process_safely(conv, event)
             while conv.queue:
+                if self._live.get(key) is not conv:
+                    # It ended under an earlier event: the rest start afresh, in order, after
+                    # whatever the ending handed on (a new command, deferred messages).
+                    rest, conv.queue = list(conv.queue), None
+                    self._spawn(self._redispatch(rest), key)
+                    break
                 queued, fut = conv.queue.popleft()
                 await self._process_safely(conv, queued)
                 if not fut.done():
                     fut.set_result(None)
         finally:
             conv.busy = False
+
+    async def _redispatch(self, events: list[tuple[Event | Internal, asyncio.Future[None]]]) -> None:
+        for event, fut in events:
+            try:
+                if not isinstance(event, Internal):  # internal events belonged to the ended conversation
+                    await self.dispatch(event)
+            finally:
+                if not fut.done():
+                    fut.set_result(None)
 
     async def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until no action, timeout or notification is being processed; ``False`` on timeout."""
