@@ -56,7 +56,7 @@ async def play(
     n = 0
     try:
         while batch and not stop.is_set():
-            following = asyncio.ensure_future(asyncio.to_thread(_take, frames, 50))
+            following = asyncio.ensure_future(asyncio.to_thread(_take, frames, 10))
             try:
                 for frame in batch:
                     if stop.is_set():
