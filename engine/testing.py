@@ -30,7 +30,7 @@ from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKe
 from engine.config import Config
 from engine.flows import model
 from engine.flows.library import FlowLibrary
-from engine.flows.loader import Diagnostic, LineIndex, load_paths
+from engine.flows.loader import Diagnostic, LineIndex, did_you_mean, load_paths
 from engine.plugins import SetupContext, load_plugins
 from engine.runtime import Conversation, Engine, Internal
 from engine.states.actions import ActionContext, ActionError, ActionFn, ActionRegistry
@@ -203,6 +203,9 @@ class Script:
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
+_SCRIPT_KEYS = sorted(
+    {f.name for cls in (Script, Case, Turn, Expect, CannedAction, ScriptUser) for f in attrs.fields(cls)} - {'path'}
+)
 
 
 def _structure_expect(value: Any, _: Any) -> list[Expect] | None:
@@ -261,7 +264,14 @@ def load_script(path: pathlib.Path) -> Script:
         messages = []
         for message in cattrs.transform_error(exc, path='$'):
             what, _, where = message.partition(' @ $')
-            parts = [p.strip('\'"') for p in re.split(r'\.|\[|\]', where) if p]
+            parts: list[str | int] = [
+                int(p) if p.isdigit() else p.strip('\'"') for p in re.split(r'\.|\[|\]', where) if p
+            ]
+            extra = re.fullmatch(r'extra fields found \((.+)\)', what)
+            if extra:
+                keys = [k.strip() for k in extra.group(1).split(',')]
+                parts.append(keys[0])
+                what = '; '.join(f'unknown key "{k}"{did_you_mean(k, _SCRIPT_KEYS)}' for k in keys)
             line = index.line(parts)
             messages.append(f'{path}{":" + str(line) if line else ""}: {where.lstrip(".") or "script"}: {what}')
         raise ScriptError('\n'.join(messages)) from exc

@@ -38,20 +38,7 @@ DOCS_END = '<!-- diagrams:end -->'
 
 _END = '[*]'
 _PLAIN_ID = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
-_MERMAID_WORDS = {
-    'note',
-    'state',
-    'direction',
-    'end',
-    'class',
-    'classdef',
-    'click',
-    'style',
-    'as',
-    'left',
-    'right',
-    'of',
-}
+_MERMAID_WORDS = {'note', 'state', 'direction', 'end', 'class', 'classdef', 'click', 'style', 'as', 'default', 'scale'}
 _KIND_STYLE = {
     # kind: (mermaid classDef, graphviz shape, graphviz fill)
     'say': ('fill:#e8f4fd,stroke:#1f6feb', 'note', '#e8f4fd'),
