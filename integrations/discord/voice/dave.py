@@ -87,6 +87,8 @@ class DaveState:
     """User ids in the call besides us, from ops 11/13: the proposals may add only these."""
     pending: dict[int, int] = attrs.field(factory=dict)
     """transition id -> protocol version it leads to."""
+    external_sender: bytes | None = None
+    """The voice server's MLS external sender (op 25)."""
 
     @property
     def ready(self) -> bool:
@@ -139,13 +141,16 @@ class DaveState:
 
     def handle_binary(self, op: int, payload: bytes) -> list[Outgoing]:
         """Handle a binary DAVE op (25, 27, 29, 30); ``payload`` follows the opcode byte."""
+        if op == DaveOp.MLS_EXTERNAL_SENDER:
+            self.external_sender = payload  # kept for groups restarted later (epoch 1, failed commits)
+            if self.session is not None:
+                self.session.set_external_sender(payload)
+            return []
         session = self.session
         if session is None:
             _log.warning('DAVE op %s arrived without a DAVE session; ignored', op)
             return []
-        if op == DaveOp.MLS_EXTERNAL_SENDER:
-            session.set_external_sender(payload)
-        elif op == DaveOp.MLS_PROPOSALS:
+        if op == DaveOp.MLS_PROPOSALS:
             kind = davey.ProposalsOperationType.append if payload[0] == 0 else davey.ProposalsOperationType.revoke
             result = session.process_proposals(kind, payload[1:], sorted(self.connected | {self.user_id}))
             if result is not None:
@@ -174,6 +179,8 @@ class DaveState:
             self.session = davey.DaveSession(self.protocol_version, self.user_id, self.channel_id)
         else:
             self.session.reinit(self.protocol_version, self.user_id, self.channel_id)
+        if self.external_sender is not None:
+            self.session.set_external_sender(self.external_sender)
         return [BinaryOut(DaveOp.MLS_KEY_PACKAGE, self.session.get_serialized_key_package())]
 
     def _execute(self, transition: int) -> None:
