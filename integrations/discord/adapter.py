@@ -322,6 +322,20 @@ class DiscordAdapter(Adapter):
         else:
             await self.rest.edit_message(int(key.channel), int(message_id), content)
 
+    async def fetch_text(self, key: ConversationKey, message_id: str) -> str | None:
+        """The text of an earlier bot message (corrections quote it); ``None`` when it is gone."""
+        ctx = self._via.get(message_id)
+        try:
+            if ctx is not None:
+                message = await ctx.fetch_response(_INITIAL if message_id.startswith('@') else int(message_id))
+            elif message_id.isdigit():
+                message = await self.rest.fetch_message(int(key.channel), int(message_id))
+            else:
+                return None
+        except hikari.NotFoundError:
+            return None
+        return message.content
+
     # -- voice -----------------------------------------------------------------------------------------------------
 
     def _guild_of(self, key: ConversationKey) -> int:

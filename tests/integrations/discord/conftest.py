@@ -77,3 +77,25 @@ async def running(emulator: DiscordEmulator, app: App) -> AsyncIterator[Running]
     yield run
     await run.bot.close()
     assert run.errors == [], f'listener errors: {run.errors!r}'
+
+
+def make_ogg(path: pathlib.Path, seconds: float = 1.0) -> pathlib.Path:
+    """A real OGG/Opus file (a 440 Hz tone), as Discord voice messages are."""
+    import av
+    import numpy as np
+
+    rate = 48_000
+    with av.open(str(path), 'w', format='ogg') as out:
+        stream = out.add_stream('libopus', rate=rate)
+        stream.layout = 'mono'  # type: ignore[union-attr]
+        t = np.arange(int(rate * seconds)) / rate
+        pcm = (np.sin(2 * np.pi * 440 * t) * 12_000).astype(np.int16)
+        for start in range(0, len(pcm), 960):
+            chunk = pcm[start : start + 960]
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format='s16', layout='mono')
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):  # type: ignore[union-attr]
+                out.mux(packet)
+        for packet in stream.encode(None):  # type: ignore[union-attr]
+            out.mux(packet)
+    return path

@@ -104,6 +104,8 @@ class DiscordEmulator:
         self.session_id = 'emulated-session'
         self.identifies = 0
         self.resumes = 0
+        self.download_delay = 0.0
+        """Seconds before an attachment download is answered."""
         self.rest_delay: dict[str, float] = {}
         """Seconds to delay responses whose ``METHOD path`` matches a regular expression key."""
         self._interaction_channels: dict[str, str] = {}
@@ -550,6 +552,8 @@ class DiscordEmulator:
     # -- REST ------------------------------------------------------------------------------------------------------
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
+        if self.download_delay:
+            await asyncio.sleep(self.download_delay)
         found = self.files.get(request.path)
         if found is None:
             return web.Response(status=404)
@@ -609,18 +613,29 @@ class DiscordEmulator:
             for key in ('duration_secs', 'waveform'):
                 if key in meta:
                     att[key] = meta[key]
+        components = self._numbered(body.get('components') or [])
         message = self.message(
             channel_id=int(channel_id),
             author=self.bot_user(),
             content=body.get('content') or '',
             attachments=attachments,
             flags=int(body.get('flags') or 0),
-            components=body.get('components'),
+            components=components,
         )
         if webhook:
             message['webhook_id'] = str(self.application_id)
         self.messages[int(message['id'])] = message
         return message
+
+    def _numbered(self, components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Components as Discord returns them: every one with a numeric ``id``."""
+        counter = itertools.count(1)
+
+        def walk(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{**c, 'id': c.get('id') or next(counter), **({'components': walk(c['components'])}
+                                                               if 'components' in c else {})} for c in items]
+
+        return walk(components)
 
     def _channel_of(self, token: str) -> str:
         return self._interaction_channels.get(token, '0')
