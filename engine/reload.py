@@ -124,7 +124,7 @@ class FlowReloader:
         :param paths: flow folders (or files), as configured in ``bot.flows``.
         :param maintainers_channel: ``adapter:channel`` that receives rejected edits.
         :param pid_path: where to write the pid file ``flowbot reload`` reads; ``None``: none.
-        :param debounce_ms: quiet time before a burst of file events (an editor's save) is handled.
+        :param debounce_ms: longest time a burst of file events (an editor's save) is grouped into one reload.
         :param force_polling: poll instead of inotify (network filesystems; tests).
         """
         self.engine = engine
