@@ -176,12 +176,16 @@ class Engine:
         self._waiting: dict[str, set[ConversationKey]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._summary: tuple[int, list[dict[str, Any]]] | None = None
+        self._held: dict[str, list[Callable[[], object]]] = {}
+        """Restored work (timers, re-runs, endings) waiting for its adapter to be added."""
         self.workroot = config.resolve(config.bot.data_root) / 'tmp'
 
     # -- public API -----------------------------------------------------------------------
 
     def add_adapter(self, adapter: Adapter) -> None:
         self.adapters[adapter.name] = adapter
+        for work in self._held.pop(adapter.name, []):
+            work()
 
     def flows(self) -> list[model.Flow]:
         return [c.flow for c in self.library.active()]
@@ -361,7 +365,7 @@ class Engine:
         uid, name, roles, guild = extra.pop('user', [user, '', [], None])
         who = User(uid, name, frozenset(roles), guild)
         if compiled is None or row.state not in compiled.machine.states:
-            self._spawn(self._removed(key, row), key)
+            self._when_connected(key, lambda: self._spawn(self._removed(key, row), key))
             return False
         conv = Conversation(key, compiled, who, row.data)
         conv.state, conv.stack, conv.extra, conv.deadline = row.state, row.stack, extra, row.deadline
@@ -369,10 +373,23 @@ class Engine:
         if 'topic' in extra:
             self._waiting.setdefault(extra['topic'], set()).add(key)
         if conv.deadline is not None:
-            self._arm_timer(conv, max(0.0, conv.deadline - time.time()))
+            deadline = conv.deadline
+            self._when_connected(key, lambda: self._arm_timer(conv, max(0.0, deadline - time.time())))
         if isinstance(conv.spec, model.Call):
-            self._spawn(self.dispatch(Internal(kind='rerun', epoch=conv.epoch), key), key)
+            rerun = Internal(kind='rerun', epoch=conv.epoch)
+            self._when_connected(key, lambda: self._spawn(self.dispatch(rerun, key), key))
         return True
+
+    def _when_connected(self, key: ConversationKey, work: Callable[[], object]) -> None:
+        """Run restored work once the conversation's adapter is there (now, or when it is added).
+
+        A due timeout must not fire into a channel that has not connected yet, and a console run
+        on the same store must leave the Discord conversations alone.
+        """
+        if key.adapter in self.adapters:
+            work()
+        else:
+            self._held.setdefault(key.adapter, []).append(work)
 
     async def _removed(self, key: ConversationKey, row: StoredConversation) -> None:
         _log.warning('conversation %s was on flow %s %s, which no longer exists; ending it', key, row.flow, row.version)
