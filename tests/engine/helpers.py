@@ -183,9 +183,14 @@ async def build_harness(
     folder: pathlib.Path | None = None,
     plugins: Sequence[str] = ('integrations.builtin',),
     start: bool = True,
+    connect: bool = True,
     **bot: Any,
 ) -> Harness:
-    """An app over ``flows`` (written into ``tmp_path/flows`` unless ``folder`` is given), started."""
+    """An app over ``flows`` (written into ``tmp_path/flows`` unless ``folder`` is given), started.
+
+    :param connect: register the adapter before starting; ``False`` leaves that to the test (as a
+        channel that connects only after the engine restored its conversations).
+    """
     folder = folder or write_flows(tmp_path / 'flows', flows or {})
     config = make_config(tmp_path, folder, **bot)
     store = store or MemoryStore()
@@ -201,7 +206,8 @@ async def build_harness(
     if problems:
         raise FlowError(problems)
     adapter = adapter or RecordingAdapter()
-    engine.add_adapter(adapter)
+    if connect:
+        engine.add_adapter(adapter)
     app = App(config=config, engine=engine, plugins=ctx)
     if start:
         await app.start()

@@ -318,3 +318,107 @@ def _go(k: ConversationKey) -> object:
     from engine.api import Command
 
     return Command(key=k, user=User(id=k.user, name='Ann'), name='go', args_text='')
+
+
+async def test_events_queued_behind_the_end_of_a_conversation_do_not_reach_it(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    store = SQLiteStore(str(tmp_path / 'store.sqlite3'))
+    h = await engine_harness({'form': FORM, 'hi': HI}, adapter=RecordingAdapter(delay=0.01), store=store)
+    await h.command('form')
+    # 'cancel' ends the conversation while the other events wait behind it: they must start afresh,
+    # not answer a question of the cancelled dialog (nor bring it back into the store).
+    await asyncio.gather(
+        h.engine.dispatch(message(KEY, 'cancel')),
+        h.engine.dispatch(message(KEY, 'late answer')),
+        h.engine.dispatch(_command(KEY, 'hi')),
+    )
+    await h.engine.wait_idle(5)
+    assert h.texts() == ['A?', 'Cancelled.', 'hello']
+    assert not h.live()
+    assert rows(store) == {}
+
+
+def _command(k: ConversationKey, name: str, args: str = '') -> object:
+    from engine.api import Command
+
+    return Command(key=k, user=User(id=k.user, name='Ann'), name=name, args_text=args)
+
+
+async def test_conversations_are_keyed_by_adapter_channel_and_user(engine_harness: HarnessFactory) -> None:
+    h = await engine_harness({'form': FORM})
+    other = RecordingAdapter()
+    other.name = 'other'
+    h.engine.add_adapter(other)
+    keys = [
+        KEY,
+        ConversationKey('test', 'chan2', 'u1'),
+        ConversationKey('test', 'chan', 'u2'),
+        ConversationKey('other', 'chan', 'u1'),
+    ]
+    for k in keys:
+        await h.command('form', key=k)
+    for n, k in enumerate(keys):
+        await h.say(f'answer{n}', key=k)
+    assert h.engine.live_count() == 4
+    assert [h.engine.conversation(k).data['a'] for k in keys] == ['answer0', 'answer1', 'answer2', 'answer3']  # type: ignore[union-attr]
+    assert other.texts(keys[3]) == ['A?', 'B?']
+
+
+async def test_a_message_queued_behind_a_new_command_answers_the_new_flow(engine_harness: HarnessFactory) -> None:
+    greet = CMD.format(name='greet') + (
+        '[states.q]\nkind = "ask"\nprompt = "Name?"\nsave_as = "n"\n[states.done]\nkind = "end"\ntext = "Hi {{ n }}"\n'
+    )
+    h = await engine_harness({'form': FORM, 'greet': greet}, adapter=RecordingAdapter(delay=0.01))
+    await h.command('form')
+    await asyncio.gather(h.engine.dispatch(_command(KEY, 'greet')), h.engine.dispatch(message(KEY, 'Bob')))
+    await h.engine.wait_idle(5)
+    assert h.texts() == ['A?', 'Stopped form.', 'Name?', 'Hi Bob']
+
+
+async def test_restored_work_waits_for_its_channel_to_connect(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    flows = {'timed': TIMED.replace('{timeout}', '0.05'), 'hi': HI}
+    first = await engine_harness({**flows, 'form': FORM}, store=SQLiteStore(path))
+    await first.command('timed')
+    await first.command('form', key=key(2))
+    await first.stop()
+    await asyncio.sleep(0.1)
+
+    async def slow_plugin_start() -> None:
+        await asyncio.sleep(0.05)  # any plugin doing I/O when the engine starts
+
+    folder = write_flows(tmp_path / 'without_form', flows)
+    second = await engine_harness(None, folder=folder, store=SQLiteStore(path), connect=False, start=False)
+    second.app.plugins.on_start.append(slow_plugin_start)
+    await second.app.start()
+    await asyncio.sleep(0.1)
+    assert second.live()  # nothing fired into a channel that is not there yet
+    second.engine.add_adapter(second.adapter)
+    await until(lambda: not second.live() and not second.live(key(2)))
+    await second.engine.wait_idle(5)
+    assert second.texts() == ['timed out']
+    assert second.adapter.texts(key(2)) == ['The form dialog was removed by the maintainers, so it ends here.']
+
+
+async def test_conversations_of_another_channel_are_left_alone(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    flows = {'timed': TIMED.replace('{timeout}', '0.05')}
+    discord = ConversationKey('discord', 'c', 'u1')
+    first = await engine_harness(flows, store=SQLiteStore(path))
+    other = RecordingAdapter()
+    other.name = 'discord'
+    first.engine.add_adapter(other)
+    await first.command('timed', key=discord)
+    await first.stop()
+    await asyncio.sleep(0.1)
+    # The console runs on the same store while the Discord bot is down: its due timeout must wait.
+    second = await engine_harness(flows, store=SQLiteStore(path))
+    await asyncio.sleep(0.1)
+    await second.engine.wait_idle(5)
+    assert second.live(discord)
+    assert rows(second.engine.store)['u1'].state == 'q'  # type: ignore[arg-type]
