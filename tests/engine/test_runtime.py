@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from engine.api import ConversationKey, Message, User
+from engine.api import Command, ConversationKey, Message, User
 from engine.states.actions import ActionContext
 from engine.store import SQLiteStore, StoredConversation
 from tests.engine.conftest import HarnessFactory
@@ -207,7 +207,7 @@ async def test_a_restored_call_runs_its_action_again(engine_harness: HarnessFact
         + '[states.work]\nkind = "call"\naction = "t.work"\n[states.done]\nkind = "end"\ntext = "{{ result }}"\n'
     )
     first = await engine_harness({'go': flow}, store=SQLiteStore(path), actions={'t.work': never})
-    await first.engine.dispatch(_go(KEY))  # type: ignore[arg-type]
+    await first.engine.dispatch(_go(KEY))
     await first.stop()
     second = await engine_harness({'go': flow}, store=SQLiteStore(path), actions={'t.work': quick})
     await until(lambda: not second.live())
@@ -314,9 +314,7 @@ async def test_a_corrupt_stored_row_is_logged_and_skipped(
     assert second.adapter.texts(key(3)) == ['B?']
 
 
-def _go(k: ConversationKey) -> object:
-    from engine.api import Command
-
+def _go(k: ConversationKey) -> Command:
     return Command(key=k, user=User(id=k.user, name='Ann'), name='go', args_text='')
 
 
@@ -339,9 +337,7 @@ async def test_events_queued_behind_the_end_of_a_conversation_do_not_reach_it(
     assert rows(store) == {}
 
 
-def _command(k: ConversationKey, name: str, args: str = '') -> object:
-    from engine.api import Command
-
+def _command(k: ConversationKey, name: str, args: str = '') -> Command:
     return Command(key=k, user=User(id=k.user, name='Ann'), name=name, args_text=args)
 
 
