@@ -247,7 +247,7 @@ class DiscordAdapter(Adapter):
         duration, waveform = await asyncio.to_thread(voice_message_meta, path)
         if text:
             await self.send_text(key, text)
-        resource = hikari.File(path, 'voice-message.ogg')
+        resource = hikari.Bytes(await asyncio.to_thread(path.read_bytes), 'voice-message.ogg', mimetype='audio/ogg')
         ctx = self._interaction(key)
         if ctx is not None:
             await ctx.defer()

@@ -300,7 +300,16 @@ class DiscordEmulator:
         voice_states: Sequence[dict[str, Any]] = (),
         members: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
-        """A GUILD_CREATE payload (text channels ``channels``, voice states as :meth:`voice_state` builds)."""
+        """A GUILD_CREATE payload (text channels ``channels``, voice states as :meth:`voice_state` builds).
+
+        Members of the voice states are added to ``members`` when missing (hikari looks them up there).
+        """
+        members = list(members)
+        known = {m['user']['id'] for m in members}
+        for state in voice_states:
+            if state['user_id'] not in known:
+                members.append({**self.member(), 'user': self.user(int(state['user_id']))})
+                known.add(state['user_id'])
         return {
             'id': str(guild_id),
             'name': f'guild {guild_id}',
@@ -350,6 +359,9 @@ class DiscordEmulator:
                     'permission_overwrites': [],
                     'nsfw': False,
                     'parent_id': None,
+                    'topic': None,
+                    'rate_limit_per_user': 0,
+                    'last_message_id': None,
                 }
                 for i, c in enumerate(channels)
             ],
