@@ -34,8 +34,13 @@ async def emulator() -> AsyncIterator[DiscordEmulator]:
 async def app(tmp_path: pathlib.Path) -> AsyncIterator[App]:
     """The real engine with ``flows/hi.toml`` and the test flows next to this file."""
     config = Config(
-        bot=BotConfig(flows=[REPO / 'flows' / 'hi.toml', HERE / 'flows'], store=':memory:', data_root=tmp_path,
-                      plugins=[], reload=False),
+        bot=BotConfig(
+            flows=[REPO / 'flows' / 'hi.toml', HERE / 'flows'],
+            store=':memory:',
+            data_root=tmp_path,
+            plugins=[],
+            reload=False,
+        ),
         permissions={'admins': PermissionGroup(roles=[str(ADMIN_ROLE)])},
     )
     built = build_app(config)

@@ -644,8 +644,14 @@ class DiscordEmulator:
         counter = itertools.count(1)
 
         def walk(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return [{**c, 'id': c.get('id') or next(counter), **({'components': walk(c['components'])}
-                                                               if 'components' in c else {})} for c in items]
+            return [
+                {
+                    **c,
+                    'id': c.get('id') or next(counter),
+                    **({'components': walk(c['components'])} if 'components' in c else {}),
+                }
+                for c in items
+            ]
 
         return walk(components)
 

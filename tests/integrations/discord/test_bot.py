@@ -158,7 +158,9 @@ async def test_voice_message_reaches_the_message_flow(running: Running, tmp_path
 async def test_message_with_a_non_audio_attachment_breaks_nothing(running: Running) -> None:
     emu = running.emulator
     png = emu.add_file(b'\x89PNG\r\n\x1a\n' + b'0' * 100, 'cat.png', 'image/png')
-    await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content='look', attachments=[png])
+    await emu.message_create(
+        channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content='look', attachments=[png]
+    )
     await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content='!hi')
     (reply,) = await _reply(emu)
     assert reply.content is not None and reply.content.startswith('Hi,')
@@ -176,7 +178,9 @@ async def test_refused_attachment_alone_gets_a_clear_message(running: Running) -
 async def test_oversize_attachment_for_a_command_is_refused_before_download(running: Running) -> None:
     emu = running.emulator
     att = emu.add_file(b'tiny', 'big.ogg', 'audio/ogg', size=30 * 1024 * 1024)
-    await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content='!upload', attachments=[att])
+    await emu.message_create(
+        channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content='!upload', attachments=[att]
+    )
     (reply,) = await _reply(emu)
     assert reply.content == "'big.ogg' is 30.0 MB; the limit is 25.0 MB."
 
