@@ -76,5 +76,21 @@ class DiscordConfig:
 
 
 def load_discord_config(config: Config) -> DiscordConfig:
-    """Structure ``[discord]``; errors name the bad key."""
-    return section(config, 'discord', DiscordConfig)
+    """Structure ``[discord]``; errors name the bad key or say which rule a value breaks."""
+    try:
+        return section(config, 'discord', DiscordConfig)
+    except ConfigError as exc:
+        rule = _broken_rule(exc.__cause__)
+        if rule is None:
+            raise
+        raise ConfigError(f'[discord] in {config.path or "config"}: {rule}') from exc
+
+
+def _broken_rule(exc: BaseException | None) -> str | None:
+    """The message of a ``ValueError`` from :meth:`DiscordConfig.__attrs_post_init__` inside cattrs' groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _broken_rule(inner)) is not None:
+                return found
+        return None
+    return str(exc) if type(exc) is ValueError else None

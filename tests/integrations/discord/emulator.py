@@ -415,7 +415,7 @@ class DiscordEmulator:
         :param size: the declared size, when a test wants it to differ from ``len(data)``.
         """
         attachment_id = self.snowflake()
-        path = f'/attachments/{attachment_id}/{filename}'
+        path = f'/attachments/{attachment_id}/file'
         self.files[path] = (content_type, data)
         return {
             'id': str(attachment_id),

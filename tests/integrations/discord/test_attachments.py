@@ -1,0 +1,65 @@
+"""Downloads: size and type checks, streaming limit, generated names, clean-up per conversation."""
+
+from __future__ import annotations
+
+import pathlib
+
+import attrs
+import pytest
+
+from engine.api import ConversationKey
+from integrations.discord.attachments import AttachmentError, Downloads
+
+from .emulator import DiscordEmulator
+
+KEY = ConversationKey('discord', '1', '2')
+
+
+@attrs.frozen
+class Remote:
+    filename: str
+    size: int
+    url: str
+    media_type: str | None
+    duration: float | None = None
+
+
+def _remote(emu: DiscordEmulator, data: bytes, name: str, ctype: str, size: int | None = None) -> Remote:
+    att = emu.add_file(data, name, ctype)
+    return Remote(name, len(data) if size is None else size, att['url'], ctype)
+
+
+async def test_file_is_streamed_under_a_generated_name_and_removed_with_the_conversation(
+    emulator: DiscordEmulator, tmp_path: pathlib.Path
+) -> None:
+    downloads = Downloads(1000, ['audio/'], tmp_path, chunk_size=16)
+    local = await downloads.fetch(KEY, _remote(emulator, b'a' * 100, '../../etc/passwd.ogg', 'audio/ogg'))
+    assert local.path is not None and local.path.read_bytes() == b'a' * 100
+    assert local.path.parent.parent == tmp_path and local.path.suffix == '.ogg'
+    assert 'passwd' not in str(local.path)
+    assert (local.name, local.size, local.content_type) == ('../../etc/passwd.ogg', 100, 'audio/ogg')
+    await downloads.close(KEY)
+    assert not local.path.exists()
+    await downloads.aclose()
+
+
+async def test_file_larger_than_declared_is_cut_off_while_streaming(
+    emulator: DiscordEmulator, tmp_path: pathlib.Path
+) -> None:
+    downloads = Downloads(1000, [], tmp_path, chunk_size=64)
+    with pytest.raises(AttachmentError, match='larger than'):
+        await downloads.fetch(KEY, _remote(emulator, b'x' * 5000, 'lie.bin', 'application/octet-stream', size=10))
+    assert list(tmp_path.rglob('*.bin')) == []
+    await downloads.aclose()
+
+
+async def test_wrong_type_and_missing_file_get_clear_messages(
+    emulator: DiscordEmulator, tmp_path: pathlib.Path
+) -> None:
+    downloads = Downloads(1000, ['audio/'], tmp_path)
+    with pytest.raises(AttachmentError, match='image/png are not accepted'):
+        await downloads.fetch(KEY, _remote(emulator, b'png', 'a.png', 'image/png'))
+    gone = Remote('gone.ogg', 3, f'{emulator.base_url}/attachments/0/gone.ogg', 'audio/ogg')
+    with pytest.raises(AttachmentError, match='could not download'):
+        await downloads.fetch(KEY, gone)
+    await downloads.aclose()
