@@ -44,7 +44,9 @@ class BotConfig:
     """SQLite file, or ``:memory:``."""
     instruction_file: pathlib.Path | None = None
     """Optional markdown appended to the ``instruction`` flow's help."""
-    plugins: list[str] = attrs.field(factory=lambda: ['integrations.builtin', 'integrations.models', 'integrations.speech'])
+    plugins: list[str] = attrs.field(
+        factory=lambda: ['integrations.builtin', 'integrations.models', 'integrations.speech']
+    )
     help_command: str = 'instruction'
     """The command ``help`` runs when no question is open."""
     reload: bool = True

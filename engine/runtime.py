@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import pathlib
 import shutil
@@ -47,6 +48,10 @@ class Internal:
     payload: Any = None
 
 
+_EPOCHS = itertools.count(1)
+"""State entries are numbered across all conversations, so a stale internal event of an ended
+conversation can never match a new conversation on the same key."""
+
 _TRANSIENT = frozenset({'deferred', 'progress_at'})
 """Runtime bookkeeping that is not persisted (events waiting in memory, rate-limit clocks)."""
 
@@ -80,7 +85,7 @@ class Conversation:
         self.stack: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}
         self.deadline: float | None = None
-        self.epoch = 0
+        self.epoch = next(_EPOCHS)
         self.busy = False
         self.queue: collections.deque[tuple[Event | Internal, asyncio.Future[None]]] | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -114,7 +119,10 @@ class Conversation:
             data=self.data,
             stack=self.stack,
             deadline=self.deadline,
-            extra={**{k: v for k, v in self.extra.items() if k not in _TRANSIENT}, 'user': [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild]},
+            extra={
+                **{k: v for k, v in self.extra.items() if k not in _TRANSIENT},
+                'user': [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild],
+            },
         )
 
 
@@ -533,7 +541,7 @@ class Engine:
         await self.store.save(conv.snapshot())
 
     def _leave_state(self, conv: Conversation) -> None:
-        conv.epoch += 1
+        conv.epoch = next(_EPOCHS)
         conv.deadline = None
         if conv.timer is not None:
             conv.timer.cancel()

@@ -157,6 +157,8 @@ def _check_state(
         report([*path, 'timeout'], str(exc), 'bad-value')
     if spec.on_timeout and spec.timeout is None:
         report([*path, 'on_timeout'], f'state "{name}" has on_timeout but no timeout', 'bad-value')
+    if isinstance(spec, model.End) and spec.next is not None:
+        report([*path, 'next'], f'end state "{name}" cannot have next: it ends the flow', 'bad-value')
     save_as = getattr(spec, 'save_as', None)
     if save_as is not None and (not _VARIABLE.match(save_as) or save_as in BUILTIN_VARIABLES):
         report([*path, 'save_as'], f'save_as "{save_as}" must be a plain name, not a built-in variable', 'bad-value')

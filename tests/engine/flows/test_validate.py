@@ -88,7 +88,7 @@ def test_rule_schema_wrong_type_names_toml_path_and_line(tmp_path: pathlib.Path)
     problem = only(lint(tmp_path, {'f': flow('[states.a]\nkind = "say"\ntext = 5\n')}), 'schema')
     assert problem.line == 8
     assert problem.message.startswith('states.a.text: ')
-    assert 'wrong type: expected str' in problem.message
+    assert 'expected text or a table of translations' in problem.message
 
 
 def test_rule_unknown_state_suggests_the_closest_state(tmp_path: pathlib.Path) -> None:
@@ -263,6 +263,11 @@ def test_rule_duplicate_flow_name(tmp_path: pathlib.Path) -> None:
             '[states.a]\nkind = "end"\n',
             '[flow]\nname = "f"\n[trigger]\ncommand = "f"\n[[trigger.options]]\nname = "a"\n[[trigger.options]]\nname = "a"\n',
             'option "a" is declared twice',
+        ),
+        (
+            '[states.a]\nkind = "end"\nnext = "b"\n\n[states.b]\nkind = "end"\n',
+            HEAD,
+            'end state "a" cannot have next',
         ),
     ],
 )
