@@ -83,7 +83,7 @@ def register_actions(ctx: SetupContext, service: SpeechService) -> None:
             _log.info('cannot recognise %s from %s: %s', att.name, actx.key, exc)
             raise ActionError(str(exc)) from exc
         if not result.text:
-            raise ActionError('I could not understand the voice message')
+            raise ActionError('no words were recognised in it')
         return {
             'text': result.text,
             'language': result.language,
