@@ -1,0 +1,168 @@
+"""Discord adapter throughput and latency: prefix commands through the real hikari client and the real engine.
+
+2,000 ``!hi`` commands from 200 users are dispatched by the loopback emulator (MESSAGE_CREATE on the
+gateway); latency is measured from the moment the emulator sends the event to the moment the reply's
+REST call arrives at the emulator. Target: p99 < 20 ms.
+
+Run: ``.venv/bin/python -m benchmarks.discord [--messages 2000] [--users 200] [--concurrency 50]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import pathlib
+import statistics
+import tempfile
+import time
+from multiprocessing.connection import Connection
+
+from engine.app import build_app
+from engine.config import BotConfig, Config
+from integrations.discord.bot import DiscordBot
+from integrations.discord.config import DiscordConfig
+from tests.integrations.discord.emulator import DiscordEmulator, RestCall
+
+__all__ = ['main', 'run']
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CHANNEL = 600_000_000_000_000_001
+GUILD = 500_000_000_000_000_001
+
+
+def _emulator_process(conn: Connection, messages: int, users: int, rate: float, concurrency: int) -> None:
+    """The emulator's own process (Discord is remote): drives the load and measures on its side."""
+    asyncio.run(_drive(conn, messages, users, rate, concurrency))
+
+
+async def _drive(conn: Connection, messages: int, users: int, rate: float, concurrency: int) -> None:
+    async with DiscordEmulator() as emu:
+        conn.send((emu.rest_url, emu.token))
+        await asyncio.wait_for(emu.wait_connected(), 30)
+        await asyncio.sleep(0.5)  # let the bot finish its command sync
+        sent_at: dict[str, float] = {}
+        latencies: list[float] = []
+        waiting: dict[str, asyncio.Future[None]] = {}
+        original = emu._answer
+
+        def answer(call: RestCall) -> tuple[int, object]:
+            if call.method == 'POST' and call.path == f'/channels/{CHANNEL}/messages':
+                name = (call.content or '').removeprefix('Hi, ').split('!')[0]
+                if name in sent_at:
+                    latencies.append(time.perf_counter() - sent_at.pop(name))
+                    fut = waiting.pop(name, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)
+            return original(call)
+
+        emu._answer = answer  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+
+        async def send(i: int) -> None:
+            user = 10_000 + i % users
+            name = f'u{user}x{i}'
+            waiting[name] = loop.create_future()
+            sent_at[name] = time.perf_counter()
+            await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(user, name), content='!hi')
+            await asyncio.wait_for(waiting[name], 60)
+
+        figures: dict[str, dict[str, float]] = {}
+        # open loop: commands arrive at a steady rate, as from many independent users
+        started = time.perf_counter()
+        tasks = []
+        for i in range(messages):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(i)))
+        await asyncio.gather(*tasks)
+        figures['open'] = _figures(latencies, time.perf_counter() - started)
+        # closed loop: as fast as the bot answers, ``concurrency`` commands in flight
+        latencies.clear()
+        gate = asyncio.Semaphore(concurrency)
+
+        async def gated(i: int) -> None:
+            async with gate:
+                await send(messages + i)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(gated(i) for i in range(messages)))
+        figures['closed'] = _figures(latencies, time.perf_counter() - started)
+        conn.send(figures)
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # the bot has closed
+
+
+def _figures(latencies: list[float], elapsed: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        'count': float(len(ordered)),
+        'throughput': len(ordered) / elapsed,
+        'p50_ms': statistics.median(ordered) * 1000,
+        'p99_ms': ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000,
+        'max_ms': ordered[-1] * 1000,
+    }
+
+
+async def run(messages: int, users: int, rate: float, concurrency: int) -> dict[str, dict[str, float]]:
+    """Start the emulator process, serve it with the real bot and engine, return its figures."""
+    ctx = multiprocessing.get_context('spawn')
+    here, there = ctx.Pipe()
+    proc = ctx.Process(target=_emulator_process, args=(there, messages, users, rate, concurrency), daemon=True)
+    proc.start()
+    loop = asyncio.get_running_loop()
+    rest_url, token = await loop.run_in_executor(None, here.recv)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Config(
+            bot=BotConfig(
+                flows=[REPO / 'flows' / 'hi.toml'],
+                store=':memory:',
+                data_root=pathlib.Path(tmp),
+                plugins=[],
+                reload=False,
+            )
+        )
+        app = build_app(config)
+        await app.start()
+        bot = DiscordBot(app.engine, DiscordConfig(rest_url=rest_url), token=token, logs=None, voice=_no_voice)
+        await asyncio.wait_for(bot.start(), 30)
+        try:
+            figures: dict[str, dict[str, float]] = await loop.run_in_executor(None, here.recv)
+        finally:
+            await bot.close()
+            await app.stop()
+            here.send('bye')
+    proc.join(10)
+    return figures
+
+
+def _no_voice(bot: object) -> None:
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0] if __doc__ else None)
+    parser.add_argument('--messages', type=int, default=2000)
+    parser.add_argument('--users', type=int, default=200)
+    parser.add_argument('--rate', type=float, default=500.0, help='open loop: commands per second')
+    parser.add_argument('--concurrency', type=int, default=200, help='closed loop: commands in flight at once')
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger('hikari').setLevel(logging.ERROR)
+    figures = asyncio.run(run(args.messages, args.users, args.rate, args.concurrency))
+    opened, closed = figures['open'], figures['closed']
+    print(f'{args.messages} prefix commands from {args.users} users, emulator in its own process')
+    print(
+        f'open loop at {args.rate:.0f}/s: latency p50 {opened["p50_ms"]:.2f} ms, p99 {opened["p99_ms"]:.2f} ms, '
+        f'max {opened["max_ms"]:.2f} ms ({int(opened["count"])} replies)'
+    )
+    print(
+        f'closed loop, {args.concurrency} in flight: throughput {closed["throughput"]:.0f} commands/s, '
+        f'p50 {closed["p50_ms"]:.2f} ms, p99 {closed["p99_ms"]:.2f} ms'
+    )
+    print('target p99 < 20 ms (open loop):', 'met' if opened['p99_ms'] < 20 else 'NOT met')
+
+
+if __name__ == '__main__':
+    main()
