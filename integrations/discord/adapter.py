@@ -48,6 +48,8 @@ class VoiceControl(Protocol):
 
     async def speak(self, guild_id: int, path: pathlib.Path) -> Any: ...
 
+    async def close(self) -> None: ...
+
 
 def split_text(text: str, limit: int = 2000) -> list[str]:
     """Pieces of at most ``limit`` characters, cut at line ends, else at spaces, else anywhere."""
@@ -355,6 +357,16 @@ class DiscordAdapter(Adapter):
     def _user_channel(self, guild: int, user: str) -> int | None:
         state = self.cache.get_voice_state(guild, int(user)) if self.cache is not None else None
         return int(state.channel_id) if state is not None and state.channel_id is not None else None
+
+    async def in_voice(self, key: ConversationKey) -> bool:
+        """True when voice works here and the user sits in a voice channel of this server."""
+        if self.voice is None:
+            return False
+        guild = self._guilds.get(key)
+        if guild is None and self.cache is not None:
+            channel = self.cache.get_guild_channel(int(key.channel)) if key.channel.isdigit() else None
+            guild = int(channel.guild_id) if channel is not None else None
+        return guild is not None and self._user_channel(guild, key.user) is not None
 
     async def voice_join(self, key: ConversationKey) -> str:
         voice = self._voice()

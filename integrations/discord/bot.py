@@ -53,14 +53,10 @@ class EngineLike(Protocol):
 VoiceFactory = Callable[[hikari.GatewayBot], VoiceControl]
 
 
-def _default_voice(bot: hikari.GatewayBot, idle_timeout: float) -> VoiceControl | None:
-    try:
-        from integrations.discord.voice.manager import VoiceManager
-    except ImportError as exc:
-        _log.warning('voice is unavailable: %s', exc)
-        return None
-    manager: VoiceControl = VoiceManager(bot, idle_timeout=idle_timeout)
-    return manager
+def _default_voice(bot: hikari.GatewayBot, idle_timeout: float) -> VoiceControl:
+    from integrations.discord.voice.manager import VoiceManager
+
+    return VoiceManager(bot, idle_timeout=idle_timeout)
 
 
 class DiscordBot:
@@ -68,7 +64,7 @@ class DiscordBot:
 
     :param engine: the engine (``dispatch``, ``flows``, ``add_adapter``, ``on_flows_changed``).
     :param token: overrides the configured token (tests).
-    :param voice: builds the voice manager from the bot; default ``VoiceManager`` when it is installed.
+    :param voice: builds the voice manager from the bot; default :class:`~integrations.discord.voice.manager.VoiceManager`.
     :param hikari_options: passed to ``hikari.GatewayBot`` (``banner``, ``logs``, ...).
     """
 
@@ -128,6 +124,11 @@ class DiscordBot:
             self.engine.on_flows_changed.remove(self.flows_changed)
         await self.client.stop()
         await self.adapter.aclose()
+        if self.adapter.voice is not None:
+            try:
+                await self.adapter.voice.close()
+            except Exception:
+                _log.exception('leaving the voice channels at shutdown failed')
         await self.bot.close()
         await self.adapter.downloads.aclose()
 

@@ -99,6 +99,9 @@ class FakeVoice:
     async def speak(self, guild_id: int, path: pathlib.Path) -> None:
         self.calls.append(('speak', (guild_id, path)))
 
+    async def close(self) -> None:
+        self.calls.append(('close', None))
+
 
 async def test_voice_join_uses_the_users_voice_channel_from_the_cache(
     emulator: DiscordEmulator, app: App, tmp_path: pathlib.Path
@@ -114,6 +117,7 @@ async def test_voice_join_uses_the_users_voice_channel_from_the_cache(
             if run.bot.bot.cache.get_guild(GUILD) is not None:
                 break
             await asyncio.sleep(0.02)
+        assert await run.bot.adapter.in_voice(KEY) is True
         name = await run.bot.adapter.voice_join(KEY)
         assert voice.calls == [('join', (GUILD, VOICE_CHANNEL))]
         assert name == str(VOICE_CHANNEL)
@@ -130,6 +134,7 @@ async def test_voice_join_uses_the_users_voice_channel_from_the_cache(
         with pytest.raises(ActionError, match='Join a voice channel first'):
             await run.bot.adapter.voice_join(KEY)
         assert await run.bot.adapter.voice_speak(KEY, audio) is False
+        assert await run.bot.adapter.in_voice(KEY) is False
         with pytest.raises(ActionError, match='not in direct messages'):
             await run.bot.adapter.voice_join(ConversationKey('discord', '4242', str(ANN)))
     finally:
