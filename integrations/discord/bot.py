@@ -79,7 +79,11 @@ class DiscordBot:
     ) -> None:
         self.engine = engine
         self.config = config
-        options: dict[str, Any] = {'banner': None, **hikari_options}
+        options: dict[str, Any] = {
+            'banner': None,
+            'http_settings': hikari.impl.HTTPSettings(force_close_transports=not config.reuse_connections),
+            **hikari_options,
+        }
         self.bot = hikari.GatewayBot(
             token or config.resolved_token(), intents=INTENTS, rest_url=config.rest_url, **options
         )
