@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import pathlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -72,8 +73,14 @@ async def _run(config: Config) -> int:
 
     app = build_app(config)
     await app.start()
+    bot = asyncio.ensure_future(serve(app.engine, config))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, bot.cancel)  # serve() closes the bot on the way out
     try:
-        await serve(app.engine, config)
+        await bot
+    except asyncio.CancelledError:
+        _log.info('stopping on a signal')
     finally:
         await app.stop()
     return 0
