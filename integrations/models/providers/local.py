@@ -1,7 +1,10 @@
 """The embedded default provider: TF-IDF + logistic regression (scikit-learn), trained in a worker thread.
 
 Models are versioned folders ``<data_root>/models/local-<n>/`` holding ``model.joblib`` (a pickled
-:class:`LocalModel`; only load folders this bot wrote) and ``meta.json``. The learning curve
+:class:`LocalModel`; only load folders this bot wrote) and ``meta.json``, written last, so a folder
+with ``meta.json`` is complete. Until then the folder also keeps the job's examples
+(``train.jsonl``, ``valid.jsonl``): a job whose training thread died with the bot is trained again
+from them after a restart, into the same version. The learning curve
 (loss and accuracy against the number of training examples) stands in for OpenAI's per-step
 metrics, so the ``train`` flow looks the same with either provider.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import pathlib
 import re
 import threading
@@ -25,7 +29,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
 
-from integrations.models.datasets import Example, Issue, split_holdout
+from integrations.models.datasets import Example, Issue, read_jsonl, split_holdout, write_jsonl
 from integrations.models.plots import plot_training
 from integrations.models.providers.base import Estimate, Job, ModelProvider, ProviderError, TrainResult, Turn, Update
 
@@ -34,6 +38,8 @@ __all__ = ['LocalModel', 'LocalProvider', 'train_local']
 _log = logging.getLogger(__name__)
 _CURVE = (0.1, 0.25, 0.5, 0.75, 1.0)
 _MODEL_DIR = re.compile(r'^local-(\d+)$')
+_TRAIN, _VALID = 'train.jsonl', 'valid.jsonl'
+"""The examples a job keeps in its model folder until the model is saved."""
 
 
 class Cancelled(Exception):
@@ -184,9 +190,28 @@ class LocalProvider(ModelProvider):
         if issues:
             raise ProviderError('; '.join(i.reason for i in issues), fatal=True)
         model_id, folder = self._reserve()
+        try:
+            await asyncio.to_thread(self._keep_examples, folder, train, valid)
+        except OSError as exc:
+            _log.error('job %s: cannot keep its examples in %s: %s', job.id, folder, exc)
+            raise ProviderError(f'cannot write the training files of {model_id}: {exc.strerror}', fatal=True) from exc
+        self._launch(job, model_id, folder, train, valid)
+        job.remote_id = model_id
+        job.status = 'running'
+        job.examples, job.validation_examples = len(train), len(valid)
+        return job
+
+    @staticmethod
+    def _keep_examples(folder: pathlib.Path, train: Sequence[Example], valid: Sequence[Example]) -> None:
+        write_jsonl(folder / _TRAIN, train)
+        write_jsonl(folder / _VALID, valid)
+
+    def _launch(
+        self, job: Job, model_id: str, folder: pathlib.Path, train: Sequence[Example], valid: Sequence[Example]
+    ) -> _Run:
+        """Train in a worker thread into ``folder``; the run is what :meth:`poll` reads."""
         run = _Run()
         self._runs[job.id] = run
-        loop = asyncio.get_running_loop()
 
         def report(text: str) -> None:
             run.progress = text
@@ -215,22 +240,44 @@ class LocalProvider(ModelProvider):
                 _log.exception('local training of job %s failed', job.id)
                 run.status, run.error = 'failed', f'training failed: {exc}'
 
-        run.task = loop.create_task(work())
-        job.remote_id = model_id
-        job.status = 'running'
-        job.examples, job.validation_examples = len(train), len(valid)
-        return job
+        run.task = asyncio.get_running_loop().create_task(work())
+        return run
+
+    async def _resume(self, job: Job) -> Update | None:
+        """Train again a job whose thread died with the previous process, from the examples it kept."""
+        model_id = job.remote_id or ''
+        folder = self.models / model_id
+        if not _MODEL_DIR.match(model_id) or not (folder / _TRAIN).is_file():
+            return None
+        try:
+            train = await asyncio.to_thread(read_jsonl, folder / _TRAIN)
+            valid = await asyncio.to_thread(read_jsonl, folder / _VALID) if (folder / _VALID).is_file() else []
+        except (OSError, ValueError, KeyError) as exc:
+            _log.error('job %s: the examples kept in %s cannot be read: %s', job.id, folder, exc)
+            return None
+        _log.info('job %s: local training was interrupted by a restart; training %s again', job.id, model_id)
+        self._launch(job, model_id, folder, train, valid)
+        text = f'training {model_id} again after a restart ({len(train)} examples)'
+        return Update('running', text, [text], last_event='0')
 
     @staticmethod
     def _save(folder: pathlib.Path, model: LocalModel, meta: dict[str, Any]) -> None:
-        joblib.dump(model, folder / 'model.joblib')
-        (folder / 'meta.json').write_text(json.dumps(meta, indent=1), encoding='utf-8')
+        """Model, then ``meta.json`` (each replaced atomically), then drop the kept examples."""
+        joblib.dump(model, folder / 'model.joblib.tmp')
+        os.replace(folder / 'model.joblib.tmp', folder / 'model.joblib')
+        (folder / 'meta.json.tmp').write_text(json.dumps(meta, indent=1), encoding='utf-8')
+        os.replace(folder / 'meta.json.tmp', folder / 'meta.json')
+        for name in (_TRAIN, _VALID):
+            (folder / name).unlink(missing_ok=True)
 
     async def poll(self, job: Job) -> Update:
         run = self._runs.get(job.id)
         if run is None:
             if job.remote_id and (self.models / job.remote_id / 'meta.json').exists():
                 return Update('succeeded', 'trained')
+            resumed = await self._resume(job)
+            if resumed is not None:
+                return resumed
             return Update('failed', error='local training was interrupted by a restart; run train again')
         seen = int(job.last_event or 0)
         events = run.events[seen:]

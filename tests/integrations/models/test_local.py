@@ -177,3 +177,60 @@ async def test_test_file_named_under_the_data_root(make_plugin: MakePlugin, data
     assert result['accuracy'] == 1.0
     with pytest.raises(ActionError, match=r"'\.\.' is not allowed"):
         await plugin.call('model.test', data='../check.json')
+
+
+async def test_local_job_interrupted_by_a_restart_is_trained_again_into_the_same_version(
+    make_plugin: MakePlugin, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    import asyncio
+    import threading
+
+    from engine.store import SQLiteStore
+    from integrations.models.providers import local
+
+    real_train = local.train_local
+    entered = threading.Event()
+
+    def dies_with_the_bot(train, valid, *, progress=None, stop=None, seed=0):  # type: ignore[no-untyped-def]
+        entered.set()
+        assert stop is not None
+        stop.wait(10)
+        raise local.Cancelled
+
+    monkeypatch.setattr(local, 'train_local', dies_with_the_bot)
+    db = str(tmp_path / 'store.sqlite3')
+    first = make_plugin(store=SQLiteStore(db), local_poll_interval=0.05)
+    await _select_both(first)
+    started = await first.call('model.train', validation_split='0.25')
+    for _ in range(500):
+        if entered.is_set():
+            break
+        await asyncio.sleep(0.01)
+    assert entered.is_set()
+    await first.stop()  # the bot goes down while the thread trains
+    assert first.notifier.notified == []
+    folder = first.service.root / 'models' / 'local-1'
+    assert (folder / 'train.jsonl').is_file() and not (folder / 'meta.json').exists()
+
+    monkeypatch.setattr(local, 'train_local', real_train)
+    second = make_plugin(store=SQLiteStore(db), local_poll_interval=0.05)
+    await second.start()
+    await second.service.jobs.wait(started['job'])
+    [(topic, payload)] = second.notifier.notified
+    assert topic == f'job:{started["job"]}'
+    assert payload['status'] == 'succeeded' and payload['model'] == 'local-1'
+    assert 'valid_accuracy' in payload['metrics']  # the held-out part was kept too
+    assert any('local-1 again after a restart (18 examples)' in text for _, text in second.notifier.progressed)
+    assert json.loads((folder / 'meta.json').read_text())['examples'] == 18
+    assert not (folder / 'train.jsonl').exists() and not (folder / 'valid.jsonl').exists()
+    assert await second.service.current_model() == 'local-1'
+
+
+async def test_local_job_without_kept_examples_fails_after_a_restart(make_plugin: MakePlugin) -> None:
+    from integrations.models.providers.base import Job
+
+    plugin = make_plugin()
+    job = Job(id='j1', provider='local', who='console:local:admin', dataset='d', status='running', remote_id='local-7')
+    update = await plugin.service.local.poll(job)
+    assert update.status == 'failed'
+    assert update.error is not None and 'run train again' in update.error
