@@ -24,18 +24,19 @@ import pathlib
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from transitions.extensions.asyncio import AsyncMachine
 
-from engine.api import Adapter, Command, ConversationKey, Message, Option, User
+from engine.api import Command, ConversationKey, Message, User
 from engine.config import Config
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import load_text
 from engine.runtime import Engine
 from engine.states.actions import ActionRegistry
 from engine.store import MemoryStore, SQLiteStore, Store
+from engine.testing import NullAdapter
 
 __all__ = ['main']
 
@@ -47,31 +48,11 @@ FORM = '\n'.join(
 )
 
 
-class NullAdapter(Adapter):
-    """Accepts every message and does nothing: the benchmark measures the engine, not I/O."""
-
-    name = 'bench'
-
-    async def send_text(self, key: ConversationKey, text: str) -> str:
-        return ''
-
-    async def send_file(
-        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
-    ) -> str:
-        return ''
-
-    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
-        return ''
-
-    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
-        return None
-
-
 def _engine(store: Store) -> Engine:
     library = FlowLibrary(ActionRegistry(), ['admins'])
     library.activate([load_text(FORM, 'form.toml')])
     engine = Engine(config=Config(), store=store, actions=library.actions, library=library)
-    engine.add_adapter(NullAdapter())
+    engine.add_adapter(NullAdapter('bench'))
     return engine
 
 
@@ -112,7 +93,7 @@ class _FormModel:
         await NULL.send_text(KEY, f'Question {event.state.name}?')
 
 
-NULL = NullAdapter()
+NULL = NullAdapter('bench')
 KEY = ConversationKey('bench', 'c', 'u')
 
 

@@ -15,7 +15,7 @@ import logging
 import pathlib
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -351,7 +351,8 @@ class Engine:
             await self._reply(event.key, self._text('no_dm', event.locale, name=name))
             return False
         group = flow.permission
-        if group is None or self.adapters.get(event.key.adapter, _NO_ADAPTER).grants_all_permissions:
+        adapter = self.adapters.get(event.key.adapter)
+        if group is None or (adapter is not None and adapter.grants_all_permissions):
             return True
         members = self.config.permissions.get(group)
         if members and (event.user.id in members.users or event.user.roles & set(members.roles)):
@@ -659,27 +660,6 @@ class Engine:
             )
         self._summary = (self.library.generation, out)
         return out
-
-
-class _NullAdapter(Adapter):
-    name = 'none'
-
-    async def send_text(self, key: ConversationKey, text: str) -> str:
-        return ''
-
-    async def send_file(
-        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
-    ) -> str:
-        return ''
-
-    async def ask(self, key: ConversationKey, text: str, options: Sequence[Any]) -> str:
-        return ''
-
-    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
-        return None
-
-
-_NO_ADAPTER = _NullAdapter()
 
 
 def _defaults(trigger: model.Trigger) -> dict[str, Any]:

@@ -6,10 +6,14 @@ and the expected final state, conversation data and stored records. Actions can 
 canned results, so a training dialog runs without a model. Every case runs on a fresh
 :class:`~engine.runtime.Engine` with an in-memory store and a :class:`RecordingAdapter`; timeouts are
 fired directly (no sleeping). See ``docs/maintainers.md`` for the format.
+
+:class:`RecordingAdapter` (and :class:`NullAdapter`, which keeps nothing) are also the test doubles
+of a channel for code tests and benchmarks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import difflib
 import fnmatch
@@ -44,11 +48,12 @@ __all__ = [
     'Case',
     'CaseResult',
     'Expect',
-    'Output',
+    'NullAdapter',
     'RecordingAdapter',
     'Script',
     'ScriptError',
     'ScriptUser',
+    'Sent',
     'Turn',
     'format_results',
     'load_script',
@@ -301,61 +306,138 @@ def script_files(paths: Iterable[pathlib.Path]) -> list[pathlib.Path]:
     return files
 
 
-# -- the recording adapter --------------------------------------------------------------------------
+# -- the test adapters ------------------------------------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
-class Output:
-    """One thing the bot sent: ``kind`` is ``text``, ``ask``, ``file`` or ``edit``."""
+@attrs.frozen
+class Sent:
+    """One thing the bot sent: ``kind`` is ``text``, ``ask``, ``file`` or ``edit``.
+
+    An edit carries the id of the message it changed; ``options`` are an ask's buttons.
+    """
 
     kind: str
+    key: ConversationKey
     text: str
-    id: str
-    file: pathlib.Path | None = None
+    message_id: str
+    options: tuple[Option, ...] = ()
+    path: pathlib.Path | None = None
     voice: bool = False
-    choices: tuple[str, ...] = ()
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """Labels of the buttons offered, in order."""
+        return tuple(o.label for o in self.options)
 
     def describe(self) -> str:
+        """One line (or an indented block) for a transcript or a failure report."""
         if self.kind == 'file':
             label = 'voice message' if self.voice else 'file'
-            return f'[{label} {self.file.name if self.file else "?"}]' + (f' {self.text!r}' if self.text else '')
+            return f'[{label} {self.path.name if self.path else "?"}]' + (f' {self.text!r}' if self.text else '')
         if self.kind == 'ask':
             return f'{_shown(self.text, "         ")} buttons {list(self.choices)}'
-        return _shown(self.text, '         ') if self.kind == 'text' else f'[edit {self.id}] {self.text!r}'
+        if self.kind == 'text':
+            return _shown(self.text, '         ')
+        return f'[edit {self.message_id}] {self.text!r}'
 
 
-class RecordingAdapter(Adapter):
-    """Keeps every outgoing message in :attr:`outputs`; named ``console`` and without voice, like the console."""
+class NullAdapter(Adapter):
+    """Accepts every message and keeps nothing, for benchmarks that measure the engine rather than I/O.
 
-    def __init__(self, name: str = 'console', *, trusted: bool = True) -> None:
+    :param name: the adapter name, the first part of the conversation keys it serves.
+    """
+
+    def __init__(self, name: str = 'test') -> None:
         self.name = name
-        self.grants_all_permissions = trusted
-        self.outputs: list[Output] = []
-        self._texts: dict[str, str] = {}
-
-    def _add(self, kind: str, text: str, **extra: Any) -> str:
-        message_id = f'm{len(self.outputs) + 1}'
-        self.outputs.append(Output(kind=kind, text=text, id=message_id, **extra))
-        self._texts[message_id] = text
-        return message_id
 
     async def send_text(self, key: ConversationKey, text: str) -> str:
-        return self._add('text', text)
+        return ''
 
     async def send_file(
         self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
     ) -> str:
-        return self._add('file', text or '', file=path, voice=voice_message)
+        return ''
 
     async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
-        return self._add('ask', text, choices=tuple(o.label for o in options))
+        return ''
 
     async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
-        self.outputs.append(Output(kind='edit', text=text, id=message_id))
-        self._texts[message_id] = text
+        return None
+
+
+class RecordingAdapter(Adapter):
+    """Keeps everything the bot sends in :attr:`sent` (and ended conversations in :attr:`closed`), without voice.
+
+    The one test double for a channel: dialog scripts, engine and plugin tests use it. New messages get
+    ids ``m1``, ``m2``, ...; :meth:`fetch_text` answers with a message's latest text, as for corrections.
+
+    :param name: the adapter name, the first part of the conversation keys it serves.
+    :param delay: seconds each send takes, to expose ordering and overlap (see :attr:`max_active_per_key`).
+    :param grants_all: grant every permission, like the console.
+    """
+
+    def __init__(self, name: str = 'test', *, delay: float = 0.0, grants_all: bool = False) -> None:
+        self.name = name
+        self.delay = delay
+        self.grants_all_permissions = grants_all
+        self.sent: list[Sent] = []
+        self.closed: list[ConversationKey] = []
+        self.active: dict[ConversationKey, int] = {}
+        """Sends under way per conversation."""
+        self.max_active_per_key: dict[ConversationKey, int] = {}
+        """The most sends ever under way at once per conversation (1 when they were strictly ordered)."""
+        self.total_active = 0
+        self.max_total_active = 0
+        """The most sends ever under way at once over all conversations."""
+        self._ids = 0
+        self._texts: dict[str, str] = {}
+
+    async def _record(self, sent: Sent) -> str:
+        key = sent.key
+        self.active[key] = self.active.get(key, 0) + 1
+        self.total_active += 1
+        self.max_active_per_key[key] = max(self.max_active_per_key.get(key, 0), self.active[key])
+        self.max_total_active = max(self.max_total_active, self.total_active)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            self.sent.append(sent)
+            self._texts[sent.message_id] = sent.text
+        finally:
+            self.active[key] -= 1
+            self.total_active -= 1
+        return sent.message_id
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return f'm{self._ids}'
+
+    async def send_text(self, key: ConversationKey, text: str) -> str:
+        return await self._record(Sent('text', key, text, self._next_id()))
+
+    async def send_file(
+        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
+    ) -> str:
+        return await self._record(Sent('file', key, text or '', self._next_id(), path=path, voice=voice_message))
+
+    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
+        return await self._record(Sent('ask', key, text, self._next_id(), options=tuple(options)))
+
+    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
+        await self._record(Sent('edit', key, text, message_id))
 
     async def fetch_text(self, key: ConversationKey, message_id: str) -> str | None:
         return self._texts.get(message_id)
+
+    async def close_conversation(self, key: ConversationKey) -> None:
+        self.closed.append(key)
+
+    def texts(self, key: ConversationKey | None = None) -> list[str]:
+        """Texts sent (any kind, edits included) to ``key``, in order; ``None``: to every conversation.
+
+        :param key: the conversation, or ``None`` for all.
+        """
+        return [s.text for s in self.sent if key is None or s.key == key]
 
 
 class _ScriptEngine(Engine):
@@ -426,9 +508,9 @@ def _text_diff(expected: str, actual: str) -> str:
     return '\n'.join(f'      {line}' for line in lines if not line.startswith('?'))
 
 
-def _check_output(expect: Expect, output: Output) -> str | None:
+def _check_output(expect: Expect, output: Sent) -> str | None:
     if expect.file is not None:
-        name = output.file.name if output.file else None
+        name = output.path.name if output.path else None
         if output.kind != 'file' or name is None or not fnmatch.fnmatch(name, expect.file):
             return f'expected a file named {expect.file!r}, actual {output.describe()}'
     if expect.voice is not None and output.voice != expect.voice:
@@ -469,7 +551,7 @@ class _Run:
         if problems:
             raise _Failure('the flows do not pass lint:\n' + '\n'.join(f'    {d}' for d in problems))
         library.activate(flows)
-        self.adapter = RecordingAdapter(trusted=case.trusted)
+        self.adapter = RecordingAdapter('console', grants_all=case.trusted)
         self.engine.add_adapter(self.adapter)
         user = case.user
         self.key = ConversationKey(self.adapter.name, 'dm' if case.dm else 'script', user.id)
@@ -554,7 +636,7 @@ class _Run:
 
     def _press(self, event: ChoicePress) -> ChoicePress:
         """Accept a button's label as well as its value, like a user reading the buttons."""
-        offered = [o for o in reversed(self.adapter.outputs) if o.kind == 'ask'][:1]
+        offered = [o for o in reversed(self.adapter.sent) if o.kind == 'ask'][:1]
         conv = self.engine.conversation(self.key)
         spec = conv.spec if conv else None
         if offered and isinstance(spec, model.Ask) and event.value in offered[0].choices:
@@ -586,7 +668,7 @@ class _Run:
                     _log.exception('plugin stop hook failed after script case %s', self.case.name)
 
     async def _turn(self, number: int, turn: Turn) -> None:
-        start = len(self.adapter.outputs)
+        start = len(self.adapter.sent)
         self.transcript.append(f'user> {turn.describe()}')
         where = f'turn {number} ({turn.describe()})'
         try:
@@ -595,8 +677,8 @@ class _Run:
             raise _Failure(f'{where}: {exc}') from None
         finally:
             self._observe()
-        outputs = [o for o in self.adapter.outputs[start:] if o.kind != 'edit']
-        self.transcript.extend(f'bot>  [{o.id}] {o.describe()}' for o in outputs)
+        outputs = [o for o in self.adapter.sent[start:] if o.kind != 'edit']
+        self.transcript.extend(f'bot>  [{o.message_id}] {o.describe()}' for o in outputs)
         if turn.expect is not None:
             if len(outputs) != len(turn.expect):
                 expected = '\n'.join(f'      {e.describe()}' for e in turn.expect) or '      (nothing)'

@@ -1,4 +1,4 @@
-"""Test doubles for the engine: an adapter that records what the bot sends, and a harness around an app.
+"""A harness around an app for engine tests, talking through :class:`engine.testing.RecordingAdapter`.
 
 Engines are built the way ``engine.app.build_app`` builds them (same plugin loading, same library),
 except that tests add their own actions to the registry before the flows are loaded.
@@ -6,7 +6,6 @@ except that tests add their own actions to the registry before the flows are loa
 
 from __future__ import annotations
 
-import asyncio
 import pathlib
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -15,13 +14,11 @@ from typing import Any
 import attrs
 
 from engine.api import (
-    Adapter,
     Attachment,
     ChoicePress,
     Command,
     ConversationKey,
     Message,
-    Option,
     User,
 )
 from engine.app import App
@@ -32,80 +29,12 @@ from engine.plugins import SetupContext, load_plugins
 from engine.runtime import Engine
 from engine.states.actions import ActionFn, ActionRegistry
 from engine.store import MemoryStore, Store
+from engine.testing import RecordingAdapter
 
-__all__ = ['KEY', 'USER', 'Harness', 'RecordingAdapter', 'Sent', 'build_harness', 'write_flows']
+__all__ = ['KEY', 'USER', 'Harness', 'build_harness', 'make_config', 'write_flows']
 
 KEY = ConversationKey('test', 'chan', 'u1')
 USER = User(id='u1', name='Ann')
-
-
-@attrs.frozen
-class Sent:
-    """One thing the bot sent: ``kind`` is text, ask, file or edit."""
-
-    kind: str
-    key: ConversationKey
-    text: str
-    message_id: str
-    options: tuple[Option, ...] = ()
-    path: pathlib.Path | None = None
-    voice: bool = False
-
-
-class RecordingAdapter(Adapter):
-    """Records every outgoing call; ``delay`` makes each send slow, to expose ordering and overlap."""
-
-    name = 'test'
-
-    def __init__(self, *, delay: float = 0.0, grants_all: bool = False) -> None:
-        self.delay = delay
-        self.grants_all_permissions = grants_all
-        self.sent: list[Sent] = []
-        self.closed: list[ConversationKey] = []
-        self.active: dict[ConversationKey, int] = {}
-        self.max_active_per_key: dict[ConversationKey, int] = {}
-        self.total_active = 0
-        self.max_total_active = 0
-        self._ids = 0
-
-    async def _record(self, sent: Sent) -> str:
-        self.active[sent.key] = self.active.get(sent.key, 0) + 1
-        self.total_active += 1
-        self.max_active_per_key[sent.key] = max(self.max_active_per_key.get(sent.key, 0), self.active[sent.key])
-        self.max_total_active = max(self.max_total_active, self.total_active)
-        try:
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            self.sent.append(sent)
-        finally:
-            self.active[sent.key] -= 1
-            self.total_active -= 1
-        return sent.message_id
-
-    def _next_id(self) -> str:
-        self._ids += 1
-        return f'm{self._ids}'
-
-    async def send_text(self, key: ConversationKey, text: str) -> str:
-        return await self._record(Sent('text', key, text, self._next_id()))
-
-    async def send_file(
-        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
-    ) -> str:
-        return await self._record(Sent('file', key, text or '', self._next_id(), path=path, voice=voice_message))
-
-    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
-        return await self._record(Sent('ask', key, text, self._next_id(), options=tuple(options)))
-
-    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
-        await self._record(Sent('edit', key, text, message_id))
-
-    async def close_conversation(self, key: ConversationKey) -> None:
-        self.closed.append(key)
-
-    def texts(self, key: ConversationKey | None = KEY) -> list[str]:
-        """Texts sent (any kind) to ``key``, in order; ``None`` for every key."""
-        return [s.text for s in self.sent if key is None or s.key == key]
 
 
 def write_flows(folder: pathlib.Path, flows: Mapping[str, str]) -> pathlib.Path:

@@ -18,8 +18,9 @@ from engine.config import BotConfig, Config, PermissionGroup
 from engine.reload import FlowReloader, pid_file, signal_reload
 from engine.runtime import Engine
 from engine.store import SQLiteStore
+from engine.testing import RecordingAdapter
 from tests.engine.conftest import HarnessFactory
-from tests.engine.helpers import USER, RecordingAdapter
+from tests.engine.helpers import USER
 
 POLL_V1 = """
 [flow]

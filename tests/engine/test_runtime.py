@@ -15,8 +15,9 @@ import pytest
 from engine.api import Command, ConversationKey, Message, User
 from engine.states.actions import ActionContext
 from engine.store import SQLiteStore, StoredConversation
+from engine.testing import RecordingAdapter
 from tests.engine.conftest import HarnessFactory
-from tests.engine.helpers import KEY, RecordingAdapter, write_flows
+from tests.engine.helpers import KEY, write_flows
 
 CMD = '[flow]\nname = "{name}"\n[trigger]\ncommand = "{name}"\n'
 

@@ -11,8 +11,8 @@ import pytest
 
 from engine.api import Attachment, ConversationKey, User
 from engine.states.actions import ActionContext, ActionError
+from engine.testing import RecordingAdapter
 from tests.engine.conftest import HarnessFactory
-from tests.engine.helpers import RecordingAdapter
 
 CMD = '[flow]\nname = "{name}"\n[trigger]\ncommand = "{name}"\n'
 

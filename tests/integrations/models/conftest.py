@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from engine.api import Adapter, Attachment, ConversationKey, Option, User
+from engine.api import Attachment, ConversationKey, User
 from engine.config import BotConfig, Config
 from engine.plugins import SetupContext
 from engine.states.actions import ActionContext, ActionRegistry
 from engine.store import MemoryStore, Store
+from engine.testing import RecordingAdapter
 
 from .fake_openai import KEY, FakeOpenAI
 
@@ -35,24 +36,6 @@ class RecordingNotifier:
         self.progressed.append((topic, text))
 
 
-class NullAdapter(Adapter):
-    name = 'console'
-
-    async def send_text(self, key: ConversationKey, text: str) -> str:
-        return '1'
-
-    async def send_file(
-        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
-    ) -> str:
-        return '1'
-
-    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
-        return '1'
-
-    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
-        return None
-
-
 class Plugin:
     """One plugin instance (as after one start of the bot) and a way to call its actions."""
 
@@ -65,7 +48,7 @@ class Plugin:
         action = self.ctx.actions.get(action_name)
         assert action is not None, action_name
         context = ActionContext(
-            key=KEY_CONV, user=User('admin'), adapter=NullAdapter(), data={}, attachments=attachments
+            key=KEY_CONV, user=User('admin'), adapter=RecordingAdapter(), data={}, attachments=attachments
         )
         return await action.fn(context, **args)
 

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from engine.api import Attachment
-from tests.engine.helpers import Harness, RecordingAdapter, build_harness
+from engine.testing import RecordingAdapter
+from tests.engine.helpers import Harness, build_harness
 
 FLOWS = ('train', 'test', 'select_dataset', 'archive', 'getfile', 'jobs')
 REPO_FLOWS = pathlib.Path(__file__).resolve().parents[3] / 'flows'

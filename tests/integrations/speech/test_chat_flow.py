@@ -15,8 +15,9 @@ from engine.plugins import SetupContext, load_plugins
 from engine.runtime import Engine
 from engine.states.actions import ActionContext, ActionRegistry
 from engine.store import MemoryStore
+from engine.testing import RecordingAdapter
 from integrations.speech.audio import encode_voice_message
-from tests.engine.helpers import KEY, USER, RecordingAdapter, make_config
+from tests.engine.helpers import KEY, USER, make_config
 from tests.integrations.speech.helpers import espeak, ko_model_dir, speak_ko
 
 CHAT_FLOW = pathlib.Path(__file__).resolve().parents[3] / 'flows' / 'chat.toml'

@@ -7,41 +7,24 @@ import os
 import pathlib
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import av
 import pytest
 import responses
 
-from engine.api import Adapter, Attachment, ConversationKey, Option, User
+from engine.api import Attachment, ConversationKey, User
 from engine.config import Config, ConfigError
 from engine.plugins import SetupContext
 from engine.states.actions import ActionContext, ActionError, ActionRegistry
 from engine.store import MemoryStore
+from engine.testing import RecordingAdapter
 from integrations.speech import SpeechService, setup
 from integrations.speech.audio import encode_voice_message
 from tests.integrations.speech.helpers import espeak, ko_model_dir, sine_pcm, speak_ko, write_audio
 
 KEY = ConversationKey('test', 'channel', 'user')
-
-
-class _Adapter(Adapter):
-    name = 'test'
-
-    async def send_text(self, key: ConversationKey, text: str) -> str:
-        return '1'
-
-    async def send_file(
-        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
-    ) -> str:
-        return '2'
-
-    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
-        return '3'
-
-    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
-        return None
 
 
 class _Notifier:
@@ -80,7 +63,12 @@ def _korean(tmp_path: pathlib.Path, **speech: Any) -> SetupContext:
 
 def _actx(tmp_path: pathlib.Path, *attachments: Attachment) -> ActionContext:
     return ActionContext(
-        key=KEY, user=User('u1'), adapter=_Adapter(), data={}, attachments=attachments, workdir=tmp_path / 'conv'
+        key=KEY,
+        user=User('u1'),
+        adapter=RecordingAdapter(),
+        data={},
+        attachments=attachments,
+        workdir=tmp_path / 'conv',
     )
 
 
