@@ -30,6 +30,8 @@ from typing import Any
 import attrs
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from tests.loopback import serve
+
 __all__ = ['DiscordEmulator', 'GatewayFrame', 'RestCall', 'make_token']
 
 _log = logging.getLogger(__name__)
@@ -128,13 +130,7 @@ class DiscordEmulator:
         app.router.add_get('/gateway', self._gateway)
         app.router.add_get('/attachments/{rest:.*}', self._download)
         app.router.add_route('*', '/api/v10/{path:.*}', self._rest)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, '127.0.0.1', 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve(app)
         return self
 
     async def close(self) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 import attrs
 from aiohttp import web
 
+from tests.loopback import serve
+
 __all__ = ['RESULT_CSV', 'FakeOpenAI']
 
 KEY = 'sk-test-secret-key'
@@ -64,11 +66,7 @@ class FakeOpenAI:
         app.router.add_get('/v1/fine_tuning/jobs/{id}/events', self._events)
         app.router.add_post('/v1/fine_tuning/jobs/{id}/cancel', self._cancel)
         app.router.add_post('/v1/chat/completions', self._chat)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, '127.0.0.1', 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await serve(app, access_log=True)
         self.url = f'http://127.0.0.1:{port}/v1'
 
     async def stop(self) -> None:

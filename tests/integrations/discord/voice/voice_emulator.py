@@ -33,6 +33,7 @@ from integrations.discord.voice.rtp import (
     discovery_response,
     parse_discovery_request,
 )
+from tests.loopback import serve
 
 __all__ = [
     'FIXTURES',
@@ -192,12 +193,7 @@ class VoiceEmulator:
     async def start(self) -> VoiceEmulator:
         app = web.Application()
         app.router.add_get('/', self._gateway)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, '127.0.0.1', 0)
-        await site.start()
-        assert site._server is not None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve(app)
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=('127.0.0.1', 0))
         self._udp = protocol
