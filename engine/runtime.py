@@ -259,8 +259,13 @@ class Engine:
         return True
 
     async def notify(self, topic: str, payload: Mapping[str, Any] | None = None) -> int:
-        """Resume conversations waiting on ``topic``; returns how many there were."""
-        keys = list(self._waiting.get(topic, ()))
+        """Resume conversations waiting on ``topic``; returns how many there were.
+
+        A restored conversation whose adapter has not connected yet (or belongs to another process
+        on the same store) is left waiting and not counted, so the notifier delivers again later
+        instead of resuming it into a channel that cannot hear it.
+        """
+        keys = [key for key in self._waiting.get(topic, ()) if key.adapter in self.adapters]
         for key in keys:
             conv = self._live.get(key)
             if conv is not None:
@@ -270,7 +275,7 @@ class Engine:
     async def progress(self, topic: str, text: str) -> None:
         for key in list(self._waiting.get(topic, ())):
             conv = self._live.get(key)
-            if conv is not None:
+            if conv is not None and key.adapter in self.adapters:
                 await self.show_progress(conv, text)
 
     async def start(self) -> None:
