@@ -61,12 +61,17 @@ class Bot:
     adapter: RecordingAdapter
     app: App | None = None
 
-    async def boot(self) -> App:
-        """Start a fresh process-equivalent: new app, store connection, plugins and engine."""
+    async def boot(self, *, connect: bool = True) -> App:
+        """Start a fresh process-equivalent: new app, store connection, plugins and engine.
+
+        :param connect: connect the channel right after the start, as the CLI does; ``False`` leaves
+            it to the test (a channel that connects late).
+        """
         app = build_app(self.config)
         app.engine.progress_interval = 0.0  # every progress update edits the message, no 1 s throttle
         await app.start()
-        app.engine.add_adapter(self.adapter)  # as the CLI does: the channel connects right after start
+        if connect:
+            app.engine.add_adapter(self.adapter)
         self.app = app
         return app
 
@@ -170,9 +175,9 @@ async def provider(
     gate.set()
 
 
-@pytest.fixture
-async def bot(tmp_path: pathlib.Path, data_root: pathlib.Path, provider: Provider) -> AsyncIterator[Bot]:
-    config = Config(
+def bot_config(tmp_path: pathlib.Path, data_root: pathlib.Path, models: dict[str, Any]) -> Config:
+    """The shipped flows and plugins, an SQLite store file and ``models`` as ``[models]``."""
+    return Config(
         bot=BotConfig(
             flows=[REPO_FLOWS],
             data_root=data_root,
@@ -180,9 +185,13 @@ async def bot(tmp_path: pathlib.Path, data_root: pathlib.Path, provider: Provide
             reload=False,
             plugins=list(PLUGINS),
         ),
-        sections={'models': provider.settings},
+        sections={'models': models},
     )
-    bot = Bot(config, console_recorder())
+
+
+@pytest.fixture
+async def bot(tmp_path: pathlib.Path, data_root: pathlib.Path, provider: Provider) -> AsyncIterator[Bot]:
+    bot = Bot(bot_config(tmp_path, data_root, provider.settings), console_recorder())
     await bot.boot()
     yield bot
     await bot.shutdown()
@@ -303,3 +312,48 @@ async def test_train_restart_report_test_and_chat_loop(bot: Bot, provider: Provi
         assert reply.text == f'{job.model_id} heard 2 messages'
     else:
         assert reply.text.startswith('[local model local-1] This looks like "positive"')
+
+
+async def test_a_job_finished_while_the_bot_was_down_is_reported_once_the_channel_connects(
+    tmp_path: pathlib.Path, data_root: pathlib.Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_openai.lifecycle = ['running']
+    fake_openai.final = 'running'
+    bot = Bot(bot_config(tmp_path, data_root, openai_settings(fake_openai, delivery_grace=30)), console_recorder())
+    adapter = bot.adapter
+    await bot.boot()
+    try:
+        await bot.command('select_dataset', 'reviews/pos')
+        await bot.command('select_dataset', 'reviews/neg label=negative add=true')
+        await bot.command('train')
+        start = await bot.press('start')
+        [started] = [s for s in since(adapter, start, 'text') if s.text.startswith('Training started: job')]
+        job_id = started.text.split()[3]
+        await until(lambda: since(adapter, start, 'edit'), 'a progress edit')
+        await bot.shutdown()
+        fake_openai.final = 'succeeded'  # it finishes while the bot is down
+
+        stopped_at = len(adapter.sent)
+        app = await bot.boot(connect=False)  # the channel is slow to connect
+        attempts: list[int] = []
+        notify = app.engine.notify
+
+        async def counted(topic: str, payload: Any = None) -> int:
+            attempts.append(await notify(topic, payload))
+            return attempts[-1]
+
+        monkeypatch.setattr(app.engine, 'notify', counted)
+        await until(lambda: attempts, 'a delivery attempt before the channel connects')
+        assert attempts[0] == 0  # nobody can hear it yet, so the job manager keeps it
+        assert app.engine.conversation(KEY) is not None
+
+        app.engine.add_adapter(adapter)
+        await until(lambda: since(adapter, stopped_at, 'file'), 'the report once the channel is there')
+        await bot.service.jobs.wait(job_id)
+        assert await app.engine.wait_idle(DEADLINE)
+        [report] = [s for s in since(adapter, stopped_at) if s.kind != 'edit']
+        assert report.key == KEY and report.text.startswith(f'Training job {job_id} finished: model ft:')
+        assert attempts[-1] == 1
+        assert (await bot.service.jobs.get(job_id)).reported
+    finally:
+        await bot.shutdown()
