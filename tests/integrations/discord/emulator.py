@@ -30,7 +30,7 @@ from typing import Any
 import attrs
 from aiohttp import BodyPartReader, WSMsgType, web
 
-from tests.loopback import serve
+from tests.loopback import GatewayServer
 
 __all__ = ['DiscordEmulator', 'GatewayFrame', 'RestCall', 'make_token']
 
@@ -75,7 +75,7 @@ class GatewayFrame:
     d: Any
 
 
-class DiscordEmulator:
+class DiscordEmulator(GatewayServer):
     """REST + gateway on 127.0.0.1, one session, one shard.
 
     :param bot_id: the bot user's id (and the token is derived from it).
@@ -90,6 +90,7 @@ class DiscordEmulator:
         application_id: int | None = None,
         heartbeat_interval: int = 41_250,
     ) -> None:
+        super().__init__()
         self.bot_id = bot_id
         self.application_id = application_id or bot_id
         self.token = make_token(bot_id)
@@ -114,36 +115,20 @@ class DiscordEmulator:
         self._ids = itertools.count(1)
         self._seq = 0
         self._log: list[dict[str, Any]] = []
-        self._ws: web.WebSocketResponse | None = None
         self._compressor: Any = None
         self._send_lock = asyncio.Lock()
         self._call_event = asyncio.Condition()
         self._connected = asyncio.Event()
         self._ready = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
-    async def start(self) -> DiscordEmulator:
+    def make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get('/gateway', self._gateway)
         app.router.add_get('/attachments/{rest:.*}', self._download)
         app.router.add_route('*', '/api/v10/{path:.*}', self._rest)
-        self._runner, self.port = await serve(app)
-        return self
-
-    async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> DiscordEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        return app
 
     @property
     def base_url(self) -> str:

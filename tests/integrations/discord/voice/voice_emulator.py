@@ -21,7 +21,7 @@ import os
 import pathlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import attrs
 from aiohttp import WSMsgType, web
@@ -33,7 +33,7 @@ from integrations.discord.voice.rtp import (
     discovery_response,
     parse_discovery_request,
 )
-from tests.loopback import serve
+from tests.loopback import GatewayServer
 
 __all__ = [
     'FIXTURES',
@@ -143,7 +143,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.emulator._media(data)
 
 
-class VoiceEmulator:
+class VoiceEmulator(GatewayServer):
     """One voice server: every websocket connection is a numbered session of the same call.
 
     :param modes: encryption modes offered in READY.
@@ -163,6 +163,7 @@ class VoiceEmulator:
         heartbeat_interval: float = 41_250,
         ssrc: int = 4242,
     ) -> None:
+        super().__init__()
         self.modes = list(modes)
         self.dave = dave
         self.require_dave = require_dave
@@ -182,18 +183,18 @@ class VoiceEmulator:
         self._cipher: TransportCipher | None = None
         self._seq = 0
         self._transition = 0
-        self._ws: web.WebSocketResponse | None = None
         self._request: web.Request | None = None
-        self._runner: web.AppRunner | None = None
         self._udp: _Udp | None = None
         self._changed = asyncio.Condition()
-        self.port = 0
         self.udp_port = 0
 
-    async def start(self) -> VoiceEmulator:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get('/', self._gateway)
-        self._runner, self.port = await serve(app)
+        return app
+
+    async def start(self) -> Self:
+        await super().start()
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=('127.0.0.1', 0))
         self._udp = protocol
@@ -202,18 +203,9 @@ class VoiceEmulator:
         return self
 
     async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().close()
         if self._udp is not None and self._udp.transport is not None:
             self._udp.transport.close()
-
-    async def __aenter__(self) -> VoiceEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     @property
     def endpoint(self) -> str:
