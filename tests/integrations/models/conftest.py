@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from engine.api import Attachment, ConversationKey, User
 from engine.config import BotConfig, Config
 from engine.plugins import SetupContext
-from engine.states.actions import ActionContext, ActionRegistry
+from engine.states.actions import ActionContext, ActionError, ActionRegistry
 from engine.store import MemoryStore, Store
 from engine.testing import RecordingAdapter
 
@@ -62,6 +63,15 @@ class Plugin:
 
 
 MakePlugin = Callable[..., Plugin]
+
+
+async def assert_training_refused(plugin: Plugin, reason: str) -> None:
+    """The estimate calls the selected dataset not valid because of ``reason``, and training refuses with it."""
+    estimate = await plugin.call('model.estimate')
+    assert estimate['valid'] is False
+    assert reason in estimate['text']
+    with pytest.raises(ActionError, match=re.escape(reason)):
+        await plugin.call('model.train')
 
 
 @pytest.fixture

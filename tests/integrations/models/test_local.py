@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import json
 import pathlib
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from engine.api import Attachment
 from engine.states.actions import ActionError
 
-from .conftest import MakePlugin
+from .conftest import MakePlugin, assert_training_refused
 
 PNG = b'\x89PNG\r\n\x1a\n'
+
+
+def _train_until_stopped(entered: threading.Event) -> Callable[..., Any]:
+    """A ``train_local`` stand-in: sets ``entered``, blocks until the job is stopped, then ends cancelled."""
+    from integrations.models.providers import local
+
+    def train(
+        train: Any, valid: Any, *, progress: Any = None, stop: threading.Event | None = None, seed: int = 0
+    ) -> Any:
+        entered.set()
+        assert stop is not None
+        stop.wait(10)
+        raise local.Cancelled
+
+    return train
 
 
 async def _select_both(plugin) -> None:  # type: ignore[no-untyped-def]
@@ -109,11 +127,7 @@ async def test_test_without_data_or_holdout_explains_what_to_send(make_plugin: M
 async def test_single_label_dataset_cannot_train_locally(make_plugin: MakePlugin) -> None:
     plugin = make_plugin()
     await plugin.call('dataset.select', path='reviews/pos')
-    estimate = await plugin.call('model.estimate')
-    assert estimate['valid'] is False
-    assert 'two labels' in estimate['text']
-    with pytest.raises(ActionError, match='two labels'):
-        await plugin.call('model.train')
+    await assert_training_refused(plugin, 'two labels')
 
 
 async def test_second_training_makes_a_new_version_and_switches(make_plugin: MakePlugin) -> None:
@@ -141,19 +155,10 @@ async def test_predict_refuses_empty_and_oversize_text(make_plugin: MakePlugin) 
 async def test_cancelling_local_training_reports_cancelled(
     make_plugin: MakePlugin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
-
     from integrations.models.providers import local
 
     entered = threading.Event()
-
-    def slow_train(train, valid, *, progress=None, stop=None, seed=0):  # type: ignore[no-untyped-def]
-        entered.set()
-        assert stop is not None
-        stop.wait(10)
-        raise local.Cancelled
-
-    monkeypatch.setattr(local, 'train_local', slow_train)
+    monkeypatch.setattr(local, 'train_local', _train_until_stopped(entered))
     plugin = make_plugin()
     await _select_both(plugin)
     started = await plugin.call('model.train')
@@ -183,21 +188,13 @@ async def test_local_job_interrupted_by_a_restart_is_trained_again_into_the_same
     make_plugin: MakePlugin, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
 ) -> None:
     import asyncio
-    import threading
 
     from engine.store import SQLiteStore
     from integrations.models.providers import local
 
     real_train = local.train_local
     entered = threading.Event()
-
-    def dies_with_the_bot(train, valid, *, progress=None, stop=None, seed=0):  # type: ignore[no-untyped-def]
-        entered.set()
-        assert stop is not None
-        stop.wait(10)
-        raise local.Cancelled
-
-    monkeypatch.setattr(local, 'train_local', dies_with_the_bot)
+    monkeypatch.setattr(local, 'train_local', _train_until_stopped(entered))  # it dies with the bot
     db = str(tmp_path / 'store.sqlite3')
     first = make_plugin(store=SQLiteStore(db), local_poll_interval=0.05)
     await _select_both(first)

@@ -12,7 +12,7 @@ from engine.states.actions import ActionError
 from engine.store import SQLiteStore
 from integrations.models.providers.openai import parse_result_csv
 
-from .conftest import MakePlugin, RecordingNotifier, openai_settings
+from .conftest import MakePlugin, RecordingNotifier, assert_training_refused, openai_settings
 from .fake_openai import KEY, RESULT_CSV, FakeOpenAI
 
 PNG = b'\x89PNG\r\n\x1a\n'
@@ -90,11 +90,7 @@ async def test_fewer_than_ten_examples_fail_openai_validation(
     for i in range(3):
         (data_root / 'few' / f'{i}.txt').write_text(f'text {i}')
     await plugin.call('dataset.select', path='few')
-    estimate = await plugin.call('model.estimate')
-    assert estimate['valid'] is False
-    assert 'at least 10 examples' in estimate['text']
-    with pytest.raises(ActionError, match='at least 10 examples'):
-        await plugin.call('model.train')
+    await assert_training_refused(plugin, 'at least 10 examples')
     assert fake_openai.count('POST', '/v1/files') == 0
 
 
