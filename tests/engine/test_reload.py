@@ -113,8 +113,7 @@ async def test_invalid_edit_is_rejected_with_lint_messages_and_the_old_version_k
 ) -> None:
     h = await engine_harness({'poll': POLL_V1, 'hello': HELLO})
     folder = tmp_path / 'flows'
-    maintainers = RecordingAdapter()
-    maintainers.name = 'ops'
+    maintainers = RecordingAdapter('ops')
     h.engine.add_adapter(maintainers)
     reloader = FlowReloader(h.engine, [folder], maintainers_channel='ops:flow-edits')
     changed: list[bool] = []

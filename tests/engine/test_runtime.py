@@ -43,6 +43,10 @@ def message(k: ConversationKey, text: str) -> Message:
     return Message(key=k, user=User(id=k.user), text=text)
 
 
+def _command(k: ConversationKey, name: str, args: str = '') -> Command:
+    return Command(key=k, user=User(id=k.user, name='Ann'), name=name, args_text=args)
+
+
 async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
     """Poll ``condition``; timers fire on their own, so there is nothing to await directly."""
     loop = asyncio.get_running_loop()
@@ -208,7 +212,7 @@ async def test_a_restored_call_runs_its_action_again(engine_harness: HarnessFact
         + '[states.work]\nkind = "call"\naction = "t.work"\n[states.done]\nkind = "end"\ntext = "{{ result }}"\n'
     )
     first = await engine_harness({'go': flow}, store=SQLiteStore(path), actions={'t.work': never})
-    await first.engine.dispatch(_go(KEY))
+    await first.engine.dispatch(_command(KEY, 'go'))
     await first.stop()
     second = await engine_harness({'go': flow}, store=SQLiteStore(path), actions={'t.work': quick})
     await until(lambda: not second.live())
@@ -315,10 +319,6 @@ async def test_a_corrupt_stored_row_is_logged_and_skipped(
     assert second.adapter.texts(key(3)) == ['B?']
 
 
-def _go(k: ConversationKey) -> Command:
-    return Command(key=k, user=User(id=k.user, name='Ann'), name='go', args_text='')
-
-
 async def test_events_queued_behind_the_end_of_a_conversation_do_not_reach_it(
     engine_harness: HarnessFactory, tmp_path: pathlib.Path
 ) -> None:
@@ -338,14 +338,9 @@ async def test_events_queued_behind_the_end_of_a_conversation_do_not_reach_it(
     assert rows(store) == {}
 
 
-def _command(k: ConversationKey, name: str, args: str = '') -> Command:
-    return Command(key=k, user=User(id=k.user, name='Ann'), name=name, args_text=args)
-
-
 async def test_conversations_are_keyed_by_adapter_channel_and_user(engine_harness: HarnessFactory) -> None:
     h = await engine_harness({'form': FORM})
-    other = RecordingAdapter()
-    other.name = 'other'
+    other = RecordingAdapter('other')
     h.engine.add_adapter(other)
     keys = [
         KEY,
@@ -407,8 +402,7 @@ async def test_conversations_of_another_channel_are_left_alone(
     flows = {'timed': TIMED.replace('{timeout}', '0.05')}
     discord = ConversationKey('discord', 'c', 'u1')
     first = await engine_harness(flows, store=SQLiteStore(path))
-    other = RecordingAdapter()
-    other.name = 'discord'
+    other = RecordingAdapter('discord')
     first.engine.add_adapter(other)
     await first.command('timed', key=discord)
     await first.stop()

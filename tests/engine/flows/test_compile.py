@@ -15,7 +15,7 @@ from engine.flows.loader import FlowError, load_text
 from engine.states.actions import ActionRegistry
 from engine.store import MemoryStore
 from tests.engine.conftest import HarnessFactory
-from tests.engine.helpers import build_harness, make_config
+from tests.engine.helpers import build_harness, make_config, write_flows
 
 FORM = """
 [flow]
@@ -85,9 +85,9 @@ async def test_machine_models_stay_empty_while_100_conversations_run(engine_harn
 
 
 async def test_invalid_flow_is_refused_with_the_lint_messages(tmp_path: pathlib.Path) -> None:
-    folder = tmp_path / 'flows'
-    folder.mkdir()
-    (folder / 'bad.toml').write_text(FORM.replace('save_as = "second"', 'save_as = "second"\nnext = "nowhere"'))
+    folder = write_flows(
+        tmp_path / 'flows', {'bad': FORM.replace('save_as = "second"', 'save_as = "second"\nnext = "nowhere"')}
+    )
     with pytest.raises(FlowError) as caught:
         await build_harness(tmp_path, folder=folder)
     (problem,) = caught.value.diagnostics
@@ -102,12 +102,11 @@ async def test_invalid_flow_is_refused_with_the_lint_messages(tmp_path: pathlib.
 def test_build_app_refuses_a_flow_naming_a_python_function(tmp_path: pathlib.Path) -> None:
     from engine.app import build_app
 
-    folder = tmp_path / 'flows'
-    folder.mkdir()
-    (folder / 'evil.toml').write_text(
+    evil = (
         '[flow]\nname = "evil"\n[trigger]\ncommand = "evil"\n'
         '[states.run]\nkind = "call"\naction = "os.system"\nargs = { command = "true" }\n'
     )
+    folder = write_flows(tmp_path / 'flows', {'evil': evil})
     config = make_config(tmp_path, folder)
     with pytest.raises(FlowError, match=r'unknown action "os.system" \[unknown-action\]'):
         build_app(config, store=MemoryStore(), plugins=[])

@@ -11,6 +11,7 @@ import pytest
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import Diagnostic, load_paths
 from engine.states.actions import ActionContext, ActionRegistry
+from tests.engine.helpers import write_flows
 
 
 async def _add(ctx: ActionContext, *, a: int, b: int = 0) -> int:
@@ -26,9 +27,7 @@ def _registry() -> ActionRegistry:
 
 def lint(tmp_path: pathlib.Path, files: dict[str, str]) -> list[Diagnostic]:
     """What ``flowbot lint`` reports for these files (loader, then the library's checks)."""
-    for stem, text in files.items():
-        (tmp_path / f'{stem}.toml').write_text(textwrap.dedent(text).lstrip(), encoding='utf-8')
-    flows, problems = load_paths([tmp_path])
+    flows, problems = load_paths([write_flows(tmp_path, files)])
     return problems + FlowLibrary(_registry(), ['admins']).check(flows)
 
 

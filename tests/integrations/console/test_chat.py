@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from tests.engine.helpers import write_flows
 from tests.integrations.console.chat_process import REPO, ChatProcess, chat_folder
 
 pytestmark = pytest.mark.slow
@@ -58,15 +59,14 @@ def test_shipped_flows_answer_greetings_feedback_and_corrections(bot_dir: pathli
 
 
 def test_choices_are_pressed_by_number_and_a_dialog_can_be_cancelled(tmp_path: pathlib.Path) -> None:
-    flows = tmp_path / 'flows'
-    flows.mkdir()
-    (flows / 'pick.toml').write_text(
+    pick = (
         '[flow]\nname = "pick"\n[trigger]\ncommand = "pick"\n'
         '[states.q]\nkind = "ask"\nprompt = "Colour?"\nexpect = "choice"\n'
         'choices = ["red", { value = "blue", label = "Blue" }]\nsave_as = "c"\n'
         '[states.n]\nkind = "ask"\nprompt = "How many?"\nexpect = "integer"\nmin = 1\nsave_as = "n"\n'
         '[states.done]\nkind = "end"\ntext = "{{ n }} x {{ c }}"\n'
     )
+    flows = write_flows(tmp_path / 'flows', {'pick': pick})
     folder = tmp_path / 'bot'
     folder.mkdir()
     chat_folder(folder, flows, plugins='[]')
