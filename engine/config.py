@@ -47,6 +47,8 @@ class BotConfig:
     plugins: list[str] = attrs.field(
         factory=lambda: ['integrations.builtin', 'integrations.models', 'integrations.speech']
     )
+    progress_interval: float = 1.0
+    """Seconds between two edits of one progress message (Discord rate-limits edits)."""
     help_command: str = 'instruction'
     """The command ``help`` runs when no question is open."""
     reload: bool = True

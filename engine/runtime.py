@@ -170,8 +170,6 @@ class Engine:
 
     prefix = '!'
     """How commands are written in messages (adapters may set their own)."""
-    progress_interval = 1.0
-    """Seconds between two edits of one progress message."""
 
     def __init__(self, *, config: Config, store: Store, actions: ActionRegistry, library: FlowLibrary) -> None:
         self.config = config
@@ -187,6 +185,8 @@ class Engine:
         self._held: dict[str, list[Callable[[], object]]] = {}
         """Restored work (timers, re-runs, endings) waiting for its adapter to be added."""
         self.workroot = config.resolve(config.bot.data_root) / 'tmp'
+        self.progress_interval = config.bot.progress_interval
+        """Seconds between two edits of one progress message."""
 
     # -- public API -----------------------------------------------------------------------
 

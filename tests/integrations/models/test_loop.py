@@ -68,7 +68,6 @@ class Bot:
             it to the test (a channel that connects late).
         """
         app = build_app(self.config)
-        app.engine.progress_interval = 0.0  # every progress update edits the message, no 1 s throttle
         await app.start()
         if connect:
             app.engine.add_adapter(self.adapter)
@@ -184,6 +183,7 @@ def bot_config(tmp_path: pathlib.Path, data_root: pathlib.Path, models: dict[str
             store=str(tmp_path / 'flowbot.sqlite3'),
             reload=False,
             plugins=list(PLUGINS),
+            progress_interval=0.0,  # every progress update edits the message, no 1 s throttle
         ),
         sections={'models': models},
     )
