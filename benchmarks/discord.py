@@ -19,6 +19,8 @@ import tempfile
 import time
 from multiprocessing.connection import Connection
 
+import hikari
+
 from engine.app import build_app
 from engine.config import BotConfig, Config
 from integrations.discord.bot import DiscordBot
@@ -137,7 +139,7 @@ async def run(messages: int, users: int, rate: float, concurrency: int) -> dict[
     return figures
 
 
-def _no_voice(bot: object) -> None:
+def _no_voice(bot: hikari.GatewayBot) -> None:
     return None
 
 

@@ -57,7 +57,8 @@ def _engine(store: Store) -> Engine:
 
 
 def _events(n: int) -> tuple[list[Command], list[list[Message]]]:
-    starts, answers = [], [[] for _ in range(STEPS)]
+    starts: list[Command] = []
+    answers: list[list[Message]] = [[] for _ in range(STEPS)]
     for i in range(n):
         key = ConversationKey('bench', f'c{i % 100}', f'u{i}')
         user = User(f'u{i}')

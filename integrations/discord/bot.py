@@ -50,7 +50,8 @@ class EngineLike(Protocol):
     def add_adapter(self, adapter: Adapter) -> None: ...
 
 
-VoiceFactory = Callable[[hikari.GatewayBot], VoiceControl]
+VoiceFactory = Callable[[hikari.GatewayBot], VoiceControl | None]
+"""Builds the voice manager for a started bot; returning ``None`` turns voice off."""
 
 
 def _default_voice(bot: hikari.GatewayBot, idle_timeout: float) -> VoiceControl:
