@@ -90,11 +90,11 @@ def _lint(config: Config, paths: list[pathlib.Path], fmt: str) -> int:
     from engine.flows.library import FlowLibrary
     from engine.flows.loader import load_paths
     from engine.plugins import SetupContext, load_plugins
-    from engine.states.actions import ActionRegistry
+    from engine.states.actions import ActionRegistry, NullNotifier
     from engine.store import MemoryStore
 
     actions = ActionRegistry()
-    ctx = SetupContext(config=config, actions=actions, store=MemoryStore(), notifier=_NoNotifier())
+    ctx = SetupContext(config=config, actions=actions, store=MemoryStore(), notifier=NullNotifier())
     load_plugins(ctx, list(config.bot.plugins))
     flows, problems = load_paths(paths or [config.resolve(p) for p in config.bot.flows])
     problems += FlowLibrary(actions, config.permissions.keys()).check(flows)
@@ -102,14 +102,6 @@ def _lint(config: Config, paths: list[pathlib.Path], fmt: str) -> int:
     if fmt == 'text':
         print(f'{len(flows)} flow(s) checked, {len(problems)} problem(s)', file=sys.stderr)
     return 1 if problems else 0
-
-
-class _NoNotifier:
-    async def notify(self, topic: str, payload: object = None) -> int:
-        return 0
-
-    async def progress(self, topic: str, text: str) -> None:
-        return None
 
 
 async def _export(config: Config, kind: str, output: pathlib.Path | None) -> int:

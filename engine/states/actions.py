@@ -23,6 +23,7 @@ __all__ = [
     'ActionFn',
     'ActionRegistry',
     'Notifier',
+    'NullNotifier',
 ]
 
 _log = logging.getLogger(__name__)
@@ -40,6 +41,16 @@ class Notifier(Protocol):
 
     async def progress(self, topic: str, text: str) -> None:
         """Update the progress message of every conversation waiting on ``topic``."""
+
+
+class NullNotifier:
+    """A notifier with nobody waiting: for loading plugins without an engine (``flowbot lint``)."""
+
+    async def notify(self, topic: str, payload: Mapping[str, Any] | None = None) -> int:
+        return 0
+
+    async def progress(self, topic: str, text: str) -> None:
+        return None
 
 
 @attrs.define(kw_only=True)

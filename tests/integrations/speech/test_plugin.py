@@ -7,7 +7,7 @@ import os
 import pathlib
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import av
@@ -17,7 +17,7 @@ import responses
 from engine.api import Attachment, ConversationKey, User
 from engine.config import Config, ConfigError
 from engine.plugins import SetupContext
-from engine.states.actions import ActionContext, ActionError, ActionRegistry
+from engine.states.actions import ActionContext, ActionError, ActionRegistry, NullNotifier
 from engine.store import MemoryStore
 from engine.testing import RecordingAdapter
 from integrations.speech import SpeechService, setup
@@ -25,14 +25,6 @@ from integrations.speech.audio import encode_voice_message
 from tests.integrations.speech.helpers import espeak, ko_model_dir, sine_pcm, speak_ko, write_audio
 
 KEY = ConversationKey('test', 'channel', 'user')
-
-
-class _Notifier:
-    async def notify(self, topic: str, payload: Mapping[str, Any] | None = None) -> int:
-        return 0
-
-    async def progress(self, topic: str, text: str) -> None:
-        return None
 
 
 _started: list[SetupContext] = []
@@ -50,7 +42,7 @@ async def _stop_plugins() -> AsyncIterator[None]:
 def _plugin(tmp_path: pathlib.Path, **speech: Any) -> SetupContext:
     config = Config(sections={'speech': speech})
     config.bot.data_root = tmp_path / 'data'
-    ctx = SetupContext(config=config, actions=ActionRegistry(), store=MemoryStore(), notifier=_Notifier())
+    ctx = SetupContext(config=config, actions=ActionRegistry(), store=MemoryStore(), notifier=NullNotifier())
     setup(ctx)
     _started.append(ctx)
     return ctx
