@@ -16,17 +16,22 @@ Example::
 
     [speech.downloads]
     vosk-model-small-ru-0.22 = { url = "https://example.org/m.zip", sha256 = "..." }
+
+    [speech.decoder]            # optional: faster, slightly less accurate vosk decoding
+    beam = 8.0
+    max_active = 1500
 """
 
 from __future__ import annotations
 
+import math
 import pathlib
 
 import attrs
 
-from engine.config import Config
+from engine.config import Config, ConfigError
 
-__all__ = ['DEFAULT_DOWNLOAD_BASE', 'Download', 'SpeechConfig', 'WhisperConfig']
+__all__ = ['DEFAULT_DOWNLOAD_BASE', 'DecoderConfig', 'Download', 'SpeechConfig', 'WhisperConfig']
 
 DEFAULT_DOWNLOAD_BASE = 'https://alphacephei.com/vosk/models/'
 """The official folder of vosk models; ``NAME.zip`` is appended."""
@@ -49,6 +54,62 @@ class WhisperConfig:
     device: str = 'cpu'
     compute_type: str = 'int8'
     beam_size: int = 5
+
+
+@attrs.define(kw_only=True)
+class DecoderConfig:
+    """Vosk (Kaldi) decoder settings that replace the model's own ``conf/model.conf`` values.
+
+    Unset fields keep the model's value. Smaller ``beam`` and ``max_active`` decode faster and
+    may miss words the wider search finds; see ``docs/speech.md`` for measured figures.
+    """
+
+    beam: float | None = None
+    """Search beam (vosk models ship 10-13); lower is faster."""
+    max_active: float | None = None
+    """Most states kept per frame, a whole number (models ship 3000-7000); lower is faster."""
+    min_active: float | None = None
+    """Fewest states kept per frame, a whole number (models ship 200); at most ``max_active``."""
+    lattice_beam: float | None = None
+    """Beam of the word lattice behind confidences and alternatives (models ship 2-6)."""
+
+    def overrides(self) -> dict[str, str]:
+        """The set fields as Kaldi options (``{'--beam': '8.0'}``), after :meth:`check`."""
+        self.check()
+        out: dict[str, str] = {}
+        for name, option, whole in _DECODER_OPTIONS:
+            value = getattr(self, name)
+            if value is not None:
+                out[option] = str(int(value)) if whole else repr(float(value))
+        return out
+
+    def check(self) -> None:
+        """Refuse values Kaldi cannot use, with a message naming the key.
+
+        :raises ConfigError: a value is not a positive number, a count is not whole, ``min_active > max_active``.
+        """
+        for name, _option, whole in _DECODER_OPTIONS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f'[speech.decoder] {name} must be a positive number, not {value!r}')
+            if whole and (value != int(value) or value < (2 if name == 'max_active' else 1)):
+                least = 2 if name == 'max_active' else 1
+                raise ConfigError(f'[speech.decoder] {name} must be a whole number of at least {least}, not {value!r}')
+        if self.min_active is not None and self.max_active is not None and self.min_active > self.max_active:
+            raise ConfigError(
+                f'[speech.decoder] min_active ({self.min_active:g}) must not be above max_active ({self.max_active:g})'
+            )
+
+
+_DECODER_OPTIONS = (
+    ('beam', '--beam', False),
+    ('max_active', '--max-active', True),
+    ('min_active', '--min-active', True),
+    ('lattice_beam', '--lattice-beam', False),
+)
+"""Field, Kaldi option, whether the value is a whole number."""
 
 
 def _default_models() -> dict[str, str]:
@@ -77,6 +138,11 @@ class SpeechConfig:
     threads: int = 2
     """Worker threads for decoding and recognition, so the event loop never blocks."""
     whisper: WhisperConfig = attrs.field(factory=WhisperConfig)
+    decoder: DecoderConfig = attrs.field(factory=DecoderConfig)
+    """Vosk decoder overrides; none by default (the model's own settings)."""
+    derived_dir: pathlib.Path | None = None
+    """Where model folders tuned by ``[speech.decoder]`` are built (links to the originals and a rewritten
+    ``conf/model.conf``); default ``<data_root>/speech/derived``."""
 
     tts_primary: str = 'gtts'
     """``gtts`` or ``espeak``."""
@@ -103,11 +169,16 @@ class SpeechConfig:
     """Whether flows should also answer voice messages with a voice message."""
 
     def resolved(self, config: Config) -> SpeechConfig:
-        """A copy with absolute folders: relative ones are taken against the config file's folder."""
+        """A copy with absolute folders (relative ones are taken against the config file's folder), checked.
+
+        :raises ConfigError: bad ``[speech.decoder]`` values.
+        """
+        self.decoder.check()
         data_root = config.resolve(config.bot.data_root)
         models_dir = config.resolve(self.models_dir) if self.models_dir else data_root / 'speech' / 'models'
         work_dir = config.resolve(self.work_dir) if self.work_dir else data_root / 'speech' / 'tmp'
-        return attrs.evolve(self, models_dir=models_dir, work_dir=work_dir)
+        derived_dir = config.resolve(self.derived_dir) if self.derived_dir else data_root / 'speech' / 'derived'
+        return attrs.evolve(self, models_dir=models_dir, work_dir=work_dir, derived_dir=derived_dir)
 
     @property
     def models_path(self) -> pathlib.Path:
@@ -117,3 +188,8 @@ class SpeechConfig:
     @property
     def work_path(self) -> pathlib.Path:
         return self.work_dir or pathlib.Path('data', 'speech', 'tmp')
+
+    @property
+    def derived_path(self) -> pathlib.Path:
+        """The tuned models folder (``data/speech/derived`` relative to the working directory if not resolved)."""
+        return self.derived_dir or pathlib.Path('data', 'speech', 'derived')

@@ -18,6 +18,7 @@ import attrs
 from engine.config import ConfigError
 from integrations.speech.audio import VoiceMessage, decode_audio, encode_voice_message
 from integrations.speech.config import SpeechConfig
+from integrations.speech.decoder import DerivedModels
 from integrations.speech.stt import SpeechRecognizer, VoskRecognizer, WhisperRecognizer
 from integrations.speech.tts import (
     EspeakSynthesizer,
@@ -133,7 +134,9 @@ def _prune(folder: pathlib.Path, before: float) -> None:
 def build_recognizer(config: SpeechConfig, executor: ThreadPoolExecutor | None = None) -> SpeechRecognizer:
     engine = config.stt_engine.lower()
     if engine == 'vosk':
-        return VoskRecognizer(config.models_path, config.models, executor=executor)
+        overrides = config.decoder.overrides()
+        derived = DerivedModels(config.derived_path, overrides) if overrides else None
+        return VoskRecognizer(config.models_path, config.models, executor=executor, derived=derived)
     if engine in ('whisper', 'faster-whisper', 'faster_whisper'):
         w = config.whisper
         return WhisperRecognizer(

@@ -18,6 +18,8 @@ from typing import Any
 
 import attrs
 
+from integrations.speech.decoder import DecoderSettingsError, DerivedModels
+
 __all__ = [
     'SHARED_MODELS',
     'EngineNotInstalledError',
@@ -135,6 +137,7 @@ class VoskRecognizer(SpeechRecognizer):
         cache: VoskModelCache | None = None,
         chunk_seconds: float = 0.5,
         pad_seconds: float = 0.3,
+        derived: DerivedModels | None = None,
     ) -> None:
         """
         :param models_dir: where model folders live.
@@ -142,6 +145,8 @@ class VoskRecognizer(SpeechRecognizer):
         :param executor: the pool recognition runs in; the loop's default pool if ``None``.
         :param pad_seconds: silence added before and after the audio: recordings that start right on the
             first word (a late press of the record button) otherwise lose it to the feature pipeline's warm-up.
+        :param derived: tuned decoder settings (``[speech.decoder]``): models are loaded from the folders it
+            derives from the installed ones; the models' own settings if ``None``.
         """
         self.models_dir = models_dir
         self.models = {k.lower(): v for k, v in models.items()}
@@ -149,6 +154,7 @@ class VoskRecognizer(SpeechRecognizer):
         self.cache = cache or SHARED_MODELS
         self.chunk_seconds = chunk_seconds
         self.pad_seconds = pad_seconds
+        self.derived = derived
 
     def model_path(self, language: str) -> pathlib.Path:
         """The folder of the model for ``language``; raises a message saying how to install it."""
@@ -169,7 +175,17 @@ class VoskRecognizer(SpeechRecognizer):
 
     def load(self, language: str) -> Any:
         """Load the language's model now (blocking), e.g. at start-up or before a benchmark."""
-        return self.cache.get(self.model_path(language))
+        return self._model(self.model_path(language))
+
+    def _model(self, path: pathlib.Path) -> Any:
+        """The loaded model of the installed folder ``path``, through its tuned copy if settings are given."""
+        if self.derived is not None:
+            try:
+                path = self.derived.folder_for(path)
+            except DecoderSettingsError as exc:
+                _log.error('cannot tune the decoder of %s: %s', path, exc)
+                raise RecognitionError(f'Speech recognition is misconfigured: {exc}.') from exc
+        return self.cache.get(path)
 
     async def recognize(
         self, pcm: bytes, sample_rate: int, language: str, *, grammar: Sequence[str] | None = None
@@ -183,7 +199,7 @@ class VoskRecognizer(SpeechRecognizer):
     ) -> Recognition:
         import vosk
 
-        model = self.cache.get(path)
+        model = self._model(path)
         try:
             if grammar:
                 rec = vosk.KaldiRecognizer(model, float(sample_rate), json.dumps(list(grammar), ensure_ascii=False))
