@@ -94,8 +94,8 @@ class DecoderConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f'[speech.decoder] {name} must be a positive number, not {value!r}')
-            if whole and (value != int(value) or value < (2 if name == 'max_active' else 1)):
-                least = 2 if name == 'max_active' else 1
+            least = 2 if name == 'max_active' else 1  # Kaldi asserts max_active > 1
+            if whole and (value != int(value) or value < least):
                 raise ConfigError(f'[speech.decoder] {name} must be a whole number of at least {least}, not {value!r}')
         if self.min_active is not None and self.max_active is not None and self.min_active > self.max_active:
             raise ConfigError(
@@ -173,7 +173,12 @@ class SpeechConfig:
 
         :raises ConfigError: bad ``[speech.decoder]`` values.
         """
-        self.decoder.check()
+        try:
+            self.decoder.check()
+        except ConfigError as exc:
+            if config.path is None:
+                raise
+            raise ConfigError(f'{exc} (in {config.path})') from exc
         data_root = config.resolve(config.bot.data_root)
         models_dir = config.resolve(self.models_dir) if self.models_dir else data_root / 'speech' / 'models'
         work_dir = config.resolve(self.work_dir) if self.work_dir else data_root / 'speech' / 'tmp'

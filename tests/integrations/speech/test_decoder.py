@@ -236,3 +236,16 @@ async def test_korean_words_are_recognised_exactly_with_the_tuned_decoder(
     assert os.path.islink(loaded / 'graph')
     assert parse_model_conf((loaded / 'conf' / 'model.conf').read_text())['--beam'] == '8.0'
     assert (model / 'conf' / 'model.conf').read_bytes() == conf_before
+
+
+def test_flowbot_refuses_to_start_speech_with_a_bad_decoder_table(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main as flowbot
+
+    bot_toml = tmp_path / 'bot.toml'
+    bot_toml.write_text('[speech.decoder]\nbeam = -8.0\nmax_active = 1500\n')
+
+    assert flowbot(['-c', str(bot_toml), 'speech', 'models']) == 2
+    err = capsys.readouterr().err
+    assert f'[speech.decoder] beam must be a positive number, not -8.0 (in {bot_toml})' in err
