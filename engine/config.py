@@ -13,8 +13,18 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
+import cattrs.v
 
-__all__ = ['BotConfig', 'Config', 'ConfigError', 'PermissionGroup', 'load_config', 'read_secret', 'section']
+__all__ = [
+    'BotConfig',
+    'Config',
+    'ConfigError',
+    'PermissionGroup',
+    'format_exception',
+    'load_config',
+    'read_secret',
+    'section',
+]
 
 T = TypeVar('T')
 
@@ -84,10 +94,17 @@ def section(config: Config, name: str, cls: type[T]) -> T:
         raise ConfigError(f'[{name}] in {config.path or "config"}: {_describe(exc)}') from exc
 
 
+def format_exception(exc: BaseException, type_: Any) -> str:
+    """cattrs' message for one bad value, but keeping the text of ``ValueError`` s our hooks and
+    attrs validators raise for people (cattrs would say only "invalid value")."""
+    if isinstance(exc, ValueError) and not isinstance(exc, cattrs.BaseValidationError) and str(exc):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, cattrs.BaseValidationError):
-        parts = cattrs.transform_error(exc)
-        return '; '.join(parts)
+        return '; '.join(cattrs.transform_error(exc, format_exception=format_exception))
     return str(exc)
 
 

@@ -16,6 +16,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
+from engine.config import format_exception
 from engine.flows import model
 
 __all__ = ['Diagnostic', 'FlowError', 'LineIndex', 'did_you_mean', 'load_file', 'load_paths', 'load_text']
@@ -214,7 +215,7 @@ def _structure(value: Any, cls: type[Any], path: list[str | int], problem: Any, 
     try:
         return _converter.structure(dict(value), cls)
     except Exception as exc:
-        for message in cattrs.transform_error(exc, path='$', format_exception=_format_exception):
+        for message in cattrs.transform_error(exc, path='$', format_exception=format_exception):
             text, _, where = message.partition(' @ $')
             sub = [p for p in re.split(r'\.|\[|\]', where) if p]
             sub_path = [*path, *(int(p) if p.isdigit() else p.strip('\'"') for p in sub)]
@@ -238,13 +239,6 @@ def _unknown_keys(
                 if isinstance(item, Mapping):
                     found += _unknown_keys(item, sub_cls, [*path, key, i])
     return found
-
-
-def _format_exception(exc: BaseException, type_: Any) -> str:
-    """Our own hooks raise ``ValueError`` with a message for people; keep it."""
-    if isinstance(exc, ValueError) and not isinstance(exc, cattrs.BaseValidationError) and str(exc):
-        return str(exc)
-    return cattrs.v.format_exception(exc, type_)
 
 
 def _friendly(text: str) -> str:
