@@ -103,8 +103,10 @@ async def enter(engine: Engine, conv: Conversation, *, record_history: bool = Tr
             continue
         elif isinstance(spec, model.Ask):
             conv.extra.pop('attempts', None)
-            await prompt(engine, conv, spec)
+            # Durable first: after a crash here the user can type ``help`` to see the question again,
+            # instead of being taken back to an answer they already gave.
             await engine.save(conv)
+            await prompt(engine, conv, spec)
             return
         elif isinstance(spec, model.Call):
             start_call(engine, conv, spec)
@@ -216,9 +218,9 @@ async def answer(engine: Engine, conv: Conversation, spec: model.Ask, event: Eve
             return
         message = render_text(engine, conv, spec.invalid) if spec.invalid else f'Sorry, {reason}.'
         left = spec.attempts - attempts
+        await engine.save(conv)
         await engine.reply(conv, f'{message} ({left} attempt{"s" if left != 1 else ""} left)')
         await prompt(engine, conv, spec)
-        await engine.save(conv)
         return
     if spec.save_as:
         conv.data[spec.save_as] = value
