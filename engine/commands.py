@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.api import Attachment
@@ -31,8 +32,8 @@ def split_command(text: str, prefixes: Sequence[str]) -> tuple[str, str] | None:
     """``('train', 'rest of line')`` if ``text`` starts with a prefix and a name, else ``None``."""
     for prefix in prefixes:
         if text.startswith(prefix) and len(text) > len(prefix) and not text[len(prefix)].isspace():
-            name, _, rest = text[len(prefix) :].partition(' ')
-            return name.lower(), rest.strip()
+            name, *rest = text[len(prefix) :].split(None, 1)  # a line break ends the name too
+            return name.lower(), rest[0].strip() if rest else ''
     return None
 
 
@@ -76,6 +77,27 @@ def convert(option: model.OptionSpec, raw: str) -> Any:
     return value
 
 
+def _next_word(text: str, position: int) -> int:
+    """Where the next word starts at or after ``position`` (``len(text)`` when none is left)."""
+    rest = text[position:]
+    return position + len(rest) - len(rest.lstrip())
+
+
+def _is_named(rest: str, by_name: Mapping[str, model.OptionSpec]) -> bool:
+    key, sep, _ = rest.split(None, 1)[0].partition('=')
+    return bool(sep) and key in by_name
+
+
+def _free_text(rest: str) -> str:
+    """The rest of the line as typed (apostrophes, quotes, line breaks kept); one quoted word is unquoted."""
+    rest = rest.strip()
+    try:
+        words = shlex.split(rest)
+    except ValueError:
+        return rest
+    return words[0] if len(words) == 1 else rest
+
+
 def parse_arguments(
     name: str, trigger: model.Trigger, text: str, attachments: Sequence[Attachment] = (), prefix: str = '!'
 ) -> dict[str, Any]:
@@ -85,39 +107,44 @@ def parse_arguments(
         raise UsageError(
             f'Arguments are too long ({len(text)} characters, at most {MAX_ARGUMENT_CHARS}).\nUsage: {line}'
         )
-    try:
-        words = shlex.split(text)
-    except ValueError as exc:
-        raise UsageError(f'Cannot read the arguments: {exc}.\nUsage: {line}') from None
     by_name = {o.name: o for o in trigger.options}
     values: dict[str, Any] = {}
     positional = [o for o in trigger.options if o.type != 'attachment']
+    tail = positional[-1] if positional and positional[-1].type == 'string' and not positional[-1].choices else None
     files = list(attachments)
-    named: set[str] = set()
-
-    def consumed_by_name(option: model.OptionSpec) -> bool:
-        return option.name in named
-
+    stream = io.StringIO(text)
+    lexer = shlex.shlex(stream, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ''
     try:
-        for word in words:
+        while True:
+            start = _next_word(text, stream.tell())
+            if start == len(text):
+                break
+            option = next((o for o in positional if o.name not in values), None)
+            if option is not None and option is tail and not _is_named(text[start:], by_name):
+                values[option.name] = _free_text(text[start:])
+                break
+            try:
+                word = lexer.get_token()
+            except ValueError as exc:
+                raise UsageError(f'Cannot read the arguments: {exc}.\nUsage: {line}') from None
+            if word is None:
+                break
             key, sep, raw = word.partition('=')
             if sep and key in by_name:
                 if key in values:
                     raise ValueError(f'{key} is given twice')
                 values[key] = convert(by_name[key], raw)
-                named.add(key)
                 continue
-            option = next((o for o in positional if o.name not in values), None)
             if option is None:
-                last = positional[-1] if positional else None
-                if last is not None and last.type == 'string' and not last.choices and not consumed_by_name(last):
-                    values[last.name] = f'{values[last.name]} {word}'  # the last text option takes the rest
-                    continue
                 raise ValueError(f'too many arguments (unexpected "{word}")')
             values[option.name] = convert(option, word)
         for option in trigger.options:
             if option.type == 'attachment' and option.name not in values and files:
                 values[option.name] = files.pop(0)
+    except UsageError:
+        raise
     except ValueError as exc:
         raise UsageError(f'{exc}.\nUsage: {line}') from None
     missing = [o.name for o in trigger.options if o.is_required and o.name not in values]

@@ -83,12 +83,21 @@ def test_the_last_text_option_takes_the_rest_of_the_line() -> None:
     assert parse_arguments('correct', trigger, '"c3" "quoted text"') == {'id': 'c3', 'text': 'quoted text'}
 
 
+def test_free_text_keeps_apostrophes_quotes_and_line_breaks() -> None:
+    trigger = Trigger(options=[OptionSpec(name='id'), OptionSpec(name='text', required=False)])
+    assert parse_arguments('correct', trigger, "c3 I don't like it")['text'] == "I don't like it"
+    assert parse_arguments('correct', trigger, 'c3 say "hello"  twice')['text'] == 'say "hello"  twice'
+    assert parse_arguments('correct', trigger, 'c3 first line\nsecond line')['text'] == 'first line\nsecond line'
+    assert parse_arguments('correct', trigger, 'c3 text="it\'s named"')['text'] == "it's named"
+
+
 def test_unbalanced_quotes_and_oversize_arguments_are_refused() -> None:
-    trigger = Trigger(options=[OptionSpec(name='text')])
+    trigger = Trigger(options=[OptionSpec(name='text'), OptionSpec(name='count', type='integer')])
     with pytest.raises(
-        UsageError, match=r'^Cannot read the arguments: No closing quotation\.\nUsage: !say <text:string>$'
+        UsageError,
+        match=r'^Cannot read the arguments: No closing quotation\.\nUsage: !say <text:string> <count:integer>$',
     ):
-        parse_arguments('say', trigger, '"open')
+        parse_arguments('say', trigger, '"open 3')
     with pytest.raises(UsageError, match=rf'^Arguments are too long \({MAX_ARGUMENT_CHARS + 1} characters'):
         parse_arguments('say', trigger, 'x' * (MAX_ARGUMENT_CHARS + 1))
 
@@ -114,3 +123,8 @@ def test_split_command_needs_a_prefix_and_a_name() -> None:
     assert split_command('/hi', ('!', '/')) == ('hi', '')
     assert split_command('! hi', ('!',)) is None
     assert split_command('hello', ('!',)) is None
+
+
+def test_a_command_name_ends_at_a_line_break() -> None:
+    assert split_command('!feedback\nthe bot is slow', ('!',)) == ('feedback', 'the bot is slow')
+    assert split_command('!feedback\tslow', ('!',)) == ('feedback', 'slow')

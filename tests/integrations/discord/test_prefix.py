@@ -52,7 +52,7 @@ def test_missing_attachment_is_a_usage_error_before_download() -> None:
 
 
 def test_unbalanced_quotes_are_reported_with_usage() -> None:
-    command = find_command('!upload "oops', '!', SPECS)
+    command = find_command('!upload note="oops', '!', SPECS)
     assert command is not None
     with pytest.raises(UsageError, match='Usage: !upload'):
         check_arguments(command, [Remote()], '!')
