@@ -171,12 +171,15 @@ def load_folder(folder: pathlib.Path, root: pathlib.Path, label: str, limits: Li
     return result
 
 
-def load_upload(path: pathlib.Path, display: str, label: str | None, limits: Limits) -> ImportResult:
+def load_upload(
+    path: pathlib.Path, display: str, label: str | None, limits: Limits, *, default_label: str | None = DEFAULT_LABEL
+) -> ImportResult:
     """Read an uploaded ZIP of ``.txt`` files, JSONL (``{text,label}`` or chat format) or CSV.
 
     :param path: the downloaded file (trusted location).
     :param display: the user's file name, for messages and the format guess only.
     :param label: overrides labels (ZIP folder names, missing CSV/JSONL labels).
+    :param default_label: the label of examples that name none; ``None`` reports them (test data must be labelled).
     """
     if label is not None:
         label = _check_label(label)
@@ -189,7 +192,7 @@ def load_upload(path: pathlib.Path, display: str, label: str | None, limits: Lim
         magic = fh.read(4)
     lower = display.lower()
     if magic in (b'PK\x03\x04', b'PK\x05\x06') or lower.endswith('.zip'):
-        return _load_zip(path, display, label, limits)
+        return _load_zip(path, display, label, limits, default_label)
     data = path.read_bytes()
     if b'\x00' in data:
         raise ActionError(f'{display} is a binary file; send a ZIP of .txt files, JSONL or CSV')
@@ -200,15 +203,19 @@ def load_upload(path: pathlib.Path, display: str, label: str | None, limits: Lim
     if lower.endswith('.csv'):
         return _load_csv(text, display, label, limits)
     if lower.endswith(('.jsonl', '.json', '.ndjson')) or text.lstrip().startswith('{'):
-        return _load_jsonl(text, display, label, limits)
+        return _load_jsonl(text, display, label, limits, default_label)
     if lower.endswith('.txt'):
         single = ImportResult()
-        single.take(_decode(data, display, limits, label or DEFAULT_LABEL))
+        if not (label or default_label):
+            raise ActionError(f'{display} has no labels; send JSON, JSONL or CSV with "text" and "label"')
+        single.take(_decode(data, display, limits, label or default_label or DEFAULT_LABEL))
         return single
     raise ActionError(f'{display}: unknown format; send a .zip of .txt files, a .jsonl or a .csv file')
 
 
-def _load_zip(path: pathlib.Path, display: str, label: str | None, limits: Limits) -> ImportResult:
+def _load_zip(
+    path: pathlib.Path, display: str, label: str | None, limits: Limits, default_label: str | None = DEFAULT_LABEL
+) -> ImportResult:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -256,7 +263,10 @@ def _load_zip(path: pathlib.Path, display: str, label: str | None, limits: Limit
                 result.issues.append(Issue(where, f'cannot be read: {exc}'))
                 continue
             folder = name.rstrip('/').split('/')[:-1]
-            item_label = label or (folder[-1] if folder else DEFAULT_LABEL)
+            item_label = label or (folder[-1] if folder else default_label)
+            if item_label is None:
+                result.issues.append(Issue(where, 'not in a folder named after its label, skipped'))
+                continue
             item = _decode(data, where, limits, item_label)
             result.take(item)
     return result
@@ -275,7 +285,9 @@ def _add(result: ImportResult, limits: Limits, example: Example, where: str, lin
         result.examples.append(example)
 
 
-def _load_jsonl(text: str, display: str, label: str | None, limits: Limits) -> ImportResult:
+def _load_jsonl(
+    text: str, display: str, label: str | None, limits: Limits, default_label: str | None = DEFAULT_LABEL
+) -> ImportResult:
     result = ImportResult()
     stripped = text.strip()
     if stripped.startswith('['):  # a JSON array of objects is accepted too
@@ -311,7 +323,11 @@ def _load_jsonl(text: str, display: str, label: str | None, limits: Limits) -> I
             _add(result, limits, Example(text_value.strip(), label or label_value.strip(), where), display, number)
         elif isinstance(value, dict) and 'text' in value:
             raw_text = value.get('text')
-            raw_label = label or value.get('label') or DEFAULT_LABEL
+            raw_label = label or value.get('label')
+            if raw_label is None and default_label is None:
+                result.issues.append(Issue(display, 'no label, skipped', number))
+                continue
+            raw_label = raw_label if raw_label is not None else default_label
             if not isinstance(raw_text, str) or not isinstance(raw_label, str):
                 result.issues.append(Issue(display, '"text" and "label" must be strings', number))
                 continue

@@ -51,7 +51,7 @@ def load_test_data(path: pathlib.Path, display: str, limits: Limits) -> tuple[li
             raise ActionError(f'{display}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}') from exc
         if not isinstance(value, list):
             raise ActionError(f'{display}: expected a JSON list of {{"text": ..., "label": ...}} objects')
-    result = load_upload(path, display, None, limits)
+    result = load_upload(path, display, None, limits, default_label=None)
     if not result.examples:
         raise ActionError(f'{display}: no usable test examples.\n{result.report()}')
     if len(result.examples) > limits.max_test_examples:

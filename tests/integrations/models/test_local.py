@@ -117,6 +117,24 @@ async def test_test_data_that_is_not_a_list_is_refused(make_plugin: MakePlugin, 
         await plugin.call('model.test', attachments=[Attachment('t.json', path=bad)])
 
 
+async def test_test_examples_without_a_label_are_reported_not_scored_as_positive(
+    make_plugin: MakePlugin, data_root: pathlib.Path
+) -> None:
+    plugin = make_plugin()
+    await _select_both(plugin)
+    started = await plugin.call('model.train')
+    await plugin.service.jobs.wait(started['job'])
+    data = [{'text': 'good film', 'label': 'positive'}, {'text': 'bad bad film'}, {'text': 'bad film', 'label': ''}]
+    (data_root / 'check.json').write_text(json.dumps(data))
+    result = await plugin.call('model.test', data='check.json')
+    assert result['count'] == 1
+    assert 'check.json line 2: no label' in result['text']
+    assert 'check.json line 3: empty label' in result['text']
+    (data_root / 'check.csv').write_text('text\ngood film\n')
+    with pytest.raises(ActionError, match='"label"'):
+        await plugin.call('model.test', data='check.csv')
+
+
 async def test_test_without_data_or_holdout_explains_what_to_send(make_plugin: MakePlugin) -> None:
     plugin = make_plugin()
     await _select_both(plugin)
