@@ -50,12 +50,21 @@ def setup(ctx: SetupContext) -> None:
         await store.put_record('feedback', record['id'], record)
         return record
 
-    async def save_correction(action: ActionContext, *, message_id: str, text: str) -> dict[str, Any]:
-        """Store a correction of an earlier bot reply together with the reply's original text."""
+    async def original_text(action: ActionContext, message_id: str) -> tuple[str, str]:
         message_id = str(message_id).strip()
         original = await action.adapter.fetch_text(action.key, message_id)
         if original is None:
             raise ActionError(f'I cannot find a message of mine with id {message_id}.')
+        return message_id, original
+
+    async def find_reply(action: ActionContext, *, message_id: str) -> dict[str, Any]:
+        """Check that a reply exists before the user is asked for its correction, so no answer is typed in vain."""
+        message_id, original = await original_text(action, message_id)
+        return {'message_id': message_id, 'original': original}
+
+    async def save_correction(action: ActionContext, *, message_id: str, text: str) -> dict[str, Any]:
+        """Store a correction of an earlier bot reply together with the reply's original text."""
+        message_id, original = await original_text(action, message_id)
         record = {
             'id': uuid.uuid4().hex[:12],
             'message_id': message_id,
@@ -129,6 +138,7 @@ def setup(ctx: SetupContext) -> None:
 
     actions = ctx.actions
     actions.add('feedback.save', save_feedback)
+    actions.add('corrections.find', find_reply)
     actions.add('corrections.save', save_correction)
     actions.add('help.instruction', instruction)
     actions.add('chat.echo', echo)
