@@ -181,6 +181,9 @@ def _graph(
     except graph.GraphvizMissingError as exc:
         print(f'flowbot graph: {exc}', file=sys.stderr)
         return 3
+    except (OSError, RuntimeError, ValueError) as exc:
+        print(f'flowbot graph: {output}: {str(exc).strip()}', file=sys.stderr)
+        return 1
     print(f'{output}: diagram of flow {flow.name}', file=sys.stderr)
     return 0
 

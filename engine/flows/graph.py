@@ -20,6 +20,7 @@ from engine.flows.validate import edges
 
 __all__ = [
     'GRAPHVIZ_FORMATS',
+    'TEXT_FORMATS',
     'DiagramEdge',
     'GraphvizMissingError',
     'diagram_edges',
@@ -32,6 +33,8 @@ __all__ = [
 
 GRAPHVIZ_FORMATS = ('svg', 'png', 'pdf')
 """``-o`` suffixes rendered through Graphviz ``dot``."""
+TEXT_FORMATS = ('dot', 'gv', 'mmd', 'md', 'txt')
+"""``-o`` suffixes written as text: DOT for ``dot``/``gv``, Mermaid for the others."""
 
 DOCS_START = '<!-- diagrams:start -->'
 DOCS_END = '<!-- diagrams:end -->'
@@ -240,11 +243,15 @@ def render_file(flow: model.Flow, output: pathlib.Path, *, timeout: float = 60.0
     """Write the diagram to ``output``, the format chosen by its suffix.
 
     ``.svg``/``.png``/``.pdf`` go through Graphviz ``dot`` (:class:`GraphvizMissingError` without
-    it), ``.dot``/``.gv`` are DOT text, anything else (``.mmd``, ``.md``, ``.txt``) Mermaid text.
+    it), ``.dot``/``.gv`` are DOT text, ``.mmd``, ``.md``, ``.txt`` Mermaid text; any other suffix is a
+    :class:`ValueError` (a ``.jpg`` of Mermaid text would not open).
 
     :param timeout: seconds ``dot`` may take before it is stopped.
     """
     suffix = output.suffix.lower().lstrip('.')
+    if suffix not in GRAPHVIZ_FORMATS + TEXT_FORMATS:
+        known = ', '.join('.' + s for s in GRAPHVIZ_FORMATS + TEXT_FORMATS)
+        raise ValueError(f'cannot write .{suffix or "(no suffix)"} files; use one of {known}')
     if suffix in GRAPHVIZ_FORMATS:
         dot = shutil.which('dot')
         if dot is None:

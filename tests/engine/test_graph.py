@@ -169,3 +169,22 @@ def test_cli_graph_says_when_dot_is_missing(
     monkeypatch.setattr(shutil, 'which', lambda _name: None)
     assert main(['graph', 'feedback', '-o', str(tmp_path / 'f.png')]) == 3
     assert 'apt install graphviz' in capsys.readouterr().err
+
+
+def test_cli_graph_refuses_an_unknown_picture_suffix(
+    in_repo: None, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / 'feedback.jpg'
+    assert main(['graph', 'feedback', '-o', str(out)]) == 1
+    assert not out.exists()
+    assert 'cannot write .jpg' in capsys.readouterr().err
+
+
+@needs_dot
+def test_cli_graph_into_a_missing_folder_says_so_without_a_traceback(
+    in_repo: None, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(['graph', 'feedback', '-o', str(tmp_path / 'no' / 'f.png')]) == 1
+    assert main(['graph', 'feedback', '-o', str(tmp_path / 'no' / 'f.mmd')]) == 1
+    err = capsys.readouterr().err
+    assert 'flowbot graph: ' in err and 'Traceback' not in err
