@@ -118,7 +118,11 @@ async def _export(config: Config, kind: str, output: pathlib.Path | None) -> int
         await store.close()
     lines = ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records)
     if output:
-        output.write_text(lines, encoding='utf-8')
+        try:
+            output.write_text(lines, encoding='utf-8')
+        except OSError as exc:
+            print(f'flowbot export: cannot write {output}: {exc.strerror or exc}', file=sys.stderr)
+            return 1
         print(f'{len(records)} {kind} written to {output}', file=sys.stderr)
     else:
         sys.stdout.write(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 
 import pytest
@@ -97,3 +98,18 @@ def test_bad_configuration_exits_with_2(lint_dir: pathlib.Path, capsys: pytest.C
     (lint_dir / 'bot.toml').write_text('[bot]\nnmae = "x"\n')
     assert main(['lint']) == 2
     assert 'configuration error' in capsys.readouterr().err
+
+
+async def test_export_into_a_missing_folder_says_so_without_a_traceback(
+    lint_dir: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.store import open_store
+
+    store = open_store(str(lint_dir / 'store.sqlite3'))
+    await store.put_record('feedback', 'f1', {'text': 'fine'})
+    await store.close()
+    (lint_dir / 'bot.toml').write_text('[bot]\nstore = "store.sqlite3"\n')
+    out = lint_dir / 'missing' / 'feedback.jsonl'
+    assert await asyncio.to_thread(main, ['export', 'feedback', '-o', str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f'flowbot export: cannot write {out}' in err and 'Traceback' not in err
