@@ -6,6 +6,7 @@ which structures its own section with :func:`section` so the core never grows wi
 
 from __future__ import annotations
 
+import difflib
 import os
 import pathlib
 import tomllib
@@ -99,7 +100,16 @@ def format_exception(exc: BaseException, type_: Any) -> str:
     attrs validators raise for people (cattrs would say only "invalid value")."""
     if isinstance(exc, ValueError) and not isinstance(exc, cattrs.BaseValidationError) and str(exc):
         return str(exc)
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        known = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        names = ', '.join(key + _did_you_mean(key, known) for key in sorted(exc.extra_fields))
+        return f'unknown key{"s" if len(exc.extra_fields) > 1 else ""} {names}'
     return cattrs.v.format_exception(exc, type_)
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ''
 
 
 def _describe(exc: BaseException) -> str:
@@ -122,8 +132,15 @@ def read_secret(value: str | None, file: str | pathlib.Path | None, env: str) ->
 
 
 def load_config(path: pathlib.Path | str | None = None) -> Config:
-    """Load ``bot.toml`` (``FLOWBOT_CONFIG`` or ``./bot.toml``); missing file means all defaults."""
+    """Load ``bot.toml`` (``FLOWBOT_CONFIG`` or ``./bot.toml``).
+
+    A missing ``./bot.toml`` means all defaults; a file named by ``path`` or ``FLOWBOT_CONFIG`` must exist,
+    so a typo in its name never starts the bot on defaults.
+    """
+    named = 'the -c option' if path else 'FLOWBOT_CONFIG' if os.environ.get('FLOWBOT_CONFIG') else None
     path = pathlib.Path(path or os.environ.get('FLOWBOT_CONFIG') or 'bot.toml')
+    if named and not path.is_file():
+        raise ConfigError(f'no configuration file at {path} (named by {named})')
     raw: dict[str, Any] = {}
     if path.exists():
         try:
