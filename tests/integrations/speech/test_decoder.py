@@ -133,7 +133,7 @@ def test_other_settings_or_a_changed_model_get_their_own_folder(tmp_path: pathli
         ({'max_active': 1}, r'max_active must be a whole number of at least 2, not 1'),
         ({'min_active': 500, 'max_active': 100}, r'min_active \(500\) must not be above max_active \(100\)'),
         ({'beam': 'fast'}, r'\$\.decoder\.beam'),
-        ({'bream': 8.0}, r'extra fields found \(bream\)'),
+        ({'bream': 8.0}, r'unknown key bream \(did you mean "beam"\?\)'),
     ],
 )
 def test_bad_decoder_values_are_refused_with_a_clear_message(decoder: dict[str, object], message: str) -> None:
