@@ -1,7 +1,8 @@
 """A terminal channel for the engine: how maintainers try flows and the token-less main job.
 
-Input: ``!command args`` or ``/command args``, ``:attach PATH [text]`` to send a file, a number to
-press one of the offered choices, ``:quit`` (or end of input) to leave, anything else is a message.
+Input: ``!command args`` or ``/command args``, ``:attach PATH [text]`` to send a file (quote a PATH
+with spaces), a number to press one of the offered choices, ``:quit`` (or end of input) to leave,
+anything else is a message.
 Output: ``bot [id]: text``; the id is what ``!correct`` refers to.
 """
 
@@ -80,8 +81,17 @@ class ConsoleAdapter(Adapter):
             return None
         if line.startswith(':attach'):
             _, _, rest = line.partition(' ')
-            path_text, _, text = rest.strip().partition(' ')
+            rest = rest.strip()
+            if rest[:1] in ('"', "'"):  # a quoted path may hold spaces
+                end = rest.find(rest[0], 1)
+                if end < 0:
+                    return "The path's quote is not closed. Usage: :attach PATH [text]"
+                path_text, text = rest[1:end], rest[end + 1 :].strip()
+            else:
+                path_text, _, text = rest.partition(' ')
             path = pathlib.Path(path_text).expanduser()
+            if path_text and path.is_dir():
+                return f'{path_text} is a folder; attach a file. Usage: :attach PATH [text]'
             if not path_text or not path.is_file():
                 return f'No such file: {path_text or "(none given)"}. Usage: :attach PATH [text]'
             content_type = mimetypes.guess_type(path.name)[0] or 'application/octet-stream'

@@ -52,6 +52,21 @@ def test_attach_sends_a_file_with_its_content_type(console: ConsoleAdapter, tmp_
     assert attachment.is_audio
 
 
+def test_attach_takes_a_quoted_path_with_spaces(console: ConsoleAdapter, tmp_path: pathlib.Path) -> None:
+    voice = tmp_path / 'my note.ogg'
+    voice.write_bytes(b'OggS' + bytes(10))
+    event = console.parse(f':attach "{voice}" listen', KEY, USER)
+    assert isinstance(event, Message) and event.text == 'listen'
+    assert event.attachments[0].path == voice
+    assert console.parse(f':attach "{voice}', KEY, USER) == "The path's quote is not closed. Usage: :attach PATH [text]"
+
+
+def test_attach_of_a_folder_says_it_is_a_folder(console: ConsoleAdapter, tmp_path: pathlib.Path) -> None:
+    assert console.parse(f':attach {tmp_path}', KEY, USER) == (
+        f'{tmp_path} is a folder; attach a file. Usage: :attach PATH [text]'
+    )
+
+
 @pytest.mark.parametrize('line', [':attach', ':attach   ', ':attach /no/such/file.ogg text'])
 def test_attach_of_a_missing_file_explains_the_usage(console: ConsoleAdapter, line: str) -> None:
     result = console.parse(line, KEY, USER)
