@@ -20,7 +20,9 @@ from typing import TextIO
 
 from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, Option, User
 from engine.commands import split_command
+from engine.flows import model
 from engine.runtime import Engine
+from engine.states import kinds
 
 __all__ = ['ConsoleAdapter', 'run_console']
 
@@ -107,6 +109,25 @@ class ConsoleAdapter(Adapter):
         return Message(key=key, user=user, text=line)
 
 
+async def _remind(engine: Engine, key: ConversationKey, out: TextIO) -> None:
+    """A dialog left open (end of input, a restart) is shown again: a fresh terminal has no history,
+    and the next line would otherwise answer a question the user cannot see."""
+    conv = engine.conversation(key)
+    if conv is None:
+        return
+    spec = conv.spec
+    if isinstance(spec, model.Ask):
+        out.write(f'(the {conv.compiled.name} dialog is still open: answer it, or type cancel)\n')
+        out.flush()
+        try:
+            await kinds.prompt(engine, conv, spec)
+        except Exception:
+            _log.exception('the open question of %s could not be shown again', conv.compiled.name)
+    else:
+        out.write(f'(the {conv.compiled.name} dialog is still running; type cancel to stop it)\n')
+        out.flush()
+
+
 async def run_console(engine: Engine, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
     """Read lines until ``:quit`` or end of input, dispatching each to the engine in order."""
     adapter = ConsoleAdapter(out)
@@ -117,6 +138,7 @@ async def run_console(engine: Engine, stdin: TextIO = sys.stdin, out: TextIO = s
     loop = asyncio.get_running_loop()
     out.write('flowbot console: !instruction lists the commands, :quit leaves.\n')
     out.flush()
+    await _remind(engine, key, out)
     while True:
         line = await loop.run_in_executor(None, stdin.readline)
         if not line or line.strip() == ':quit':

@@ -136,3 +136,22 @@ async def test_run_console_reads_lines_in_order_until_quit(tmp_path: pathlib.Pat
         f'! That line is too long ({MAX_LINE + 5} characters, at most {MAX_LINE}).',
         '! No such file: /nope. Usage: :attach PATH [text]',
     ]
+
+
+async def test_a_dialog_left_open_is_asked_again_when_the_console_comes_back(tmp_path: pathlib.Path) -> None:
+    flow = (
+        '[flow]\nname = "pick"\n[trigger]\ncommand = "pick"\n'
+        '[states.q]\nkind = "ask"\nprompt = "Colour?"\nexpect = "choice"\nchoices = ["red", "blue"]\nsave_as = "c"\n'
+        '[states.done]\nkind = "end"\ntext = "You picked {{ c }}"\n'
+    )
+    harness = await build_harness(tmp_path, {'pick': flow})
+    await run_console(harness.engine, io.StringIO('!pick\n'), io.StringIO())  # end of input mid-dialog
+    out = io.StringIO()
+    await run_console(harness.engine, io.StringIO('2\n:quit\n'), out)
+    await harness.stop()
+    assert out.getvalue().splitlines()[1:] == [
+        '(the pick dialog is still open: answer it, or type cancel)',
+        'bot [c1]: Colour?',
+        '    [1] red  [2] blue',
+        'bot [c2]: You picked blue',
+    ]
