@@ -3,7 +3,9 @@
 Input: ``!command args`` or ``/command args``, ``:attach PATH [text]`` to send a file (quote a PATH
 with spaces), a number to press one of the offered choices, ``:quit`` (or end of input) to leave,
 anything else is a message.
-Output: ``bot [id]: text``; the id is what ``!correct`` refers to.
+Output: ``bot [id]: text``; the id is what ``!correct`` refers to. A file the bot made for one
+conversation (a spoken reply) is copied to ``<data_root>/console/``, so its printed path still opens
+after the conversation's temporary folder is gone.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import itertools
 import logging
 import mimetypes
 import pathlib
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -38,8 +41,19 @@ class ConsoleAdapter(Adapter):
     name = 'console'
     grants_all_permissions = True
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self,
+        out: TextIO = sys.stdout,
+        *,
+        temporary_root: pathlib.Path | None = None,
+        keep_dir: pathlib.Path | None = None,
+    ) -> None:
+        """:param temporary_root: the engine's conversation folders, deleted when a conversation ends.
+        :param keep_dir: where files sent from those folders are copied, so the printed path still opens.
+        """
         self.out = out
+        self.temporary_root = temporary_root
+        self.keep_dir = keep_dir
         self._ids = itertools.count(1)
         self._sent: dict[str, str] = {}
         self.offered: dict[ConversationKey, list[Option]] = {}
@@ -59,7 +73,24 @@ class ConsoleAdapter(Adapter):
         self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
     ) -> str:
         kind = 'voice message' if voice_message else 'file'
-        return self._print(f'{text + " " if text else ""}[{kind}: {path}]')
+        return self._print(f'{text + " " if text else ""}[{kind}: {self._kept(path)}]')
+
+    def _kept(self, path: pathlib.Path) -> pathlib.Path:
+        """A lasting copy of a file from a conversation folder (a synthesised reply); others as they are."""
+        if self.temporary_root is None or self.keep_dir is None or not path.is_relative_to(self.temporary_root):
+            return path
+        try:
+            self.keep_dir.mkdir(parents=True, exist_ok=True)
+            target = self.keep_dir / path.name
+            for n in itertools.count(2):
+                if not target.exists():
+                    break
+                target = self.keep_dir / f'{path.stem}-{n}{path.suffix}'
+            shutil.copyfile(path, target)
+        except OSError as exc:
+            _log.error('could not keep a copy of %s in %s: %s', path, self.keep_dir, exc)
+            return path
+        return target
 
     async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
         self.offered[key] = list(options)
@@ -130,7 +161,7 @@ async def _remind(engine: Engine, key: ConversationKey, out: TextIO) -> None:
 
 async def run_console(engine: Engine, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
     """Read lines until ``:quit`` or end of input, dispatching each to the engine in order."""
-    adapter = ConsoleAdapter(out)
+    adapter = ConsoleAdapter(out, temporary_root=engine.workroot, keep_dir=engine.workroot.parent / 'console')
     engine.add_adapter(adapter)
     user_name = getpass.getuser()
     key = ConversationKey('console', 'local', user_name)

@@ -155,3 +155,21 @@ async def test_a_dialog_left_open_is_asked_again_when_the_console_comes_back(tmp
         '    [1] red  [2] blue',
         'bot [c2]: You picked blue',
     ]
+
+
+async def test_files_from_a_conversation_folder_are_kept_after_it_ends(tmp_path: pathlib.Path) -> None:
+    temporary, kept = tmp_path / 'tmp' / 'console_local_me', tmp_path / 'console'
+    temporary.mkdir(parents=True)
+    voice = temporary / 'reply.ogg'
+    voice.write_bytes(b'OggS')
+    lasting = tmp_path / 'plot.png'
+    lasting.write_bytes(b'png')
+    console = ConsoleAdapter(io.StringIO(), temporary_root=tmp_path / 'tmp', keep_dir=kept)
+    await console.send_file(KEY, voice, voice_message=True)
+    await console.send_file(KEY, lasting)
+    voice.unlink()  # the engine deletes the conversation's folder when it ends
+    assert console.out.getvalue().splitlines() == [  # type: ignore[attr-defined]
+        f'bot [c1]: [voice message: {kept / "reply.ogg"}]',
+        f'bot [c2]: [file: {lasting}]',
+    ]
+    assert (kept / 'reply.ogg').read_bytes() == b'OggS'
