@@ -1,7 +1,7 @@
 """A terminal channel for the engine: how maintainers try flows and the token-less main job.
 
 Input: ``!command args`` or ``/command args``, ``:attach PATH [text]`` to send a file (quote a PATH
-with spaces), a number to press one of the offered choices, ``:quit`` (or end of input) to leave,
+with spaces; a text that is a command, ``:attach data.zip !train``, sends the file with it), a number to press one of the offered choices, ``:quit`` (or end of input) to leave,
 anything else is a message.
 Output: ``bot [id]: text``; the id is what ``!correct`` refers to. A file the bot made for one
 conversation (a spoken reply) is copied to ``<data_root>/console/``, so its printed path still opens
@@ -129,6 +129,9 @@ class ConsoleAdapter(Adapter):
                 return f'No such file: {path_text or "(none given)"}. Usage: :attach PATH [text]'
             content_type = mimetypes.guess_type(path.name)[0] or 'application/octet-stream'
             attachment = Attachment(name=path.name, content_type=content_type, size=path.stat().st_size, path=path)
+            command = split_command(text, ('!', '/'))
+            if command is not None:  # `:attach data.zip !train`: the file goes with the command
+                return Command(key=key, user=user, name=command[0], args_text=command[1], attachments=(attachment,))
             return Message(key=key, user=user, text=text, attachments=(attachment,))
         command = split_command(line, ('!', '/'))
         if command is not None:

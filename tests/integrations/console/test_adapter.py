@@ -52,6 +52,17 @@ def test_attach_sends_a_file_with_its_content_type(console: ConsoleAdapter, tmp_
     assert attachment.is_audio
 
 
+def test_attach_with_a_command_sends_the_file_with_that_command(
+    console: ConsoleAdapter, tmp_path: pathlib.Path
+) -> None:
+    data = tmp_path / 'check.json'
+    data.write_text('[]')
+    event = console.parse(f':attach {data} !test extra', KEY, USER)
+    assert isinstance(event, Command)
+    assert (event.name, event.args_text) == ('test', 'extra')
+    assert [a.path for a in event.attachments] == [data]
+
+
 def test_attach_takes_a_quoted_path_with_spaces(console: ConsoleAdapter, tmp_path: pathlib.Path) -> None:
     voice = tmp_path / 'my note.ogg'
     voice.write_bytes(b'OggS' + bytes(10))
