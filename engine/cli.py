@@ -81,6 +81,10 @@ async def _run(config: Config) -> int:
         await bot
     except asyncio.CancelledError:
         _log.info('stopping on a signal')
+    except Exception as exc:  # a bad token, Discord unreachable: a message, not a traceback (-v logs it)
+        _log.debug('the Discord bot stopped', exc_info=True)
+        print(f'flowbot run: the Discord bot stopped: {exc}', file=sys.stderr)
+        return 1
     finally:
         await app.stop()
     return 0

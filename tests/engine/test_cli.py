@@ -113,3 +113,18 @@ async def test_export_into_a_missing_folder_says_so_without_a_traceback(
     assert await asyncio.to_thread(main, ['export', 'feedback', '-o', str(out)]) == 1
     err = capsys.readouterr().err
     assert f'flowbot export: cannot write {out}' in err and 'Traceback' not in err
+
+
+def test_run_with_a_malformed_discord_token_says_so_without_a_traceback(
+    lint_dir: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (lint_dir / 'flows').mkdir()
+    (lint_dir / 'flows' / 'good.toml').write_text(GOOD)
+    (lint_dir / 'bot.toml').write_text(
+        '[bot]\nstore = ":memory:"\nreload = false\nplugins = ["integrations.builtin"]\n'
+    )
+    monkeypatch.setenv('DISCORD_TOKEN', 'not-a-token')
+    assert main(['run']) == 1
+    err = capsys.readouterr().err
+    assert 'flowbot run: the Discord bot stopped: Unexpected token format' in err
+    assert 'Traceback' not in err and 'not-a-token' not in err
