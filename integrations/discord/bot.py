@@ -25,7 +25,7 @@ from .commands import CommandSpec, FlowLike, SlashCommands
 from .config import DiscordConfig, load_discord_config
 from .prefix import PrefixCommand, UsageError, check_arguments, find_command, typed_options
 
-__all__ = ['INTENTS', 'DiscordBot', 'EngineLike', 'serve']
+__all__ = ['CACHE', 'INTENTS', 'DiscordBot', 'EngineLike', 'serve']
 
 _log = logging.getLogger(__name__)
 
@@ -36,6 +36,12 @@ INTENTS = (
     | hikari.Intents.MESSAGE_CONTENT
     | hikari.Intents.GUILD_VOICE_STATES
 )
+
+CACHE = (
+    hikari.api.CacheComponents.GUILD_CHANNELS | hikari.api.CacheComponents.VOICE_STATES | hikari.api.CacheComponents.ME
+)
+"""What the bot reads from hikari's cache: a channel's guild, who sits in voice, its own user (the rest, such as
+every message and member, would be stored per event for nothing)."""
 
 
 class EngineLike(Protocol):
@@ -83,6 +89,7 @@ class DiscordBot:
         options: dict[str, Any] = {
             'banner': None,
             'http_settings': hikari.impl.HTTPSettings(force_close_transports=not config.reuse_connections),
+            'cache_settings': hikari.impl.CacheSettings(components=CACHE),
             **hikari_options,
         }
         self.bot = hikari.GatewayBot(
