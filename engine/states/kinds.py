@@ -142,8 +142,9 @@ async def _say(engine: Engine, conv: Conversation, text: model.Text | None, file
         await adapter.send_text(conv.key, body)
 
 
-async def prompt(engine: Engine, conv: Conversation, spec: model.Ask) -> None:
-    text = render_text(engine, conv, spec.prompt)
+async def prompt(engine: Engine, conv: Conversation, spec: model.Ask, text: str | None = None) -> None:
+    """Ask ``spec``'s question (or ``text`` instead, such as its help) with its choices as buttons."""
+    text = render_text(engine, conv, spec.prompt) if text is None else text
     choices = [Option(c.value, render_text(engine, conv, c.label) or c.value) for c in spec.choices]
     if not choices and spec.expect == 'boolean':
         choices = [Option('yes', 'Yes'), Option('no', 'No')]

@@ -228,6 +228,24 @@ async def test_every_ask_understands_help(engine_harness: HarnessFactory) -> Non
     assert h.live() and h.engine.conversation(h.key).state == 'b'  # type: ignore[union-attr]
 
 
+async def test_help_at_a_question_with_choices_offers_the_choices_again(engine_harness: HarnessFactory) -> None:
+    states = (
+        '[states.q]\nkind = "ask"\nprompt = "Colour?"\nexpect = "choice"\nchoices = ["red", "blue"]\n'
+        'help = "Pick the colour of the team"\nsave_as = "c"\n'
+        '[states.done]\nkind = "end"\ntext = "{{ c }}"\n'
+    )
+    h = await engine_harness({'f': cmd_flow('f', states)})
+    await h.command('f')
+    await h.say('help')
+    help_message = h.adapter.sent[-1]
+    assert help_message.kind == 'ask'
+    assert (
+        help_message.text
+        == 'Pick the colour of the team\nDuring a question you can answer it, or type cancel, back or help.'
+    )
+    assert [o.value for o in help_message.options] == ['red', 'blue']
+
+
 async def test_an_unknown_interrupt_during_an_ask_lists_the_interrupts(engine_harness: HarnessFactory) -> None:
     h = await engine_harness({'form': cmd_flow('form', FORM)})
     await h.command('form')
