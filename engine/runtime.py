@@ -512,8 +512,9 @@ class Engine:
         elif not isinstance(spec, model.Ask):
             await self._reply(conv.key, self._text('busy', conv.locale, flow=conv.compiled.name))
         elif command == 'help':
-            text = kinds.render_text(self, conv, spec.help or spec.prompt) + '\n' + self._text('interrupts', conv.locale)
-            await kinds.prompt(self, conv, spec, text)  # with its choices, so they can be pressed again
+            text = kinds.render_text(self, conv, spec.help or spec.prompt)
+            hint = self._text('interrupts', conv.locale)
+            await kinds.prompt(self, conv, spec, f'{text}\n{hint}')  # with its choices, so they can be pressed again
         else:
             history: list[str] = conv.extra.get('history', [])
             if not history:
