@@ -158,6 +158,10 @@ MESSAGES: dict[str, model.Text] = {
     'error': {'en': 'Something went wrong: {error}', 'ru': 'Что-то пошло не так: {error}'},
     'stale_choice': {'en': 'That question is no longer open.', 'ru': 'Этот вопрос уже закрыт.'},
     'stopped': {'en': 'Stopped {flow}.', 'ru': '{flow} остановлено.'},
+    'stopped_waiting': {
+        'en': 'Stopped waiting in {flow}; the work it started goes on, but I will not report it here.',
+        'ru': 'Больше не жду в {flow}; начатая работа продолжается, но отчёта здесь не будет.',
+    },
     'flow_removed': {
         'en': 'The {flow} dialog was removed by the maintainers, so it ends here.',
         'ru': 'Диалог {flow} удалён, поэтому он завершён.',
@@ -468,7 +472,7 @@ class Engine:
                     text + ('\n' + self._text('interrupts', conv.locale) if isinstance(spec, model.Ask) else ''),
                 )
                 return
-            await self._reply(conv.key, self._text('stopped', conv.locale, flow=conv.compiled.name))
+            await self._reply(conv.key, self._stopped_text(conv, 'stopped'))
             await self.finish(conv)
             self._spawn(self.dispatch(event), conv.key)
             return
@@ -504,10 +508,16 @@ class Engine:
         conv.data['attachments'] = [kinds.jsonable(a) for a in getattr(event, 'attachments', ())]
         await kinds.enter(self, conv)
 
+    def _stopped_text(self, conv: Conversation, message: str) -> str:
+        """Leaving a ``wait`` does not stop what it waits for (a training job): say so, not "Cancelled"."""
+        if isinstance(conv.spec, model.Wait):
+            message = 'stopped_waiting'
+        return self._text(message, conv.locale, flow=conv.compiled.name)
+
     async def _interrupt(self, conv: Conversation, command: str, event: Event) -> None:
         spec = conv.spec
         if command == 'cancel':
-            await self._reply(conv.key, self._text('cancelled', conv.locale))
+            await self._reply(conv.key, self._stopped_text(conv, 'cancelled'))
             await self.finish(conv)
         elif not isinstance(spec, model.Ask):
             await self._reply(conv.key, self._text('busy', conv.locale, flow=conv.compiled.name))

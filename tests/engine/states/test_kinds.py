@@ -499,6 +499,18 @@ async def test_wait_resumes_on_notify_with_progress_updates(engine_harness: Harn
     assert await h.engine.notify('job:u1', {'score': 1}) == 0
 
 
+async def test_leaving_a_wait_says_the_awaited_work_goes_on(engine_harness: HarnessFactory) -> None:
+    h = await engine_harness(
+        {'w': cmd_flow('w', WAIT), 'hi': cmd_flow('hi', '[states.a]\nkind = "end"\ntext = "Hi"\n')}
+    )
+    await h.command('w')
+    await h.say('cancel')
+    assert h.last == 'Stopped waiting in w; the work it started goes on, but I will not report it here.'
+    await h.command('w')
+    await h.command('hi')
+    assert h.texts()[-2:] == ['Stopped waiting in w; the work it started goes on, but I will not report it here.', 'Hi']
+
+
 # -- flow (sub-flow) --------------------------------------------------------------------------------
 
 
