@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import attrs
 from transitions import EventData
@@ -19,6 +19,9 @@ from transitions.extensions.asyncio import AsyncEvent, AsyncEventData, AsyncMach
 
 from engine.flows import model
 from engine.templates import compile_condition
+
+if TYPE_CHECKING:
+    from transitions.extensions.asyncio import AsyncCallbackFunc
 
 __all__ = ['END', 'CompiledFlow', 'FlowMachine', 'Model', 'compile_flow', 'version_id']
 
@@ -52,6 +55,17 @@ class FlowMachine(AsyncMachine):
     """AsyncMachine with our event class (transitions' documented extension point)."""
 
     event_cls = _Event
+
+    @staticmethod
+    async def await_all(callables: list[AsyncCallbackFunc]) -> list[bool | None]:
+        """Like transitions', without an ``asyncio.gather`` when there is nothing to await.
+
+        A transition awaits about ten callback lists (prepare, before, on_exit, on_enter, after, ...) that
+        are empty in our machines; skipping the empty gathers halves the cost of a transition.
+        """
+        if not callables:
+            return []
+        return await AsyncMachine.await_all(callables)
 
 
 def version_id(flow: model.Flow) -> str:

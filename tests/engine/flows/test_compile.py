@@ -126,3 +126,27 @@ async def test_an_unregistered_action_in_an_unvalidated_flow_fails_cleanly_at_ru
     assert harness.texts() == ['Something went wrong: the action "os.system" is not available']
     assert not harness.live()
     await harness.stop()
+
+
+async def test_callbacks_and_conditions_still_run_when_empty_lists_are_skipped() -> None:
+    compiled = compile_flow(load_text(FORM))
+    calls: list[str] = []
+
+    async def entered(event_data: object) -> None:
+        await asyncio.sleep(0)
+        calls.append('enter second')
+
+    compiled.machine.get_state('second').add_callback('enter', entered)
+    compiled.machine.before_state_change = [lambda event_data: calls.append('before')]
+
+    class Conv:
+        state = 'first'
+
+        def context(self) -> dict[str, object]:
+            return {}
+
+    conv = Conv()
+    assert await compiled.fire(conv, 'next') is True
+    assert conv.state == 'second'
+    assert calls == ['before', 'enter second']
+    assert await compiled.machine.await_all([]) == []
