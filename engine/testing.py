@@ -753,6 +753,10 @@ async def run_script(script: Script, config: Config) -> list[CaseResult]:
     if problems:
         message = 'the flows do not load:\n' + '\n'.join(f'    {d}' for d in problems)
         return [CaseResult(script=script.path, case=case.name, passed=False, message=message) for case in script.cases]
+    names = [f.name for f in flows]
+    if script.flow not in names:  # a renamed or deleted flow must not leave a script passing on other flows
+        message = f'the script is for flow "{script.flow}", which does not exist{did_you_mean(script.flow, names)}'
+        return [CaseResult(script=script.path, case=case.name, passed=False, message=message) for case in script.cases]
     return [await run_case(script, case, config, flows) for case in script.cases]
 
 

@@ -165,3 +165,19 @@ def test_flowbot_test_exits_non_zero_on_failure_and_zero_on_success(
     assert main(['test', str(bad)]) == 1
     assert "expected text 'Bye'" in capsys.readouterr().out
     assert main(['test', str(tmp_path / 'nothing-here')]) == 1
+
+
+async def test_a_script_for_a_flow_that_does_not_exist_fails(tmp_path: pathlib.Path) -> None:
+    path = _script(
+        tmp_path,
+        """
+        flow = "feedbak"
+        [[cases]]
+        name = "renamed flow"
+        [[cases.turns]]
+        command = "hi"
+        """,
+    )
+    [result] = await run_paths([path], _config())
+    assert not result.passed
+    assert result.message == 'the script is for flow "feedbak", which does not exist (did you mean "feedback"?)'
