@@ -107,7 +107,7 @@ class ModelsService:
         return {
             **attrs.asdict(info),
             'report': result.report(),
-            'text': f'Dataset {info.name} selected. ' + result.report(),
+            'text': (f'Added to dataset {info.name}. ' if add else f'Dataset {info.name} selected. ') + result.report(),
         }
 
     async def upload(self, attachments: Sequence[Attachment], label: str | None, *, add: bool) -> dict[str, Any]:

@@ -42,6 +42,14 @@ async def test_select_makes_examples_and_remembers_the_current_dataset(make_plug
     assert (await plugin.ctx.store.get_record('dataset', 'reviews_pos'))['count'] == 12
 
 
+async def test_adding_a_folder_says_added_not_selected(make_plugin: MakePlugin) -> None:
+    plugin = make_plugin()
+    await plugin.call('dataset.select', path='reviews/pos')
+    result = await plugin.call('dataset.select', path='reviews/neg', label='negative', add='true')
+    assert result['text'].startswith('Added to dataset reviews_pos. 12 example(s) read (negative: 12)')
+    assert result['count'] == 24
+
+
 async def test_select_skips_binary_empty_and_symlinked_files_with_reasons(
     make_plugin: MakePlugin, data_root: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
