@@ -89,13 +89,28 @@ class Downloads:
     chunk_size: int = 64 * 1024
     session_factory: Callable[[], aiohttp.ClientSession] = aiohttp.ClientSession
     _session: aiohttp.ClientSession | None = attrs.field(default=None, init=False)
+    _folders: set[str] | None = attrs.field(default=None, init=False)
+    """Names of the conversation folders under ``root`` (read from disk once, then kept up to date), so
+    closing a conversation that downloaded nothing, as most do, costs no file system call."""
 
     def folder(self, key: ConversationKey) -> pathlib.Path:
         """The conversation's folder (created); its name is a digest, never user text."""
-        digest = hashlib.sha256(str(key).encode()).hexdigest()[:24]
+        digest = _digest(key)
         path = self.root / digest
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._existing().add(digest)
         return path
+
+    def _existing(self) -> set[str]:
+        if self._folders is None:
+            try:
+                self._folders = {p.name for p in self.root.iterdir() if p.is_dir()}
+            except FileNotFoundError:
+                self._folders = set()
+            except OSError as exc:
+                _log.warning('cannot list the download folder %s: %r', self.root, exc)
+                self._folders = set()
+        return self._folders
 
     def check(self, remote: RemoteFile) -> str | None:
         """Why ``remote`` is refused, as a message for the user, or ``None`` when it is acceptable."""
@@ -147,14 +162,22 @@ class Downloads:
 
     async def close(self, key: ConversationKey) -> None:
         """Delete the conversation's files."""
-        digest = hashlib.sha256(str(key).encode()).hexdigest()[:24]
-        shutil.rmtree(self.root / digest, onerror=_log_removal_error)
+        digest = _digest(key)
+        existing = self._existing()
+        if digest in existing:
+            existing.discard(digest)
+            shutil.rmtree(self.root / digest, onerror=_log_removal_error)
 
     async def aclose(self) -> None:
         """Close the HTTP session and remove every downloaded file."""
         if self._session is not None:
             await self._session.close()
         shutil.rmtree(self.root, onerror=_log_removal_error)
+        self._folders = None
+
+
+def _digest(key: ConversationKey) -> str:
+    return hashlib.sha256(str(key).encode()).hexdigest()[:24]
 
 
 def _log_removal_error(fn: object, path: str, exc_info: tuple[type[BaseException], BaseException, object]) -> None:

@@ -63,3 +63,21 @@ async def test_wrong_type_and_missing_file_get_clear_messages(
     with pytest.raises(AttachmentError, match='could not download'):
         await downloads.fetch(KEY, gone)
     await downloads.aclose()
+
+
+async def test_folder_left_by_an_earlier_run_is_removed_when_the_conversation_ends(
+    emulator: DiscordEmulator, tmp_path: pathlib.Path
+) -> None:
+    earlier = Downloads(1000, [], tmp_path)
+    local = await earlier.fetch(KEY, _remote(emulator, b'a' * 10, 'a.ogg', 'audio/ogg'))
+    assert local.path is not None and local.path.exists()
+    later = Downloads(1000, [], tmp_path)  # a restart: it knows the folder only from the disk
+    await later.close(ConversationKey('discord', '1', '3'))
+    assert local.path.exists()
+    await later.close(KEY)
+    assert not local.path.parent.exists()
+    again = await later.fetch(KEY, _remote(emulator, b'b' * 10, 'b.ogg', 'audio/ogg'))
+    await later.close(KEY)
+    assert again.path is not None and not again.path.parent.exists()
+    await earlier.aclose()
+    await later.aclose()
