@@ -64,5 +64,5 @@ def resolve_inside(root: pathlib.Path, name: str, *, what: str = 'path') -> path
 
 def slug(text: str, default: str = 'dataset') -> str:
     """A file-name-safe short name derived from user text (for dataset names)."""
-    value = re.sub(r'[^A-Za-z0-9._-]+', '_', text).strip('._-')[:60]
+    value = re.sub(r'[^\w.-]+', '_', text).strip('._-')[:60]  # letters of any script: Cyrillic names differ too
     return value or default

@@ -58,3 +58,9 @@ def test_empty_and_nul_names_are_refused(root: pathlib.Path) -> None:
 def test_slug_keeps_names_file_safe() -> None:
     assert slug('my reviews/2024 (pos)') == 'my_reviews_2024_pos'
     assert slug('../..') == 'dataset'
+
+
+def test_slug_keeps_letters_of_any_script_so_names_do_not_collide() -> None:
+    assert slug('отзывы 😀/pos') == 'отзывы_pos'
+    assert slug('новости') != slug('отзывы')
+    assert slug('😀😀') == 'dataset'
