@@ -35,7 +35,7 @@ from integrations.models.datasets import (
 from integrations.models.evaluate import Evaluation, evaluate, evaluation_text, load_test_data
 from integrations.models.jobs import JobManager, job_text
 from integrations.models.paths import PathRefusedError, inside, resolve_inside, slug
-from integrations.models.providers.base import Job, ModelProvider, Turn
+from integrations.models.providers.base import TERMINAL, Job, ModelProvider, Turn
 from integrations.models.providers.local import LocalProvider
 
 __all__ = ['ModelsService']
@@ -185,6 +185,9 @@ class ModelsService:
         examples = await asyncio.to_thread(self.datasets.examples, info)
         estimate = await self.provider.estimate(examples)
         problems = [str(i) for i in self.provider.check(examples)]
+        running = await self._running_on(info.name)
+        if running:
+            problems.append(running)
         text = f'Training {self.provider.name} on {info.name}: {estimate.examples} examples'
         if self.provider.name == 'openai':
             text += (
@@ -210,6 +213,9 @@ class ModelsService:
         except (TypeError, ValueError) as exc:
             raise ActionError(f'validation_split must be a number such as 0.2, not {validation_split!r}') from exc
         info = await self.datasets.get(dataset)
+        running = await self._running_on(info.name)
+        if running:  # a double-submitted !train would train (and on OpenAI, pay) twice
+            raise ActionError(running)
         examples = await asyncio.to_thread(self.datasets.examples, info)
         train, held = split_holdout(examples, fraction, self.config.split_seed)
         problems = self.provider.check(train)
@@ -229,6 +235,16 @@ class ModelsService:
             'text': f'Training started: job {job.id} on {job.provider} with {len(train)} examples. '
             'I will report when it is done.',
         }
+
+    async def _running_on(self, dataset: str) -> str:
+        """Why ``dataset`` cannot be trained now (a job still training it), or an empty string."""
+        job = next((j for j in await self.jobs.list() if j.dataset == dataset and j.status not in TERMINAL), None)
+        if job is None:
+            return ''
+        return (
+            f'job {job.id} is still training {dataset}; wait for its report, '
+            f'or cancel it with: jobs {job.id} cancel=true'
+        )
 
     async def list_jobs(self) -> dict[str, Any]:
         jobs = await self.jobs.list()

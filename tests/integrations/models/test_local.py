@@ -189,6 +189,27 @@ async def test_cancelling_local_training_reports_cancelled(
     assert not (plugin.service.root / 'models' / 'local-1' / 'meta.json').exists()
 
 
+async def test_a_second_training_of_a_dataset_is_refused_while_the_first_runs(
+    make_plugin: MakePlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integrations.models.providers import local
+
+    entered = threading.Event()
+    monkeypatch.setattr(local, 'train_local', _train_until_stopped(entered))
+    plugin = make_plugin()
+    await _select_both(plugin)
+    first = await plugin.call('model.train')
+    estimate = await plugin.call('model.estimate')
+    assert not estimate['valid']
+    assert f'job {first["job"]} is still training reviews_pos' in estimate['text']
+    with pytest.raises(ActionError, match=f'job {first["job"]} is still training reviews_pos'):
+        await plugin.call('model.train')
+    assert len((await plugin.call('model.jobs'))['jobs']) == 1
+    await plugin.call('model.cancel', job=first['job'])
+    await plugin.service.jobs.wait(first['job'])
+    assert (await plugin.call('model.estimate'))['valid']
+
+
 async def test_test_file_named_under_the_data_root(make_plugin: MakePlugin, data_root: pathlib.Path) -> None:
     plugin = make_plugin()
     await _select_both(plugin)
