@@ -13,6 +13,7 @@ import collections
 import itertools
 import logging
 import pathlib
+import re
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -112,7 +113,7 @@ class Conversation:
 
     def snapshot(self) -> StoredConversation:
         return StoredConversation(
-            key=f'{self.key.adapter}\x1f{self.key.channel}\x1f{self.key.user}',
+            key=_store_key(self.key),
             flow=self.compiled.name,
             version=self.compiled.version,
             state=self.state,
@@ -189,6 +190,9 @@ class Engine:
         self._held: dict[str, list[Callable[[], object]]] = {}
         """Restored work (timers, re-runs, endings) waiting for its adapter to be added."""
         self.workroot = config.resolve(config.bot.data_root) / 'tmp'
+        self._workdirs: set[str] | None = None
+        """Names of the conversation folders in ``workroot`` (listed once, then tracked), so ending a
+        conversation that never had one, as most do, costs no file system call."""
         self.progress_interval = config.bot.progress_interval
         """Seconds between two edits of one progress message."""
 
@@ -418,16 +422,18 @@ class Engine:
         """End a conversation: forget it, stop its timer and task, clean its folder."""
         self._leave_state(conv)
         self._live.pop(conv.key, None)
-        await self.store.delete(conv.snapshot().key)
+        await self.store.delete(_store_key(conv.key))
         adapter = self.adapters.get(conv.key.adapter)
         if adapter is not None:
             try:
                 await adapter.close_conversation(conv.key)
             except Exception:
                 _log.exception('adapter %s failed to close conversation %s', conv.key.adapter, conv.key)
-        workdir = self._workdir_path(conv.key)
-        if workdir.exists():
-            shutil.rmtree(workdir, ignore_errors=True)
+        name = _workdir_name(conv.key)
+        workdirs = self._existing_workdirs()
+        if name in workdirs:
+            workdirs.discard(name)
+            shutil.rmtree(self.workroot / name, ignore_errors=True)
         deferred = conv.extra.get('deferred')
         if deferred:
             for event in deferred:
@@ -543,14 +549,23 @@ class Engine:
             raise RuntimeError(f'no adapter named {conv.key.adapter!r}')
         return adapter
 
-    def _workdir_path(self, key: ConversationKey) -> pathlib.Path:
-        safe = ''.join(c if c.isalnum() else '_' for c in f'{key.adapter}_{key.channel}_{key.user}')
-        return self.workroot / safe
-
     def workdir(self, conv: Conversation) -> pathlib.Path:
-        path = self._workdir_path(conv.key)
+        name = _workdir_name(conv.key)
+        path = self.workroot / name
         path.mkdir(parents=True, exist_ok=True)
+        self._existing_workdirs().add(name)
         return path
+
+    def _existing_workdirs(self) -> set[str]:
+        if self._workdirs is None:
+            try:
+                self._workdirs = {p.name for p in self.workroot.iterdir() if p.is_dir()}
+            except FileNotFoundError:
+                self._workdirs = set()
+            except OSError as exc:
+                _log.warning('cannot list the conversation folders in %s: %r', self.workroot, exc)
+                self._workdirs = set()
+        return self._workdirs
 
     async def save(self, conv: Conversation) -> None:
         await self.store.save(conv.snapshot())
@@ -674,6 +689,18 @@ class Engine:
             )
         self._summary = (self.library.generation, out)
         return out
+
+
+def _store_key(key: ConversationKey) -> str:
+    return f'{key.adapter}\x1f{key.channel}\x1f{key.user}'
+
+
+_UNSAFE = re.compile(r'[\W_]')
+"""Characters that are not ``str.isalnum()`` (checked over every code point)."""
+
+
+def _workdir_name(key: ConversationKey) -> str:
+    return _UNSAFE.sub('_', f'{key.adapter}_{key.channel}_{key.user}')
 
 
 def _defaults(trigger: model.Trigger) -> dict[str, Any]:

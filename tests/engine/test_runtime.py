@@ -220,6 +220,34 @@ async def test_a_restored_call_runs_its_action_again(engine_harness: HarnessFact
     assert second.texts() == ['done']
 
 
+async def test_an_action_folder_is_removed_when_its_conversation_ends_also_after_a_restart(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    folders: list[pathlib.Path] = []
+
+    async def work(ctx: ActionContext) -> str:
+        assert ctx.workdir is not None
+        (ctx.workdir / 'part.bin').write_bytes(b'x')
+        folders.append(ctx.workdir)
+        return 'made'
+
+    flow = CMD.format(name='go') + (
+        '[states.work]\nkind = "call"\naction = "t.work"\n'
+        '[states.q]\nkind = "ask"\nprompt = "{{ result }}, more?"\n[states.done]\nkind = "end"\ntext = "bye"\n'
+    )
+    first = await engine_harness({'go': flow, 'hi': HI}, store=SQLiteStore(path), actions={'t.work': work})
+    await first.command('go')
+    assert first.texts() == ['made, more?']
+    await first.stop()
+    second = await engine_harness({'go': flow, 'hi': HI}, store=SQLiteStore(path), actions={'t.work': work})
+    await second.command('hi', key=key(9))  # a conversation without a folder leaves the others alone
+    assert (folders[0] / 'part.bin').exists()
+    await second.say('no')
+    assert second.texts() == ['bye']
+    assert not folders[0].exists()
+
+
 async def test_a_restored_wait_resumes_on_notify(engine_harness: HarnessFactory, tmp_path: pathlib.Path) -> None:
     path = str(tmp_path / 'store.sqlite3')
     flow = CMD.format(name='w') + (
