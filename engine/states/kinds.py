@@ -217,6 +217,9 @@ async def answer(engine: Engine, conv: Conversation, spec: model.Ask, event: Eve
                 await engine.reply(conv, engine.text('too_many_attempts', conv))
             await move(engine, conv, 'fail')
             return
+        if spec.expect == 'choice' and spec.choices:  # name the choices as offered (labels, numbers)
+            labels = [render_text(engine, conv, c.label) or c.value for c in spec.choices]
+            reason = 'please pick one of: ' + ', '.join(f'{i} {label}' for i, label in enumerate(labels, start=1))
         message = render_text(engine, conv, spec.invalid) if spec.invalid else f'Sorry, {reason}.'
         left = spec.attempts - attempts
         await engine.save(conv)

@@ -162,6 +162,20 @@ async def test_ask_with_choices_offers_buttons_and_takes_a_press(engine_harness:
     assert h.last == 'blue False'
 
 
+async def test_a_choice_not_offered_is_answered_with_the_labels_shown(engine_harness: HarnessFactory) -> None:
+    states = (
+        '[states.q]\nkind = "ask"\nprompt = "Go?"\nexpect = "choice"\n'
+        'choices = [{ value = "start", label = "Start training" }, { value = "cancel", label = "Stop" }]\nsave_as = "c"\n'
+        '[states.done]\nkind = "end"\ntext = "{{ c }}"\n'
+    )
+    h = await engine_harness({'f': cmd_flow('f', states)})
+    await h.command('f')
+    await h.say('3')
+    assert h.texts()[-2] == 'Sorry, please pick one of: 1 Start training, 2 Stop. (2 attempts left)'
+    await h.say('start training')
+    assert h.last == 'start'
+
+
 async def test_ask_attachment_checks_the_content_type(engine_harness: HarnessFactory, tmp_path: pathlib.Path) -> None:
     states = (
         '[states.q]\nkind = "ask"\nprompt = "Send audio"\nexpect = "attachment"\ncontent_types = ["audio/"]\nsave_as = "f"\n'
