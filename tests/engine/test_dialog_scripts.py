@@ -108,7 +108,7 @@ async def test_canned_actions_and_timeouts_drive_the_dialog_without_services(tmp
         [[cases.turns]]
         command = "feedback"
         args = "hi"
-        expect = "Something went wrong: the feedback store is full"
+        expect = "Your feedback was not saved: the feedback store is full"
         [[cases]]
         name = "no answer in time"
         [[cases.turns]]
