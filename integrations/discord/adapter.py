@@ -53,6 +53,8 @@ class VoiceControl(Protocol):
 
 def split_text(text: str, limit: int = 2000) -> list[str]:
     """Pieces of at most ``limit`` characters, cut at line ends, else at spaces, else anywhere."""
+    if len(text) <= limit:  # most replies: one piece, no cuts
+        return [text.rstrip('\n') or '\u200b']
     pieces: list[str] = []
     current = ''
     for whole in text.splitlines(keepends=True):

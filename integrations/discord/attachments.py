@@ -162,8 +162,10 @@ class Downloads:
 
     async def close(self, key: ConversationKey) -> None:
         """Delete the conversation's files."""
-        digest = _digest(key)
         existing = self._existing()
+        if not existing:
+            return
+        digest = _digest(key)
         if digest in existing:
             existing.discard(digest)
             shutil.rmtree(self.root / digest, onerror=_log_removal_error)

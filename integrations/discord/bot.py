@@ -202,7 +202,7 @@ class DiscordBot:
         key: ConversationKey = common['key']
         prefix = self.config.prefix
         try:
-            check_arguments(command, message.attachments, prefix)
+            options = check_arguments(command, message.attachments, prefix)
         except UsageError as exc:
             await self._refuse(key, str(exc))
             return
@@ -213,11 +213,12 @@ class DiscordBot:
             except AttachmentError as exc:
                 await self._refuse(key, str(exc))
                 return
-        try:
-            options = typed_options(command, attachments, prefix)
-        except UsageError as exc:
-            await self._refuse(key, str(exc))
-            return
+        if attachments:  # the check typed stand-ins for the files; parse again with the downloaded ones
+            try:
+                options = typed_options(command, attachments, prefix)
+            except UsageError as exc:
+                await self._refuse(key, str(exc))
+                return
         await self._dispatch(Command(**common, name=command.command, options=options, attachments=attachments))
 
     # -- slash commands --------------------------------------------------------------------------------------------

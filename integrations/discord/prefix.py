@@ -56,12 +56,16 @@ def _placeholder(remote: RemoteFile) -> Attachment:
     return Attachment(name=remote.filename, content_type=content_type_of(remote), size=remote.size, url=remote.url)
 
 
-def check_arguments(command: PrefixCommand, remotes: Sequence[RemoteFile], prefix: str) -> None:
-    """Raise :class:`UsageError` (with the usage line) if the arguments do not fit; nothing is downloaded."""
-    if command.spec is not None:
-        parse_arguments(
-            command.spec.name, command.spec.trigger, command.args, [_placeholder(r) for r in remotes], prefix
-        )
+def check_arguments(command: PrefixCommand, remotes: Sequence[RemoteFile], prefix: str) -> dict[str, Any]:
+    """Raise :class:`UsageError` (with the usage line) if the arguments do not fit; nothing is downloaded.
+
+    Returns the typed options, attachment options holding stand-ins: without attachments they are final.
+    """
+    if command.spec is None:
+        return {}
+    return parse_arguments(
+        command.spec.name, command.spec.trigger, command.args, [_placeholder(r) for r in remotes], prefix
+    )
 
 
 def typed_options(command: PrefixCommand, attachments: Sequence[Attachment], prefix: str) -> dict[str, Any]:

@@ -63,3 +63,15 @@ def test_typed_options_take_the_downloaded_file() -> None:
     assert command is not None
     local = Attachment(name='a.txt', content_type='text/plain', size=3)
     assert typed_options(command, [local], '!') == {'file': local, 'note': 'a long note'}
+
+
+def test_checked_options_without_files_are_the_typed_options() -> None:
+    trigger = Trigger(
+        command='say', options=[OptionSpec(name='n', type='integer'), OptionSpec(name='text', type='string')]
+    )
+    spec = CommandSpec('say', 'say', 'say', trigger)
+    command = find_command('!say 3 hello there', '!', {'say': spec})
+    assert command is not None
+    assert check_arguments(command, [], '!') == typed_options(command, [], '!') == {'n': 3, 'text': 'hello there'}
+    unknown = find_command('!nope 1', '!', SPECS)
+    assert unknown is not None and check_arguments(unknown, [], '!') == {}
