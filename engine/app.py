@@ -9,7 +9,7 @@ import attrs
 
 from engine.config import Config
 from engine.flows.library import FlowLibrary
-from engine.flows.loader import FlowError
+from engine.flows.loader import FlowError, did_you_mean
 from engine.plugins import SetupContext, load_plugins
 from engine.reload import FlowReloader
 from engine.runtime import Engine
@@ -62,6 +62,9 @@ def build_app(config: Config, *, store: Store | None = None, plugins: Sequence[s
     engine = Engine(config=config, store=store, actions=actions, library=library)
     ctx = SetupContext(config=config, actions=actions, store=store, notifier=engine, catalog=engine.flows)
     load_plugins(ctx, list(config.bot.plugins if plugins is None else plugins))
+    for name in sorted(config.sections.keys() - config.read_sections):
+        hint = did_you_mean(name, config.read_sections)
+        _log.warning('%s: section [%s] is not read by any plugin%s; it has no effect', config.path, name, hint)
     problems = library.load([config.resolve(p) for p in config.bot.flows])
     if problems:
         raise FlowError(problems)

@@ -75,6 +75,8 @@ class Config:
     sections: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     """Every other top-level table, for the integrations."""
     path: pathlib.Path | None = None
+    read_sections: set[str] = attrs.field(factory=lambda: {'discord'})
+    """Sections some integration has read (``[discord]`` is read by ``flowbot run`` itself)."""
     """Where it was loaded from; relative paths are relative to its folder."""
 
     @property
@@ -89,6 +91,7 @@ class Config:
 
 def section(config: Config, name: str, cls: type[T]) -> T:
     """Structure the ``[name]`` table into ``cls``, with a message naming the bad key."""
+    config.read_sections.add(name)
     try:
         return _converter.structure(config.sections.get(name, {}), cls)
     except Exception as exc:  # cattrs raises ExceptionGroups with the path in their notes

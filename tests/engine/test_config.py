@@ -38,3 +38,20 @@ def test_an_unknown_bot_key_is_named_with_a_suggestion(tmp_path: pathlib.Path) -
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert str(caught.value) == f'{path}: unknown key nmae (did you mean "name"?) @ $.bot'
+
+
+def test_a_section_no_plugin_reads_is_warned_about_with_a_suggestion(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from engine.app import build_app
+
+    (tmp_path / 'flows').mkdir()
+    path = tmp_path / 'bot.toml'
+    path.write_text(
+        '[bot]\nstore = ":memory:"\nplugins = ["integrations.builtin"]\n[discrod]\nprefix = "?"\n[discord]\n'
+    )
+    with caplog.at_level('WARNING', logger='engine.app'):
+        build_app(load_config(path))
+    assert [r.getMessage() for r in caplog.records] == [
+        f'{path}: section [discrod] is not read by any plugin (did you mean "discord"?); it has no effect'
+    ]
