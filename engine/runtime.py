@@ -420,7 +420,7 @@ class Engine:
 
     async def finish(self, conv: Conversation) -> None:
         """End a conversation: forget it, stop its timer and task, clean its folder."""
-        self._leave_state(conv)
+        self.leave_state(conv)
         self._live.pop(conv.key, None)
         await self.store.delete(_store_key(conv.key))
         adapter = self.adapters.get(conv.key.adapter)
@@ -537,9 +537,7 @@ class Engine:
                 await self._reply(conv.key, self._text('no_back', conv.locale))
                 await kinds.prompt(self, conv, spec)
                 return
-            target = history.pop()
-            await conv.compiled.fire(conv, f'back_{target}')
-            await kinds.enter(self, conv, record_history=False)
+            await kinds.move(self, conv, f'back_{history.pop()}')
 
     # -- helpers the state kinds use -------------------------------------------------------
 
@@ -570,7 +568,8 @@ class Engine:
     async def save(self, conv: Conversation) -> None:
         await self.store.save(conv.snapshot())
 
-    def _leave_state(self, conv: Conversation) -> None:
+    def leave_state(self, conv: Conversation) -> None:
+        """Disarm what the current state started (timer, task, topic, progress) before any transition."""
         conv.epoch = next(_EPOCHS)
         conv.deadline = None
         if conv.timer is not None:
@@ -651,9 +650,6 @@ class Engine:
                 await adapter.edit_text(conv.key, message_id, text)
         except Exception:
             _log.exception('progress update for %s failed', conv.key)
-
-    def leave_state(self, conv: Conversation) -> None:
-        self._leave_state(conv)
 
     def text(self, message: str, conv: Conversation, **values: Any) -> str:
         return self._text(message, conv.locale, **values)

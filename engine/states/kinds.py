@@ -82,7 +82,7 @@ async def move(engine: Engine, conv: Conversation, trigger: str) -> None:
     await enter(engine, conv)
 
 
-async def enter(engine: Engine, conv: Conversation, *, record_history: bool = True) -> None:
+async def enter(engine: Engine, conv: Conversation) -> None:
     """Do the work of the state just entered, following automatic states until rest."""
     for _ in range(MAX_AUTOMATIC_STEPS):
         if conv.state == END:

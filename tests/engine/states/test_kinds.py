@@ -586,6 +586,22 @@ async def test_an_answer_in_time_disarms_the_timeout(engine_harness: HarnessFact
     assert h.live()
 
 
+async def test_going_back_disarms_the_timeout_of_the_question_left(engine_harness: HarnessFactory) -> None:
+    states = (
+        '[states.q]\nkind = "ask"\nprompt = "First?"\n'
+        '[states.r]\nkind = "ask"\nprompt = "Quick?"\ntimeout = 0.05\non_timeout = "late"\n'
+        '[states.done]\nkind = "end"\ntext = "in time"\n'
+        '[states.late]\nkind = "end"\ntext = "too late"\n'
+    )
+    h = await engine_harness({'q': cmd_flow('q', states)})
+    await h.command('q')
+    await h.say('yes')
+    await h.say('back')
+    await asyncio.sleep(0.15)
+    assert h.texts() == ['First?', 'Quick?', 'First?']
+    assert h.live()
+
+
 async def test_slow_call_and_wait_time_out(engine_harness: HarnessFactory) -> None:
     started = asyncio.Event()
     cancelled = asyncio.Event()
