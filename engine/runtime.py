@@ -380,9 +380,7 @@ class Engine:
         # Only flows still served may continue (on the version they started on); a removed one ends.
         root = row.stack[0]['flow'] if row.stack else row.flow
         removed = self.library.get(root) is None
-        compiled = None if removed else self.library.get(row.flow, row.version)
-        if compiled is None and not removed and (row.flow, row.version) in sources:
-            compiled = self.library.restore(row.flow, row.version, sources[(row.flow, row.version)])
+        compiled = None if removed else self.compiled_version(row.flow, row.version, sources)
         extra = dict(row.extra)
         uid, name, roles, guild = extra.pop('user', [user, '', [], None])
         who = User(uid, name, frozenset(roles), guild)
@@ -401,6 +399,16 @@ class Engine:
             rerun = Internal(kind='rerun', epoch=conv.epoch)
             self._when_connected(key, lambda: self._spawn(self.dispatch(rerun, key), key))
         return True
+
+    def compiled_version(
+        self, name: str, version: str, sources: Mapping[tuple[str, str], str] | None = None
+    ) -> CompiledFlow | None:
+        """A flow version a conversation started on: compiled already, or rebuilt from the store."""
+        compiled = self.library.get(name, version)
+        if compiled is None:
+            source = (self.store.flow_versions() if sources is None else sources).get((name, version))
+            compiled = self.library.restore(name, version, source) if source is not None else None
+        return compiled
 
     def _when_connected(self, key: ConversationKey, work: Callable[[], object]) -> None:
         """Run restored work once the conversation's adapter is there (now, or when it is added).

@@ -281,6 +281,24 @@ async def test_a_restored_sub_flow_returns_to_its_parent(
     assert second.texts() == ['child said hi']
 
 
+async def test_a_restored_sub_flow_returns_to_the_parent_version_it_started_on(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    child = '[flow]\nname = "child"\n[states.q]\nkind = "ask"\nprompt = "Child?"\nsave_as = "v"\n[states.done]\nkind = "end"\n'
+    parent = CMD.format(name='parent') + (
+        '[states.sub]\nkind = "flow"\nflow = "child"\nsave_as = "sub"\n'
+        '[states.done]\nkind = "end"\ntext = "child said {{ sub.v }}"\n'
+    )
+    first = await engine_harness({'child': child, 'parent': parent}, store=SQLiteStore(path))
+    await first.command('parent')
+    await first.stop()
+    edited = {'child': child, 'parent': parent.replace('child said', 'the child said')}
+    second = await engine_harness(None, folder=write_flows(tmp_path / 'edited', edited), store=SQLiteStore(path))
+    await second.say('hi')
+    assert second.texts() == ['child said hi']
+
+
 async def test_an_edited_flow_keeps_running_conversations_on_their_version(
     engine_harness: HarnessFactory, tmp_path: pathlib.Path
 ) -> None:
