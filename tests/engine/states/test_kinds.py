@@ -36,6 +36,16 @@ async def test_say_uses_the_users_language_and_templates(engine_harness: Harness
     assert not h.live()
 
 
+async def test_templates_can_list_the_command_flows(engine_harness: HarnessFactory) -> None:
+    states = (
+        '[states.list]\nkind = "say"\n'
+        'text = "{% for f in flows if f.command %}{{ bot.prefix }}{{ f.command }} {% endfor %}"\n'
+    )
+    h = await engine_harness({'menu': cmd_flow('menu', states), 'hi': cmd_flow('hi', '[states.x]\nkind = "end"\n')})
+    await h.command('menu')
+    assert h.texts() == ['!hi !menu ']
+
+
 async def test_say_sends_files_and_voice_messages(engine_harness: HarnessFactory, tmp_path: pathlib.Path) -> None:
     audio = tmp_path / 'note.ogg'
     audio.write_bytes(b'OggS')
