@@ -15,13 +15,19 @@ from typing import Any
 from engine.api import Attachment
 from engine.flows import model
 
-__all__ = ['UsageError', 'convert', 'parse_arguments', 'split_command', 'usage']
+__all__ = ['UsageError', 'convert', 'parse_arguments', 'parse_bool', 'split_command', 'usage']
 
 MAX_ARGUMENT_CHARS = 4000
 
 _MENTION = re.compile(r'^<[@#][!&]?(\d+)>$')
-_TRUE = {'true', 'yes', 'y', 'on', '1', 'да'}
-_FALSE = {'false', 'no', 'n', 'off', '0', 'нет'}
+_TRUE = frozenset({'true', 'yes', 'y', 'on', '1', 'да', 'д'})
+_FALSE = frozenset({'false', 'no', 'n', 'off', '0', 'нет', 'н'})
+
+
+def parse_bool(text: str) -> bool | None:
+    """``yes``/``no`` and their usual spellings (English and Russian); ``None`` for anything else."""
+    lowered = text.strip().lower()
+    return True if lowered in _TRUE else False if lowered in _FALSE else None
 
 
 class UsageError(ValueError):
@@ -61,10 +67,9 @@ def convert(option: model.OptionSpec, raw: str) -> Any:
         except ValueError:
             raise ValueError(f'{option.name} must be a number, not "{raw}"') from None
     elif option.type == 'boolean':
-        lowered = raw.lower()
-        if lowered not in _TRUE | _FALSE:
+        value = parse_bool(raw)
+        if value is None:
             raise ValueError(f'{option.name} must be yes or no, not "{raw}"')
-        value = lowered in _TRUE
     elif option.type in ('user', 'channel'):
         match = _MENTION.match(raw)
         value = match.group(1) if match else raw

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from engine.api import Attachment, ChoicePress, Event, Message, Option
+from engine.commands import parse_bool
 from engine.flows import model
 from engine.flows.compile import END
 from engine.states.actions import ActionContext, ActionError
@@ -30,9 +31,6 @@ _log = logging.getLogger(__name__)
 
 MAX_AUTOMATIC_STEPS = 200
 """Automatic states in a row before the engine calls it a loop (say → choice → say …)."""
-
-_YES = {'yes', 'y', 'true', 'on', '1', 'да', 'д'}
-_NO = {'no', 'n', 'false', 'off', '0', 'нет', 'н'}
 
 
 class FlowRuntimeError(Exception):
@@ -180,11 +178,8 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
         if spec.expect == 'choice':
             return False, None, 'please pick one of: ' + ', '.join(c.value for c in spec.choices)
     if spec.expect == 'boolean':
-        if raw.lower() in _YES:
-            return True, True, ''
-        if raw.lower() in _NO:
-            return True, False, ''
-        return False, None, 'please answer yes or no'
+        answer = parse_bool(raw)
+        return (True, answer, '') if answer is not None else (False, None, 'please answer yes or no')
     if spec.expect in ('number', 'integer'):
         try:
             number: float | int = int(raw) if spec.expect == 'integer' else float(raw)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.commands import parse_bool
 from engine.states.actions import ActionContext, ActionError, ActionRegistry
 from integrations.models.service import ModelsService
 
@@ -18,11 +19,12 @@ def _flag(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ('1', 'true', 'yes', 'on'):
-        return True
-    if text in ('', '0', 'false', 'no', 'off', 'none'):
+    if text in ('', 'none'):  # an empty template means not given
         return False
-    raise ActionError(f'{name} must be true or false, not {value!r}')
+    flag = parse_bool(text)
+    if flag is None:
+        raise ActionError(f'{name} must be true or false, not {value!r}')
+    return flag
 
 
 def _optional(value: Any) -> str | None:

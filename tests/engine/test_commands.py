@@ -128,3 +128,12 @@ def test_split_command_needs_a_prefix_and_a_name() -> None:
 def test_a_command_name_ends_at_a_line_break() -> None:
     assert split_command('!feedback\nthe bot is slow', ('!',)) == ('feedback', 'the bot is slow')
     assert split_command('!feedback\tslow', ('!',)) == ('feedback', 'slow')
+
+
+@pytest.mark.parametrize(
+    ('text', 'expected'), [('yes', True), (' Да ', True), ('д', True), ('off', False), ('нет', False), ('maybe', None)]
+)
+def test_yes_and_no_are_read_the_same_everywhere(text: str, expected: bool | None) -> None:
+    from engine.commands import parse_bool
+
+    assert parse_bool(text) is expected
