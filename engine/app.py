@@ -13,6 +13,7 @@ from engine.flows.loader import FlowError, did_you_mean
 from engine.plugins import SetupContext, load_plugins
 from engine.reload import FlowReloader
 from engine.runtime import Engine
+from engine.shipped import flow_folders
 from engine.states.actions import ActionRegistry
 from engine.store import Store, open_store
 
@@ -55,6 +56,7 @@ class App:
 
 def build_app(config: Config, *, store: Store | None = None, plugins: Sequence[str] | None = None) -> App:
     """Build everything; raise :class:`FlowError` when a flow file is invalid."""
+    folders = flow_folders(config)  # first: a missing folder is reported before the store is opened
     store_spec = config.bot.store
     store = store or open_store(store_spec if store_spec == ':memory:' else str(config.resolve(store_spec)))
     actions = ActionRegistry()
@@ -65,7 +67,7 @@ def build_app(config: Config, *, store: Store | None = None, plugins: Sequence[s
     for name in sorted(config.sections.keys() - config.read_sections):
         hint = did_you_mean(name, config.read_sections)
         _log.warning('%s: section [%s] is not read by any plugin%s; it has no effect', config.path, name, hint)
-    problems = library.load([config.resolve(p) for p in config.bot.flows])
+    problems = library.load(folders)
     if problems:
         raise FlowError(problems)
     return App(config=config, engine=engine, plugins=ctx)

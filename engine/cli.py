@@ -1,4 +1,4 @@
-"""``flowbot``: run the bot, chat in the console, lint flows, export data.
+"""``flowbot``: make a bot folder, run the bot, chat in the console, lint flows, export data.
 
 Each sub-command imports what it needs only when it runs, so ``flowbot lint`` stays quick.
 """
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from engine.config import Config, ConfigError, load_config
 from engine.flows.loader import Diagnostic, FlowError
+from engine.shipped import flow_folders
 
 __all__ = ['main']
 
@@ -100,7 +101,7 @@ def _lint(config: Config, paths: list[pathlib.Path], fmt: str) -> int:
     actions = ActionRegistry()
     ctx = SetupContext(config=config, actions=actions, store=MemoryStore(), notifier=NullNotifier())
     load_plugins(ctx, list(config.bot.plugins))
-    flows, problems = load_paths(paths or [config.resolve(p) for p in config.bot.flows])
+    flows, problems = load_paths(paths or flow_folders(config))
     problems += FlowLibrary(actions, config.permissions.keys()).check(flows)
     _print_diagnostics(problems, fmt)
     if fmt == 'text':
@@ -134,10 +135,10 @@ async def _export(config: Config, kind: str, output: pathlib.Path | None) -> int
 
 
 async def _test(config: Config, paths: list[pathlib.Path], show: bool = False) -> int:
-    """Run dialog scripts (default ``flows/tests/`` next to the first flow folder)."""
+    """Run dialog scripts (default: the ``tests/`` folder of each flow folder the bot serves)."""
     from engine.testing import ScriptError, format_results, run_paths, uncovered_flows
 
-    default = [config.resolve(p) / 'tests' for p in config.bot.flows if config.resolve(p).is_dir()]
+    default = [] if paths else [p / 'tests' for p in flow_folders(config) if p.is_dir()]
     try:
         results = await run_paths(paths or default, config)
     except ScriptError as exc:
@@ -154,7 +155,7 @@ def _graph(
     from engine.flows import graph
     from engine.flows.loader import did_you_mean, load_file, load_paths
 
-    flows, problems = load_paths([config.resolve(p) for p in config.bot.flows])
+    flows, problems = load_paths(flow_folders(config))
     if docs is not None:
         if problems:
             raise FlowError(problems)
@@ -209,13 +210,32 @@ def _reload(config: Config) -> int:
     return 0
 
 
+def _init(folder: pathlib.Path, force: bool) -> int:
+    """Make a bot folder; needs no configuration (there may be none yet)."""
+    from engine.scaffold import InitError, init_folder, next_steps
+
+    try:
+        result = init_folder(folder, force=force)
+    except InitError as exc:
+        print(f'flowbot init: {exc}', file=sys.stderr)
+        return 1
+    print(next_steps(result))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
+    from engine import __version__
+
     parser = argparse.ArgumentParser(prog='flowbot', description=__doc__)
+    parser.add_argument('--version', action='version', version=f'flowbot {__version__}')
     parser.add_argument('-c', '--config', type=pathlib.Path, help='bot.toml (default: $FLOWBOT_CONFIG or ./bot.toml)')
     parser.add_argument('-v', '--verbose', action='store_true')
     sub = parser.add_subparsers(dest='command', required=True)
     sub.add_parser('run', help='the bot on Discord when a token is configured, else the console chat')
     sub.add_parser('chat', help='talk to the flows in this terminal')
+    init = sub.add_parser('init', help='make a bot folder: bot.toml, a copy of the shipped flows to edit, data/')
+    init.add_argument('folder', nargs='?', type=pathlib.Path, default=pathlib.Path('.'), help='default: here')
+    init.add_argument('--force', action='store_true', help='replace files that exist')
     lint = sub.add_parser('lint', help='check flow files')
     lint.add_argument('paths', nargs='*', type=pathlib.Path)
     lint.add_argument('--format', choices=['text', 'github'], default='text')
@@ -246,6 +266,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
+    if args.command == 'init':
+        return _init(args.folder, args.force)
     try:
         config = load_config(args.config)
         if args.command == 'run':

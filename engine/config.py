@@ -49,7 +49,9 @@ class PermissionGroup:
 class BotConfig:
     name: str = 'flowbot'
     language: str = 'en'
-    flows: list[pathlib.Path] = attrs.field(factory=lambda: [pathlib.Path('flows')])
+    flows: list[pathlib.Path] | None = None
+    """Folders (or files) of flows. Unset: ``flows/`` beside ``bot.toml`` if there is one, else the
+    flows shipped with the package (:func:`engine.shipped.flow_folders`)."""
     data_root: pathlib.Path = pathlib.Path('data')
     store: str = 'data/flowbot.sqlite3'
     """SQLite file, or ``:memory:``."""

@@ -28,6 +28,7 @@ from engine.config import Config
 from engine.flows import model
 from engine.flows.compile import version_id
 from engine.flows.loader import Diagnostic, flow_files, load_paths
+from engine.shipped import flow_folders
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
@@ -147,7 +148,7 @@ class FlowReloader:
     def from_config(cls, engine: Engine, config: Config) -> FlowReloader:
         return cls(
             engine,
-            [config.resolve(p) for p in config.bot.flows],
+            flow_folders(config),
             maintainers_channel=config.bot.maintainers_channel,
             pid_path=pid_file(config),
         )

@@ -37,6 +37,7 @@ from engine.flows.library import FlowLibrary
 from engine.flows.loader import Diagnostic, LineIndex, did_you_mean, load_paths
 from engine.plugins import SetupContext, load_plugins
 from engine.runtime import Conversation, Engine, Internal
+from engine.shipped import flow_folders
 from engine.states.actions import ActionContext, ActionError, ActionFn, ActionRegistry
 from engine.states.kinds import jsonable
 from engine.store import MemoryStore
@@ -740,11 +741,7 @@ async def run_case(script: Script, case: Case, config: Config, flows: Sequence[m
 
 
 def _script_flows(script: Script, config: Config) -> tuple[list[model.Flow], list[Diagnostic]]:
-    paths = (
-        [script.path.parent / p for p in script.flows]
-        if script.flows
-        else [config.resolve(p) for p in config.bot.flows]
-    )
+    paths = [script.path.parent / p for p in script.flows] if script.flows else flow_folders(config)
     return load_paths(paths)
 
 
@@ -778,7 +775,7 @@ async def run_paths(paths: Iterable[pathlib.Path], config: Config) -> list[CaseR
 
 def uncovered_flows(results: Sequence[CaseResult], config: Config) -> list[str]:
     """Configured flows no case ran (every shipped flow should have a script)."""
-    flows, _ = load_paths(config.resolve(p) for p in config.bot.flows)
+    flows, _ = load_paths(flow_folders(config))
     ran = set().union(*(r.flows for r in results)) if results else set()
     return sorted({f.name for f in flows} - ran)
 

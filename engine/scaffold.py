@@ -1,0 +1,219 @@
+"""``flowbot init [FOLDER]``: a bot folder of its own, made from the shipped flows.
+
+The folder gets a commented ``bot.toml``, a copy of the shipped flows and their dialog scripts to
+edit, an empty ``data/`` and a ``.gitignore``. Nothing that exists is replaced without ``force``,
+and a failed write takes back what this run created, so a folder is never left half made.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import shlex
+import shutil
+
+import attrs
+
+from engine.shipped import shipped_flows
+
+__all__ = ['BOT_TOML', 'GITIGNORE', 'InitError', 'InitResult', 'init_folder', 'next_steps']
+
+_log = logging.getLogger(__name__)
+
+BOT_TOML = """\
+# flowbot settings for this bot folder. Every key has a default; relative paths are relative to
+# this file's folder. `flowbot chat` and `flowbot run` read ./bot.toml (or -c FILE, or $FLOWBOT_CONFIG).
+
+[bot]
+name = "flowbot"
+language = "en"                  # default language of localized texts (the shipped flows have en and ru)
+flows = ["flows"]                # folders of flow files; edits are picked up while the bot runs
+data_root = "data"               # datasets, models, archives, files the console keeps
+store = "data/flowbot.sqlite3"   # conversations, feedback, corrections, jobs (":memory:" keeps nothing)
+# instruction_file = "HELP.md"   # markdown added to the !instruction help
+
+# Who may run the admin commands (!select_dataset, !train, !test, !archive, !getfile, !jobs):
+# Discord user ids and role ids, as strings.
+[permissions.admins]
+users = []
+roles = []
+
+[discord]
+# The bot token: $DISCORD_TOKEN, or a file named by $DISCORD_TOKEN_FILE or token_file below.
+# Keep it out of this file. Without a token, `flowbot run` starts the console chat.
+# token_file = "/run/secrets/discord"
+prefix = "!"
+# guild_ids = [123456789012345678]   # register slash commands in these servers at once (empty: globally)
+
+[models]
+# OpenAI when a key is set ($OPENAI_API_KEY, $OPENAI_API_KEY_FILE or api_key_file below),
+# else a local scikit-learn model trained on this machine.
+provider = "auto"                # auto | openai | local
+# api_key_file = "/run/secrets/openai"
+
+[speech]
+# Voice messages are recognised with vosk, one model per language, installed with
+# `flowbot speech install vosk-model-small-en-us-0.15` (see `flowbot speech models`).
+language = "en"
+"""
+
+GITIGNORE = """\
+# flowbot: the store, datasets, models and console files are data, not sources.
+/data/
+*.sqlite3*
+__pycache__/
+"""
+
+
+class InitError(Exception):
+    """The folder cannot be made; the message names the paths and what to do."""
+
+
+@attrs.frozen
+class InitResult:
+    folder: pathlib.Path
+    written: list[pathlib.Path]
+    """Every file written, relative to ``folder``."""
+    flows: int
+    """How many flow files were copied."""
+
+
+def _plan(folder: pathlib.Path) -> tuple[dict[pathlib.Path, bytes | pathlib.Path], list[pathlib.Path]]:
+    """The files to write (relative path → text or a shipped file to copy) and the folders to make."""
+    source = shipped_flows()
+    files: dict[pathlib.Path, bytes | pathlib.Path] = {
+        pathlib.Path('bot.toml'): BOT_TOML.encode(),
+        pathlib.Path('.gitignore'): GITIGNORE.encode(),
+    }
+    folders = [pathlib.Path('data'), pathlib.Path('flows')]
+    for path in sorted(source.rglob('*')):
+        rel = pathlib.Path('flows') / path.relative_to(source)
+        if '__pycache__' in rel.parts:
+            continue
+        if path.is_dir():
+            folders.append(rel)
+        elif path.is_file():
+            files[rel] = path
+    return files, folders
+
+
+def _in_the_way(
+    folder: pathlib.Path, files: list[pathlib.Path], folders: list[pathlib.Path]
+) -> tuple[list[str], list[str]]:
+    """What exists where this run writes: ``(replaceable, blocking)``.
+
+    Replaceable: files (links too, even dangling ones) where a file goes, and files where a folder goes.
+    Blocking: folders where a file goes, which even ``--force`` does not remove.
+    """
+    replaceable, blocking = [], []
+    for rel in folders:
+        path = folder / rel
+        if (path.exists() or path.is_symlink()) and not path.is_dir():
+            replaceable.append(f'{rel} (a file where the folder {rel}/ goes)')
+    for rel in files:
+        path = folder / rel
+        if path.is_dir() and not path.is_symlink():
+            blocking.append(f'{rel}/ (a folder where the file {rel} goes)')
+        elif path.exists() or path.is_symlink():
+            replaceable.append(str(rel))
+    return replaceable, blocking
+
+
+def _listed(items: list[str]) -> str:
+    return ''.join(f'\n  {item}' for item in items)
+
+
+def _first_existing(folder: pathlib.Path) -> pathlib.Path:
+    return next(p for p in [folder, *folder.parents] if p.exists() or p.is_symlink())
+
+
+def init_folder(folder: pathlib.Path, *, force: bool = False) -> InitResult:
+    """Make ``folder`` a bot folder (creating it and its parents if needed).
+
+    :param force: replace existing files (links are replaced, never written through); folders in
+        the way of a file are never removed.
+    :raises InitError: something is in the way (without ``force``), or a write failed; in both
+        cases nothing this run created is left behind.
+    """
+    existing = _first_existing(folder)
+    if not existing.is_dir():
+        where = f'{folder} is' if existing == folder else f'{existing}, on the way to {folder}, is'
+        raise InitError(f'{where} a file, not a folder; nothing was written')
+    files, folders = _plan(folder)
+    replaceable, blocking = _in_the_way(folder, list(files), folders)
+    if blocking:
+        raise InitError(f'{folder} has folders in the way; nothing was written (move them away):{_listed(blocking)}')
+    if replaceable and not force:
+        raise InitError(
+            f'{folder} already has these files; nothing was written '
+            f'(rerun with --force to replace them, or choose another FOLDER):{_listed(replaceable)}'
+        )
+    created: list[pathlib.Path] = []
+    try:
+        for parent in reversed([folder, *folder.parents]):
+            if not parent.exists():
+                parent.mkdir()
+                created.append(parent)
+        for rel in folders:
+            path = folder / rel
+            if (path.exists() or path.is_symlink()) and not path.is_dir():
+                path.unlink()  # only with force: a file or link where a folder goes
+            if not path.is_dir():
+                path.mkdir()
+                created.append(path)
+        for rel, content in files.items():
+            path = folder / rel
+            existed = path.exists() or path.is_symlink()
+            if path.is_symlink():
+                path.unlink()  # never write through a link to somewhere else
+            if isinstance(content, pathlib.Path):
+                shutil.copyfile(content, path)
+            else:
+                path.write_bytes(content)
+            if not existed:
+                created.append(path)
+    except OSError as exc:
+        _undo(created)
+        raise InitError(
+            f'cannot write {exc.filename or folder}: {exc.strerror or exc}; what this run created was removed'
+        ) from exc
+    return InitResult(
+        folder=folder,
+        written=list(files),
+        flows=sum(1 for rel in files if rel.parent == pathlib.Path('flows') and rel.suffix == '.toml'),
+    )
+
+
+def _undo(created: list[pathlib.Path]) -> None:
+    for path in reversed(created):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
+        except OSError:
+            _log.warning('could not remove %s after a failed flowbot init', path, exc_info=True)
+
+
+def next_steps(result: InitResult) -> str:
+    """What was made and what to do next, for people."""
+    folder = result.folder
+    shown = os.path.relpath(folder) if not folder.is_absolute() else str(folder)
+    cd = f'cd {shlex.quote(shown)}' if folder.resolve() != pathlib.Path.cwd().resolve() else None
+    lines = [
+        f'A bot folder is ready in {shown}:',
+        '  bot.toml       the settings, commented',
+        f'  flows/         {result.flows} flows to edit; flows/tests/ holds their dialog scripts',
+        '  data/          the store, datasets and models (kept out of git by .gitignore)',
+        '',
+        'Next:',
+        *([f'  {cd}'] if cd else []),
+        '  flowbot chat                        talk to the bot in this terminal: try !hi and !instruction',
+        '  flowbot test                        run the dialog scripts after editing a flow',
+        '  export DISCORD_TOKEN=...            then `flowbot run` serves Discord (or set [discord] token_file)',
+        '  export OPENAI_API_KEY=...           train and chat with OpenAI models (without it: a local model)',
+        '  flowbot speech install vosk-model-small-en-us-0.15',
+        '                                      a speech model, to answer voice messages in English',
+    ]
+    return '\n'.join(lines)
