@@ -223,7 +223,7 @@ class VoskRecognizer(SpeechRecognizer):
 
 
 class WhisperRecognizer(SpeechRecognizer):
-    """Recognition with faster-whisper, imported only when used (``pip install faster-whisper``)."""
+    """Recognition with faster-whisper, imported only when used (``pip install 'flowbot[whisper]'``)."""
 
     name = 'whisper'
 
@@ -252,7 +252,7 @@ class WhisperRecognizer(SpeechRecognizer):
                 except ImportError as exc:
                     raise EngineNotInstalledError(
                         'Speech recognition is set to faster-whisper, which is not installed. '
-                        'An admin can install it with: pip install faster-whisper '
+                        "An admin can install it with: pip install 'flowbot[whisper]' "
                         '(or set [speech] stt_engine = "vosk").'
                     ) from exc
                 _log.info('loading faster-whisper model %s on %s', self.model_name, self.device)

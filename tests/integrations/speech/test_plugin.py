@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import pathlib
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -96,7 +97,7 @@ async def test_whisper_engine_without_its_package_says_how_to_install_it(
     ctx = _plugin(tmp_path, stt_engine='whisper', whisper={'model': 'tiny'})
     voice = encode_voice_message(sine_pcm(1, 16000), tmp_path / 'voice.ogg')
 
-    with pytest.raises(ActionError, match='pip install faster-whisper'):
+    with pytest.raises(ActionError, match=re.escape("pip install 'flowbot[whisper]'")):
         await _call(ctx, 'speech.recognize', _actx(tmp_path, _voice_attachment(voice.path)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 import sys
 
 import pytest
@@ -82,5 +83,5 @@ async def test_whisper_without_the_package_says_how_to_install_it(monkeypatch: p
     monkeypatch.setitem(sys.modules, 'faster_whisper', None)  # import fails as if not installed
     recognizer = WhisperRecognizer('tiny')
 
-    with pytest.raises(EngineNotInstalledError, match='pip install faster-whisper'):
+    with pytest.raises(EngineNotInstalledError, match=re.escape("pip install 'flowbot[whisper]'")):
         await recognizer.recognize(b'\0\0' * 1600, 16000, 'ru')
