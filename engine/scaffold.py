@@ -8,7 +8,6 @@ and a failed write takes back what this run created, so a folder is never left h
 from __future__ import annotations
 
 import logging
-import os
 import pathlib
 import shlex
 import shutil
@@ -199,10 +198,9 @@ def _undo(created: list[pathlib.Path]) -> None:
 def next_steps(result: InitResult) -> str:
     """What was made and what to do next, for people."""
     folder = result.folder
-    shown = os.path.relpath(folder) if not folder.is_absolute() else str(folder)
-    cd = f'cd {shlex.quote(shown)}' if folder.resolve() != pathlib.Path.cwd().resolve() else None
+    cd = f'cd {shlex.quote(str(folder))}' if folder.resolve() != pathlib.Path.cwd().resolve() else None
     lines = [
-        f'A bot folder is ready in {shown}:',
+        f'A bot folder is ready in {folder.resolve()}:',
         '  bot.toml       the settings, commented',
         f'  flows/         {result.flows} flows to edit; flows/tests/ holds their dialog scripts',
         '  data/          the store, datasets and models (kept out of git by .gitignore)',
