@@ -28,7 +28,8 @@ def test_every_package_of_the_checkout_is_listed_for_the_wheel() -> None:
         for top in ('engine', 'integrations')
         for init in (REPO / top).rglob('__init__.py')
     }
-    assert set(setuptools['packages']) == found | {'engine.shipped_flows'}
+    data = {'engine.shipped_flows', 'engine.shipped_flows.tests', 'engine.shipped_flows.tests.files'}
+    assert set(setuptools['packages']) == found | data
     assert setuptools['package-dir'] == {'engine.shipped_flows': 'flows'}
 
 
