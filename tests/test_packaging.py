@@ -88,6 +88,7 @@ def test_the_built_wheel_installed_in_a_new_venv_runs_a_bot_folder_outside_the_c
     (site / '_borrowed_dependencies.pth').write_text(sysconfig.get_path('purelib') + '\n', encoding='utf-8')
     pip = [sys.executable, '-m', 'pip', '--python', python, 'install', '--quiet', '--no-index', '--no-deps']
     _run([*pip, '--ignore-installed', wheel], tmp_path, env)
+    _run([sys.executable, '-m', 'pip', '--python', python, 'check'], tmp_path, env)  # its dependencies are there
 
     where = _run(
         [
