@@ -72,8 +72,6 @@ class InitError(Exception):
 @attrs.frozen
 class InitResult:
     folder: pathlib.Path
-    written: list[pathlib.Path]
-    """Every file written, relative to ``folder``."""
     flows: int
     """How many flow files were copied."""
 
@@ -179,7 +177,6 @@ def init_folder(folder: pathlib.Path, *, force: bool = False) -> InitResult:
         ) from exc
     return InitResult(
         folder=folder,
-        written=list(files),
         flows=sum(1 for rel in files if rel.parent == pathlib.Path('flows') and rel.suffix == '.toml'),
     )
 
