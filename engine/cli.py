@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from engine import __version__
 from engine.config import Config, ConfigError, load_config
 from engine.flows.loader import Diagnostic, FlowError
 from engine.shipped import flow_folders
@@ -216,7 +217,7 @@ def _init(folder: pathlib.Path, force: bool) -> int:
 
     try:
         result = init_folder(folder, force=force)
-    except InitError as exc:
+    except (InitError, ConfigError) as exc:  # ConfigError: an installation without its shipped flows
         print(f'flowbot init: {exc}', file=sys.stderr)
         return 1
     print(next_steps(result))
@@ -224,8 +225,6 @@ def _init(folder: pathlib.Path, force: bool) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from engine import __version__
-
     parser = argparse.ArgumentParser(prog='flowbot', description=__doc__)
     parser.add_argument('--version', action='version', version=f'flowbot {__version__}')
     parser.add_argument('-c', '--config', type=pathlib.Path, help='bot.toml (default: $FLOWBOT_CONFIG or ./bot.toml)')

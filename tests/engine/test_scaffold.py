@@ -245,3 +245,17 @@ def test_a_configured_flows_folder_that_is_missing_stops_chat_with_a_clear_messa
     assert not (tmp_path / 'data').exists()
     with pytest.raises(ConfigError, match='remove "flows" to serve the shipped flows'):
         flow_folders(load_config())
+
+
+def test_an_installation_without_its_shipped_flows_says_so_instead_of_a_traceback(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import engine.shipped
+
+    monkeypatch.setattr(engine.shipped, '_HERE', tmp_path / 'site-packages' / 'engine')
+    monkeypatch.chdir(tmp_path)
+    assert main(['init', 'bot']) == 1
+    assert 'the shipped flows are missing from this installation' in capsys.readouterr().err
+    assert main(['chat']) == 2
+    assert 'reinstall flowbot, or set [bot] flows' in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
