@@ -1,7 +1,10 @@
-"""Attachment downloads: size limit, content-type check, streamed into a per-conversation folder.
+"""Attachment downloads: size limit, type check by content, streamed into a per-conversation folder.
 
-Files get generated names (the user's file name is only ever display text) in a folder per conversation
-key, removed by :meth:`Downloads.close` when the conversation ends.
+Discord's content type is a hint, not the verdict: it is missing for extensions Discord does not know
+(``.jsonl``) and generic for others, so anything that is not audio, video or an image is judged after
+the download by its bytes and name (:func:`engine.filetypes.identify`: ZIP signature, UTF-8 text, JSON
+lines, CSV). Files get generated names (the user's file name is only ever display text) in a folder per
+conversation key, removed by :meth:`Downloads.close` when the conversation ends.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import aiohttp
 import attrs
 
 from engine.api import Attachment, ConversationKey
+from engine.filetypes import HEAD_BYTES, identify, suffix_type
 from engine.states.actions import ActionError
 
 __all__ = ['AttachmentError', 'Downloads', 'RemoteFile', 'content_type_of']
@@ -36,8 +40,15 @@ _SUFFIXES = {
     'audio/webm': '.webm',
     'audio/mp4': '.m4a',
     'text/plain': '.txt',
+    'text/csv': '.csv',
     'image/jpeg': '.jpg',
+    'application/zip': '.zip',
+    'application/json': '.json',
+    'application/x-ndjson': '.jsonl',
 }
+_MEDIA = ('audio/', 'video/', 'image/', 'application/ogg')
+"""Types taken as declared: Discord labels these from the file itself, and the decoders check them."""
+_UNKNOWN = ('', 'application/octet-stream')
 
 
 class AttachmentError(ActionError):
@@ -112,42 +123,77 @@ class Downloads:
                 self._folders = set()
         return self._folders
 
+    def _accepts(self, ctype: str) -> bool:
+        return not self.allowed or any(ctype.startswith(prefix) for prefix in self.allowed)
+
     def check(self, remote: RemoteFile) -> str | None:
-        """Why ``remote`` is refused, as a message for the user, or ``None`` when it is acceptable."""
-        ctype = content_type_of(remote)
-        if self.allowed and not any(ctype.startswith(prefix) for prefix in self.allowed):
-            return f'I cannot take {remote.filename!r}: files of type {ctype} are not accepted.'
+        """Why ``remote`` is refused before downloading, as a message for the user, or ``None`` to fetch it.
+
+        An unlabelled file, or one whose name promises a dataset format, is fetched and judged by its content.
+        """
         if remote.size > self.max_bytes:
             return f'{remote.filename!r} is {_mb(remote.size)}; the limit is {_mb(self.max_bytes)}.'
-        return None
+        ctype = content_type_of(remote)
+        if self._accepts(ctype) or ctype in _UNKNOWN or suffix_type(remote.filename) is not None:
+            return None
+        return f'I cannot take {remote.filename!r}: files of type {ctype} are not accepted.'
+
+    def judge(self, remote: RemoteFile, head: bytes, complete: bool) -> str:
+        """The content type of a downloaded file, from its first bytes and name.
+
+        :raises AttachmentError: it is not what its name says, or no kind that is accepted.
+        """
+        declared = content_type_of(remote)
+        if declared.startswith(_MEDIA) and self._accepts(declared):
+            return declared
+        found = identify(head, remote.filename, complete=complete)
+        promised = suffix_type(remote.filename)
+        name = remote.filename
+        if promised == 'application/zip' and found != promised:
+            raise AttachmentError(f'{name!r} is not a ZIP file (it does not start like one); please send it again.')
+        if promised is not None and found is None:
+            raise AttachmentError(f'{name!r} is not UTF-8 text; save it as UTF-8 and send it again.')
+        if found is None and (declared in _UNKNOWN or declared.startswith(('text/', 'application/json'))):
+            raise AttachmentError(
+                f'I cannot take {name!r}: it is not a ZIP, JSON lines, JSON, CSV, text, audio or image file.'
+            )
+        text_kinds = promised is not None and found is not None and 'application/zip' not in (promised, found)
+        ctype = promised if text_kinds and promised else found or declared  # a .txt holding JSON stays text
+        if not self._accepts(ctype):
+            raise AttachmentError(f'I cannot take {name!r}: files of type {ctype} are not accepted.')
+        return ctype
 
     async def fetch(self, key: ConversationKey, remote: RemoteFile) -> Attachment:
-        """Download ``remote`` into the conversation's folder.
+        """Download ``remote`` into the conversation's folder and judge what it is.
 
-        :raises AttachmentError: refused, oversize while streaming, or the download failed.
+        :raises AttachmentError: refused, oversize while streaming, not what it claims, or the download failed.
         """
         reason = self.check(remote)
         if reason is not None:
             raise AttachmentError(reason)
-        ctype = content_type_of(remote)
-        suffix = _SUFFIXES.get(ctype) or mimetypes.guess_extension(ctype) or '.bin'
-        path = self.folder(key) / f'{uuid.uuid4().hex}{suffix}'
+        part = self.folder(key) / f'{uuid.uuid4().hex}.part'
         size = 0
+        head = b''
         try:
             async with self._get(remote.url) as chunks:
-                with path.open('wb') as out:
+                with part.open('wb') as out:
                     async for chunk in chunks:
                         size += len(chunk)
                         if size > self.max_bytes:
                             raise AttachmentError(f'{remote.filename!r} is larger than {_mb(self.max_bytes)}.')
+                        if len(head) <= HEAD_BYTES:
+                            head += chunk[: HEAD_BYTES + 1 - len(head)]
                         out.write(chunk)
+            ctype = self.judge(remote, head[:HEAD_BYTES], complete=len(head) <= HEAD_BYTES)
         except AttachmentError:
-            path.unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            path.unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
             _log.warning('downloading attachment %r for %s failed: %r', remote.filename, key, exc)
             raise AttachmentError(f'I could not download {remote.filename!r}; please send it again.') from exc
+        suffix = _SUFFIXES.get(ctype) or mimetypes.guess_extension(ctype) or '.bin'
+        path = part.rename(part.with_suffix(suffix))
         return Attachment(
             name=remote.filename, content_type=ctype, size=size, path=path, url=remote.url, duration=remote.duration
         )

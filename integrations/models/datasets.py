@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from engine.filetypes import looks_like_csv
 from engine.states.actions import ActionError
 from engine.store import Store
 from integrations.models.chatformat import check_chat_example, split_chat_example
@@ -200,9 +201,9 @@ def load_upload(
         text = data.decode('utf-8-sig')
     except UnicodeDecodeError as exc:
         raise ActionError(f'{display} is not UTF-8 text (byte {exc.start})') from exc
-    if lower.endswith('.csv'):
+    if lower.endswith(('.csv', '.tsv')):
         return _load_csv(text, display, label, limits)
-    if lower.endswith(('.jsonl', '.json', '.ndjson')) or text.lstrip().startswith('{'):
+    if lower.endswith(('.jsonl', '.json', '.ndjson')) or text.lstrip().startswith(('{', '[')):
         return _load_jsonl(text, display, label, limits, default_label)
     if lower.endswith('.txt'):
         single = ImportResult()
@@ -210,6 +211,8 @@ def load_upload(
             raise ActionError(f'{display} has no labels; send JSON, JSONL or CSV with "text" and "label"')
         single.take(_decode(data, display, limits, label or default_label or DEFAULT_LABEL))
         return single
+    if looks_like_csv(text):  # a table under a name without .csv (a chat platform renamed it)
+        return _load_csv(text, display, label, limits)
     raise ActionError(f'{display}: unknown format; send a .zip of .txt files, a .jsonl or a .csv file')
 
 
