@@ -152,6 +152,26 @@ class Adapter(abc.ABC):
     async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
         """Replace the text of a message sent earlier (progress updates)."""
 
+    async def send_notice(self, key: ConversationKey, text: str) -> str:
+        """Send a reply meant only for the user of ``key`` (a refusal, a stale button): private where the
+        channel can (Discord ephemeral answers), else like :meth:`send_text`."""
+        return await self.send_text(key, text)
+
+    async def progress(self, key: ConversationKey, text: str, message_id: str | None = None) -> str:
+        """Show a running step's progress: send it, or edit ``message_id`` in place. Return the message id.
+
+        Adapters that can may keep one progress message per conversation and let the step's result
+        replace it (see :meth:`progress_done`).
+        """
+        if message_id is None:
+            return await self.send_text(key, text)
+        await self.edit_text(key, message_id, text)
+        return message_id
+
+    def progress_done(self, key: ConversationKey, message_id: str) -> None:  # noqa: B027 - optional hook
+        """The step that showed progress in ``message_id`` is over: its result, the next thing sent to the
+        conversation, may replace the message (an adapter deletes it when the result cannot be an edit)."""
+
     async def in_voice(self, key: ConversationKey) -> bool:
         """Whether the user of ``key`` is in a voice channel the bot can speak in (checked before synthesis)."""
         return False

@@ -143,6 +143,10 @@ MESSAGES: dict[str, model.Text] = {
     'cancelled': {'en': 'Cancelled.', 'ru': 'Отменено.'},
     'nothing_to_cancel': {'en': 'There is nothing to cancel.', 'ru': 'Нечего отменять.'},
     'no_back': {'en': 'There is no earlier question to go back to.', 'ru': 'Предыдущего вопроса нет.'},
+    'no_dialog_help': {
+        'en': 'No question is open. Type {prefix}instruction to see the commands.',
+        'ru': 'Сейчас нет открытого вопроса. Список команд: {prefix}instruction.',
+    },
     'busy': {
         'en': 'Still working on {flow}; I will read your message when it is done. Type cancel to stop it.',
         'ru': 'Ещё выполняю {flow}; прочитаю сообщение, когда закончу. Напишите cancel, чтобы остановить.',
@@ -317,13 +321,14 @@ class Engine:
     def _text(self, message: str, locale: str | None, **values: Any) -> str:
         return model.localize(MESSAGES[message], locale, self.config.bot.language).format(prefix=self.prefix, **values)
 
-    async def _reply(self, key: ConversationKey, text: str) -> None:
+    async def _reply(self, key: ConversationKey, text: str, *, notice: bool = False) -> None:
+        """Send ``text``; a ``notice`` is meant only for the user (refusals, stale buttons): private where possible."""
         adapter = self.adapters.get(key.adapter)
         if adapter is None:
             _log.error('no adapter %r to reply to %s: %s', key.adapter, key, text)
             return
         try:
-            await adapter.send_text(key, text)
+            await (adapter.send_notice if notice else adapter.send_text)(key, text)
         except Exception:
             _log.exception('adapter %s failed to send a reply to %s', key.adapter, key)
 
@@ -334,7 +339,7 @@ class Engine:
             if name == 'help' and self.library.command(self.config.bot.help_command):
                 name = self.config.bot.help_command
             elif name in model.INTERRUPTS:
-                await self._reply(event.key, self._text('no_back' if name == 'back' else 'nothing_to_cancel', locale))
+                await self._reply(event.key, self._outside_dialog(name, locale), notice=True)
                 return None
             compiled = self.library.command(name)
             if compiled is None:
@@ -342,12 +347,18 @@ class Engine:
                 await self._reply(event.key, self._text('unknown_command', locale, name=event.name, hint=hint))
                 return None
         elif isinstance(event, Message):
+            typed = _typed_interrupt(event)
+            if typed == 'help' and self.library.command(self.config.bot.help_command):
+                return await self._start(attrs.evolve(_as_command(event), name=self.config.bot.help_command))
+            if typed is not None:  # not a question for the chat model
+                await self._reply(event.key, self._outside_dialog(typed, locale), notice=True)
+                return None
             found = self.library.for_message(event.text, event.attachments)
             if found is None:
                 return None
             compiled = found
         else:
-            await self._reply(event.key, self._text('stale_choice', locale))
+            await self._reply(event.key, self._text('stale_choice', locale), notice=True)
             return None
         if not await self._allowed(compiled, event):
             return None
@@ -361,7 +372,7 @@ class Engine:
         flow = compiled.flow
         name = flow.trigger.command or flow.name
         if event.is_dm and not flow.trigger.dm:
-            await self._reply(event.key, self._text('no_dm', event.locale, name=name))
+            await self._reply(event.key, self._text('no_dm', event.locale, name=name), notice=True)
             return False
         group = flow.permission
         adapter = self.adapters.get(event.key.adapter)
@@ -371,7 +382,7 @@ class Engine:
         if members and (event.user.id in members.users or event.user.roles & set(members.roles)):
             return True
         _log.info('denied %s to user %s (not in group %s)', flow.name, event.user.id, group)
-        await self._reply(event.key, self._text('denied', event.locale, name=name, group=group))
+        await self._reply(event.key, self._text('denied', event.locale, name=name, group=group), notice=True)
         return False
 
     def _restore(self, row: StoredConversation, sources: Mapping[tuple[str, str], str]) -> bool:
@@ -495,7 +506,7 @@ class Engine:
             await kinds.answer(self, conv, spec, event)
             return
         if isinstance(event, ChoicePress):
-            await self._reply(conv.key, self._text('stale_choice', conv.locale))
+            await self._reply(conv.key, self._text('stale_choice', conv.locale), notice=True)
             return
         conv.extra.setdefault('deferred', []).append(event)
         await self._reply(conv.key, self._text('busy', conv.locale, flow=conv.compiled.name))
@@ -521,6 +532,11 @@ class Engine:
         conv.data['options'] = options
         conv.data['attachments'] = [kinds.jsonable(a) for a in getattr(event, 'attachments', ())]
         await kinds.enter(self, conv)
+
+    def _outside_dialog(self, interrupt: str, locale: str | None) -> str:
+        """The answer to ``cancel``/``back``/``help`` when no dialog is open."""
+        message = {'cancel': 'nothing_to_cancel', 'back': 'no_back'}.get(interrupt, 'no_dialog_help')
+        return self._text(message, locale)
 
     def _stopped_text(self, conv: Conversation, message: str) -> str:
         """Leaving a ``wait`` does not stop what it waits for (a training job): say so, not "Cancelled"."""
@@ -593,7 +609,10 @@ class Engine:
                 waiting.discard(conv.key)
                 if not waiting:
                     del self._waiting[topic]
-        conv.extra.pop('progress_id', None)
+        progress_id = conv.extra.pop('progress_id', None)
+        adapter = self.adapters.get(conv.key.adapter)
+        if progress_id is not None and adapter is not None:
+            adapter.progress_done(conv.key, progress_id)
 
     def arm(self, conv: Conversation, seconds: float | None) -> None:
         """Start the state's timeout (called on every state entry)."""
@@ -645,17 +664,18 @@ class Engine:
         conv.task = self._spawn(run(), key)
 
     async def show_progress(self, conv: Conversation, text: str) -> None:
-        """Send the progress message once, then edit it in place at most once per interval."""
+        """Show the step's progress message once, then edit it in place at most once per interval; when the
+        state is left the adapter is told (``progress_done``), so the step's result can replace it."""
         adapter = self.adapter(conv)
         now = time.monotonic()
         message_id = conv.extra.get('progress_id')
         try:
             if message_id is None:
-                conv.extra['progress_id'] = await adapter.send_text(conv.key, text)
+                conv.extra['progress_id'] = await adapter.progress(conv.key, text)
                 conv.extra['progress_at'] = now
             elif now - conv.extra.get('progress_at', 0.0) >= self.progress_interval:
                 conv.extra['progress_at'] = now
-                await adapter.edit_text(conv.key, message_id, text)
+                await adapter.progress(conv.key, text, message_id)
         except Exception:
             _log.exception('progress update for %s failed', conv.key)
 
@@ -710,6 +730,12 @@ def _workdir_name(key: ConversationKey) -> str:
 def _defaults(trigger: model.Trigger) -> dict[str, Any]:
     """Every option present (``None`` when not given), so templates can test them."""
     return {o.name: o.default for o in trigger.options}
+
+
+def _as_command(event: Message) -> Command:
+    return Command(
+        key=event.key, user=event.user, locale=event.locale, message_id=event.message_id, is_dm=event.is_dm, name=''
+    )
 
 
 def _typed_interrupt(event: Event) -> str | None:

@@ -1,9 +1,12 @@
 """The outgoing half of Discord: :class:`DiscordAdapter` implements ``engine.api.Adapter`` with hikari.
 
 Replies go through the pending slash-command interaction of the conversation while there is one (so the
-interaction is answered inside Discord's deadline and the "thinking…" placeholder gets its answer), and as
-channel messages otherwise. Long texts are split on line boundaries, very long ones sent as a file; asks get
-buttons whose ``custom_id`` carries the owner and the value; progress edits are coalesced per message.
+interaction is answered inside Discord's deadline, and a deferred "thinking…" answer is edited into the
+result), and as channel messages otherwise. Long texts are split on line boundaries, very long ones sent as a
+file; asks get buttons whose ``custom_id`` carries the owner and the value. A running step has one progress
+message, edited in place (edits coalesced per message) and replaced by the step's result: edited into it when
+the result is one text, deleted when the result is its own message. Notices (refusals, stale buttons) are
+ephemeral when an interaction can carry them.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ from typing import Any, Protocol
 
 import attrs
 import hikari
-import lightbulb
-from lightbulb.internal.constants import INITIAL_RESPONSE_IDENTIFIER
 
 from engine.api import Adapter, ConversationKey, NotSupportedError, Option
 from engine.states.actions import ActionError
@@ -36,7 +37,6 @@ _log = logging.getLogger(__name__)
 CUSTOM_ID_PREFIX = 'fb'
 _INTERACTION_TTL = 14 * 60.0
 """Interaction tokens live 15 minutes; after that replies go to the channel."""
-_INITIAL = INITIAL_RESPONSE_IDENTIFIER
 
 
 class VoiceControl(Protocol):
@@ -84,15 +84,84 @@ def parse_custom_id(custom_id: str) -> tuple[str, str] | None:
     return owner, value
 
 
-@attrs.define
-class _Pending:
-    ctx: lightbulb.Context
+Interaction = hikari.CommandInteraction | hikari.ComponentInteraction
+"""An interaction the adapter answers: a slash command, or a button press (for notices)."""
+
+
+@attrs.define(eq=False)
+class _Responder:
+    """One interaction's answers: the initial response, its deferral, follow-ups, edits.
+
+    Kept here rather than in lightbulb's context, whose answer after a deferral is a follow-up (the
+    "thinking…" placeholder would stay) and whose initial-response marker is private API.
+    """
+
+    interaction: Interaction
     started: float
+    state: str = 'open'
+    """``open`` (nothing sent), ``deferred`` ("thinking…" shown) or ``answered``."""
+    lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
     timer: asyncio.Task[None] | None = None
 
     @property
     def fresh(self) -> bool:
         return time.monotonic() - self.started < _INTERACTION_TTL
+
+    @property
+    def initial_id(self) -> str:
+        """The message id the adapter gives the initial response (its real id is not needed to edit it)."""
+        return f'@{self.interaction.id}'
+
+    async def defer(self) -> None:
+        async with self.lock:
+            if self.state == 'open':
+                await self.interaction.create_initial_response(hikari.ResponseType.DEFERRED_MESSAGE_CREATE)
+                self.state = 'deferred'
+
+    async def post(self, content: Any, *, ephemeral: bool = False, **kw: Any) -> str:
+        """Send one message through the interaction: the initial response, the deferred answer, or a follow-up."""
+        flags = hikari.MessageFlag.EPHEMERAL if ephemeral else hikari.UNDEFINED
+        async with self.lock:
+            if self.state == 'open':
+                await self.interaction.create_initial_response(
+                    hikari.ResponseType.MESSAGE_CREATE, content, flags=flags, **kw
+                )
+                self.state = 'answered'
+                return self.initial_id
+            if self.state == 'deferred' and not ephemeral:
+                await self.interaction.edit_initial_response(content, **kw)
+                self.state = 'answered'
+                return self.initial_id
+            message = await self.interaction.execute(content, flags=flags, **kw)
+            if self.state == 'deferred':  # an ephemeral answer cannot replace the public "thinking…": drop it
+                self.state = 'answered'
+                await self.interaction.delete_initial_response()
+            return str(message.id)
+
+    async def edit(self, message_id: str, content: Any, **kw: Any) -> None:
+        if message_id == self.initial_id:
+            await self.interaction.edit_initial_response(content, **kw)
+        else:
+            await self.interaction.edit_message(int(message_id), content, **kw)
+
+    async def delete(self, message_id: str) -> None:
+        if message_id == self.initial_id:
+            await self.interaction.delete_initial_response()
+        else:
+            await self.interaction.delete_message(int(message_id))
+
+    async def fetch(self, message_id: str) -> hikari.Message:
+        if message_id == self.initial_id:
+            return await self.interaction.fetch_initial_response()
+        return await self.interaction.fetch_message(int(message_id))
+
+
+@attrs.define
+class _Progress:
+    """The conversation's progress message; ``done`` once its step is over (the next reply replaces it)."""
+
+    message_id: str
+    done: bool = False
 
 
 @attrs.define
@@ -127,25 +196,32 @@ class DiscordAdapter(Adapter):
         self.downloads = downloads
         self.cache = cache
         self.voice = voice
-        self._pending: dict[ConversationKey, _Pending] = {}
-        self._via: collections.OrderedDict[str, lightbulb.Context] = collections.OrderedDict()
-        """Message ids sent through an interaction -> its context (edits go through the webhook)."""
+        self._pending: dict[ConversationKey, _Responder] = {}
+        self._pressed: dict[ConversationKey, _Responder] = {}
+        """Button presses being handled: notices for the presser go through them, ephemeral."""
+        self._via: collections.OrderedDict[str, _Responder] = collections.OrderedDict()
+        """Message ids sent through an interaction -> its responder (edits go through the webhook)."""
         self._open_asks: dict[ConversationKey, int] = {}
         self._values: collections.OrderedDict[str, str] = collections.OrderedDict()
         """``#token`` -> long choice values that do not fit a custom_id."""
         self._guilds: dict[ConversationKey, int | None] = {}
         self._edits: dict[tuple[ConversationKey, str], _EditSlot] = {}
+        self._progress: dict[ConversationKey, _Progress] = {}
+        self._latest: dict[int, int] = {}
+        """Channel -> newest message id posted there by anyone else, to tell a buried progress message."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- bookkeeping fed by the bot --------------------------------------------------------------------------------
 
-    def begin_interaction(self, key: ConversationKey, ctx: lightbulb.Context, guild_id: int | None) -> None:
-        """Answer the conversation's next replies through ``ctx``; defer it if the engine is slow."""
+    def begin_interaction(
+        self, key: ConversationKey, interaction: hikari.CommandInteraction, guild_id: int | None
+    ) -> None:
+        """Answer the conversation's next replies through ``interaction``; defer it if the engine is slow."""
         self.end_interaction(key)
-        pending = _Pending(ctx, time.monotonic())
-        self._pending[key] = pending
+        responder = _Responder(interaction, time.monotonic())
+        self._pending[key] = responder
         self._guilds[key] = guild_id
-        pending.timer = self._spawn(self._defer_later(ctx), f'defer {key}')
+        responder.timer = self._spawn(self._defer_later(responder), f'defer {key}')
 
     def end_interaction(self, key: ConversationKey) -> None:
         pending = self._pending.pop(key, None)
@@ -165,16 +241,30 @@ class DiscordAdapter(Adapter):
         self._open_asks.pop(key, None)
         self.end_interaction(key)
 
+    def pressed(self, key: ConversationKey, interaction: hikari.ComponentInteraction | None) -> None:
+        """While a button press (already acknowledged) is handled, notices for its presser go through it;
+        ``None`` when the handling is over."""
+        if interaction is None:
+            self._pressed.pop(key, None)
+        else:
+            self._pressed[key] = _Responder(interaction, time.monotonic(), state='answered')
+
+    def note_message(self, channel: int, message_id: int) -> None:
+        """Someone else posted in ``channel``: a progress message older than this is no longer in view, so a
+        result is posted below instead of edited into it."""
+        if message_id > self._latest.get(channel, 0):
+            self._latest[channel] = message_id
+
     def choice_value(self, raw: str) -> str | None:
         """The choice value a button carries (long values travel as ``#token``)."""
         return self._values.get(raw[1:]) if raw.startswith('#') else raw
 
-    async def _defer_later(self, ctx: lightbulb.Context) -> None:
+    async def _defer_later(self, responder: _Responder) -> None:
         await asyncio.sleep(self.config.defer_after)
         try:
-            await ctx.defer()
+            await responder.defer()
         except hikari.HikariError as exc:
-            _log.warning('deferring interaction %s failed: %r', ctx.interaction.id, exc)
+            _log.warning('deferring interaction %s failed: %r', responder.interaction.id, exc)
 
     async def _strip_buttons(self, channel: int, message_id: int) -> None:
         try:
@@ -188,17 +278,17 @@ class DiscordAdapter(Adapter):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _interaction(self, key: ConversationKey) -> lightbulb.Context | None:
+    def _interaction(self, key: ConversationKey) -> _Responder | None:
         pending = self._pending.get(key)
         if pending is None:
             return None
         if not pending.fresh:
             self.end_interaction(key)
             return None
-        return pending.ctx
+        return pending
 
-    def _remember(self, message_id: str, ctx: lightbulb.Context) -> None:
-        self._via[message_id] = ctx
+    def _remember(self, message_id: str, responder: _Responder) -> None:
+        self._via[message_id] = responder
         while len(self._via) > 10_000:
             self._via.popitem(last=False)
 
@@ -206,36 +296,47 @@ class DiscordAdapter(Adapter):
 
     async def _post(self, key: ConversationKey, content: str | None = None, **kw: Any) -> str:
         """One message: through the pending interaction when there is one, else to the channel."""
-        ctx = self._interaction(key)
-        if ctx is not None:
-            sent = await ctx.respond(content if content is not None else hikari.UNDEFINED, **kw)
-            message_id = f'@{ctx.interaction.id}' if sent == _INITIAL else str(sent)
-            self._remember(message_id, ctx)
-            if sent == _INITIAL and self._pending.get(key) is not None:
-                timer = self._pending[key].timer
-                if timer is not None:
-                    timer.cancel()
+        body = content if content is not None else hikari.UNDEFINED
+        responder = self._interaction(key)
+        if responder is not None:
+            message_id = await responder.post(body, **kw)
+            if responder.timer is not None and responder.state == 'answered':
+                responder.timer.cancel()
+            self._remember(message_id, responder)
             return message_id
-        message = await self.rest.create_message(
-            int(key.channel), content if content is not None else hikari.UNDEFINED, **kw
-        )
+        message = await self.rest.create_message(int(key.channel), body, **kw)
         return str(message.id)
 
     async def send_text(self, key: ConversationKey, text: str) -> str:
-        """Send ``text``; over ``max_message_chars`` split on lines, over ``file_threshold_chars`` as a file."""
+        """Send ``text``; over ``max_message_chars`` split on lines, over ``file_threshold_chars`` as a file.
+
+        A finished step's progress message becomes the text when it fits one message, else it is deleted.
+        """
         text = text or '\u200b'
         try:
             if len(text) > self.config.file_threshold_chars:
                 head = split_text(text, 300)[0]
                 data = hikari.Bytes(io.BytesIO(text.encode()), 'reply.txt', mimetype='text/plain')
-                return await self._post(key, f'{head}\n… (the full reply is attached)', attachment=data)
+                return await self._deliver(key, f'{head}\n… (the full reply is attached)', attachment=data)
+            pieces = split_text(text, self.config.max_message_chars)
+            if len(pieces) == 1:
+                return await self._deliver(key, pieces[0])
             message_id = ''
-            for piece in split_text(text, self.config.max_message_chars):
-                message_id = await self._post(key, piece)
+            for piece in pieces:
+                message_id = await self._replacing(key, self._post(key, piece))
             return message_id
         except hikari.HikariError as exc:
             _log.error('sending %d characters to %s failed: %r', len(text), key, exc)
             raise
+
+    async def send_notice(self, key: ConversationKey, text: str) -> str:
+        """A reply for the user alone: ephemeral through their slash command or button press, else in the channel."""
+        responder = self._interaction(key) or self._pressed.get(key)
+        if responder is None:
+            return await self.send_text(key, text)
+        message_id = await responder.post(split_text(text, self.config.max_message_chars)[0], ephemeral=True)
+        self._remember(message_id, responder)
+        return message_id
 
     async def send_file(
         self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
@@ -247,21 +348,27 @@ class DiscordAdapter(Adapter):
         if size > self.config.max_attachment_bytes:
             raise ActionError(f'The file {path.name} is too large to send on Discord ({size // 1024 // 1024} MB).')
         if not voice_message:
-            return await self._post(key, text, attachment=hikari.File(path))
+            return await self._deliver(key, text, attachment=hikari.File(path))
         duration, waveform = await asyncio.to_thread(voice_message_meta, path)
         if text:
             await self.send_text(key, text)
         resource = hikari.Bytes(await asyncio.to_thread(path.read_bytes), 'voice-message.ogg', mimetype='audio/ogg')
-        ctx = self._interaction(key)
-        if ctx is not None:
-            await ctx.defer()
+        responder = self._interaction(key)
+        if responder is not None:
+            await responder.defer()
+            interaction = responder.interaction
             msg = await self.rest.execute_webhook_voice_message(
-                ctx.interaction.application_id, ctx.interaction.token, resource, waveform, duration
+                interaction.application_id, interaction.token, resource, waveform, duration
             )
-            self._remember(str(msg.id), ctx)
-        else:
-            msg = await self.rest.create_voice_message(int(key.channel), resource, waveform, duration)
-        return str(msg.id)
+            self._remember(str(msg.id), responder)
+            return str(msg.id)
+        return await self._replacing(
+            key, self._message_id(self.rest.create_voice_message(int(key.channel), resource, waveform, duration))
+        )
+
+    @staticmethod
+    async def _message_id(sending: Any) -> str:
+        return str((await sending).id)
 
     async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
         """A prompt with up to 25 buttons (5 rows of 5); more choices are listed for typing."""
@@ -278,9 +385,9 @@ class DiscordAdapter(Adapter):
             text += '\n' + ', '.join(o.value for o in options[25:])
         pieces = split_text(text, self.config.max_message_chars)
         for piece in pieces[:-1]:
-            await self._post(key, piece)
-        message_id = await self._post(key, pieces[-1], components=rows)
-        if message_id.isdigit() and self._interaction(key) is None:
+            await self._replacing(key, self._post(key, piece))
+        message_id = await self._deliver(key, pieces[-1], components=rows)
+        if message_id.isdigit() and self._interaction(key) is None and message_id not in self._via:
             self._open_asks[key] = int(message_id)
         return message_id
 
@@ -293,6 +400,74 @@ class DiscordAdapter(Adapter):
         while len(self._values) > 10_000:
             self._values.popitem(last=False)
         return f'{CUSTOM_ID_PREFIX}:{user}:#{token}'
+
+    # -- progress --------------------------------------------------------------------------------------------------
+
+    async def progress(self, key: ConversationKey, text: str, message_id: str | None = None) -> str:
+        """Show a step's progress in the conversation's one progress message: a finished step's message
+        is reused (edited) for the next step, so a chain of steps shows one message."""
+        current = self._progress.get(key)
+        if message_id is None and current is not None:
+            message_id = current.message_id
+        if message_id is None:
+            message_id = await self._post(key, split_text(text, self.config.max_message_chars)[0])
+        else:
+            await self.edit_text(key, message_id, text)
+        self._progress[key] = _Progress(message_id)
+        return message_id
+
+    def progress_done(self, key: ConversationKey, message_id: str) -> None:
+        """The step is over: the next reply replaces its progress message (also one restored from the store)."""
+        current = self._progress.get(key)
+        if current is None or current.message_id == message_id:
+            self._progress[key] = _Progress(message_id, done=True)
+
+    async def _deliver(self, key: ConversationKey, content: str | None, **kw: Any) -> str:
+        """Send one message that may be a step's result: edited into the finished step's progress message
+        when that is still in view, else posted (and the progress message deleted)."""
+        current = self._progress.get(key)
+        if current is not None and current.done and not self._buried(key, current.message_id):
+            del self._progress[key]
+            self._cancel_edit(key, current.message_id)
+            try:
+                await self._edit(key, current.message_id, content, **kw)
+                return current.message_id
+            except hikari.HikariError as exc:
+                _log.info('progress message %s in %s cannot become the result: %r', current.message_id, key, exc)
+        return await self._replacing(key, self._post(key, content, **kw))
+
+    def _buried(self, key: ConversationKey, message_id: str) -> bool:
+        """Whether someone posted in the channel after ``message_id`` (an interaction's answer counts from the
+        interaction), so an edit would put the result out of view."""
+        anchor = message_id.lstrip('@')
+        latest = self._latest.get(int(key.channel)) if key.channel.isdigit() else None
+        return latest is not None and anchor.isdigit() and latest > int(anchor)
+
+    async def _replacing(self, key: ConversationKey, sending: Any) -> str:
+        """Await ``sending`` (a message that cannot be an edit), then delete a finished step's progress message."""
+        message_id: str = await sending
+        current = self._progress.get(key)
+        if current is not None and current.done:
+            del self._progress[key]
+            await self._delete(key, current.message_id)
+        return message_id
+
+    async def _delete(self, key: ConversationKey, message_id: str) -> None:
+        self._cancel_edit(key, message_id)
+        responder = self._via.get(message_id)
+        try:
+            if responder is not None:
+                await responder.delete(message_id)
+            elif message_id.isdigit():
+                await self.rest.delete_message(int(key.channel), int(message_id))
+        except hikari.HikariError as exc:
+            _log.info('deleting progress message %s in %s failed: %r', message_id, key, exc)
+
+    def _cancel_edit(self, key: ConversationKey, message_id: str) -> None:
+        """Drop a coalesced edit still waiting, so it cannot overwrite what replaces the message."""
+        slot = self._edits.pop((key, message_id), None)
+        if slot is not None and slot.task is not None:
+            slot.task.cancel()
 
     async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
         """Replace a message's text; edits closer than ``edit_interval`` are coalesced into the latest."""
@@ -317,21 +492,20 @@ class DiscordAdapter(Adapter):
             except hikari.HikariError as exc:
                 _log.warning('editing message %s in %s failed: %r', message_id, key, exc)
 
-    async def _edit(self, key: ConversationKey, message_id: str, text: str) -> None:
-        content = split_text(text, self.config.max_message_chars)[0]
-        ctx = self._via.get(message_id)
-        if ctx is not None:
-            target = _INITIAL if message_id.startswith('@') else int(message_id)
-            await ctx.edit_response(target, content)
+    async def _edit(self, key: ConversationKey, message_id: str, text: str | None, **kw: Any) -> None:
+        content = split_text(text, self.config.max_message_chars)[0] if text is not None else None
+        responder = self._via.get(message_id)
+        if responder is not None:
+            await responder.edit(message_id, content, **kw)
         else:
-            await self.rest.edit_message(int(key.channel), int(message_id), content)
+            await self.rest.edit_message(int(key.channel), int(message_id), content, **kw)
 
     async def fetch_text(self, key: ConversationKey, message_id: str) -> str | None:
         """The text of an earlier bot message (corrections quote it); ``None`` when it is gone."""
-        ctx = self._via.get(message_id)
+        responder = self._via.get(message_id)
         try:
-            if ctx is not None:
-                message = await ctx.fetch_response(_INITIAL if message_id.startswith('@') else int(message_id))
+            if responder is not None:
+                message = await responder.fetch(message_id)
             elif message_id.isdigit():
                 message = await self.rest.fetch_message(int(key.channel), int(message_id))
             else:
@@ -394,10 +568,14 @@ class DiscordAdapter(Adapter):
         return True
 
     async def close_conversation(self, key: ConversationKey) -> None:
-        """Forget the conversation's interaction, buttons and edits; delete its downloads."""
+        """Forget the conversation's interaction, buttons and edits; delete its leftover progress message and
+        its downloads."""
         self.end_interaction(key)
         self._open_asks.pop(key, None)
         self._guilds.pop(key, None)
+        progress = self._progress.pop(key, None)
+        if progress is not None:  # the conversation ended with nothing to replace it: a stale "working…" goes
+            await self._delete(key, progress.message_id)
         for slot_key in [k for k in self._edits if k[0] == key]:
             slot = self._edits.pop(slot_key)
             if slot.task is not None and slot.text is None:

@@ -168,10 +168,11 @@ class DiscordBot:
 
     async def _on_message(self, event: hikari.MessageCreateEvent) -> None:
         message = event.message
-        if not event.is_human:
-            return
         me = self.bot.get_me()
         if me is not None and message.author.id == me.id:
+            return
+        self.adapter.note_message(int(message.channel_id), int(message.id))
+        if not event.is_human:
             return
         is_dm = message.guild_id is None
         if is_dm and self.config.dm_policy == 'deny':
@@ -230,7 +231,7 @@ class DiscordBot:
         if is_dm and self.config.dm_policy == 'deny':
             await ctx.respond('Direct messages are turned off for this bot.', ephemeral=True)
             return
-        self.adapter.begin_interaction(key, ctx, int(ctx.guild_id) if ctx.guild_id else None)
+        self.adapter.begin_interaction(key, ctx.interaction, int(ctx.guild_id) if ctx.guild_id else None)
         by_name = {o.name: o for o in spec.options}
         options: dict[str, Any] = {}
         attachments: list[Attachment] = []

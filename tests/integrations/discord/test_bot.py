@@ -72,7 +72,7 @@ async def test_slash_command_is_answered_through_its_interaction(running: Runnin
     assert emu.calls_to('POST', POST_CHANNEL) == []
 
 
-async def test_slash_command_with_attachment_option_is_deferred_then_followed_up(
+async def test_slash_command_with_attachment_option_is_deferred_then_its_answer_edited_into_the_result(
     emulator: DiscordEmulator, app: App, tmp_path: pathlib.Path
 ) -> None:
     run = await start_bot(emulator, app, defer_after=0.0)
@@ -91,8 +91,10 @@ async def test_slash_command_with_attachment_option_is_deferred_then_followed_up
         )
         (callback,) = await emu.wait_for_call('POST', rf'/interactions/{sent["id"]}/{sent["token"]}/callback')
         assert callback.json['type'] == 5
-        (follow_up,) = await emu.wait_for_call('POST', rf'/webhooks/{emu.application_id}/{sent["token"]}')
-        assert follow_up.content == f'Got song.ogg ({song.stat().st_size} bytes) x2.'
+        original = rf'/webhooks/{emu.application_id}/{sent["token"]}/messages/@original'
+        (answer,) = await emu.wait_for_call('PATCH', original)
+        assert answer.content == f'Got song.ogg ({song.stat().st_size} bytes) x2.'
+        assert emu.calls_to('POST', rf'/webhooks/{emu.application_id}/{sent["token"]}') == []  # no follow-up
         assert list(run.bot.adapter.downloads.root.rglob('*.ogg')) == []  # deleted when the conversation ended
     finally:
         await run.bot.close()
