@@ -151,6 +151,12 @@ class Ask(State):
     prompt: Text
     expect: Literal['text', 'number', 'integer', 'boolean', 'attachment', 'choice'] = 'text'
     choices: list[ChoiceItem] = attrs.field(factory=list)
+    choices_from: str | None = None
+    """An expression giving more choices at run time (a list of ``{value, label}`` tables or strings), such as
+    ``"found.choices"`` saved by an action; shown as buttons after ``choices``."""
+    attachments: bool = False
+    """A file attached instead of typing is an answer too: saved as the attachment's table, and the actions
+    that follow see it as the conversation's attachment."""
     pattern: str | None = None
     min: float | None = None
     """Smallest number, or shortest text."""

@@ -212,6 +212,8 @@ def _templates(spec: model.State) -> Iterator[tuple[str, str, bool]]:
         yield ('until', spec.until, False)
     if isinstance(spec, model.Decide):
         yield from (('when', branch.when, True) for branch in spec.when)
+    if isinstance(spec, model.Ask) and spec.choices_from:
+        yield ('choices_from', spec.choices_from, True)
 
 
 def _texts(text: model.Text | None) -> Iterable[str]:

@@ -20,7 +20,7 @@ from engine.commands import parse_bool
 from engine.flows import model
 from engine.flows.compile import END
 from engine.states.actions import ActionContext, ActionError
-from engine.templates import is_template, render, render_value
+from engine.templates import compile_condition, is_template, render, render_value
 
 if TYPE_CHECKING:
     from engine.runtime import Conversation, Engine, Internal
@@ -144,6 +144,8 @@ async def prompt(engine: Engine, conv: Conversation, spec: model.Ask, text: str 
     """Ask ``spec``'s question (or ``text`` instead, such as its help) with its choices as buttons."""
     text = render_text(engine, conv, spec.prompt) if text is None else text
     choices = [Option(c.value, render_text(engine, conv, c.label) or c.value) for c in spec.choices]
+    if spec.choices_from:
+        choices += _dynamic_choices(engine, conv, spec.choices_from)
     if not choices and spec.expect == 'boolean':
         choices = [Option('yes', 'Yes'), Option('no', 'No')]
     adapter = engine.adapter(conv)
@@ -153,8 +155,28 @@ async def prompt(engine: Engine, conv: Conversation, spec: model.Ask, text: str 
         await adapter.send_text(conv.key, text)
 
 
+def _dynamic_choices(engine: Engine, conv: Conversation, expression: str) -> list[Option]:
+    """The choices ``choices_from`` gives now; anything that is not a list of tables or strings is an error."""
+    found = compile_condition(expression)(_context(engine, conv))
+    if found is None:
+        return []
+    if not isinstance(found, list):
+        raise FlowRuntimeError(f'choices_from "{expression}" gave {type(found).__name__}, not a list')
+    options = []
+    for item in found:
+        if isinstance(item, dict) and 'value' in item:
+            options.append(Option(str(item['value']), str(item.get('label') or item['value'])))
+        elif isinstance(item, str | int | float):
+            options.append(Option(str(item), str(item)))
+        else:
+            raise FlowRuntimeError(f'choices_from "{expression}" gave an item that is no choice: {item!r}')
+    return options
+
+
 def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
     """(valid, value, reason) for an answer to ``spec``."""
+    if spec.attachments and spec.expect != 'attachment' and isinstance(event, Message) and event.attachments:
+        return True, jsonable(event.attachments[0]), ''
     if isinstance(event, ChoicePress):
         raw = event.value
     elif isinstance(event, Message):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import hikari
@@ -29,6 +29,9 @@ __all__ = ['CACHE', 'INTENTS', 'DiscordBot', 'EngineLike', 'serve']
 
 _log = logging.getLogger(__name__)
 
+_SYNCED = 'discord_commands'
+"""Store record kind: per application id, the hash of the command set Discord has."""
+
 INTENTS = (
     hikari.Intents.GUILDS
     | hikari.Intents.GUILD_MESSAGES
@@ -44,10 +47,21 @@ CACHE = (
 every message and member, would be stored per event for nothing)."""
 
 
+class RecordStore(Protocol):
+    """The part of ``engine.store.Store`` the bot uses: small records (the synced command hash)."""
+
+    async def put_record(self, kind: str, record_id: str, data: Mapping[str, Any]) -> None: ...
+
+    async def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None: ...
+
+
 class EngineLike(Protocol):
     """What the bot needs of ``engine.runtime.Engine``."""
 
     on_flows_changed: list[Callable[[], Awaitable[None]]]
+
+    @property
+    def store(self) -> RecordStore: ...
 
     async def dispatch(self, event: Event) -> None: ...
 
@@ -105,6 +119,7 @@ class DiscordBot:
         self.adapter = DiscordAdapter(self.bot.rest, config, downloads, cache=self.bot.cache)
         self.commands = SlashCommands(self.client, self._on_slash, guild_ids=config.guild_ids)
         self._voice_factory = voice
+        self.application_id: int | None = None
         self.bot.subscribe(hikari.MessageCreateEvent, self._on_message)
         self.bot.subscribe(hikari.InteractionCreateEvent, self._on_interaction)
         engine.add_adapter(self.adapter)
@@ -124,12 +139,21 @@ class DiscordBot:
             if self._voice_factory
             else _default_voice(self.bot, self.config.voice_idle_timeout)
         )
+        application = await self.bot.rest.fetch_application()
+        self.application_id = int(application.id)
+        record = await self.engine.store.get_record(_SYNCED, str(self.application_id))
+        self.commands.synced_hash = record.get('hash') if record else None
         await self.client.start()
-        await self.commands.update(self.engine.flows())
+        await self._sync_commands()
 
     async def flows_changed(self) -> None:
         """Engine hot reload: re-register commands, sync only if the set changed."""
-        await self.commands.update(self.engine.flows())
+        await self._sync_commands()
+
+    async def _sync_commands(self) -> None:
+        """Register the flows' commands; after a sync keep its hash, so the next start does not sync again."""
+        if await self.commands.update(self.engine.flows()) and self.application_id is not None:
+            await self.engine.store.put_record(_SYNCED, str(self.application_id), {'hash': self.commands.synced_hash})
 
     async def close(self) -> None:
         if self.flows_changed in self.engine.on_flows_changed:

@@ -1,9 +1,11 @@
 """Slash commands generated from flow triggers, registered with lightbulb and synced only when they change.
 
-Every flow with ``trigger.command`` becomes one slash command per name (the command and its aliases);
-:class:`CommandSpec` is the Discord-neutral description shared with prefix commands (:mod:`.prefix`).
-:class:`SlashCommands` keeps the lightbulb registrations in step with the engine's flows and skips the
-sync (no REST call at all) while the hash of the command set stays the same.
+Every flow with ``trigger.command`` becomes one slash command, under its command name. Discord has no
+aliases, and a second entry per alias would only crowd the slash menu with duplicates, so aliases stay
+prefix-only (``!hello`` works, ``/hello`` does not exist). :class:`CommandSpec` is the Discord-neutral
+description shared with prefix commands (:mod:`.prefix`). :class:`SlashCommands` keeps the lightbulb
+registrations in step with the engine's flows and skips the sync (no REST call at all) while the hash of the
+command set equals the one Discord already has (the bot keeps it in the store across restarts).
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class CommandSpec:
     @property
     def options(self) -> list[OptionSpec]:
         return list(self.trigger.options)
+
+    @property
+    def is_alias(self) -> bool:
+        return self.name != self.command
 
 
 def command_specs(flows: Iterable[FlowLike]) -> list[CommandSpec]:
@@ -231,12 +237,14 @@ class SlashCommands:
 
     async def update(self, flows: Iterable[FlowLike]) -> bool:
         """Register the flows' commands; sync with Discord only if the set changed. Return whether it synced."""
-        specs = command_specs(flows)
+        every = command_specs(flows)
+        specs = [spec for spec in every if not spec.is_alias]
         digest = command_set_hash(specs, self.guild_ids)
         for cls in self._classes:
             self.client.unregister(cls)
         self._classes = [_command_class(spec, self.handler) for spec in specs]
-        self.specs = {spec.name: spec for spec in specs}
+        self.specs = {spec.name: spec for spec in every}
+        """Every name a prefix command may use: commands and aliases."""
         for cls in self._classes:
             if self.guild_ids:
                 self.client.register(cls, guilds=self.guild_ids, global_=False)

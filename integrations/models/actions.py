@@ -6,10 +6,14 @@ message; every result is a JSON-serialisable dict with a ``text`` fit to show th
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import attrs
 
 from engine.commands import parse_bool
 from engine.states.actions import ActionContext, ActionError, ActionRegistry
+from integrations.models.datasets import text_folders
 from integrations.models.service import ModelsService
 
 __all__ = ['register_actions']
@@ -54,6 +58,23 @@ def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
     async def dataset_upload(ctx: ActionContext, *, label: str | None = None, add: Any = False) -> dict[str, Any]:
         """Import the attached ZIP of .txt files, JSONL or CSV as a dataset, with a validation report."""
         return await service.upload(ctx.attachments, _optional(label), add=_flag(add, 'add'))
+
+    async def dataset_choices(ctx: ActionContext) -> dict[str, Any]:
+        """The datasets one can train on: saved datasets, then data-root folders of .txt files (as choices)."""
+        saved = [r['name'] for r in await service.store.list_records('dataset')]
+        folders = await asyncio.to_thread(text_folders, service.root, limit=max(0, 24 - len(saved[-12:])))
+        choices = [{'value': f'dataset:{name}', 'label': f'dataset {name}'} for name in saved[-12:]]
+        choices += [{'value': folder, 'label': f'folder {folder}'} for folder in folders]
+        return {'choices': choices, 'count': len(choices)}
+
+    async def dataset_use(ctx: ActionContext, *, name: str, label: str = 'positive') -> dict[str, Any]:
+        """Make a saved dataset (``dataset:NAME``) current, or select a data-root folder (as dataset.select)."""
+        given = _required(name, 'name')
+        if given.startswith('dataset:'):
+            info = await service.datasets.get(given.removeprefix('dataset:'))
+            await service.store.put_record('current', 'dataset', {'name': info.name})
+            return {**attrs.asdict(info), 'text': f'Dataset {info.name} selected ({info.count} examples).'}
+        return await service.select(given, _optional(label) or 'positive')
 
     async def dataset_summary(ctx: ActionContext, *, dataset: str | None = None) -> dict[str, Any]:
         """Examples per label, duplicates, empty texts and lengths of a dataset (default: current)."""
@@ -106,6 +127,8 @@ def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
         ('dataset.select', dataset_select),
         ('dataset.upload', dataset_upload),
         ('dataset.summary', dataset_summary),
+        ('dataset.choices', dataset_choices),
+        ('dataset.use', dataset_use),
         ('dataset.archive', dataset_archive),
         ('dataset.getfile', dataset_getfile),
         ('dataset.add_misclassified', dataset_add_misclassified),

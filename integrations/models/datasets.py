@@ -42,6 +42,7 @@ __all__ = [
     'ImportResult',
     'Issue',
     'archive_folder',
+    'text_folders',
     'load_folder',
     'load_upload',
     'read_jsonl',
@@ -546,6 +547,36 @@ class DatasetRepo:
         info.holdout = str(path.relative_to(self.root))
         await self.store.put_record('dataset', info.name, attrs.asdict(info))
         return info
+
+
+_NOT_DATASETS = frozenset({'datasets', 'jobs', 'models', 'tmp', 'console', 'archive'})
+"""Folders of the data root that flowbot itself fills."""
+
+
+def text_folders(root: pathlib.Path, *, limit: int = 25, depth: int = 2) -> list[str]:
+    """Folders under ``root`` (relative, ``/``-separated) that hold ``.txt`` files, for offering as datasets.
+
+    Hidden folders, symlinks and flowbot's own folders are skipped; at most ``limit`` are returned, in name order.
+    """
+    found: list[str] = []
+
+    def walk(folder: pathlib.Path, level: int) -> None:
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as exc:
+            _log.warning('cannot list %s for datasets: %r', folder, exc)
+            return
+        if folder != root and any(e.suffix.lower() == '.txt' and e.is_file() for e in entries):
+            found.append(folder.relative_to(root).as_posix())
+        for entry in entries:
+            if len(found) >= limit:
+                return
+            skip = entry.name.startswith('.') or (folder == root and entry.name in _NOT_DATASETS)
+            if level < depth and not skip and entry.is_dir() and not entry.is_symlink():
+                walk(entry, level + 1)
+
+    walk(root, 0)
+    return found[:limit]
 
 
 def archive_folder(folder: pathlib.Path, root: pathlib.Path, target_dir: pathlib.Path, max_bytes: int) -> pathlib.Path:
