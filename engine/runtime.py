@@ -53,7 +53,7 @@ _EPOCHS = itertools.count(1)
 """State entries are numbered across all conversations, so a stale internal event of an ended
 conversation can never match a new conversation on the same key."""
 
-_TRANSIENT = frozenset({'deferred', 'progress_at'})
+_TRANSIENT = frozenset({'deferred', 'progress_at', 'progress_sending'})
 """Runtime bookkeeping that is not persisted (events waiting in memory, rate-limit clocks)."""
 
 
@@ -671,7 +671,13 @@ class Engine:
         message_id = conv.extra.get('progress_id')
         try:
             if message_id is None:
-                conv.extra['progress_id'] = await adapter.progress(conv.key, text)
+                if conv.extra.get('progress_sending'):  # the first message is on its way: this update is dropped
+                    return
+                conv.extra['progress_sending'] = True
+                try:
+                    conv.extra['progress_id'] = await adapter.progress(conv.key, text)
+                finally:
+                    conv.extra.pop('progress_sending', None)
                 conv.extra['progress_at'] = now
             elif now - conv.extra.get('progress_at', 0.0) >= self.progress_interval:
                 conv.extra['progress_at'] = now

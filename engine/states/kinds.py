@@ -107,9 +107,9 @@ async def enter(engine: Engine, conv: Conversation) -> None:
             await prompt(engine, conv, spec)
             return
         elif isinstance(spec, model.Call):
-            start_call(engine, conv, spec)
-            if spec.progress:
+            if spec.progress:  # first, so the action's own reports edit this message instead of racing it
                 await engine.show_progress(conv, render_text(engine, conv, spec.progress))
+            start_call(engine, conv, spec)
             await engine.save(conv)
             return
         elif isinstance(spec, model.Wait):

@@ -107,6 +107,8 @@ class DiscordEmulator(GatewayServer):
         self.session_id = 'emulated-session'
         self.identifies = 0
         self.resumes = 0
+        self.disallowed_intents = 0
+        """Intents IDENTIFY may not ask for (privileged ones not enabled in the portal): close code 4014."""
         self.download_delay = 0.0
         """Seconds before an attachment download is answered."""
         self.rest_delay: dict[str, float] = {}
@@ -221,6 +223,9 @@ class DiscordEmulator(GatewayServer):
         self.frames.append(GatewayFrame(op, d))
         if op == 1:
             await self._send({'op': 11})
+        elif op == 2 and int((d or {}).get('intents') or 0) & self.disallowed_intents:
+            if self._ws is not None:
+                await self._ws.close(code=4014, message=b'Disallowed intent(s).')
         elif op == 2:
             self.identifies += 1
             self._seq = 0
@@ -389,24 +394,27 @@ class DiscordEmulator(GatewayServer):
         )
 
     def add_file(
-        self, data: bytes, filename: str, content_type: str, *, size: int | None = None, **extra: Any
+        self, data: bytes, filename: str, content_type: str | None, *, size: int | None = None, **extra: Any
     ) -> dict[str, Any]:
         """Serve ``data`` for download and return the attachment object that points at it.
 
+        :param content_type: ``None`` leaves it out, as Discord does for extensions it does not know (``.jsonl``).
         :param size: the declared size, when a test wants it to differ from ``len(data)``.
         """
         attachment_id = self.snowflake()
         path = f'/attachments/{attachment_id}/file'
-        self.files[path] = (content_type, data)
-        return {
+        self.files[path] = (content_type or 'application/octet-stream', data)
+        attachment = {
             'id': str(attachment_id),
             'filename': filename,
             'size': len(data) if size is None else size,
             'url': self.base_url + path,
             'proxy_url': self.base_url + path,
-            'content_type': content_type,
             **extra,
         }
+        if content_type is not None:
+            attachment['content_type'] = content_type
+        return attachment
 
     def message(
         self,
@@ -591,17 +599,7 @@ class DiscordEmulator(GatewayServer):
 
     def _stored_message(self, channel_id: str, body: Any, call: RestCall, *, webhook: bool = False) -> dict[str, Any]:
         body = body if isinstance(body, dict) else {}
-        attachments = [
-            {
-                'id': str(self.snowflake()),
-                'filename': name,
-                'size': len(data),
-                'url': f'{self.base_url}/x/{name}',
-                'proxy_url': f'{self.base_url}/x/{name}',
-                'content_type': ctype,
-            }
-            for name, ctype, data in call.files.values()
-        ]
+        attachments = self._attachments(call)
         for att, meta in zip(attachments, body.get('attachments') or [], strict=False):
             for key in ('duration_secs', 'waveform'):
                 if key in meta:
@@ -619,6 +617,20 @@ class DiscordEmulator(GatewayServer):
             message['webhook_id'] = str(self.application_id)
         self.messages[int(message['id'])] = message
         return message
+
+    def _attachments(self, call: RestCall) -> list[dict[str, Any]]:
+        """Attachment objects for the files a call uploaded."""
+        return [
+            {
+                'id': str(self.snowflake()),
+                'filename': name,
+                'size': len(data),
+                'url': f'{self.base_url}/x/{name}',
+                'proxy_url': f'{self.base_url}/x/{name}',
+                'content_type': ctype,
+            }
+            for name, ctype, data in call.files.values()
+        ]
 
     def _numbered(self, components: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Components as Discord returns them: every one with a numeric ``id``."""
@@ -690,11 +702,20 @@ class DiscordEmulator(GatewayServer):
             if known is None:
                 return 404, {'message': 'Unknown Message', 'code': 10008}
             if method == 'PATCH':
-                known.update({k: v for k, v in (body or {}).items() if k in ('content', 'components')})
+                changes = body if isinstance(body, dict) else {}
+                if 'content' in changes:
+                    known['content'] = changes['content']
+                if 'components' in changes:
+                    known['components'] = self._numbered(changes['components'] or [])
+                if call.files:
+                    known['attachments'] = self._attachments(call)
                 known['edited_timestamp'] = _now()
                 return 200, known
             if method == 'GET':
                 return 200, known
+            if method == 'DELETE':
+                del self.messages[int(m.group(2))]
+                return 204, None
         if m := re.fullmatch(r'/interactions/(\d+)/([^/]+)/callback', path):
             kind = int((body or {}).get('type', 0))
             answer: dict[str, Any] = {'interaction': {'id': m.group(1), 'type': 2}}
