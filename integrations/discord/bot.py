@@ -183,8 +183,9 @@ class DiscordBot:
             _log.exception('engine failed on %s from %s', type(event).__name__, event.key)
 
     async def _refuse(self, key: ConversationKey, text: str) -> None:
+        """Tell the user alone why their message, command or press was not taken (ephemeral where possible)."""
         try:
-            await self.adapter.send_text(key, text)
+            await self.adapter.send_notice(key, text)
         except hikari.HikariError:
             _log.exception('cannot tell %s: %s', key, text)
 
@@ -323,21 +324,25 @@ class DiscordBot:
         key = ConversationKey('discord', str(interaction.channel_id), owner)
         value = self.adapter.choice_value(raw)
         self.adapter.answered(key)
-        if value is None:
-            await self._refuse(key, 'That button has expired; please type your answer.')
-            return
-        is_dm = interaction.guild_id is None
-        user = self._user(interaction.user, interaction.member, interaction.guild_id)
-        await self._dispatch(
-            ChoicePress(
-                key=key,
-                user=user,
-                value=value,
-                message_id=str(interaction.message.id),
-                locale=str(interaction.locale),
-                is_dm=is_dm,
+        self.adapter.pressed(key, interaction)  # notices for the presser go back through the press, ephemeral
+        try:
+            if value is None:
+                await self._refuse(key, 'That button has expired; please type your answer.')
+                return
+            is_dm = interaction.guild_id is None
+            user = self._user(interaction.user, interaction.member, interaction.guild_id)
+            await self._dispatch(
+                ChoicePress(
+                    key=key,
+                    user=user,
+                    value=value,
+                    message_id=str(interaction.message.id),
+                    locale=str(interaction.locale),
+                    is_dm=is_dm,
+                )
             )
-        )
+        finally:
+            self.adapter.pressed(key, None)
 
 
 async def serve(engine: EngineLike, config: Config | DiscordConfig, **hikari_options: Any) -> None:

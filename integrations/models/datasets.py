@@ -141,22 +141,32 @@ def _check_label(label: str) -> str:
     return label
 
 
+def _txt_files(folder: pathlib.Path) -> list[pathlib.Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == '.txt')
+
+
 def load_folder(folder: pathlib.Path, root: pathlib.Path, label: str, limits: Limits) -> ImportResult:
     """Every ``*.txt`` directly in ``folder`` becomes an example with ``label``; symlinks out are skipped.
+
+    A folder without ``.txt`` files whose subfolders have them is a labelled dataset, as in a ZIP: each
+    subfolder's name is the label of its texts (``reviews/pos/*.txt``, ``reviews/neg/*.txt``).
 
     :param root: the data root; sources are recorded relative to it.
     """
     label = _check_label(label)
     if not folder.is_dir():
         raise ActionError(f'{folder.relative_to(root.resolve())} is not a folder under the data root')
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == '.txt')
+    files = [(file, label) for file in _txt_files(folder)]
     if not files:
-        raise ActionError(f'no .txt files in {folder.relative_to(root.resolve())}')
+        subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
+        files = [(file, _check_label(sub.name)) for sub in subfolders if inside(sub, root) for file in _txt_files(sub)]
+    if not files:
+        raise ActionError(f'no .txt files in {folder.relative_to(root.resolve())} or its subfolders')
     if len(files) > limits.max_files:
         raise ActionError(f'too many files: {len(files)} (limit {limits.max_files})')
     result = ImportResult()
     total = 0
-    for file in files:
+    for file, file_label in files:
         where = str(file.relative_to(root.resolve()))
         if not inside(file, root):
             result.issues.append(Issue(where, 'symlink leading outside the data folder, skipped'))
@@ -168,7 +178,7 @@ def load_folder(folder: pathlib.Path, root: pathlib.Path, label: str, limits: Li
         if size > limits.max_text_chars * 4 or total > limits.max_uncompressed_bytes:
             result.issues.append(Issue(where, f'file too large ({size} bytes)'))
             continue
-        item = _decode(file.read_bytes(), where, limits, label)
+        item = _decode(file.read_bytes(), where, limits, file_label)
         result.take(item)
     return result
 
@@ -553,6 +563,13 @@ _NOT_DATASETS = frozenset({'datasets', 'jobs', 'models', 'tmp', 'console', 'arch
 """Folders of the data root that flowbot itself fills."""
 
 
+def _has_txt(folder: pathlib.Path) -> bool:
+    try:
+        return any(p.suffix.lower() == '.txt' for p in folder.iterdir())
+    except OSError:
+        return False
+
+
 def text_folders(root: pathlib.Path, *, limit: int = 25, depth: int = 2) -> list[str]:
     """Folders under ``root`` (relative, ``/``-separated) that hold ``.txt`` files, for offering as datasets.
 
@@ -566,7 +583,9 @@ def text_folders(root: pathlib.Path, *, limit: int = 25, depth: int = 2) -> list
         except OSError as exc:
             _log.warning('cannot list %s for datasets: %r', folder, exc)
             return
-        if folder != root and any(e.suffix.lower() == '.txt' and e.is_file() for e in entries):
+        has_texts = any(e.suffix.lower() == '.txt' and e.is_file() for e in entries)
+        labelled = not has_texts and any(e.is_dir() and not e.is_symlink() and _has_txt(e) for e in entries)
+        if folder != root and (has_texts or labelled):
             found.append(folder.relative_to(root).as_posix())
         for entry in entries:
             if len(found) >= limit:

@@ -229,7 +229,7 @@ async def test_command_sync_puts_the_flow_commands_once(running: Running) -> Non
     emu = running.emulator
     (put,) = emu.calls_to('PUT', rf'/applications/{emu.application_id}/commands')
     by_name = {c['name']: c for c in put.json}
-    assert set(by_name) == {'hi', 'hello', 'pick', 'upload', 'secret', 'long'}
+    assert set(by_name) == {'hi', 'pick', 'upload', 'secret', 'long'}  # the alias hello stays prefix-only
     assert by_name['pick']['description'] == 'Pick a fruit'
     assert by_name['pick']['description_localizations'] == {'en-US': 'Pick a fruit', 'ru': 'Выбрать фрукт'}
     file_opt, times_opt = by_name['upload']['options']
@@ -274,3 +274,56 @@ async def test_gateway_resume_loses_and_repeats_nothing(running: Running) -> Non
     names = sorted(re.match(r'Hi, (u\d)!', c.content or '').group(1) for c in emu.calls_to('POST', POST_CHANNEL))  # type: ignore[union-attr]
     assert names == [f'u{i}' for i in range(6)]
     assert (emu.identifies, emu.resumes) == (1, 1)
+
+
+async def test_second_start_with_unchanged_flows_puts_no_commands(emulator: DiscordEmulator, app: App) -> None:
+    put = rf'/applications/{emulator.application_id}/commands'
+    first = await start_bot(emulator, app)
+    await first.bot.close()
+    assert len(emulator.calls_to('PUT', put)) == 1
+    second = await start_bot(emulator, app)  # the same store: it remembers what Discord has
+    try:
+        sent = await emulator.slash_command('hi', channel_id=CHANNEL, guild_id=GUILD, user=emulator.user(ANN, 'ann'))
+        (callback,) = await emulator.wait_for_call('POST', rf'/interactions/{sent["id"]}/[^/]+/callback')
+        assert callback.json['data']['content'].startswith('Hi, ann!')  # its commands work without a sync
+    finally:
+        await second.bot.close()
+    assert len(emulator.calls_to('PUT', put)) == 1
+    assert first.errors == second.errors == []
+
+
+async def test_stale_button_press_is_answered_to_the_presser_alone(running: Running) -> None:
+    emu = running.emulator
+    await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content='!pick')
+    await _reply(emu)
+    asked = next(m for m in emu.messages.values() if m['content'] == 'Which fruit?')
+    await emu.button_press(f'fb:{ANN}:pear', message=asked, user=emu.user(ANN), guild_id=GUILD)
+    await _reply(emu, 2)
+    await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content='3')
+    await _reply(emu, 3)  # the dialog is over
+    sent = await emu.button_press(f'fb:{ANN}:apple', message=asked, user=emu.user(ANN), guild_id=GUILD)
+    (notice,) = await emu.wait_for_call('POST', rf'/webhooks/{emu.application_id}/{sent["token"]}')
+    assert notice.content == 'That question is no longer open.'
+    assert notice.json['flags'] == 64
+    await asyncio.sleep(0.2)
+    assert len(emu.calls_to('POST', POST_CHANNEL)) == 3  # nothing in the channel
+
+
+async def test_slash_command_refused_for_permission_is_ephemeral(running: Running) -> None:
+    emu = running.emulator
+    sent = await emu.slash_command('secret', channel_id=CHANNEL, guild_id=GUILD, user=emu.user(ANN))
+    (callback,) = await emu.wait_for_call('POST', rf'/interactions/{sent["id"]}/{sent["token"]}/callback')
+    assert callback.json['type'] == 4 and callback.json['data']['flags'] == 64
+    assert 'admins' in callback.json['data']['content']
+
+
+async def test_cancel_back_and_help_outside_a_dialog_get_a_plain_answer(running: Running) -> None:
+    emu = running.emulator
+    for word in ('cancel', 'back', 'help'):
+        await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content=word)
+    replies = await _reply(emu, 3)
+    assert [r.content for r in replies] == [
+        'There is nothing to cancel.',
+        'There is no earlier question to go back to.',
+        'No question is open. Type !instruction to see the commands.',
+    ]

@@ -167,3 +167,41 @@ async def test_unlabelled_zip_and_jsonl_train_and_test_through_slash_and_prefix(
     assert (result.content or '').startswith('Test ')
     assert result.files  # the plot is attached to the same message
     assert emu.calls_to('POST', rf'/webhooks/{emu.application_id}/{token}') == []  # no follow-up message
+
+
+async def test_train_without_a_dataset_offers_the_data_root_folders_as_buttons(bot: Running) -> None:
+    emu = bot.emulator
+    await _say(emu, '!train')
+    question = await _until(emu, 'No dataset is selected yet.')
+    buttons = [(b['label'], b['custom_id']) for row in question['components'] for b in row['components']]
+    assert buttons == [
+        ('folder reviews', f'fb:{ADMIN}:reviews'),
+        ('folder reviews/neg', f'fb:{ADMIN}:reviews/neg'),
+        ('folder reviews/pos', f'fb:{ADMIN}:reviews/pos'),
+    ]
+    await _press(emu, question, 'reviews')  # subfolders are the labels
+    confirm = await _until(emu, 'Start training?')
+    imported = await _until(emu, 'Dataset reviews selected.')
+    assert '8 example(s) read (neg: 4, pos: 4), no problems.' in imported['content']
+    await _press(emu, confirm, 'cancel')
+    await _until(emu, 'Training cancelled; nothing was started.')
+
+
+async def test_train_without_a_dataset_takes_a_file_attached_to_the_answer(bot: Running) -> None:
+    emu = bot.emulator
+    await _say(emu, '!train')
+    await _until(emu, 'No dataset is selected yet.')
+    await _say(emu, '', attachments=[emu.add_file(_jsonl(), 'reviews.jsonl', None)])
+    await _until(emu, 'Start training?')
+    assert 'reviews saved and selected. 24 example(s)' in (await _until(emu, 'saved and selected'))['content']
+
+
+async def test_train_without_a_dataset_takes_a_typed_folder(bot: Running) -> None:
+    emu = bot.emulator
+    await _say(emu, '!train')
+    await _until(emu, 'No dataset is selected yet.')
+    await _say(emu, 'reviews/pos')
+    invalid = await _until(emu, 'cannot be used for training yet')
+    assert 'Dataset reviews_pos selected. 4 example(s) read (positive: 4)' in invalid['content'] or any(
+        'reviews_pos selected' in (m.get('content') or '') for m in emu.messages.values()
+    )
