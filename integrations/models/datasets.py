@@ -42,13 +42,13 @@ __all__ = [
     'ImportResult',
     'Issue',
     'archive_folder',
-    'text_folders',
     'load_folder',
     'load_upload',
     'read_jsonl',
     'split_holdout',
     'summarize',
     'summary_text',
+    'text_folders',
     'write_jsonl',
 ]
 
