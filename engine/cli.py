@@ -35,6 +35,8 @@ def _setup_logging(verbose: bool) -> None:
     # transitions logs exceptions raised inside triggers; the runtime logs them again with the
     # conversation's context, so one record per failure is enough.
     logging.getLogger('transitions').setLevel(logging.CRITICAL if not verbose else logging.DEBUG)
+    # hikari warns at every start that Python runs without -O: advice for hikari's users, not for an operator.
+    logging.getLogger('hikari.ux').setLevel(logging.ERROR if not verbose else logging.DEBUG)
 
 
 def _print_diagnostics(problems: Sequence[Diagnostic], fmt: str = 'text') -> None:
@@ -71,11 +73,11 @@ async def _run(config: Config) -> int:
         )
         return await _chat(config)
     from engine.app import build_app
-    from integrations.discord.bot import serve
+    from integrations.discord.bot import describe_failure, serve
 
     app = build_app(config)
     await app.start()
-    bot = asyncio.ensure_future(serve(app.engine, config))
+    bot = asyncio.ensure_future(serve(app.engine, config, announce=lambda line: print(line, flush=True)))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, bot.cancel)  # serve() closes the bot on the way out
@@ -83,9 +85,9 @@ async def _run(config: Config) -> int:
         await bot
     except asyncio.CancelledError:
         _log.info('stopping on a signal')
-    except Exception as exc:  # a bad token, Discord unreachable: a message, not a traceback (-v logs it)
+    except Exception as exc:  # a bad token, a refused intent, Discord unreachable: one line, no traceback (-v logs it)
         _log.debug('the Discord bot stopped', exc_info=True)
-        print(f'flowbot run: the Discord bot stopped: {exc}', file=sys.stderr)
+        print(f'flowbot run: {describe_failure(exc)}', file=sys.stderr)
         return 1
     finally:
         await app.stop()

@@ -25,7 +25,7 @@ from .commands import CommandSpec, FlowLike, SlashCommands
 from .config import DiscordConfig, load_discord_config
 from .prefix import PrefixCommand, UsageError, check_arguments, find_command, typed_options
 
-__all__ = ['CACHE', 'INTENTS', 'DiscordBot', 'EngineLike', 'serve']
+__all__ = ['CACHE', 'INTENTS', 'PERMISSIONS', 'DiscordBot', 'EngineLike', 'describe_failure', 'invite_url', 'serve']
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +39,19 @@ INTENTS = (
     | hikari.Intents.MESSAGE_CONTENT
     | hikari.Intents.GUILD_VOICE_STATES
 )
+
+PERMISSIONS = (
+    hikari.Permissions.VIEW_CHANNEL
+    | hikari.Permissions.SEND_MESSAGES
+    | hikari.Permissions.SEND_MESSAGES_IN_THREADS
+    | hikari.Permissions.ATTACH_FILES
+    | hikari.Permissions.READ_MESSAGE_HISTORY
+    | hikari.Permissions.CONNECT
+    | hikari.Permissions.SPEAK
+    | hikari.Permissions.SEND_VOICE_MESSAGES
+)
+"""What the invite link asks for: read and answer in channels and threads, send files and voice messages,
+quote earlier messages (corrections), join and speak in voice channels."""
 
 CACHE = (
     hikari.api.CacheComponents.GUILD_CHANNELS | hikari.api.CacheComponents.VOICE_STATES | hikari.api.CacheComponents.ME
@@ -345,12 +358,51 @@ class DiscordBot:
             self.adapter.pressed(key, None)
 
 
-async def serve(engine: EngineLike, config: Config | DiscordConfig, **hikari_options: Any) -> None:
-    """Run the Discord adapter for ``engine`` until the bot is closed (signal or ``bot.close()``)."""
+def invite_url(application_id: int) -> str:
+    """The link that adds the bot to a server with the scopes and permissions it needs."""
+    return (
+        f'https://discord.com/oauth2/authorize?client_id={application_id}'
+        f'&scope=bot+applications.commands&permissions={int(PERMISSIONS)}'
+    )
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One plain line for an operator about why the bot could not run (no traceback, no raw close codes)."""
+    code = getattr(exc, 'code', None)
+    if isinstance(exc, hikari.GatewayServerClosedConnectionError) and code == 4014:
+        return (
+            'Discord refused the privileged intent MESSAGE_CONTENT: turn on "Message Content Intent" under Bot -> '
+            'Privileged Gateway Intents in the Developer Portal (https://discord.com/developers/applications), '
+            'then start again.'
+        )
+    if isinstance(exc, hikari.UnauthorizedError) or (
+        isinstance(exc, hikari.GatewayServerClosedConnectionError) and code == 4004
+    ):
+        return (
+            'Discord rejected the bot token: check DISCORD_TOKEN (or the token file) in the Developer Portal under Bot.'
+        )
+    if isinstance(exc, hikari.GatewayServerClosedConnectionError):
+        return f'Discord closed the connection (code {code}): {exc.reason}'
+    return f'the Discord bot stopped: {exc}'
+
+
+async def serve(
+    engine: EngineLike,
+    config: Config | DiscordConfig,
+    *,
+    announce: Callable[[str], object] | None = None,
+    **hikari_options: Any,
+) -> None:
+    """Run the Discord adapter for ``engine`` until the bot is closed (signal or ``bot.close()``).
+
+    :param announce: told the invite link once connected (``flowbot run`` prints it).
+    """
     discord_config = config if isinstance(config, DiscordConfig) else load_discord_config(config)
     bot = DiscordBot(engine, discord_config, **hikari_options)
-    await bot.start()
-    try:
+    try:  # a failed start (a refused intent, a bad token) still closes every session it opened
+        await bot.start()
+        if announce is not None and bot.application_id is not None:
+            announce(f'Connected to Discord. Invite the bot to a server: {invite_url(bot.application_id)}')
         await bot.bot.join()
     finally:
         await bot.close()

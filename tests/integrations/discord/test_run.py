@@ -72,3 +72,63 @@ async def test_run_without_a_token_says_so_and_starts_the_console(tmp_path: path
     assert 'No DISCORD_TOKEN configured' in out
     assert 'starting the console chat' in out
     assert 'I am flowbot' in out
+
+
+async def _run_against(emu: DiscordEmulator, tmp_path: pathlib.Path) -> asyncio.subprocess.Process:
+    (tmp_path / 'bot.toml').write_text(
+        f'[bot]\nflows = ["{REPO / "flows" / "hi.toml"}"]\nplugins = []\nreload = false\n\n'
+        f'[discord]\nrest_url = "{emu.rest_url}"\n',
+        encoding='utf-8',
+    )
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        '-m',
+        'engine.cli',
+        'run',
+        cwd=tmp_path,
+        env=_env(tmp_path, DISCORD_TOKEN=emu.token),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_run_prints_the_invite_link_once_connected(tmp_path: pathlib.Path) -> None:
+    async with DiscordEmulator() as emu:
+        proc = await _run_against(emu, tmp_path)
+        try:
+            assert proc.stdout is not None
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.communicate(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert line.strip() == (
+        'Connected to Discord. Invite the bot to a server: https://discord.com/oauth2/authorize?'
+        f'client_id={emu.application_id}&scope=bot+applications.commands&permissions=70643625331712'
+    )
+    assert proc.returncode == 0
+
+
+async def test_run_without_the_message_content_intent_says_so_in_one_line_and_exits_cleanly(
+    tmp_path: pathlib.Path,
+) -> None:
+    async with DiscordEmulator() as emu:
+        emu.disallowed_intents = 1 << 15  # MESSAGE_CONTENT, not switched on in the portal
+        proc = await _run_against(emu, tmp_path)
+        try:
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    err = stderr.decode()
+    assert proc.returncode == 1
+    assert err.splitlines() == [
+        'flowbot run: Discord refused the privileged intent MESSAGE_CONTENT: turn on "Message Content Intent" '
+        'under Bot -> Privileged Gateway Intents in the Developer Portal '
+        '(https://discord.com/developers/applications), then start again.'
+    ], err
+    assert stdout.decode() == ''
