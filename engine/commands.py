@@ -93,11 +93,21 @@ def _is_named(rest: str, by_name: Mapping[str, model.OptionSpec]) -> bool:
     return bool(sep) and key in by_name
 
 
+def _lexer(stream: io.StringIO) -> shlex.shlex:
+    """Words split on spaces, quotes group them; a backslash is an ordinary character (``..\\x`` stays as typed,
+    as Windows paths and regular expressions need)."""
+    lexer = shlex.shlex(stream, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ''
+    lexer.escape = ''
+    return lexer
+
+
 def _free_text(rest: str) -> str:
     """The rest of the line as typed (apostrophes, quotes, line breaks kept); one quoted word is unquoted."""
     rest = rest.strip()
     try:
-        words = shlex.split(rest)
+        words = list(_lexer(io.StringIO(rest)))
     except ValueError:
         return rest
     return words[0] if len(words) == 1 else rest
@@ -118,9 +128,7 @@ def parse_arguments(
     tail = positional[-1] if positional and positional[-1].type == 'string' and not positional[-1].choices else None
     files = list(attachments)
     stream = io.StringIO(text)
-    lexer = shlex.shlex(stream, posix=True)
-    lexer.whitespace_split = True
-    lexer.commenters = ''
+    lexer = _lexer(stream)
     try:
         while True:
             start = _next_word(text, stream.tell())

@@ -16,6 +16,7 @@ import collections
 import io
 import logging
 import pathlib
+import re
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -30,7 +31,7 @@ from .attachments import Downloads
 from .config import DiscordConfig
 from .media import voice_message_meta
 
-__all__ = ['CUSTOM_ID_PREFIX', 'DiscordAdapter', 'VoiceControl', 'parse_custom_id', 'split_text']
+__all__ = ['CUSTOM_ID_PREFIX', 'DiscordAdapter', 'VoiceControl', 'literal_backslashes', 'parse_custom_id', 'split_text']
 
 _log = logging.getLogger(__name__)
 
@@ -73,6 +74,18 @@ def split_text(text: str, limit: int = 2000) -> list[str]:
     if current or not pieces:
         pieces.append(current)
     return [p.rstrip('\n') or '\u200b' for p in pieces]
+
+
+_CODE = re.compile(r'(```.*?```|`[^`\n]*`)', re.DOTALL)
+
+
+def literal_backslashes(text: str) -> str:
+    """``text`` with every backslash outside code shown as typed: Discord's markdown reads ``\\.`` as an escaped
+    dot, so ``..\\..\\x`` would show as ``....x``. Inside code spans and blocks backslashes are already literal."""
+    if '\\' not in text:
+        return text
+    parts = _CODE.split(text)
+    return ''.join(part if i % 2 else part.replace('\\', '\\\\') for i, part in enumerate(parts))
 
 
 def parse_custom_id(custom_id: str) -> tuple[str, str] | None:
@@ -315,10 +328,10 @@ class DiscordAdapter(Adapter):
         text = text or '\u200b'
         try:
             if len(text) > self.config.file_threshold_chars:
-                head = split_text(text, 300)[0]
+                head = literal_backslashes(split_text(text, 300)[0])
                 data = hikari.Bytes(io.BytesIO(text.encode()), 'reply.txt', mimetype='text/plain')
                 return await self._deliver(key, f'{head}\n… (the full reply is attached)', attachment=data)
-            pieces = split_text(text, self.config.max_message_chars)
+            pieces = split_text(literal_backslashes(text), self.config.max_message_chars)
             if len(pieces) == 1:
                 return await self._deliver(key, pieces[0])
             message_id = ''
@@ -334,7 +347,8 @@ class DiscordAdapter(Adapter):
         responder = self._interaction(key) or self._pressed.get(key)
         if responder is None:
             return await self.send_text(key, text)
-        message_id = await responder.post(split_text(text, self.config.max_message_chars)[0], ephemeral=True)
+        content = split_text(literal_backslashes(text), self.config.max_message_chars)[0]
+        message_id = await responder.post(content, ephemeral=True)
         self._remember(message_id, responder)
         return message_id
 
@@ -348,7 +362,8 @@ class DiscordAdapter(Adapter):
         if size > self.config.max_attachment_bytes:
             raise ActionError(f'The file {path.name} is too large to send on Discord ({size // 1024 // 1024} MB).')
         if not voice_message:
-            return await self._deliver(key, text, attachment=hikari.File(path))
+            caption = literal_backslashes(text) if text else text
+            return await self._deliver(key, caption, attachment=hikari.File(path))
         duration, waveform = await asyncio.to_thread(voice_message_meta, path)
         if text:
             await self.send_text(key, text)
@@ -383,6 +398,7 @@ class DiscordAdapter(Adapter):
             )
         if len(options) > 25:
             text += '\n' + ', '.join(o.value for o in options[25:])
+        text = literal_backslashes(text)
         pieces = split_text(text, self.config.max_message_chars)
         for piece in pieces[:-1]:
             await self._replacing(key, self._post(key, piece))
@@ -410,7 +426,7 @@ class DiscordAdapter(Adapter):
         if message_id is None and current is not None:
             message_id = current.message_id
         if message_id is None:
-            message_id = await self._post(key, split_text(text, self.config.max_message_chars)[0])
+            message_id = await self._post(key, split_text(literal_backslashes(text), self.config.max_message_chars)[0])
         else:
             await self.edit_text(key, message_id, text)
         self._progress[key] = _Progress(message_id)
@@ -471,6 +487,7 @@ class DiscordAdapter(Adapter):
 
     async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
         """Replace a message's text; edits closer than ``edit_interval`` are coalesced into the latest."""
+        text = literal_backslashes(text)
         slot = self._edits.setdefault((key, message_id), _EditSlot())
         now = time.monotonic()
         wait = slot.last + self.config.edit_interval - now

@@ -44,6 +44,11 @@ def safe_member_name(name: str) -> str | None:
     return None
 
 
+def _quoted(name: str) -> str:
+    """``name`` in quotes as typed (backslashes not doubled); ``repr`` only when it holds control characters."""
+    return f"'{name}'" if name.isprintable() and "'" not in name else repr(name)
+
+
 def resolve_inside(root: pathlib.Path, name: str, *, what: str = 'path') -> pathlib.Path:
     """Resolve the user-typed ``name`` inside ``root``, refusing anything that leads out of it.
 
@@ -54,11 +59,11 @@ def resolve_inside(root: pathlib.Path, name: str, *, what: str = 'path') -> path
     """
     reason = safe_member_name(name)
     if reason:
-        raise PathRefusedError(f'{what} {name!r} refused: {reason}; give a path inside the data folder')
+        raise PathRefusedError(f'{what} {_quoted(name)} refused: {reason}; give a path inside the data folder')
     candidate = root / name.replace('\\', '/').strip('/')
     if not inside(candidate, root):
         _log.warning('path %r resolves outside %s (symlink) and was refused', name, root)
-        raise PathRefusedError(f'{what} {name!r} refused: it leads outside the data folder')
+        raise PathRefusedError(f'{what} {_quoted(name)} refused: it leads outside the data folder')
     return candidate.resolve()
 
 

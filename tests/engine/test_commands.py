@@ -137,3 +137,12 @@ def test_yes_and_no_are_read_the_same_everywhere(text: str, expected: bool | Non
     from engine.commands import parse_bool
 
     assert parse_bool(text) is expected
+
+
+def test_backslashes_are_kept_as_typed() -> None:
+    paths = Trigger(
+        command='select',
+        options=[OptionSpec(name='path', type='string'), OptionSpec(name='label', type='string', required=False)],
+    )
+    assert parse_arguments('select', paths, r'..\..\x')['path'] == r'..\..\x'
+    assert parse_arguments('select', paths, r'path="C:\my data" label=a\b') == {'path': r'C:\my data', 'label': r'a\b'}

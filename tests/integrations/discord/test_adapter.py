@@ -11,7 +11,7 @@ import pytest
 from engine.api import ConversationKey, Option
 from engine.app import App
 from engine.states.actions import ActionError
-from integrations.discord.adapter import parse_custom_id, split_text
+from integrations.discord.adapter import literal_backslashes, parse_custom_id, split_text
 
 from .conftest import CHANNEL, GUILD, Running, make_ogg, start_bot
 from .emulator import DiscordEmulator
@@ -156,3 +156,9 @@ def test_foreign_custom_ids_are_not_ours() -> None:
     assert parse_custom_id('fb:123:a:b') == ('123', 'a:b')
     assert parse_custom_id('menu:123:apple') is None
     assert parse_custom_id('fb:abc:apple') is None
+
+
+def test_backslashes_are_escaped_for_markdown_outside_code() -> None:
+    assert literal_backslashes(r'..\..\x') == r'..\\..\\x'
+    assert literal_backslashes(r'a\b `c\d` ```' + '\n' + r'e\f```') == r'a\\b `c\d` ```' + '\n' + r'e\f```'
+    assert literal_backslashes('no backslash') == 'no backslash'

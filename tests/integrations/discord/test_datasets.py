@@ -205,3 +205,14 @@ async def test_train_without_a_dataset_takes_a_typed_folder(bot: Running) -> Non
     assert 'Dataset reviews_pos selected. 4 example(s) read (positive: 4)' in invalid['content'] or any(
         'reviews_pos selected' in (m.get('content') or '') for m in emu.messages.values()
     )
+
+
+async def test_a_path_with_backslashes_is_shown_as_typed(bot: Running) -> None:
+    emu = bot.emulator
+    await _say(emu, r'!select_dataset ..\..\x')
+    refused = await _until(emu, 'was not changed')
+    # On the wire each backslash is escaped, so Discord's markdown shows ..\..\x (not "....x").
+    assert refused['content'] == (
+        r"The dataset was not changed: dataset folder '..\\..\\x' refused: '..' is not allowed; "
+        'give a path inside the data folder'
+    )
