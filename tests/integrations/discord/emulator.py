@@ -559,7 +559,7 @@ class DiscordEmulator(GatewayServer):
         if found is None:
             return web.Response(status=404)
         content_type, data = found
-        return web.Response(body=data, content_type=content_type)
+        return web.Response(body=data, headers={'Content-Type': content_type})
 
     async def _record(self, request: web.Request, path: str) -> RestCall:
         body: Any = None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pathlib
+import re
 
 import attrs
 import pytest
 
 from engine.api import ConversationKey
 from integrations.discord.attachments import AttachmentError, Downloads
+from integrations.discord.config import DEFAULT_CONTENT_TYPES
 
 from .emulator import DiscordEmulator
 
@@ -24,7 +26,7 @@ class Remote:
     duration: float | None = None
 
 
-def _remote(emu: DiscordEmulator, data: bytes, name: str, ctype: str, size: int | None = None) -> Remote:
+def _remote(emu: DiscordEmulator, data: bytes, name: str, ctype: str | None, size: int | None = None) -> Remote:
     att = emu.add_file(data, name, ctype)
     return Remote(name, len(data) if size is None else size, att['url'], ctype)
 
@@ -81,3 +83,54 @@ async def test_folder_left_by_an_earlier_run_is_removed_when_the_conversation_en
     assert again.path is not None and not again.path.parent.exists()
     await earlier.aclose()
     await later.aclose()
+
+
+@pytest.mark.parametrize(
+    ('data', 'name', 'declared', 'expected'),
+    [
+        (b'{"text": "a", "label": "x"}\n', 'data.jsonl', None, 'application/x-ndjson'),
+        (b'PK\x05\x06' + b'\x00' * 18, 'empty.zip', None, 'application/zip'),
+        (b'PK\x05\x06' + b'\x00' * 18, 'archive.zip', 'application/zip', 'application/zip'),
+        (b'text,label\na,b\n', 'table.csv', 'text/csv; charset=utf-8', 'text/csv'),
+        (b'text,label\na,b\nc,d\n', 'renamed', 'application/octet-stream', 'text/csv'),
+        (b'{"text": "x"}', 'notes.txt', 'text/plain', 'text/plain'),  # a .txt holding JSON stays text
+    ],
+)
+async def test_files_are_taken_by_what_they_are_not_their_label(
+    emulator: DiscordEmulator, tmp_path: pathlib.Path, data: bytes, name: str, declared: str | None, expected: str
+) -> None:
+    downloads = Downloads(1000, DEFAULT_CONTENT_TYPES, tmp_path)
+    local = await downloads.fetch(KEY, _remote(emulator, data, name, declared))
+    assert local.content_type == expected
+    assert local.path is not None and local.path.read_bytes() == data
+    await downloads.aclose()
+
+
+@pytest.mark.parametrize(
+    ('data', 'name', 'declared', 'message'),
+    [
+        (b'{"text": "a"}\n', 'fake.zip', None, "'fake.zip' is not a ZIP file"),
+        (b'MZ\x90\x00' * 10, 'tool.jsonl', None, "'tool.jsonl' is not UTF-8 text"),
+        (b'\x00\x01\x02\x03' * 10, 'blob', None, "I cannot take 'blob': it is not a ZIP, JSON lines"),
+        (b'\x00\x01', 'fake.txt', 'text/plain', "'fake.txt' is not UTF-8 text"),
+        (b'MZ' * 10, 'tool.exe', 'application/x-msdownload', 'application/x-msdownload are not accepted'),
+    ],
+)
+async def test_files_that_are_not_what_they_claim_are_refused_and_removed(
+    emulator: DiscordEmulator, tmp_path: pathlib.Path, data: bytes, name: str, declared: str | None, message: str
+) -> None:
+    downloads = Downloads(1000, DEFAULT_CONTENT_TYPES, tmp_path)
+    with pytest.raises(AttachmentError, match=re.escape(message)):
+        await downloads.fetch(KEY, _remote(emulator, data, name, declared))
+    assert [p for p in tmp_path.rglob('*') if p.is_file()] == []
+    await downloads.aclose()
+
+
+async def test_a_file_over_the_limit_without_a_declared_size_is_cut_off(
+    emulator: DiscordEmulator, tmp_path: pathlib.Path
+) -> None:
+    downloads = Downloads(100, DEFAULT_CONTENT_TYPES, tmp_path, chunk_size=16)
+    with pytest.raises(AttachmentError, match='larger than'):
+        await downloads.fetch(KEY, _remote(emulator, b'{"a": 1}\n' * 50, 'big.jsonl', None, size=0))
+    assert [p for p in tmp_path.rglob('*') if p.is_file()] == []
+    await downloads.aclose()
