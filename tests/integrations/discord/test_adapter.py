@@ -162,3 +162,59 @@ def test_backslashes_are_escaped_for_markdown_outside_code() -> None:
     assert literal_backslashes(r'..\..\x') == r'..\\..\\x'
     assert literal_backslashes(r'a\b `c\d` ```' + '\n' + r'e\f```') == r'a\\b `c\d` ```' + '\n' + r'e\f```'
     assert literal_backslashes('no backslash') == 'no backslash'
+
+
+async def test_a_result_is_not_overwritten_by_a_coalesced_progress_edit(emulator: DiscordEmulator, app: App) -> None:
+    run = await start_bot(emulator, app, edit_interval=0.3)
+    try:
+        adapter = run.bot.adapter
+        progress = await adapter.progress(KEY, 'step 1')
+        await adapter.progress(KEY, 'step 2', progress)  # edited at once
+        await adapter.progress(KEY, 'step 3', progress)  # waits for the interval
+        adapter.progress_done(KEY, progress)
+        assert await adapter.send_text(KEY, 'the result') == progress
+        await asyncio.sleep(0.5)
+        assert emulator.messages[int(progress)]['content'] == 'the result'
+        assert len(emulator.calls_to('POST', rf'/channels/{CHANNEL}/messages')) == 1
+    finally:
+        await run.bot.close()
+
+
+async def test_a_result_after_other_peoples_messages_is_posted_below_and_the_progress_deleted(
+    running: Running,
+) -> None:
+    emu, adapter = running.emulator, running.bot.adapter
+    progress = await adapter.progress(KEY, 'Working…')
+    await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(99, 'bob'), content='meanwhile')
+    await asyncio.sleep(0.2)
+    adapter.progress_done(KEY, progress)
+    result = await adapter.send_text(KEY, 'Done.')
+    assert result != progress and emu.messages[int(result)]['content'] == 'Done.'
+    assert int(progress) not in emu.messages  # deleted
+    assert emu.calls_to('DELETE', rf'/channels/{CHANNEL}/messages/{progress}')
+
+
+async def test_a_busy_notice_during_a_step_leaves_the_progress_message_alone(running: Running) -> None:
+    adapter = running.bot.adapter
+    progress = await adapter.progress(KEY, 'Working…')
+    other = await adapter.send_text(KEY, 'Still working; I will read your message when it is done.')
+    assert other != progress and running.emulator.messages[int(progress)]['content'] == 'Working…'
+
+
+async def test_a_progress_message_left_when_the_conversation_ends_is_deleted(running: Running) -> None:
+    adapter = running.bot.adapter
+    progress = await adapter.progress(KEY, 'Working…')
+    adapter.progress_done(KEY, progress)
+    await adapter.close_conversation(KEY)
+    assert int(progress) not in running.emulator.messages
+
+
+async def test_a_question_replaces_the_progress_message_with_its_buttons(running: Running) -> None:
+    emu, adapter = running.emulator, running.bot.adapter
+    progress = await adapter.progress(KEY, 'Checking…')
+    adapter.progress_done(KEY, progress)
+    asked = await adapter.ask(KEY, 'Go on?', [Option('yes', 'Yes'), Option('no', 'No')])
+    assert asked == progress
+    message = emu.messages[int(progress)]
+    assert message['content'] == 'Go on?'
+    assert [b['custom_id'] for b in message['components'][0]['components']] == [f'fb:{ANN}:yes', f'fb:{ANN}:no']
