@@ -349,7 +349,7 @@ class Engine:
         elif isinstance(event, Message):
             typed = _typed_interrupt(event)
             if typed == 'help' and self.library.command(self.config.bot.help_command):
-                return await self._start(attrs.evolve(_as_command(event), name=self.config.bot.help_command))
+                return await self._start(_as_command(event, self.config.bot.help_command))
             if typed is not None:  # not a question for the chat model
                 await self._reply(event.key, self._outside_dialog(typed, locale), notice=True)
                 return None
@@ -681,7 +681,7 @@ class Engine:
                 conv.extra['progress_at'] = now
             elif now - conv.extra.get('progress_at', 0.0) >= self.progress_interval:
                 conv.extra['progress_at'] = now
-                await adapter.progress(conv.key, text, message_id)
+                conv.extra['progress_id'] = await adapter.progress(conv.key, text, message_id)  # it may start anew
         except Exception:
             _log.exception('progress update for %s failed', conv.key)
 
@@ -738,9 +738,10 @@ def _defaults(trigger: model.Trigger) -> dict[str, Any]:
     return {o.name: o.default for o in trigger.options}
 
 
-def _as_command(event: Message) -> Command:
+def _as_command(event: Message, name: str) -> Command:
+    """A typed word taken as the command ``name`` (``help`` outside a dialog runs the help flow)."""
     return Command(
-        key=event.key, user=event.user, locale=event.locale, message_id=event.message_id, is_dm=event.is_dm, name=''
+        key=event.key, user=event.user, locale=event.locale, message_id=event.message_id, is_dm=event.is_dm, name=name
     )
 
 

@@ -425,6 +425,8 @@ class DiscordAdapter(Adapter):
         current = self._progress.get(key)
         if message_id is None and current is not None:
             message_id = current.message_id
+        if message_id is not None and not self._editable(message_id):
+            message_id = None  # an expired interaction's answer, or one from before a restart: start a new one
         if message_id is None:
             message_id = await self._post(key, split_text(literal_backslashes(text), self.config.max_message_chars)[0])
         else:
@@ -442,7 +444,12 @@ class DiscordAdapter(Adapter):
         """Send one message that may be a step's result: edited into the finished step's progress message
         when that is still in view, else posted (and the progress message deleted)."""
         current = self._progress.get(key)
-        if current is not None and current.done and not self._buried(key, current.message_id):
+        if (
+            current is not None
+            and current.done
+            and self._editable(current.message_id)
+            and not self._buried(key, current.message_id)
+        ):
             del self._progress[key]
             self._cancel_edit(key, current.message_id)
             try:
@@ -451,6 +458,11 @@ class DiscordAdapter(Adapter):
             except hikari.HikariError as exc:
                 _log.info('progress message %s in %s cannot become the result: %r', current.message_id, key, exc)
         return await self._replacing(key, self._post(key, content, **kw))
+
+    def _editable(self, message_id: str) -> bool:
+        """A channel message, or an interaction's message while its token lives (15 minutes)."""
+        responder = self._via.get(message_id)
+        return responder.fresh if responder is not None else message_id.isdigit()
 
     def _buried(self, key: ConversationKey, message_id: str) -> bool:
         """Whether someone posted in the channel after ``message_id`` (an interaction's answer counts from the
@@ -471,6 +483,8 @@ class DiscordAdapter(Adapter):
     async def _delete(self, key: ConversationKey, message_id: str) -> None:
         self._cancel_edit(key, message_id)
         responder = self._via.get(message_id)
+        if not self._editable(message_id):
+            return
         try:
             if responder is not None:
                 await responder.delete(message_id)

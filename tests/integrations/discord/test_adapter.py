@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import pathlib
+import time
 
 import pytest
 
 from engine.api import ConversationKey, Option
 from engine.app import App
 from engine.states.actions import ActionError
-from integrations.discord.adapter import literal_backslashes, parse_custom_id, split_text
+from integrations.discord.adapter import _Responder, literal_backslashes, parse_custom_id, split_text
 
 from .conftest import CHANNEL, GUILD, Running, make_ogg, start_bot
 from .emulator import DiscordEmulator
@@ -218,3 +219,14 @@ async def test_a_question_replaces_the_progress_message_with_its_buttons(running
     message = emu.messages[int(progress)]
     assert message['content'] == 'Go on?'
     assert [b['custom_id'] for b in message['components'][0]['components']] == [f'fb:{ANN}:yes', f'fb:{ANN}:no']
+
+
+async def test_progress_of_an_expired_interaction_continues_in_a_new_channel_message(running: Running) -> None:
+    emu, adapter = running.emulator, running.bot.adapter
+    old = _Responder(None, time.monotonic() - 15 * 60)  # type: ignore[arg-type]  # its token is dead: never used
+    adapter._via['@42'] = old  # a slash answer from a training started 15 minutes ago
+    moved = await adapter.progress(KEY, 'Training job 7 is running… 90%', '@42')
+    assert moved.isdigit() and emu.messages[int(moved)]['content'] == 'Training job 7 is running… 90%'
+    adapter.progress_done(KEY, moved)
+    assert await adapter.send_text(KEY, 'Training job 7 finished.') == moved
+    assert emu.messages[int(moved)]['content'] == 'Training job 7 finished.'
