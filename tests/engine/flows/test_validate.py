@@ -182,6 +182,12 @@ def test_rule_unknown_variable_in_a_choice_condition(tmp_path: pathlib.Path) -> 
     assert problem.message == 'state "c" uses unknown variable "colour"'
 
 
+def test_rule_unknown_variable_in_choices_from(tmp_path: pathlib.Path) -> None:
+    states = '[states.q]\nkind = "ask"\nprompt = "Which?"\nchoices_from = "fuond.choices"\n\n[states.e]\nkind = "end"\n'
+    problem = only(lint(tmp_path, {'f': flow(states)}), 'unknown-variable')
+    assert problem.message == 'state "q" uses unknown variable "fuond"'
+
+
 def test_rule_template_syntax_error(tmp_path: pathlib.Path) -> None:
     problem = only(lint(tmp_path, {'f': flow('[states.a]\nkind = "end"\ntext = "Hi {{ user.name "\n')}), 'template')
     assert problem.line == 8

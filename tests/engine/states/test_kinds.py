@@ -664,3 +664,53 @@ async def _until(condition: Any, timeout: float = 3.0) -> None:
     while not condition():
         assert loop.time() < deadline, 'condition not reached in time'
         await asyncio.sleep(0.01)
+
+
+# -- ask: choices found at run time, attachments as answers -----------------------------------
+
+_PICK = (
+    '[states.find]\nkind = "call"\naction = "t.find"\nsave_as = "found"\n'
+    '[states.pick]\nkind = "ask"\nprompt = "Which?"\nchoices = [{ value = "none", label = "None" }]\n'
+    'choices_from = "found"\nattachments = true\nsave_as = "picked"\n'
+    '[states.route]\nkind = "choice"\nwhen = [{ if = "picked is mapping", goto = "file" }]\nelse = "done"\n'
+    '[states.file]\nkind = "end"\ntext = "file {{ picked.name }}"\n'
+    '[states.done]\nkind = "end"\ntext = "picked {{ picked }}"\n'
+)
+
+
+async def _found(items: Any) -> Any:
+    async def find(ctx: ActionContext) -> Any:
+        return items
+
+    return find
+
+
+async def test_ask_offers_the_choices_an_action_found_after_its_own(engine_harness: HarnessFactory) -> None:
+    find = await _found([{'value': 'a/b', 'label': 'folder a/b'}, 'plain'])
+    h = await engine_harness({'pick': cmd_flow('pick', _PICK)}, actions={'t.find': find})
+    await h.command('pick')
+    await h.engine.wait_idle()
+    (asked,) = [s for s in h.adapter.sent if s.kind == 'ask']
+    assert [(o.value, o.label) for o in asked.options] == [('none', 'None'), ('a/b', 'folder a/b'), ('plain', 'plain')]
+    await h.press('a/b')
+    assert h.last == 'picked a/b'
+
+
+async def test_ask_with_attachments_takes_a_file_instead_of_an_answer(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    h = await engine_harness({'pick': cmd_flow('pick', _PICK)}, actions={'t.find': await _found([])})
+    await h.command('pick')
+    await h.engine.wait_idle()
+    data = tmp_path / 'x.jsonl'
+    data.write_text('{}\n')
+    await h.say('', attachments=[Attachment(name='x.jsonl', path=data, size=3)])
+    assert h.last == 'file x.jsonl'
+
+
+async def test_choices_from_that_is_not_a_list_is_reported_not_crashed(engine_harness: HarnessFactory) -> None:
+    h = await engine_harness({'pick': cmd_flow('pick', _PICK)}, actions={'t.find': await _found({'no': 'list'})})
+    await h.command('pick')
+    await h.engine.wait_idle()
+    assert h.last == 'Something went wrong: an internal error (logged)'
+    assert not h.live()
