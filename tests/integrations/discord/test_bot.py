@@ -327,3 +327,30 @@ async def test_cancel_back_and_help_outside_a_dialog_get_a_plain_answer(running:
         'There is no earlier question to go back to.',
         'No question is open. Type !instruction to see the commands.',
     ]
+
+
+async def test_refusal_after_a_deferral_is_ephemeral_and_the_thinking_answer_goes(
+    emulator: DiscordEmulator, app: App
+) -> None:
+    run = await start_bot(emulator, app, defer_after=0.0)
+    try:
+        emu = emulator
+        emu.download_delay = 0.3  # "thinking…" is shown while the file downloads
+        att = emu.add_file(b'{"not": "a zip"}', 'data.zip', None)
+        sent = await emu.slash_command(
+            'upload',
+            channel_id=CHANNEL,
+            guild_id=GUILD,
+            user=emu.user(ANN),
+            options=[{'name': 'file', 'type': 11, 'value': att['id']}],
+            resolved={'attachments': {att['id']: att}},
+        )
+        (callback,) = await emu.wait_for_call('POST', rf'/interactions/{sent["id"]}/{sent["token"]}/callback')
+        assert callback.json['type'] == 5
+        (notice,) = await emu.wait_for_call('POST', rf'/webhooks/{emu.application_id}/{sent["token"]}')
+        assert notice.json['flags'] == 64
+        assert notice.content == "'data.zip' is not a ZIP file (it does not start like one); please send it again."
+        await emu.wait_for_call('DELETE', rf'/webhooks/{emu.application_id}/{sent["token"]}/messages/@original')
+    finally:
+        await run.bot.close()
+    assert run.errors == []
