@@ -145,10 +145,12 @@ class _Responder:
                 await self.interaction.edit_initial_response(content, **kw)
                 self.state = 'answered'
                 return self.initial_id
-            message = await self.interaction.execute(content, flags=flags, **kw)
-            if self.state == 'deferred':  # an ephemeral answer cannot replace the public "thinking…": drop it
+            if self.state == 'deferred':
+                # An ephemeral answer cannot replace the public "thinking…", and Discord would turn the first
+                # follow-up into that answer: drop it first, so the notice is a message of its own.
                 self.state = 'answered'
                 await self.interaction.delete_initial_response()
+            message = await self.interaction.execute(content, flags=flags, **kw)
             return str(message.id)
 
     async def edit(self, message_id: str, content: Any, **kw: Any) -> None:
