@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import davey
@@ -26,12 +26,14 @@ from integrations.discord.voice import player
 from integrations.discord.voice.crypto import TransportCipher, choose_mode, cipher_for
 from integrations.discord.voice.dave import BinaryOut, DaveOp, DaveState, JsonOut, Outgoing
 from integrations.discord.voice.gateway import CloseAction, VoiceGateway, VoiceOp, describe_close, gateway_url
-from integrations.discord.voice.rtp import FRAME_SAMPLES, RtpHeader
+from integrations.discord.voice.rtp import FRAME_SAMPLES, RtpHeader, split_incoming
 from integrations.discord.voice.udp import VoiceUdp
 
-__all__ = ['DaveVoiceConnection', 'VoiceConnectError']
+__all__ = ['DaveVoiceConnection', 'Receiver', 'VoiceConnectError']
 
 _log = logging.getLogger(__name__)
+
+_OPTIONS = ('secure', 'dave', 'timeout', 'handshake_timeout', 'dave_hold')
 
 RECONNECT_ATTEMPTS = 5
 
@@ -51,7 +53,12 @@ class DaveVoiceConnection(VoiceConnection):
 
     :param secure: ``False`` connects with ``ws://`` (loopback emulators); Discord needs ``wss://``.
     :param dave: offer DAVE (``max_dave_protocol_version``); Discord refuses clients without it (4017).
-    :param timeout: seconds allowed for each handshake.
+    :param handshake_timeout: seconds allowed for each handshake. hikari's ``connect_to`` keeps its own
+        ``timeout`` argument (for the main gateway's voice events) and never passes it on, so through
+        ``connect_to`` this one must be given by this name (``VoiceManager`` passes both).
+    :param timeout: the same, for callers of :meth:`initialize` itself.
+    :param dave_hold: seconds a frame waits for DAVE keys (a group forming, a restarted group) before
+        frames are dropped instead; never sent in the clear.
     """
 
     def __init__(
@@ -68,7 +75,8 @@ class DaveVoiceConnection(VoiceConnection):
         user_id: hikari.Snowflake,
         secure: bool = True,
         dave: bool = True,
-        timeout: float = 10.0,
+        handshake_timeout: float = 10.0,
+        dave_hold: float = 2.0,
     ) -> None:
         self._channel_id = channel_id
         self._guild_id = guild_id
@@ -81,7 +89,8 @@ class DaveVoiceConnection(VoiceConnection):
         self._user_id = user_id
         self._secure = secure
         self._max_dave = davey.DAVE_PROTOCOL_VERSION if dave else 0
-        self._timeout = timeout
+        self._timeout = handshake_timeout
+        self._dave_hold = dave_hold
 
         self._http = aiohttp.ClientSession()
         self._gateway: VoiceGateway | None = None
@@ -91,7 +100,15 @@ class DaveVoiceConnection(VoiceConnection):
         self._udp: VoiceUdp | None = None
         self._cipher: TransportCipher | None = None
         self._ssrc = 0
-        self._dave = DaveState(int(user_id), int(channel_id))
+        self._dave = DaveState(int(user_id), int(channel_id), on_change=self._dave_changed)
+        self._keys = asyncio.Event()
+        """Set whenever the DAVE state changed, so a held frame looks again."""
+        self._held_since: float | None = None
+        self._speaking = False
+        self._announced_ssrc: int | None = None
+        """The SSRC SPEAKING was last sent for: a new session (4006, new server) has a new SSRC."""
+        self._receiver: Receiver | None = None
+        self._ssrc_users: dict[int, int] = {}
         self._ready = asyncio.Event()
         self._closing = False
         self._server_changed = False
@@ -119,9 +136,11 @@ class DaveVoiceConnection(VoiceConnection):
         **kwargs: object,
     ) -> DaveVoiceConnection:
         """Connect and complete the handshake; raise :class:`VoiceConnectError` with the reason if refused."""
-        options = {k: v for k, v in kwargs.items() if k in ('secure', 'dave', 'timeout')}
+        options = {k: v for k, v in kwargs.items() if k in _OPTIONS}
         if unknown := set(kwargs) - set(options):
             raise TypeError(f'unknown voice connection options: {", ".join(sorted(unknown))}')
+        if 'timeout' in options:
+            options.setdefault('handshake_timeout', options.pop('timeout'))
         self = cls(
             channel_id=channel_id,
             endpoint=endpoint,
@@ -224,21 +243,74 @@ class DaveVoiceConnection(VoiceConnection):
         """True when frames are end-to-end encrypted."""
         return self._dave.ready
 
-    async def _send_frame(self, frame: bytes) -> None:
+    def listen(self, receiver: Receiver | None) -> None:
+        """Hand every audio frame other members send to ``receiver`` (``None`` stops listening)."""
+        self._receiver = receiver
+        if self._udp is not None:
+            self._udp.on_packet = self._on_packet if receiver is not None else None
+
+    @property
+    def users(self) -> dict[int, int]:
+        """SSRC -> user id of the other members, from their SPEAKING messages."""
+        return dict(self._ssrc_users)
+
+    def _dave_changed(self) -> None:
+        self._keys.set()
+
+    async def _send_frame(self, frame: bytes, *, urgent: bool = False) -> None:
+        """Encrypt and send one frame; under DAVE hold it until keys exist, never send it in the clear.
+
+        :param urgent: a closing silence frame after a stop: sent now or not at all, never waited for.
+        """
         if not self._ready.is_set():
+            if urgent:
+                return
             try:
                 await asyncio.wait_for(self._ready.wait(), self._timeout * 2)
             except TimeoutError:
                 raise ConnectionError('the voice connection did not come back') from None
         if self._closing or self._udp is None or self._cipher is None:
             raise ConnectionError('the voice connection is closed')
+        payload = self._dave.protect(frame)
+        if payload is None:
+            payload = await self._hold(frame)
+            if payload is None:
+                return
+        if self._speaking and self._announced_ssrc != self._ssrc:
+            await self._set_speaking(True)  # a new session has a new SSRC: SPEAKING before its first frame
+            if self._closing or self._udp is None or self._cipher is None:
+                raise ConnectionError('the voice connection is closed')
+        self._held_since = None
         header = RtpHeader(self._sequence, self._timestamp, self._ssrc).pack()
-        self._udp.send(self._cipher.encrypt(header, self._dave.encrypt(frame), self._nonce))
+        self._udp.send(self._cipher.encrypt(header, payload, self._nonce))
         self._sequence = (self._sequence + 1) & 0xFFFF
         self._timestamp = (self._timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
         self._nonce = (self._nonce + 1) & 0xFFFFFFFF
 
+    async def _hold(self, frame: bytes) -> bytes | None:
+        """Wait (up to ``dave_hold`` seconds per gap) for DAVE keys; ``None``: drop the frame."""
+        loop = asyncio.get_running_loop()
+        if self._held_since is None:
+            self._held_since = loop.time()
+            _log.info('voice of guild %s held: DAVE group not ready (no frame leaves unencrypted)', self._guild_id)
+        while (payload := self._dave.protect(frame)) is None and not self._closing:
+            remaining = self._held_since + self._dave_hold - loop.time()
+            if remaining <= 0:
+                _log.debug('voice frame of guild %s dropped: still no DAVE keys', self._guild_id)
+                return None
+            self._keys.clear()
+            try:
+                await asyncio.wait_for(self._keys.wait(), remaining)
+            except TimeoutError:
+                _log.warning(
+                    'voice of guild %s: no DAVE keys after %.1f s; frames are dropped until the group is ready',
+                    self._guild_id,
+                    self._dave_hold,
+                )
+        return payload
+
     async def _set_speaking(self, speaking: bool) -> None:
+        self._speaking = speaking
         if self._gateway is None or not self._gateway.is_open:
             _log.debug('SPEAKING %s not sent: voice websocket down', speaking)
             return
@@ -246,6 +318,9 @@ class DaveVoiceConnection(VoiceConnection):
             await self._gateway.send(VoiceOp.SPEAKING, {'speaking': int(speaking), 'delay': 0, 'ssrc': self._ssrc})
         except ConnectionError as exc:
             _log.info('SPEAKING %s not sent: %s', speaking, exc)
+            return
+        if speaking:
+            self._announced_ssrc = self._ssrc
 
     # session
 
@@ -397,7 +472,11 @@ class DaveVoiceConnection(VoiceConnection):
                 self._finish_handshake()
             elif op == VoiceOp.RESUMED:
                 self._finish_handshake()
+            elif op == VoiceOp.SPEAKING:
+                self._on_speaking(d)
             elif op in DaveOp.JSON:
+                if op == DaveOp.CLIENT_DISCONNECT:
+                    self._forget(int(str(d.get('user_id'))))
                 await self._send(self._dave.handle_json(op, d))
             else:
                 _log.debug('voice op %s ignored', op)
@@ -406,12 +485,48 @@ class DaveVoiceConnection(VoiceConnection):
             if self._handshake is not None and not self._handshake.done():
                 self._handshake.set_exception(VoiceConnectError(f'voice handshake failed at op {op}: {exc}'))
 
+    def _on_speaking(self, d: dict[str, Any]) -> None:
+        """Another member's SPEAKING: the only place an SSRC is tied to a user id."""
+        ssrc, user = int(d['ssrc']), int(str(d['user_id']))
+        if self._ssrc_users.get(ssrc) != user:
+            _log.debug('voice guild %s: ssrc %s is user %s', self._guild_id, ssrc, user)
+            self._ssrc_users[ssrc] = user
+
+    def _forget(self, user_id: int) -> None:
+        for ssrc in [s for s, u in self._ssrc_users.items() if u == user_id]:
+            del self._ssrc_users[ssrc]
+        if self._receiver is not None:
+            self._receiver.gone(user_id)
+
+    def _on_packet(self, data: bytes) -> None:
+        """One datagram from the voice server: open the transport layer, then DAVE, then hand the Opus on."""
+        receiver, cipher = self._receiver, self._cipher
+        if receiver is None or cipher is None:
+            return
+        try:
+            header, aad, extension = split_incoming(data)
+            plain = cipher.decrypt(data, aad)[extension:]
+        except Exception as exc:  # RTCP, foreign or damaged packets: nothing to hear in them
+            _log.debug('voice packet of %s bytes in guild %s not read: %s', len(data), self._guild_id, exc)
+            return
+        user = self._ssrc_users.get(header.ssrc)
+        if user is None:
+            _log.debug('voice packet of unknown ssrc %s in guild %s dropped', header.ssrc, self._guild_id)
+            return
+        opus = self._dave.decrypt(user, plain)
+        if opus is None:
+            receiver.undecryptable(user)
+            return
+        receiver.frame(user, header.sequence, opus)
+
     async def _on_ready(self, d: dict[str, Any]) -> None:
         self._ssrc = int(d['ssrc'])
         mode = choose_mode([str(m) for m in d['modes']])
         if self._udp is not None:
             self._udp.close()
         self._udp = await VoiceUdp.open(str(d['ip']), int(d['port']))
+        if self._receiver is not None:
+            self._udp.on_packet = self._on_packet
         address, port = await self._udp.discover(self._ssrc)
         assert self._gateway is not None
         await self._gateway.send(
@@ -439,6 +554,19 @@ class DaveVoiceConnection(VoiceConnection):
                 await self._gateway.send_binary(message.frame())
 
 
+class Receiver(Protocol):
+    """Where a listening connection delivers other members' audio (see :mod:`.listen`)."""
+
+    def frame(self, user_id: int, sequence: int, opus: bytes) -> None:
+        """One Opus frame ``user_id`` sent, end-to-end decrypted."""
+
+    def undecryptable(self, user_id: int) -> None:
+        """A frame of ``user_id`` that could not be decrypted (no keys yet, or not for us)."""
+
+    def gone(self, user_id: int) -> None:
+        """``user_id`` left the call."""
+
+
 class _Sink(player.FrameSink):
     def __init__(self, connection: DaveVoiceConnection) -> None:
         self._connection = connection
@@ -446,5 +574,5 @@ class _Sink(player.FrameSink):
     async def set_speaking(self, speaking: bool) -> None:
         await self._connection._set_speaking(speaking)
 
-    async def send_frame(self, frame: bytes) -> None:
-        await self._connection._send_frame(frame)
+    async def send_frame(self, frame: bytes, *, urgent: bool = False) -> None:
+        await self._connection._send_frame(frame, urgent=urgent)

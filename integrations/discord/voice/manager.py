@@ -45,7 +45,9 @@ class VoiceManager:
 
     :param bot: the hikari bot; its voice component and cache are used.
     :param idle_timeout: seconds without speech after which the bot leaves the channel.
-    :param connection_options: extra ``DaveVoiceConnection`` options (``secure``, ``dave``, ``timeout``).
+    :param connection_options: extra ``DaveVoiceConnection`` options (``secure``, ``dave``,
+        ``dave_hold``, ``timeout``); ``timeout`` bounds both hikari's wait for the voice server and
+        each voice handshake (hikari's ``connect_to`` would keep it to itself).
     """
 
     def __init__(
@@ -86,7 +88,7 @@ class VoiceManager:
                 await self._leave(guild_id)
             try:
                 connection = await self._bot.voice.connect_to(
-                    guild_id, channel_id, DaveVoiceConnection, **self._options
+                    guild_id, channel_id, DaveVoiceConnection, **self._connect_options()
                 )
             except hikari.VoiceError as exc:  # our VoiceConnectError included
                 _log.error('joining voice channel %s in guild %s failed: %s', channel_id, guild_id, exc)
@@ -120,6 +122,13 @@ class VoiceManager:
         """Leave every channel (bot shutdown)."""
         for guild_id in list(self._guilds):
             await self.leave(guild_id)
+
+    def _connect_options(self) -> dict[str, Any]:
+        """``connect_to`` keyword arguments: ``timeout`` goes to hikari and, renamed, to the connection."""
+        options = dict(self._options)
+        if 'timeout' in options:
+            options.setdefault('handshake_timeout', options['timeout'])
+        return options
 
     def _lock(self, guild_id: int) -> asyncio.Lock:
         return self._locks.setdefault(guild_id, asyncio.Lock())

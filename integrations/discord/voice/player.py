@@ -33,8 +33,11 @@ class FrameSink(abc.ABC):
         """Send SPEAKING on or off."""
 
     @abc.abstractmethod
-    async def send_frame(self, frame: bytes) -> None:
-        """Encrypt and send one Opus frame now (waiting only while the connection re-establishes)."""
+    async def send_frame(self, frame: bytes, *, urgent: bool = False) -> None:
+        """Encrypt and send one Opus frame now (waiting only while the connection re-establishes).
+
+        :param urgent: send now or never: never wait (the closing silence after a stop).
+        """
 
 
 async def play(
@@ -42,7 +45,8 @@ async def play(
 ) -> int:
     """Send ``frames`` paced at 50 per second, then five silence frames; return how many audio frames went out.
 
-    :param stop: set it to end playback early (the silence frames still close the speech).
+    :param stop: set it to end playback early: the five silence frames then go out at once, so the RTP
+        stream ends within milliseconds of the stop (``leave``, barge-in) instead of 100 ms later.
     :param first_batch: frames produced before the first packet: small, so speech starts quickly.
     """
     stop = stop or asyncio.Event()
@@ -68,6 +72,9 @@ async def play(
             finally:
                 batch = await following  # never leave the worker thread iterating
         for _ in range(SILENCE_FRAMES):
+            if stop.is_set():
+                await sink.send_frame(SILENCE_FRAME, urgent=True)
+                continue
             start = await _wait_turn(loop, start, n)
             await sink.send_frame(SILENCE_FRAME)
             n += 1

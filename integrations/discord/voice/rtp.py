@@ -19,6 +19,7 @@ __all__ = [
     'discovery_response',
     'parse_discovery_request',
     'parse_discovery_response',
+    'split_incoming',
 ]
 
 PAYLOAD_TYPE = 0x78
@@ -56,6 +57,30 @@ class RtpHeader:
         if first >> 6 != 2:
             raise ValueError(f'not RTP version 2: first byte {first:#x}')
         return cls(sequence, timestamp, ssrc, payload_type & 0x7F)
+
+
+def split_incoming(data: bytes) -> tuple[RtpHeader, int, int]:
+    """Read an incoming voice packet: (header, associated-data size, extension body size).
+
+    Other members' packets may carry CSRCs and a header extension (``0xBEDE`` one-byte form). In the
+    ``*_rtpsize`` modes the fixed header, the CSRCs and the 4-byte extension header are the associated
+    data; the extension body is encrypted with the audio and comes first in the plaintext.
+
+    :raises ValueError: not RTP version 2, truncated, or not Opus (RTCP and video are not ours to read).
+    """
+    header = RtpHeader.unpack(data)
+    if header.payload_type != PAYLOAD_TYPE:
+        raise ValueError(f'not an Opus packet: payload type {header.payload_type}')
+    size = RtpHeader.SIZE + 4 * (data[0] & 0x0F)
+    extension = 0
+    if data[0] & 0x10:
+        if len(data) < size + 4:
+            raise ValueError('RTP header extension truncated')
+        extension = 4 * int.from_bytes(data[size + 2 : size + 4], 'big')
+        size += 4
+    if len(data) < size + 4:
+        raise ValueError(f'RTP packet too short: {len(data)} bytes')
+    return header, size, extension
 
 
 def discovery_request(ssrc: int) -> bytes:

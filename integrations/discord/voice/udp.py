@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from integrations.discord.voice.rtp import DISCOVERY_SIZE, discovery_request, parse_discovery_response
 
@@ -15,11 +16,13 @@ _log = logging.getLogger(__name__)
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.discovery: asyncio.Future[bytes] | None = None
+        self.on_packet: Callable[[bytes], None] | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         if self.discovery is not None and not self.discovery.done() and len(data) == DISCOVERY_SIZE:
             self.discovery.set_result(data)
-        # anything else is other people's audio or RTCP: playback only, so ignored
+        elif self.on_packet is not None:  # other members' audio (and RTCP), read only while listening
+            self.on_packet(data)
 
     def error_received(self, exc: Exception) -> None:
         _log.warning('voice UDP error: %s', exc)
@@ -50,6 +53,15 @@ class VoiceUdp:
             except TimeoutError:
                 _log.info('voice IP discovery attempt %s/%s to %s:%s timed out', attempt, attempts, *self.server)
         raise ConnectionError(f'voice server {self.server[0]}:{self.server[1]} did not answer IP discovery')
+
+    @property
+    def on_packet(self) -> Callable[[bytes], None] | None:
+        """Called with every media datagram received; ``None`` ignores them (not listening)."""
+        return self._protocol.on_packet
+
+    @on_packet.setter
+    def on_packet(self, handler: Callable[[bytes], None] | None) -> None:
+        self._protocol.on_packet = handler
 
     def send(self, packet: bytes) -> None:
         """Send one RTP packet; UDP gives no delivery guarantee, so nothing is awaited."""

@@ -51,6 +51,8 @@ async def connect(
     """Connect to ``emu`` as hikari's ``connect_to`` would, over plain ``ws://``."""
     if emu.dave is not None:
         user_id, channel_id = emu.dave.bot_user_id, emu.dave.channel_id
+    elif emu.members:
+        channel_id = emu.members[0].channel_id
     return await DaveVoiceConnection.initialize(
         channel_id=hikari.Snowflake(channel_id),
         endpoint=f'wss://{emu.endpoint}',

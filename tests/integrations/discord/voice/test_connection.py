@@ -163,6 +163,10 @@ async def test_failed_commit_is_reported_and_answered_with_a_new_key_package() -
             await wait_dave_active(conn)
             emu.auto_dave = False
             await emu.send_binary(29, (7).to_bytes(2, 'big') + b'not an MLS commit')
+            # a commit for the group in use is applied when its transition executes (old keys until then)
+            await emu.wait_for(23, where=lambda r: r.d == {'transition_id': 7})
+            assert conn.dave_ready
+            await emu.send_json(22, {'transition_id': 7})
             invalid = await emu.wait_for(31)
             packages = await emu.wait_for(26, count=2)
         finally:

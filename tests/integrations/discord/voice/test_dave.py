@@ -28,11 +28,13 @@ def test_external_sender_before_session_description_is_kept_and_transition_zero_
     commit, welcome = split_commit_welcome(commit_welcome.payload)
     assert welcome is not None
 
-    assert not state.ready and state.encrypt(b'opus') == b'opus'
+    assert not state.ready and state.protect(b'opus') is None  # held: never sent in the clear under DAVE v1
+    assert state.protect(SILENCE_FRAME) == SILENCE_FRAME
     assert state.handle_binary(DaveOp.MLS_ANNOUNCE_COMMIT, b'\x00\x00' + commit) == []  # transition 0: no op 23
     assert state.ready
-    assert state.encrypt(b'opus frame').endswith(b'\xfa\xfa')
-    assert state.encrypt(SILENCE_FRAME) == SILENCE_FRAME
+    protected = state.protect(b'opus frame')
+    assert protected is not None and protected.endswith(b'\xfa\xfa')
+    assert state.protect(SILENCE_FRAME) == SILENCE_FRAME
 
 
 def test_malformed_transition_message_is_refused_with_its_content() -> None:

@@ -2,8 +2,10 @@
 
 It plays the server side of the handshake (HELLO, READY, IP discovery, SESSION_DESCRIPTION,
 RESUMED), decrypts the transport layer of every RTP packet it receives and records it, and can
-take a real DAVE session to the active state with the recorded messages of
-``<repo>/../shared/fixtures/dave/`` (an emulator cannot sign MLS proposals itself).
+take a real DAVE session to the active state, either with the recorded messages of
+``<repo>/../shared/fixtures/dave/`` or, with ``members``, as a voice server of its own: it signs the
+proposals as the group's external sender (:mod:`.dave_members`), welcomes the other members (real
+``davey`` sessions) with the bot's commit, holds op 22 when asked, and lets members speak to the bot.
 
 Usage::
 
@@ -29,10 +31,13 @@ from aiohttp import WSMsgType, web
 from integrations.discord.voice.crypto import MODES, TransportCipher, cipher_for
 from integrations.discord.voice.rtp import (
     DISCOVERY_SIZE,
+    FRAME_SAMPLES,
+    SILENCE_FRAME,
     RtpHeader,
     discovery_response,
     parse_discovery_request,
 )
+from tests.integrations.discord.voice.dave_members import DaveMember, ExternalSender
 from tests.loopback import GatewayServer
 
 __all__ = [
@@ -138,6 +143,7 @@ class _Udp(asyncio.DatagramProtocol):
         if len(data) == DISCOVERY_SIZE and data[:2] == b'\x00\x01':
             ssrc = parse_discovery_request(data)
             self.emulator.discoveries += 1
+            self.emulator.client = addr
             self.transport.sendto(discovery_response(ssrc, addr[0], addr[1]), addr)
             return
         self.emulator._media(data)
@@ -162,14 +168,38 @@ class VoiceEmulator(GatewayServer):
         auto_dave: bool = True,
         heartbeat_interval: float = 41_250,
         ssrc: int = 4242,
+        members: Sequence[DaveMember] = (),
+        auto_execute: bool = True,
+        proposal_delay: float = 0.0,
     ) -> None:
+        """
+        :param members: other members of the call (DAVE v1 with our own external sender).
+        :param auto_execute: answer op 23 with op 22 at once; ``False``: the test calls :meth:`execute`.
+        :param proposal_delay: seconds between the bot's key package and the proposals (a slow server).
+        """
         super().__init__()
+        self.members = list(members)
+        self.external = ExternalSender() if members else None
+        self.auto_execute = auto_execute
+        self.proposal_delay = proposal_delay
+        self.epoch = 0
+        """The epoch of the bot's group as far as the server knows (commits announced)."""
+        self._joining: list[DaveMember] = []
+        self.client: tuple[str, int] | None = None
+        """The bot's UDP address (from IP discovery): where members' audio goes."""
+        self.marks: dict[str, int] = {}
+        """Named points in the packet stream: ``len(packets)`` when the server sent something."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._member_seq: dict[int, int] = {}
         self.modes = list(modes)
         self.dave = dave
         self.require_dave = require_dave
         self.auto_dave = auto_dave
         self.heartbeat_interval = heartbeat_interval
         self.ssrc = ssrc
+        self._base_ssrc = ssrc
+        self.answer_identify = True
+        """``False``: a voice server that never answers IDENTIFY (handshake timeouts)."""
         self.received: list[Received] = []
         self.packets: list[RtpPacket] = []
         self.undecryptable = 0
@@ -203,6 +233,8 @@ class VoiceEmulator(GatewayServer):
         return self
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         await super().close()
         if self._udp is not None and self._udp.transport is not None:
             self._udp.transport.close()
@@ -213,6 +245,11 @@ class VoiceEmulator(GatewayServer):
         return f'127.0.0.1:{self.port}'
 
     # -- observing ----------------------------------------------------------------------------------------------
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def ops(self, op: int) -> list[Received]:
         return [r for r in self.received if r.op == op]
@@ -254,6 +291,45 @@ class VoiceEmulator(GatewayServer):
         assert self._ws is not None
         self._seq += 1
         await self._ws.send_bytes(self._seq.to_bytes(2, 'big') + bytes([op]) + payload)
+
+    async def execute(self, transition: int) -> None:
+        """Send op 22 (execute transition), marking the packet count as ``execute <transition>``."""
+        self.marks[f'execute {transition}'] = len(self.packets)
+        await self.send_json(22, {'transition_id': transition})
+
+    async def add_member(self, member: DaveMember) -> None:
+        """A member joins the call: op 11, then proposals adding it at the current epoch."""
+        assert self.external is not None
+        self.members.append(member)
+        await self.send_json(11, {'user_ids': [str(member.user_id)]})
+        self._joining = [member]
+        proposals = self.external.append(member.channel_id, self.epoch, [member.key_package(self.external.package())])
+        self.marks[f'add {member.user_id}'] = len(self.packets)
+        await self.send_binary(27, proposals)
+
+    async def speak(self, member: DaveMember, frames: Sequence[bytes], *, paced: bool = True) -> float:
+        """``member`` sends ``frames`` to the bot as Discord would (SPEAKING, then RTP with a header
+        extension, DAVE-encrypted except silence); return when the last voiced frame left."""
+        assert self._udp is not None and self._udp.transport is not None and self.client is not None
+        assert self._cipher is not None
+        await self.send_json(5, {'user_id': str(member.user_id), 'ssrc': member.ssrc, 'speaking': 1})
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        last_voiced = time.perf_counter()
+        for n, frame in enumerate(frames):
+            if paced:
+                delay = start + n * 0.02 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            seq = self._member_seq.get(member.ssrc, 0)
+            self._member_seq[member.ssrc] = seq + 1
+            header = RtpHeader(seq & 0xFFFF, (seq * FRAME_SAMPLES) & 0xFFFFFFFF, member.ssrc).pack()
+            header = bytes([header[0] | 0x10]) + header[1:] + b'\xbe\xde\x00\x01'  # one 4-byte extension word
+            payload = frame if frame == SILENCE_FRAME else member.encrypt(frame)
+            self._udp.transport.sendto(self._cipher.encrypt(header, b'\x10\x01\x00\x00' + payload, seq), self.client)
+            if frame != SILENCE_FRAME:
+                last_voiced = time.perf_counter()
+        return last_voiced
 
     async def close_with(self, code: int) -> None:
         """Close the websocket with a voice close code."""
@@ -305,6 +381,9 @@ class VoiceEmulator(GatewayServer):
         if op == 0:
             self.identifies += 1
             self.session_id, self.token = d['session_id'], d['token']
+            if not self.answer_identify:
+                return
+            self.ssrc = self._base_ssrc + self.identifies - 1  # every session has its own SSRC
             if self.require_dave and not d.get('max_dave_protocol_version'):
                 await self.close_with(4017)
                 return
@@ -317,9 +396,12 @@ class VoiceEmulator(GatewayServer):
                 return
             key = os.urandom(32)
             self._cipher = cipher_for(self.mode, key)
-            version = 1 if self.dave is not None else 0
+            version = 1 if self.dave is not None or self.external is not None else 0
             await self.send_json(4, {'mode': self.mode, 'secret_key': list(key), 'dave_protocol_version': version})
-            if self.dave is not None:
+            if self.external is not None:
+                await self.send_json(11, {'user_ids': [str(m.user_id) for m in self.members]})
+                await self.send_binary(25, self.external.package())
+            elif self.dave is not None:
                 await self.send_json(11, {'user_ids': [str(self.dave.other_user_id)]})
                 await self.send_binary(25, self.dave.external_sender)
         elif op == 3:
@@ -330,10 +412,13 @@ class VoiceEmulator(GatewayServer):
                 await self.close_with(4006)
                 return
             await self.send_json(9, None)
-        elif op == 23 and self.auto_dave:
-            await self.send_json(22, {'transition_id': d['transition_id']})
+        elif op == 23 and self.auto_dave and self.auto_execute:
+            await self.execute(d['transition_id'])
 
     async def _on_binary(self, op: int, payload: bytes) -> None:
+        if self.external is not None:
+            await self._serve_group(op, payload)
+            return
         if not self.auto_dave or self.dave is None:
             return
         if op == 26:  # key package: add the other member, as the real server would
@@ -342,3 +427,34 @@ class VoiceEmulator(GatewayServer):
             commit, _ = split_commit_welcome(payload)
             self._transition += 1
             await self.send_binary(29, self._transition.to_bytes(2, 'big') + commit)
+
+    async def _serve_group(self, op: int, payload: bytes) -> None:
+        """The voice server's side of MLS with our own external sender and members."""
+        assert self.external is not None
+        if op == 26 and self.auto_dave:  # a (new) key package: a new group with the bot, the followers join it
+            self.epoch = 0
+            self.spawn(self._propose_group())
+        elif op == 28:
+            commit, welcome = split_commit_welcome(payload)
+            for member in self.members:
+                if member in self._joining:
+                    if welcome is not None:
+                        member.session.process_welcome(welcome)
+                elif member.follow and member.session.ready:
+                    member.session.process_commit(commit)
+            self._joining = []
+            self.epoch += 1
+            self._transition += 1
+            self.marks[f'commit {self._transition}'] = len(self.packets)
+            await self.send_binary(29, self._transition.to_bytes(2, 'big') + commit)
+
+    async def _propose_group(self) -> None:
+        assert self.external is not None
+        if self.proposal_delay:
+            await asyncio.sleep(self.proposal_delay)
+        joining = [m for m in self.members if m.follow or not m.session.ready]
+        package = self.external.package()
+        packages = [m.key_package(package, fresh=m.session.ready) for m in joining]
+        self._joining = joining
+        channel = joining[0].channel_id if joining else 0
+        await self.send_binary(27, self.external.append(channel, 0, packages))
