@@ -365,7 +365,7 @@ class DaveVoiceConnection(VoiceConnection):
         except TimeoutError:
             self._handshake.cancel()
             await gateway.close()
-            raise VoiceConnectError(f'voice handshake with {url} timed out after {self._timeout:.0f} s') from None
+            raise VoiceConnectError(f'voice handshake with {url} timed out after {self._timeout:g} s') from None
         except BaseException:
             await gateway.close()
             raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pathlib
+import time
 from collections.abc import AsyncIterator
 
 import attrs
@@ -141,7 +142,9 @@ async def test_leave_mid_speech_stops_playback_and_leaves(tmp_path: pathlib.Path
     speaking = asyncio.create_task(voice.speak(GUILD, long))
     queued = asyncio.create_task(voice.speak(GUILD, long))
     await world.voice.wait_packets(10)
+    asked = time.perf_counter()
     assert await voice.leave(GUILD)
+    took = time.perf_counter() - asked
 
     played = await speaking
     assert 10 <= played < len(list(opus_frames(long))) // 2
@@ -150,6 +153,9 @@ async def test_leave_mid_speech_stops_playback_and_leaves(tmp_path: pathlib.Path
     assert [p.payload for p in world.voice.packets[-5:]] == [SILENCE_FRAME] * 5
     await asyncio.sleep(0.2)
     assert len(world.voice.packets) == stopped_at
+    assert world.voice.packets[-1].arrival - asked < 0.1, 'RTP went on for 100 ms or more after leave'
+    assert took < 0.1, f'leave blocked for {took * 1000:.0f} ms'
+    assert world.voice.undecryptable == 0
     await wait_until(lambda: world.voice_updates() == [VOICE_CHANNEL, None])
     with pytest.raises(ActionError, match='not in a voice channel'):
         await voice.speak(GUILD, long)
@@ -186,3 +192,12 @@ async def test_bad_audio_is_refused_clearly_and_the_bot_stays(tmp_path: pathlib.
     assert voice.is_connected(GUILD)
     assert await voice.speak(GUILD, write_tone(tmp_path / 'ok.wav', 0.2)) > 0
     await voice.leave(GUILD)
+
+
+async def test_connection_timeout_reaches_the_voice_handshake(world: World) -> None:
+    world.voice.answer_identify = False  # the voice server accepts the websocket and never answers
+    voice = VoiceManager(world.bot, connection_options={'secure': False, 'timeout': 1.5})
+    started = time.perf_counter()
+    with pytest.raises(ActionError, match=r'timed out after 1\.5 s'):
+        await voice.join(GUILD, VOICE_CHANNEL)
+    assert 1.4 < time.perf_counter() - started < 3.0
