@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -182,6 +182,16 @@ class Adapter(abc.ABC):
 
     async def voice_leave(self, key: ConversationKey) -> None:
         """Leave the voice channel of the conversation's guild, stopping playback."""
+        raise NotSupportedError(f'{self.name} has no voice channels')
+
+    async def voice_listen(self, key: ConversationKey, streams: Callable[[], Any] | None) -> str:
+        """Hear what is said in the voice channel of the conversation's guild (``None``: stop hearing).
+
+        Each utterance comes back as a :class:`Message` from its speaker in the conversation's channel.
+
+        :param streams: makes one live recogniser per speaker (``integrations.speech.stt.SpeechStream``).
+        :return: the voice channel's name.
+        """
         raise NotSupportedError(f'{self.name} has no voice channels')
 
     async def voice_speak(self, key: ConversationKey, audio: pathlib.Path) -> bool:

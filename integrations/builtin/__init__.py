@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from engine.api import NotSupportedError
-from engine.commands import usage
+from engine.commands import parse_bool, usage
 from engine.flows.model import localize
 from engine.plugins import SetupContext
 from engine.states.actions import ActionContext, ActionError
@@ -136,6 +136,32 @@ def setup(ctx: SetupContext) -> None:
             raise ActionError(str(exc)) from exc
         return {'spoken': bool(spoken)}
 
+    async def voice_listen(
+        action: ActionContext, *, on: Any = True, language: str | None = None, grammar: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Start (or with ``on`` false stop) hearing the voice channel: each utterance is a message of its speaker."""
+        listening = on if isinstance(on, bool) else parse_bool(str(on))
+        if listening is None:
+            raise ActionError(f'Listen takes yes or no, not {on!r}.')
+        try:
+            if not listening:
+                await action.adapter.voice_listen(action.key, None)
+                return {'listening': False, 'channel': ''}
+            speech = ctx.services.get('speech')
+            if speech is None:
+                raise ActionError('Listening needs speech recognition, which is not configured.')
+            language = language or speech.config.language
+            adapter_config = getattr(action.adapter, 'config', None)  # [discord] listen_grammar, if any
+            words = grammar or list(getattr(adapter_config, 'listen_grammar', None) or ()) or None
+
+            def streams() -> Any:
+                return speech.recognizer.stream(language, grammar=words)
+
+            channel = await action.adapter.voice_listen(action.key, streams)
+        except NotSupportedError as exc:
+            raise ActionError(f'Voice channels are not available here: {exc}.') from exc
+        return {'listening': True, 'channel': channel}
+
     actions = ctx.actions
     actions.add('feedback.save', save_feedback)
     actions.add('corrections.find', find_reply)
@@ -145,4 +171,5 @@ def setup(ctx: SetupContext) -> None:
     actions.add('voice.join', voice_join)
     actions.add('voice.leave', voice_leave)
     actions.add('voice.speak', voice_speak)
+    actions.add('voice.listen', voice_listen)
     graph.setup(ctx)

@@ -18,7 +18,7 @@ import logging
 import pathlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -31,7 +31,15 @@ from .attachments import Downloads
 from .config import DiscordConfig
 from .media import voice_message_meta
 
-__all__ = ['CUSTOM_ID_PREFIX', 'DiscordAdapter', 'VoiceControl', 'literal_backslashes', 'parse_custom_id', 'split_text']
+__all__ = [
+    'CUSTOM_ID_PREFIX',
+    'DiscordAdapter',
+    'Heard',
+    'VoiceControl',
+    'literal_backslashes',
+    'parse_custom_id',
+    'split_text',
+]
 
 _log = logging.getLogger(__name__)
 
@@ -47,9 +55,19 @@ class VoiceControl(Protocol):
 
     async def leave(self, guild_id: int) -> Any: ...
 
-    async def speak(self, guild_id: int, path: pathlib.Path) -> Any: ...
+    async def speak(self, guild_id: int, path: pathlib.Path, *, user_id: int | None = None) -> Any: ...
+
+    async def listen(self, guild_id: int, listener: Any) -> None: ...
+
+    async def stop_listening(self, guild_id: int) -> bool: ...
+
+    async def interrupt(self, guild_id: int, user_id: int) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+Heard = Callable[[int, int, int, str], Awaitable[None]]
+"""What the bot does with an utterance heard in voice: (guild id, text channel id, user id, text)."""
 
 
 def split_text(text: str, limit: int = 2000) -> list[str]:
@@ -211,6 +229,8 @@ class DiscordAdapter(Adapter):
         self.downloads = downloads
         self.cache = cache
         self.voice = voice
+        self.on_heard: Heard | None = None
+        """Set by the bot: where utterances heard in voice channels go (as messages to the engine)."""
         self._pending: dict[ConversationKey, _Responder] = {}
         self._pressed: dict[ConversationKey, _Responder] = {}
         """Button presses being handled: notices for the presser go through them, ephemeral."""
@@ -597,8 +617,41 @@ class DiscordAdapter(Adapter):
         if channel is None:
             return False
         await voice.join(guild, channel)
-        await voice.speak(guild, audio)
+        await voice.speak(guild, audio, user_id=int(key.user))
         return True
+
+    async def voice_listen(self, key: ConversationKey, streams: Callable[[], Any] | None) -> str:
+        """Hear the voice channel the bot is in here; utterances become messages in ``key.channel``."""
+        voice = self._voice()
+        guild = self._guild_of(key)
+        if streams is None:
+            await voice.stop_listening(guild)
+            return ''
+        from .voice.listen import Listener, Utterance
+
+        try:  # the first stream loads the model (seconds): before the bot says it listens, not at the first word
+            await asyncio.to_thread(streams)
+        except Exception as exc:  # the recogniser's errors (no model, wrong engine) are worded for users
+            _log.warning('listening in guild %s cannot start: %s', guild, exc)
+            raise ActionError(str(exc)) from exc
+
+        heard, channel = self.on_heard, int(key.channel)
+
+        async def utterance(said: Utterance) -> None:
+            if heard is not None:
+                await heard(guild, channel, said.user_id, said.text)
+
+        async def barge_in(user_id: int) -> None:
+            await voice.interrupt(guild, user_id)
+
+        record = pathlib.Path(self.config.listen_record_dir) if self.config.listen_record_dir else None
+        listener = Listener(
+            streams, utterance, on_speech=barge_in, end_gap=self.config.listen_end_gap, record_dir=record
+        )
+        await voice.listen(guild, listener)
+        channel_id = self._user_channel(guild, key.user)
+        cached = self.cache.get_guild_channel(channel_id) if self.cache is not None and channel_id else None
+        return (cached.name or str(channel_id)) if cached is not None else str(channel_id or '')
 
     async def close_conversation(self, key: ConversationKey) -> None:
         """Forget the conversation's interaction, buttons and edits; delete its leftover progress message and

@@ -130,6 +130,7 @@ class DiscordBot:
             else Downloads(config.max_attachment_bytes, config.allowed_content_types)
         )
         self.adapter = DiscordAdapter(self.bot.rest, config, downloads, cache=self.bot.cache)
+        self.adapter.on_heard = self._on_heard
         self.commands = SlashCommands(self.client, self._on_slash, guild_ids=config.guild_ids)
         self._voice_factory = voice
         self.application_id: int | None = None
@@ -259,6 +260,22 @@ class DiscordBot:
                 await self._refuse(key, str(exc))
                 return
         await self._dispatch(Command(**common, name=command.command, options=options, attachments=attachments))
+
+    # -- voice: what listening heard -------------------------------------------------------------------------------
+
+    async def _on_heard(self, guild_id: int, channel_id: int, user_id: int, text: str) -> None:
+        """An utterance heard in a voice channel: a message from its speaker in the channel listening was asked in."""
+        state = self.bot.cache.get_voice_state(guild_id, user_id)
+        member = state.member if state is not None else None
+        if member is None:
+            _log.info('utterance of user %s in guild %s dropped: not a member in voice', user_id, guild_id)
+            return
+        if member.is_bot:
+            return
+        key = ConversationKey('discord', str(channel_id), str(user_id))
+        self.adapter.note_event(key, guild_id)
+        user = self._user(member.user, member, hikari.Snowflake(guild_id))
+        await self._dispatch(Message(key=key, user=user, text=text, is_dm=False))
 
     # -- slash commands --------------------------------------------------------------------------------------------
 

@@ -55,6 +55,12 @@ class DiscordConfig:
     """``deny`` ignores direct messages altogether; per-flow rules (``trigger.dm``) are the engine's."""
     voice_idle_timeout: float = 300.0
     """Seconds of silence before the bot leaves a voice channel."""
+    listen_grammar: list[str] = attrs.field(factory=list)
+    """Words or phrases listening in a voice channel recognises (a vosk grammar); empty: free speech."""
+    listen_end_gap: float = 0.3
+    """Seconds a speaker stops sending audio after which their utterance is over."""
+    listen_record_dir: str | None = None
+    """Keep each utterance heard in voice channels as a WAV file here; default: no audio is stored."""
     defer_after: float = 2.0
     """Seconds a slash command may run before its interaction is deferred (Discord allows 3)."""
     edit_interval: float = 1.0

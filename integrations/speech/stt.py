@@ -27,8 +27,10 @@ __all__ = [
     'Recognition',
     'RecognitionError',
     'SpeechRecognizer',
+    'SpeechStream',
     'VoskModelCache',
     'VoskRecognizer',
+    'VoskStream',
     'WhisperRecognizer',
     'language_candidates',
 ]
@@ -72,8 +74,72 @@ class SpeechRecognizer(abc.ABC):
         :raises RecognitionError: no model, engine missing, engine failure.
         """
 
+    def stream(self, language: str, *, grammar: Sequence[str] | None = None) -> SpeechStream:
+        """A streaming recogniser for one speaker (blocking: loads the model; call from a thread).
+
+        :raises RecognitionError: the engine cannot stream (only vosk can), or no model.
+        """
+        raise RecognitionError(
+            f'Listening in voice channels needs the vosk recogniser; {self.name} cannot recognise a live stream.'
+        )
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what the recogniser holds."""
+
+
+class SpeechStream(abc.ABC):
+    """One speaker's live recognition: PCM in, utterances out as the engine's endpointing finds them."""
+
+    sample_rate: int = 16_000
+
+    @abc.abstractmethod
+    def accept(self, pcm: bytes) -> str | None:
+        """Feed mono s16 PCM at :attr:`sample_rate`; return an utterance's text when one just ended."""
+
+    @abc.abstractmethod
+    def finish(self) -> str:
+        """The speaker stopped sending: end the current utterance now and return its text (may be empty)."""
+
+
+def _words(result: str) -> str:
+    """The text of a vosk result, without the ``[unk]`` a grammar gives for words outside it."""
+    text = json.loads(result).get('text', '')
+    return ' '.join(w for w in text.split() if w != '[unk]')
+
+
+class VoskStream(SpeechStream):
+    """Streaming vosk for one speaker, ending utterances with the model's endpointing rules
+    (``--endpoint.rule*`` of its ``model.conf``: 0.5 s of trailing silence in most models).
+
+    :param pad_seconds: silence fed before the first audio and before :meth:`finish`, so words right
+        at the edges survive the feature pipeline's warm-up (as in :class:`VoskRecognizer`).
+    """
+
+    def __init__(self, model: Any, grammar: Sequence[str] | None = None, *, pad_seconds: float = 0.3) -> None:
+        import vosk
+
+        if grammar:
+            self._rec = vosk.KaldiRecognizer(
+                model, float(self.sample_rate), json.dumps(list(grammar), ensure_ascii=False)
+            )
+        else:
+            self._rec = vosk.KaldiRecognizer(model, float(self.sample_rate))
+        self._pad = b'\0\0' * int(self.sample_rate * pad_seconds)
+        self._fresh = True
+
+    def accept(self, pcm: bytes) -> str | None:
+        if self._fresh:
+            self._fresh = False
+            pcm = self._pad + pcm
+        if self._rec.AcceptWaveform(pcm):
+            self._fresh = True
+            return _words(self._rec.Result())
+        return None
+
+    def finish(self) -> str:
+        self._rec.AcceptWaveform(self._pad)
+        self._fresh = True
+        return _words(self._rec.FinalResult())
 
 
 def language_candidates(language: str) -> list[str]:
@@ -172,6 +238,16 @@ class VoskRecognizer(SpeechRecognizer):
             f'I cannot recognise speech in {language!r}: no model is configured for it. '
             f'An admin can add one under [speech.models] in bot.toml and run: flowbot speech install MODEL'
         )
+
+    def stream(self, language: str, *, grammar: Sequence[str] | None = None) -> SpeechStream:
+        try:
+            model = self._model(self.model_path(language))
+            return VoskStream(model, grammar, pad_seconds=self.pad_seconds)
+        except RecognitionError:
+            raise
+        except Exception as exc:
+            _log.exception('vosk cannot start a stream for %s', language)
+            raise RecognitionError('Speech recognition cannot start; please try again.') from exc
 
     def load(self, language: str) -> Any:
         """Load the language's model now (blocking), e.g. at start-up or before a benchmark."""

@@ -130,7 +130,7 @@ class DaveState:
 
     def decrypt(self, user_id: int, payload: bytes) -> bytes | None:
         """The Opus frame ``user_id`` sent, or ``None`` when it cannot be opened (yet)."""
-        if payload == SILENCE_FRAME or self.protocol_version == 0 and not payload.endswith(_MARKER):
+        if payload == SILENCE_FRAME or (self.protocol_version == 0 and not payload.endswith(_MARKER)):
             return payload
         if self.session is None or not self.session.ready:
             return None

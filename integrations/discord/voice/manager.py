@@ -1,4 +1,4 @@
-"""Voice channels per guild for the Discord adapter: join, speak files in order, leave, leave when idle.
+"""Voice channels per guild for the Discord adapter: join, speak files in order, listen, leave, leave when idle.
 
 The adapter's ``voice_join``/``voice_leave``/``voice_speak`` call this; it connects through hikari's
 own ``bot.voice.connect_to`` with :class:`DaveVoiceConnection`, so hikari keeps routing voice
@@ -18,6 +18,7 @@ import hikari
 
 from engine.states.actions import ActionError
 from integrations.discord.voice.connection import DaveVoiceConnection
+from integrations.discord.voice.listen import Listener
 from integrations.discord.voice.opus import AudioError, opus_frames
 
 __all__ = ['VoiceManager']
@@ -29,6 +30,9 @@ _log = logging.getLogger(__name__)
 class _Speech:
     audio: pathlib.Path
     done: asyncio.Future[int]
+    user_id: int | None = None
+    """Whom it answers: their talking cuts it short (barge-in)."""
+    stop: asyncio.Event = attrs.field(factory=asyncio.Event)
 
 
 @attrs.define
@@ -38,6 +42,8 @@ class _Guild:
     stop: asyncio.Event = attrs.field(factory=asyncio.Event)
     """Set to cut the current speech short (on leave)."""
     worker: asyncio.Task[None] | None = None
+    current: _Speech | None = None
+    listener: Listener | None = None
 
 
 class VoiceManager:
@@ -103,8 +109,10 @@ class VoiceManager:
         async with self._lock(int(guild_id)):
             return await self._leave(int(guild_id))
 
-    async def speak(self, guild_id: int, audio: pathlib.Path) -> int:
+    async def speak(self, guild_id: int, audio: pathlib.Path, *, user_id: int | None = None) -> int:
         """Queue ``audio`` (any format FFmpeg reads) and wait until it has been spoken.
+
+        :param user_id: whom the speech answers: when they start talking it stops (barge-in).
 
         :return: the number of 20 ms frames played (fewer when ``leave`` cut it short, 0 if never started).
         :raises ActionError: when the bot is in no voice channel here or the file cannot be played.
@@ -114,9 +122,48 @@ class VoiceManager:
             raise ActionError('I am not in a voice channel in this server; ask me to join one first.')
         if not audio.is_file():
             raise ActionError('There is no audio to speak: the file is missing.')
-        speech = _Speech(audio, asyncio.get_running_loop().create_future())
+        speech = _Speech(audio, asyncio.get_running_loop().create_future(), user_id)
         guild.queue.put_nowait(speech)
         return await speech.done
+
+    def is_listening(self, guild_id: int) -> bool:
+        guild = self._guilds.get(int(guild_id))
+        return guild is not None and guild.listener is not None
+
+    async def listen(self, guild_id: int, listener: Listener) -> None:
+        """Hear the voice channel of this guild through ``listener`` (replacing an earlier one).
+
+        :raises ActionError: the bot is in no voice channel here.
+        """
+        guild = self._guilds.get(int(guild_id))
+        if guild is None or not guild.connection.is_alive:
+            raise ActionError('I am not in a voice channel in this server; ask me to join one first.')
+        previous, guild.listener = guild.listener, listener
+        guild.connection.listen(listener)
+        if previous is not None:
+            await previous.close()
+        _log.info('listening in voice channel %s of guild %s', guild.connection.channel_id, guild_id)
+
+    async def stop_listening(self, guild_id: int) -> bool:
+        """Stop hearing the channel (the bot stays); ``False`` if it was not listening."""
+        guild = self._guilds.get(int(guild_id))
+        if guild is None or guild.listener is None:
+            return False
+        listener, guild.listener = guild.listener, None
+        guild.connection.listen(None)
+        await listener.close()
+        _log.info('stopped listening in guild %s', guild_id)
+        return True
+
+    async def interrupt(self, guild_id: int, user_id: int) -> bool:
+        """Barge-in: stop the speech being played if it answers ``user_id``; ``True`` if one was cut."""
+        guild = self._guilds.get(int(guild_id))
+        speech = guild.current if guild is not None else None
+        if speech is None or speech.user_id != int(user_id) or speech.stop.is_set():
+            return False
+        _log.info('user %s talks: speech in guild %s cut short', user_id, guild_id)
+        speech.stop.set()
+        return True
 
     async def close(self) -> None:
         """Leave every channel (bot shutdown)."""
@@ -138,7 +185,12 @@ class VoiceManager:
         if state is None:
             return False
         state.stop.set()
+        if state.current is not None:
+            state.current.stop.set()
         state.queue.put_nowait(None)
+        if state.listener is not None:
+            state.connection.listen(None)
+            await state.listener.close()
         if state.worker is not None and state.worker is not asyncio.current_task():
             await state.worker
         _drain(state)
@@ -167,9 +219,13 @@ class VoiceManager:
                 return
 
     async def _play(self, guild_id: int, state: _Guild, speech: _Speech) -> None:
+        if state.stop.is_set():
+            _settle(speech, 0)
+            return
+        state.current = speech
         try:
             frames = opus_frames(speech.audio)
-            result = await state.connection.play(frames, stop=state.stop)
+            result = await state.connection.play(frames, stop=speech.stop)
         except AudioError as exc:
             _log.warning('cannot speak %s in guild %s: %s', speech.audio, guild_id, exc)
             _settle(speech, ActionError(f'That audio cannot be played: {exc}'))
@@ -181,6 +237,8 @@ class VoiceManager:
             _settle(speech, ActionError('Speaking in the voice channel failed.'), cause=exc)
         else:
             _settle(speech, result)
+        finally:
+            state.current = None
 
     async def _leave_idle(self, guild_id: int, state: _Guild) -> None:
         async with self._lock(guild_id):
