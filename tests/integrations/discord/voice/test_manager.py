@@ -22,7 +22,7 @@ from integrations.discord.voice.manager import VoiceManager
 from integrations.discord.voice.opus import opus_frames
 from integrations.discord.voice.rtp import SILENCE_FRAME
 from tests.integrations.discord.emulator import DiscordEmulator
-from tests.integrations.discord.voice.helpers import write_tone
+from tests.integrations.discord.voice.helpers import answer_voice_state_updates, write_tone
 from tests.integrations.discord.voice.voice_emulator import VoiceEmulator, load_dave_fixtures
 
 DAVE = load_dave_fixtures()
@@ -48,20 +48,6 @@ class World:
         ]
 
 
-async def _answer_voice_state_updates(world: World) -> None:
-    """Play Discord: each op 4 the bot sends is answered with the events ``connect_to`` waits for."""
-    seen = 0
-    while True:
-        frames = [f for f in world.discord.frames if f.op == 4]
-        for frame in frames[seen:]:
-            channel = int(frame.d['channel_id']) if frame.d['channel_id'] else None
-            await world.discord.voice_state_update(GUILD, BOT, channel, session_id=f'voice-session-{seen}')
-            if channel is not None:
-                await world.discord.voice_server_update(GUILD, world.voice.endpoint, token=f'voice-token-{seen}')
-            seen += 1
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     async with DiscordEmulator(bot_id=BOT) as discord, VoiceEmulator(dave=DAVE) as voice:
@@ -73,7 +59,7 @@ async def world() -> AsyncIterator[World]:
         bot = hikari.GatewayBot(discord.token, rest_url=discord.rest_url, banner=None, logs=None, intents=intents)
         await asyncio.wait_for(bot.start(), 15)
         state = World(discord, voice, bot)
-        answering = asyncio.create_task(_answer_voice_state_updates(state))
+        answering = asyncio.create_task(answer_voice_state_updates(discord, voice, GUILD, BOT))
         try:
             yield state
         finally:
