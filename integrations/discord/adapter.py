@@ -627,7 +627,7 @@ class DiscordAdapter(Adapter):
         if streams is None:
             await voice.stop_listening(guild)
             return ''
-        from .voice.listen import Listener, Utterance
+        from .voice import Listener, Utterance
 
         try:  # the first stream loads the model (seconds): before the bot says it listens, not at the first word
             await asyncio.to_thread(streams)

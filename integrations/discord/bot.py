@@ -88,7 +88,7 @@ VoiceFactory = Callable[[hikari.GatewayBot], VoiceControl | None]
 
 
 def _default_voice(bot: hikari.GatewayBot, idle_timeout: float) -> VoiceControl:
-    from integrations.discord.voice.manager import VoiceManager
+    from integrations.discord.voice import VoiceManager
 
     return VoiceManager(bot, idle_timeout=idle_timeout)
 
