@@ -97,8 +97,8 @@ class FakeVoice:
     async def leave(self, guild_id: int) -> None:
         self.calls.append(('leave', guild_id))
 
-    async def speak(self, guild_id: int, path: pathlib.Path) -> None:
-        self.calls.append(('speak', (guild_id, path)))
+    async def speak(self, guild_id: int, path: pathlib.Path, *, user_id: int | None = None) -> None:
+        self.calls.append(('speak', (guild_id, path, user_id)))
 
     async def close(self) -> None:
         self.calls.append(('close', None))
@@ -125,7 +125,7 @@ async def test_voice_join_uses_the_users_voice_channel_from_the_cache(
         audio = tmp_path / 'a.ogg'
         assert await run.bot.adapter.voice_speak(KEY, audio) is True
         await run.bot.adapter.voice_leave(KEY)
-        assert voice.calls[-2:] == [('speak', (GUILD, audio)), ('leave', GUILD)]
+        assert voice.calls[-2:] == [('speak', (GUILD, audio, ANN)), ('leave', GUILD)]  # ANN can barge in
 
         await emulator.voice_state_update(GUILD, ANN, None)  # the user leaves the voice channel
         for _ in range(50):
