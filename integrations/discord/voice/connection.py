@@ -34,6 +34,9 @@ __all__ = ['DaveVoiceConnection', 'Receiver', 'VoiceConnectError']
 _log = logging.getLogger(__name__)
 
 _OPTIONS = ('secure', 'dave', 'timeout', 'handshake_timeout', 'dave_hold')
+_UNMAPPED_SSRCS = 16
+_UNMAPPED_FRAMES = 25
+"""Frames (0.5 s) kept per SSRC whose SPEAKING is late, for at most this many SSRCs."""
 
 RECONNECT_ATTEMPTS = 5
 
@@ -109,6 +112,8 @@ class DaveVoiceConnection(VoiceConnection):
         """The SSRC SPEAKING was last sent for: a new session (4006, new server) has a new SSRC."""
         self._receiver: Receiver | None = None
         self._ssrc_users: dict[int, int] = {}
+        self._unmapped: dict[int, list[tuple[int, bytes]]] = {}
+        """Frames of SSRCs whose SPEAKING has not arrived yet (UDP can overtake the websocket)."""
         self._ready = asyncio.Event()
         self._closing = False
         self._server_changed = False
@@ -475,8 +480,8 @@ class DaveVoiceConnection(VoiceConnection):
             elif op == VoiceOp.SPEAKING:
                 self._on_speaking(d)
             elif op in DaveOp.JSON:
-                if op == DaveOp.CLIENT_DISCONNECT:
-                    self._forget(int(str(d.get('user_id'))))
+                if op == DaveOp.CLIENT_DISCONNECT and str(d.get('user_id', '')).isdigit():
+                    self._forget(int(str(d['user_id'])))
                 await self._send(self._dave.handle_json(op, d))
             else:
                 _log.debug('voice op %s ignored', op)
@@ -487,10 +492,16 @@ class DaveVoiceConnection(VoiceConnection):
 
     def _on_speaking(self, d: dict[str, Any]) -> None:
         """Another member's SPEAKING: the only place an SSRC is tied to a user id."""
-        ssrc, user = int(d['ssrc']), int(str(d['user_id']))
+        try:
+            ssrc, user = int(d['ssrc']), int(str(d['user_id']))
+        except (KeyError, TypeError, ValueError):
+            _log.warning('SPEAKING without a usable ssrc and user_id in guild %s ignored: %.200s', self._guild_id, d)
+            return
         if self._ssrc_users.get(ssrc) != user:
             _log.debug('voice guild %s: ssrc %s is user %s', self._guild_id, ssrc, user)
             self._ssrc_users[ssrc] = user
+        for sequence, plain in self._unmapped.pop(ssrc, ()):
+            self._deliver(user, sequence, plain)
 
     def _forget(self, user_id: int) -> None:
         for ssrc in [s for s, u in self._ssrc_users.items() if u == user_id]:
@@ -511,13 +522,30 @@ class DaveVoiceConnection(VoiceConnection):
             return
         user = self._ssrc_users.get(header.ssrc)
         if user is None:
-            _log.debug('voice packet of unknown ssrc %s in guild %s dropped', header.ssrc, self._guild_id)
+            self._keep_unmapped(header.ssrc, header.sequence, plain)
+            return
+        self._deliver(user, header.sequence, plain)
+
+    def _keep_unmapped(self, ssrc: int, sequence: int, plain: bytes) -> None:
+        """Hold a few frames of an SSRC nobody announced yet; its SPEAKING usually follows at once."""
+        pending = self._unmapped.get(ssrc)
+        if pending is None:
+            if len(self._unmapped) >= _UNMAPPED_SSRCS:
+                _log.debug('voice packet of unknown ssrc %s in guild %s dropped', ssrc, self._guild_id)
+                return
+            pending = self._unmapped[ssrc] = []
+        if len(pending) < _UNMAPPED_FRAMES:
+            pending.append((sequence, plain))
+
+    def _deliver(self, user: int, sequence: int, plain: bytes) -> None:
+        receiver = self._receiver
+        if receiver is None:
             return
         opus = self._dave.decrypt(user, plain)
         if opus is None:
             receiver.undecryptable(user)
             return
-        receiver.frame(user, header.sequence, opus)
+        receiver.frame(user, sequence, opus)
 
     async def _on_ready(self, d: dict[str, Any]) -> None:
         self._ssrc = int(d['ssrc'])

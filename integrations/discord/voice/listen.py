@@ -31,6 +31,9 @@ __all__ = ['Listener', 'SpeakerPipeline', 'SpeechStreamLike', 'Utterance']
 
 _log = logging.getLogger(__name__)
 
+_BACKLOG = 500
+"""Frames (10 s) a speaker may be behind before newer ones are dropped."""
+
 
 class SpeechStreamLike(Protocol):
     """What :class:`integrations.speech.stt.SpeechStream` offers: PCM in, utterance texts out."""
@@ -107,6 +110,8 @@ class _Speaker:
     """Audio arrived since the last utterance ended (so a pause ends one)."""
     talking: bool = False
     """Barge-in was reported for the current utterance."""
+    left: bool = False
+    """The member left the call: finish the utterance, then forget them."""
 
 
 class Listener:
@@ -146,7 +151,7 @@ class Listener:
         self._speakers: dict[int, _Speaker] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.dropped = 0
-        """Frames that could not be decrypted (no keys yet, or not meant for us)."""
+        """Frames not heard: undecryptable (no keys yet, not meant for us) or beyond a speaker's backlog."""
         self.closed = False
 
     # Receiver (called from the event loop by the connection)
@@ -158,6 +163,9 @@ class Listener:
         if speaker is None:
             speaker = self._speakers[user_id] = _Speaker(user_id)
             speaker.task = asyncio.get_running_loop().create_task(self._run(speaker), name=f'hear {user_id}')
+        elif (speaker.task is not None and speaker.task.done()) or speaker.queue.qsize() > _BACKLOG:
+            self.dropped += 1  # a failed speaker, or one the CPU cannot keep up with: drop, never pile up
+            return
         speaker.queue.put_nowait(opus)
 
     def undecryptable(self, user_id: int) -> None:
@@ -166,7 +174,8 @@ class Listener:
     def gone(self, user_id: int) -> None:
         speaker = self._speakers.get(user_id)
         if speaker is not None:
-            speaker.queue.put_nowait(b'')  # ends the current utterance; the task then waits for more
+            speaker.left = True
+            speaker.queue.put_nowait(b'')  # ends the current utterance, then the speaker is forgotten
 
     async def close(self) -> None:
         """Stop hearing: pending audio is dropped, nothing more is recognised (utterances already
@@ -192,6 +201,8 @@ class Listener:
                     continue
                 if first == b'':
                     await self._finish(speaker)
+                    if speaker.left:
+                        break
                     continue
                 await asyncio.sleep(self._batch)  # about five frames per trip to the worker thread
                 frames = [first]
@@ -203,10 +214,15 @@ class Listener:
                     await self._feed(speaker, frames)
                 if ended:
                     await self._finish(speaker)
+                    if speaker.left:
+                        break
         except asyncio.CancelledError:
             raise
         except Exception:
             _log.exception('hearing user %s failed; their audio is ignored from now on', speaker.user_id)
+            return
+        if self._speakers.get(speaker.user_id) is speaker:
+            del self._speakers[speaker.user_id]
 
     def _pipeline(self) -> SpeakerPipeline:
         return SpeakerPipeline(self._new_stream())

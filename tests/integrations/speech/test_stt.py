@@ -13,6 +13,7 @@ from integrations.speech.stt import (
     SHARED_MODELS,
     EngineNotInstalledError,
     ModelNotInstalledError,
+    RecognitionError,
     VoskModelCache,
     VoskRecognizer,
     WhisperRecognizer,
@@ -85,3 +86,19 @@ async def test_whisper_without_the_package_says_how_to_install_it(monkeypatch: p
 
     with pytest.raises(EngineNotInstalledError, match=re.escape("pip install 'flowbot[whisper]'")):
         await recognizer.recognize(b'\0\0' * 1600, 16000, 'ru')
+
+
+def test_whisper_cannot_listen_live_and_says_so() -> None:
+    with pytest.raises(RecognitionError, match='needs the vosk recogniser'):
+        WhisperRecognizer().stream('ko')
+
+
+def test_live_stream_of_a_korean_word_ends_in_one_utterance(tmp_path: pathlib.Path) -> None:
+    model = ko_model_dir()
+    stream = VoskRecognizer(model.parent, {'ko': model.name}).stream('ko', grammar=GRAMMAR)
+    audio = decode_audio(_voice_message(tmp_path, '여덟'))
+    step = audio.sample_rate // 10 * 2
+    texts = [t for at in range(0, len(audio.pcm), step) if (t := stream.accept(audio.pcm[at : at + step]))]
+    texts.append(stream.finish())
+    assert [t for t in texts if t] == ['여덟']
+    assert stream.finish() == ''  # nothing since: nothing heard

@@ -66,6 +66,8 @@ async def test_the_bot_stops_speaking_when_the_member_it_answers_talks(tmp_path:
         long = speak_ko('하나 둘 셋 하나 둘 셋 하나 둘 셋 하나 둘 셋', tmp_path / 'long.wav')
         speaking = asyncio.create_task(manager.speak(GUILD, long, user_id=ANN))
         await c.voice.wait_packets(10)
+        await c.voice.speak(c.ben, speech_frames(tmp_path, '여덟'))  # someone else: the answer to Ann goes on
+        assert not speaking.done()
         await c.voice.speak(c.ann, speech_frames(tmp_path, '일곱'))
         played = await asyncio.wait_for(speaking, 5)
         assert 10 <= played < len(list(opus_frames(long))) // 2
@@ -79,6 +81,11 @@ async def test_two_members_talking_at_once_are_each_heard_as_themselves(tmp_path
         await asyncio.gather(c.voice.speak(c.ann, frames[0]), c.voice.speak(c.ben, frames[1]))
         await c.discord.wait_for_call('POST', rf'/channels/{TEXT}/messages', count=before + 2, timeout=20)
     assert sorted(c.heard) == [(str(ANN), '안녕하세요'), (str(BEN), '일곱')]
+
+
+async def test_listen_before_joining_says_what_to_do(tmp_path: pathlib.Path) -> None:
+    async with call(tmp_path, 'aead_aes256_gcm_rtpsize') as c:
+        assert await c.say(ANN, '!listen') == 'I am not in a voice channel in this server; ask me to join one first.'
 
 
 async def test_listen_off_and_leave_stop_hearing(tmp_path: pathlib.Path) -> None:

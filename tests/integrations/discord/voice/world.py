@@ -114,5 +114,3 @@ def speech_frames(tmp_path: pathlib.Path, text: str) -> list[bytes]:
     """What a Discord client sends for ``text``: Opus frames of the words, then five silence frames."""
     wav = speak_ko(text, tmp_path / f'said-{len(list(tmp_path.glob("said-*")))}.wav')
     return [*opus_frames(wav), *[SILENCE_FRAME] * 5]
-
-
