@@ -59,6 +59,8 @@ class VoiceControl(Protocol):
 
     async def listen(self, guild_id: int, listener: Any) -> None: ...
 
+    def channel_of(self, guild_id: int) -> int | None: ...
+
     async def stop_listening(self, guild_id: int) -> bool: ...
 
     async def interrupt(self, guild_id: int, user_id: int) -> bool: ...
@@ -649,7 +651,7 @@ class DiscordAdapter(Adapter):
             streams, utterance, on_speech=barge_in, end_gap=self.config.listen_end_gap, record_dir=record
         )
         await voice.listen(guild, listener)
-        channel_id = self._user_channel(guild, key.user)
+        channel_id = voice.channel_of(guild)
         cached = self.cache.get_guild_channel(channel_id) if self.cache is not None and channel_id else None
         return (cached.name or str(channel_id)) if cached is not None else str(channel_id or '')
 

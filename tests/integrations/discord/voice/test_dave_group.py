@@ -212,3 +212,18 @@ async def test_members_decrypt_and_decode_what_the_bot_says(tmp_path: pathlib.Pa
     opened = [other.open(BOT, p.payload) for p in emu.packets[:sent]]
     assert opened == list(opus_frames(tone))
     assert len(decode_opus(opened)) == sent
+
+
+async def test_a_group_that_never_forms_gets_no_audio_at_all(tmp_path: pathlib.Path) -> None:
+    tone = write_tone(tmp_path / 'tone.wav', 0.6)
+    async with VoiceEmulator(members=[member(222)], auto_dave=False) as emu:  # no proposals ever
+        conn = await connect(emu, user_id=BOT, dave_hold=0.2)
+        try:
+            started = asyncio.get_running_loop().time()
+            await conn.play(opus_frames(tone))
+            took = asyncio.get_running_loop().time() - started
+            await asyncio.sleep(0.1)
+        finally:
+            await conn.disconnect()
+    assert [p.payload for p in emu.packets] == [SILENCE_FRAME] * 5, 'audio left without DAVE keys'
+    assert took < 0.6 + 0.2 + 0.3, 'held frames were not dropped after dave_hold'
