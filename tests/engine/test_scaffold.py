@@ -52,7 +52,7 @@ def test_init_makes_a_bot_folder_with_the_shipped_flows_their_scripts_and_a_comm
     assert toml.count('\n#') > 10 and 'flows = ["flows"]' in toml
     for step in ('flowbot chat', 'flowbot test', 'DISCORD_TOKEN', 'OPENAI_API_KEY', 'flowbot speech install'):
         assert step in out
-    assert f'cd {folder}' in out and '14 flows to edit' in out
+    assert f'cd {folder}' in out and '15 flows to edit' in out
 
 
 def test_the_written_config_loads_and_every_section_in_it_is_read(
@@ -223,9 +223,9 @@ def test_lint_test_and_graph_find_the_shipped_flows_from_any_folder(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(['lint']) == 0
-    assert '14 flow(s) checked, 0 problem(s)' in capsys.readouterr().err
+    assert '15 flow(s) checked, 0 problem(s)' in capsys.readouterr().err
     assert main(['test']) == 0
-    assert ' 0 failed (14 script file(s))' in capsys.readouterr().out
+    assert ' 0 failed (15 script file(s))' in capsys.readouterr().out
     assert main(['graph', 'hi']) == 0
     assert capsys.readouterr().out.startswith('stateDiagram-v2')
     assert list(tmp_path.iterdir()) == []
