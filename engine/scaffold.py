@@ -44,6 +44,9 @@ roles = []
 # token_file = "/run/secrets/discord"
 prefix = "!"
 # guild_ids = [123456789012345678]   # register slash commands in these servers at once (empty: globally)
+# Listening in voice channels (!listen, !join listen=yes): what members say is answered like a message.
+# listen_grammar = ["yes", "no"]     # restrict recognition to these phrases (default: free speech)
+# listen_record_dir = "data/heard"   # keep each heard utterance as a WAV (default: no audio is stored)
 
 [models]
 # OpenAI when a key is set ($OPENAI_API_KEY, $OPENAI_API_KEY_FILE or api_key_file below),
