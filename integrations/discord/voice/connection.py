@@ -276,15 +276,20 @@ class DaveVoiceConnection(VoiceConnection):
                 raise ConnectionError('the voice connection did not come back') from None
         if self._closing or self._udp is None or self._cipher is None:
             raise ConnectionError('the voice connection is closed')
-        payload = self._dave.protect(frame)
-        if payload is None:
-            payload = await self._hold(frame)
+        while True:
+            if self._speaking and self._announced_ssrc != self._ssrc:
+                await self._set_speaking(True)  # a new session has a new SSRC: SPEAKING before its first frame
+                if self._announced_ssrc != self._ssrc:
+                    return  # the websocket is down: no audio on an SSRC SPEAKING did not announce
+            payload = self._dave.protect(frame)
             if payload is None:
-                return
-        if self._speaking and self._announced_ssrc != self._ssrc:
-            await self._set_speaking(True)  # a new session has a new SSRC: SPEAKING before its first frame
+                payload = await self._hold(frame)  # returns right after protecting: no wait in between
+                if payload is None:
+                    return
             if self._closing or self._udp is None or self._cipher is None:
                 raise ConnectionError('the voice connection is closed')
+            if not self._speaking or self._announced_ssrc == self._ssrc:
+                break  # else the session changed while the frame was held: announce and protect it anew
         self._held_since = None
         header = RtpHeader(self._sequence, self._timestamp, self._ssrc).pack()
         self._udp.send(self._cipher.encrypt(header, payload, self._nonce))
