@@ -15,7 +15,7 @@ from engine.reload import FlowReloader
 from engine.runtime import Engine
 from engine.shipped import flow_folders
 from engine.states.actions import ActionRegistry
-from engine.store import Store, open_store
+from engine.store import Shards, Store, open_store
 
 __all__ = ['App', 'build_app']
 
@@ -30,11 +30,15 @@ class App:
     reloader: FlowReloader | None = None
     """Watches the flow folders while running, when ``bot.reload`` is on."""
 
-    async def start(self) -> None:
-        """Remember the active flow versions, restore conversations, start plugin work, watch the flows."""
+    async def start(self, shards: Shards | None = None) -> None:
+        """Open the store, claim the shards this process runs, remember the active flow versions,
+        restore conversations (of those shards), start plugin work, watch the flows."""
+        await self.engine.store.open()
+        if shards is not None:
+            await self.engine.store.claim(shards)
         for compiled in self.engine.library.active():
             await self.engine.store.put_flow_version(compiled.name, compiled.version, compiled.flow.source)
-        await self.engine.start()
+        await self.engine.start(shards)
         for hook in self.plugins.on_start:
             await hook()
         if self.config.bot.reload:
@@ -57,8 +61,7 @@ class App:
 def build_app(config: Config, *, store: Store | None = None, plugins: Sequence[str] | None = None) -> App:
     """Build everything; raise :class:`FlowError` when a flow file is invalid."""
     folders = flow_folders(config)  # first: a missing folder is reported before the store is opened
-    store_spec = config.bot.store
-    store = store or open_store(store_spec if store_spec == ':memory:' else str(config.resolve(store_spec)))
+    store = store or open_store(config.store_spec)
     actions = ActionRegistry()
     library = FlowLibrary(actions, config.permissions.keys())
     engine = Engine(config=config, store=store, actions=actions, library=library)

@@ -19,6 +19,7 @@ from engine import __version__
 from engine.config import Config, ConfigError, load_config
 from engine.flows.loader import Diagnostic, FlowError
 from engine.shipped import flow_folders
+from engine.store import StoreError
 
 __all__ = ['main']
 
@@ -74,16 +75,30 @@ async def _run(config: Config) -> int:
         return await _chat(config)
     from engine.app import build_app
     from integrations.discord.bot import describe_failure, serve
+    from integrations.discord.config import load_discord_config
 
+    discord_config = load_discord_config(config)
     app = build_app(config)
-    await app.start()
-    bot = asyncio.ensure_future(serve(app.engine, config, announce=lambda line: print(line, flush=True)))
+    lost: list[str] = []
+    bot: asyncio.Future[None] | None = None
+
+    def on_lost(reason: str) -> None:  # another process runs our shards now: stop at once
+        lost.append(reason)
+        if bot is not None:
+            bot.cancel()
+
+    app.engine.store.on_lost = on_lost
+    await app.start(discord_config.shards())
+    bot = asyncio.ensure_future(serve(app.engine, discord_config, announce=lambda line: print(line, flush=True)))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, bot.cancel)  # serve() closes the bot on the way out
     try:
         await bot
     except asyncio.CancelledError:
+        if lost:
+            print(f'flowbot run: stopped: {lost[0]}', file=sys.stderr)
+            return 1
         _log.info('stopping on a signal')
     except Exception as exc:  # a bad token, a refused intent, Discord unreachable: one line, no traceback (-v logs it)
         _log.debug('the Discord bot stopped', exc_info=True)
@@ -116,11 +131,12 @@ async def _export(config: Config, kind: str, output: pathlib.Path | None) -> int
     from engine.config import ConfigError as _ConfigError
     from engine.store import open_store
 
-    spec = config.bot.store
-    if spec != ':memory:' and not config.resolve(spec).exists():
-        raise _ConfigError(f'no store at {config.resolve(spec)}: nothing to export')
-    store = open_store(spec if spec == ':memory:' else str(config.resolve(spec)))
+    file = config.store_file
+    if file is not None and not file.exists():
+        raise _ConfigError(f'no store at {file}: nothing to export')
+    store = open_store(config.store_spec)
     try:
+        await store.open()
         records = await store.list_records(kind.rstrip('s') if kind.endswith('s') else kind)
     finally:
         await store.close()
@@ -296,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f'flowbot: configuration error: {exc}', file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print(f'flowbot: store error: {exc}', file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 2

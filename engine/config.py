@@ -54,7 +54,7 @@ class BotConfig:
     flows shipped with the package (:func:`engine.shipped.flow_folders`)."""
     data_root: pathlib.Path = pathlib.Path('data')
     store: str = 'data/flowbot.sqlite3'
-    """SQLite file, or ``:memory:``."""
+    """SQLite file, ``:memory:``, or a ``postgresql://`` URL (several bot processes share it)."""
     instruction_file: pathlib.Path | None = None
     """Optional markdown appended to the ``instruction`` flow's help."""
     plugins: list[str] = attrs.field(
@@ -84,6 +84,20 @@ class Config:
     @property
     def base(self) -> pathlib.Path:
         return self.path.parent if self.path else pathlib.Path.cwd()
+
+    @property
+    def store_file(self) -> pathlib.Path | None:
+        """The SQLite file of the store, absolute; ``None`` for ``:memory:`` and PostgreSQL."""
+        spec = self.bot.store
+        if spec == ':memory:' or spec.startswith(('postgresql://', 'postgres://')):
+            return None
+        return self.resolve(spec)
+
+    @property
+    def store_spec(self) -> str:
+        """What :func:`engine.store.open_store` takes: the URL, ``:memory:``, or the resolved file."""
+        file = self.store_file
+        return self.bot.store if file is None else str(file)
 
     def resolve(self, path: pathlib.Path | str) -> pathlib.Path:
         """Make a configured path absolute against the config file's folder."""

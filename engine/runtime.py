@@ -30,7 +30,7 @@ from engine.flows.library import FlowLibrary
 from engine.flows.loader import did_you_mean
 from engine.states import kinds
 from engine.states.actions import ActionRegistry
-from engine.store import Store, StoredConversation
+from engine.store import Shards, Store, StoredConversation
 from engine.templates import TemplateError
 
 __all__ = ['Conversation', 'Engine', 'Internal']
@@ -124,6 +124,7 @@ class Conversation:
                 **{k: v for k, v in self.extra.items() if k not in _TRANSIENT},
                 'user': [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild],
             },
+            guild=self.user.guild,
         )
 
 
@@ -290,16 +291,16 @@ class Engine:
             if conv is not None and key.adapter in self.adapters:
                 await self.show_progress(conv, text)
 
-    async def start(self) -> None:
-        """Restore unfinished conversations and re-arm their timeouts."""
-        stored_sources = self.store.flow_versions()
+    async def start(self, shards: Shards | None = None) -> None:
+        """Restore unfinished conversations (of ``shards`` only, when given) and re-arm their timeouts."""
+        stored_sources = await self.store.flow_versions()
         restored = 0
-        for row in self.store.load_all():
+        for row in await self.store.load_all(shards):
             if isinstance(row, Exception):
                 _log.error('store: skipping a conversation that cannot be restored: %s', row)
                 continue
             try:
-                if self._restore(row, stored_sources):
+                if await self._restore(row, stored_sources):
                     restored += 1
             except Exception:
                 _log.exception('store: conversation %s cannot be restored; skipped', row.key.replace('\x1f', ':'))
@@ -385,13 +386,13 @@ class Engine:
         await self._reply(event.key, self._text('denied', event.locale, name=name, group=group), notice=True)
         return False
 
-    def _restore(self, row: StoredConversation, sources: Mapping[tuple[str, str], str]) -> bool:
+    async def _restore(self, row: StoredConversation, sources: Mapping[tuple[str, str], str]) -> bool:
         adapter, channel, user = row.key.split('\x1f')
         key = ConversationKey(adapter, channel, user)
         # Only flows still served may continue (on the version they started on); a removed one ends.
         root = row.stack[0]['flow'] if row.stack else row.flow
         removed = self.library.get(root) is None
-        compiled = None if removed else self.compiled_version(row.flow, row.version, sources)
+        compiled = None if removed else await self.compiled_version(row.flow, row.version, sources)
         extra = dict(row.extra)
         uid, name, roles, guild = extra.pop('user', [user, '', [], None])
         who = User(uid, name, frozenset(roles), guild)
@@ -411,13 +412,13 @@ class Engine:
             self._when_connected(key, lambda: self._spawn(self.dispatch(rerun, key), key))
         return True
 
-    def compiled_version(
+    async def compiled_version(
         self, name: str, version: str, sources: Mapping[tuple[str, str], str] | None = None
     ) -> CompiledFlow | None:
         """A flow version a conversation started on: compiled already, or rebuilt from the store."""
         compiled = self.library.get(name, version)
         if compiled is None:
-            source = (self.store.flow_versions() if sources is None else sources).get((name, version))
+            source = (await self.store.flow_versions() if sources is None else sources).get((name, version))
             compiled = self.library.restore(name, version, source) if source is not None else None
         return compiled
 

@@ -1,8 +1,14 @@
 """Persistence port: conversations (restored after a restart) and plain records (feedback, jobs, ...).
 
-:class:`SQLiteStore` is the embedded default; :class:`MemoryStore` serves tests and benchmarks.
-Writes of conversations are group-committed: every ``save`` waits until its row is durable,
-but many conversations share one transaction, which is what makes thousands of steps/s possible.
+:class:`SQLiteStore` is the embedded default for one machine; :class:`~engine.postgres.PostgresStore`
+(``store = "postgresql://..."``) lets several bot processes share conversations; :class:`MemoryStore`
+serves tests and benchmarks. Writes of conversations are group-committed: every ``save`` waits until
+its row is durable, but many conversations share one transaction, which is what makes thousands of
+steps/s possible.
+
+Several bot processes split the conversations by Discord shard (:class:`Shards`): a process
+:meth:`Store.claim` s its shards before it restores their conversations, and a store that lost a
+claimed shard to another process refuses that process's writes (fencing).
 """
 
 from __future__ import annotations
@@ -13,14 +19,61 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-__all__ = ['MemoryStore', 'SQLiteStore', 'Store', 'StoredConversation', 'open_store']
+__all__ = [
+    'MemoryStore',
+    'SQLiteStore',
+    'Shards',
+    'Store',
+    'StoreError',
+    'StoredConversation',
+    'open_store',
+]
 
 _log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """The store cannot be used: unreachable, a schema from a newer flowbot, a shard owned elsewhere."""
+
+
+class ShardLostError(StoreError):
+    """Another process took over a shard this process claimed; its writes are refused from then on."""
+
+
+@attrs.frozen
+class Shards:
+    """The Discord shards one bot process runs; it owns the conversations of their guilds.
+
+    A guild belongs to shard ``(guild_id >> 22) % count``, as Discord routes its events; direct
+    messages (no guild) arrive on shard 0.
+    """
+
+    ids: tuple[int, ...]
+    count: int
+
+    def __attrs_post_init__(self) -> None:
+        if self.count < 1 or not self.ids or any(not 0 <= i < self.count for i in self.ids):
+            raise ValueError(f'shard ids {list(self.ids)} do not fit shard_count {self.count}')
+
+    @classmethod
+    def every(cls, count: int = 1) -> Shards:
+        return cls(tuple(range(count)), count)
+
+    @property
+    def is_every(self) -> bool:
+        return set(self.ids) == set(range(self.count))
+
+    def of(self, guild: str | int | None) -> int:
+        """The shard a guild's events arrive on."""
+        return (int(guild) >> 22) % self.count if guild else 0
+
+    def owns(self, guild: str | int | None) -> bool:
+        return self.of(guild) in self.ids
 
 
 @attrs.define(kw_only=True)
@@ -37,10 +90,34 @@ class StoredConversation:
     """Wall-clock (``time.time()``) when the state's timeout falls due."""
     extra: dict[str, Any] = attrs.field(factory=dict)
     """Runtime bookkeeping: attempts, history for ``back``, waited topic, progress message id."""
+    guild: str | None = None
+    """The guild of the conversation's channel (``None`` in direct messages and the console): it
+    decides which shard, and so which bot process, owns the conversation."""
 
 
 class Store(abc.ABC):
-    """Where conversations and records live."""
+    """Where conversations and records live.
+
+    :meth:`open` runs once before anything else (connect, migrate the schema); :meth:`close` at the end.
+    """
+
+    on_lost: Callable[[str], None] | None = None
+    """Called with a reason when the store finds that a shard this process claimed is owned elsewhere
+    now; the process must stop serving (the app stops the bot)."""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect and bring the schema up to date."""
+
+    async def claim(self, shards: Shards) -> None:
+        """Take ``shards`` for this process, waiting while another process holds one of them.
+
+        The embedded stores serve one process, so they accept only every shard.
+        """
+        if not shards.is_every:
+            raise StoreError(
+                f'shard_ids {list(shards.ids)} of {shards.count}: several bot processes need a PostgreSQL store '
+                '(store = "postgresql://..."); with this store one process must run every shard'
+            )
 
     @abc.abstractmethod
     async def save(self, conv: StoredConversation) -> None:
@@ -51,8 +128,9 @@ class Store(abc.ABC):
         """Forget a finished conversation."""
 
     @abc.abstractmethod
-    def load_all(self) -> Iterable[StoredConversation | Exception]:
-        """Every unfinished conversation; a row that cannot be read comes back as the exception."""
+    async def load_all(self, shards: Shards | None = None) -> list[StoredConversation | Exception]:
+        """Every unfinished conversation (of ``shards`` only, when given); a row that cannot be read
+        comes back as the exception."""
 
     @abc.abstractmethod
     async def put_record(self, kind: str, record_id: str, data: Mapping[str, Any]) -> None:
@@ -70,7 +148,7 @@ class Store(abc.ABC):
         """Keep a flow's source so conversations finish on the version they started with."""
 
     @abc.abstractmethod
-    def flow_versions(self) -> dict[tuple[str, str], str]:
+    async def flow_versions(self) -> dict[tuple[str, str], str]:
         """Every stored (name, version) -> TOML source."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
@@ -91,8 +169,8 @@ class MemoryStore(Store):
     async def delete(self, key: str) -> None:
         self.conversations.pop(key, None)
 
-    def load_all(self) -> Iterable[StoredConversation | Exception]:
-        return list(self.conversations.values())
+    async def load_all(self, shards: Shards | None = None) -> list[StoredConversation | Exception]:
+        return [c for c in self.conversations.values() if shards is None or shards.owns(c.guild)]
 
     async def put_record(self, kind: str, record_id: str, data: Mapping[str, Any]) -> None:
         self.records.setdefault(kind, {})[record_id] = dict(data)
@@ -106,19 +184,56 @@ class MemoryStore(Store):
     async def put_flow_version(self, name: str, version: str, source: str) -> None:
         self.flows[(name, version)] = source
 
-    def flow_versions(self) -> dict[tuple[str, str], str]:
+    async def flow_versions(self) -> dict[tuple[str, str], str]:
         return dict(self.flows)
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    key TEXT PRIMARY KEY, flow TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL,
-    data TEXT NOT NULL, stack TEXT NOT NULL, deadline REAL, extra TEXT NOT NULL, updated REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-    kind TEXT NOT NULL, id TEXT NOT NULL, created REAL NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id));
-CREATE TABLE IF NOT EXISTS flow_versions (
-    name TEXT NOT NULL, version TEXT NOT NULL, source TEXT NOT NULL, PRIMARY KEY (name, version));
-"""
+_SQLITE_MIGRATIONS: Sequence[str] = (
+    """
+    CREATE TABLE IF NOT EXISTS conversations (
+        key TEXT PRIMARY KEY, flow TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL,
+        data TEXT NOT NULL, stack TEXT NOT NULL, deadline REAL, extra TEXT NOT NULL, updated REAL NOT NULL);
+    CREATE TABLE IF NOT EXISTS records (
+        kind TEXT NOT NULL, id TEXT NOT NULL, created REAL NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id));
+    CREATE TABLE IF NOT EXISTS flow_versions (
+        name TEXT NOT NULL, version TEXT NOT NULL, source TEXT NOT NULL, PRIMARY KEY (name, version));
+    """,
+    'ALTER TABLE conversations ADD COLUMN guild INTEGER;',
+)
+"""Schema versions: entry ``n`` brings ``PRAGMA user_version`` from ``n`` to ``n + 1`` (files made before
+versioning are at 0 and already have the tables of version 1, hence ``IF NOT EXISTS``)."""
+
+
+def _migrate_sqlite(db: sqlite3.Connection, path: str) -> None:
+    current = db.execute('PRAGMA user_version').fetchone()[0]
+    if current > len(_SQLITE_MIGRATIONS):
+        raise StoreError(
+            f'{path}: schema version {current} is newer than this flowbot knows ({len(_SQLITE_MIGRATIONS)})'
+        )
+    for version in range(current, len(_SQLITE_MIGRATIONS)):
+        db.execute('BEGIN IMMEDIATE')
+        try:
+            for statement in _SQLITE_MIGRATIONS[version].split(';'):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f'PRAGMA user_version = {version + 1}')
+            db.execute('COMMIT')
+        except sqlite3.Error as exc:
+            db.execute('ROLLBACK')
+            raise StoreError(f'{path}: migrating the schema to version {version + 1} failed: {exc}') from exc
+        _log.info('store %s: schema migrated to version %d', path, version + 1)
+
+
+_CONVERSATION_COLUMNS = 'key, flow, version, state, data, stack, deadline, extra, guild'
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(',', ':'), default=str)
+
+
+def _guild_int(guild: str | None) -> int | None:
+    """Snowflakes are stored as integers so the shard can be computed by the database."""
+    return int(guild) if guild and guild.isdigit() else None
 
 
 class SQLiteStore(Store):
@@ -130,10 +245,13 @@ class SQLiteStore(Store):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute('PRAGMA journal_mode=WAL')
-        self.db.execute('PRAGMA synchronous=NORMAL')
-        self.db.executescript(_SCHEMA)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute('PRAGMA journal_mode=WAL')
+            self.db.execute('PRAGMA synchronous=NORMAL')
+            _migrate_sqlite(self.db, path)
+        except sqlite3.Error as exc:
+            raise StoreError(f'cannot open the store {path}: {exc}') from exc
         self._pending: dict[str, tuple[Any, ...] | None] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -157,19 +275,18 @@ class SQLiteStore(Store):
                 if row is None:
                     self.db.execute('DELETE FROM conversations WHERE key = ?', (key,))
                 else:
-                    self.db.execute('INSERT OR REPLACE INTO conversations VALUES (?,?,?,?,?,?,?,?,?)', row)
+                    self.db.execute(
+                        f'INSERT OR REPLACE INTO conversations ({_CONVERSATION_COLUMNS}, updated) '
+                        'VALUES (?,?,?,?,?,?,?,?,?,?)',
+                        row,
+                    )
             self.db.execute('COMMIT')
         except sqlite3.Error as exc:
             _log.exception('store: writing %d conversation(s) to %s failed', len(pending), self.path)
             if self.db.in_transaction:
                 self.db.execute('ROLLBACK')
             error = exc
-        for fut in waiters:
-            if not fut.done():
-                if error is None:
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(error)
+        _settle(waiters, error)
 
     async def save(self, conv: StoredConversation) -> None:
         self._pending[conv.key] = (
@@ -177,10 +294,11 @@ class SQLiteStore(Store):
             conv.flow,
             conv.version,
             conv.state,
-            json.dumps(conv.data, separators=(',', ':'), default=str),
-            json.dumps(conv.stack, separators=(',', ':'), default=str),
+            _json(conv.data),
+            _json(conv.stack),
             conv.deadline,
-            json.dumps(conv.extra, separators=(',', ':'), default=str),
+            _json(conv.extra),
+            _guild_int(conv.guild),
             time.time(),
         )
         await self._schedule()
@@ -189,22 +307,9 @@ class SQLiteStore(Store):
         self._pending[key] = None
         await self._schedule()
 
-    def load_all(self) -> Iterable[StoredConversation | Exception]:
-        rows = self.db.execute('SELECT key, flow, version, state, data, stack, deadline, extra FROM conversations')
-        for key, flow, version, state, data, stack, deadline, extra in rows.fetchall():
-            try:
-                yield StoredConversation(
-                    key=key,
-                    flow=flow,
-                    version=version,
-                    state=state,
-                    data=_json_dict(data),
-                    stack=json.loads(stack),
-                    deadline=deadline,
-                    extra=_json_dict(extra),
-                )
-            except (ValueError, TypeError) as exc:
-                yield ValueError(f'conversation {key!r}: unreadable row: {exc}')
+    async def load_all(self, shards: Shards | None = None) -> list[StoredConversation | Exception]:
+        rows = self.db.execute(f'SELECT {_CONVERSATION_COLUMNS} FROM conversations').fetchall()
+        return [conversation_from_row(*row) for row in rows if shards is None or shards.owns(row[-1])]
 
     async def put_record(self, kind: str, record_id: str, data: Mapping[str, Any]) -> None:
         self.db.execute(
@@ -223,7 +328,7 @@ class SQLiteStore(Store):
     async def put_flow_version(self, name: str, version: str, source: str) -> None:
         self.db.execute('INSERT OR REPLACE INTO flow_versions VALUES (?,?,?)', (name, version, source))
 
-    def flow_versions(self) -> dict[tuple[str, str], str]:
+    async def flow_versions(self) -> dict[tuple[str, str], str]:
         rows = self.db.execute('SELECT name, version, source FROM flow_versions').fetchall()
         return {(n, v): s for n, v, s in rows}
 
@@ -234,6 +339,44 @@ class SQLiteStore(Store):
         self.db.close()
 
 
+def _settle(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:
+    """Wake every ``save`` of a flushed batch: with success, or with the batch's error."""
+    for fut in waiters:
+        if not fut.done():
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+
+def conversation_from_row(
+    key: str,
+    flow: str,
+    version: str,
+    state: str,
+    data: str,
+    stack: str,
+    deadline: float | None,
+    extra: str,
+    guild: int | None,
+) -> StoredConversation | Exception:
+    """A stored row back as a conversation; JSON columns arrive as text from either database."""
+    try:
+        return StoredConversation(
+            key=key,
+            flow=flow,
+            version=version,
+            state=state,
+            data=_json_dict(data),
+            stack=json.loads(stack),
+            deadline=deadline,
+            extra=_json_dict(extra),
+            guild=str(guild) if guild is not None else None,
+        )
+    except (ValueError, TypeError) as exc:
+        return ValueError(f'conversation {key!r}: unreadable row: {exc}')
+
+
 def _json_dict(text: str) -> dict[str, Any]:
     value = json.loads(text)
     if not isinstance(value, dict):
@@ -242,9 +385,15 @@ def _json_dict(text: str) -> dict[str, Any]:
 
 
 def open_store(spec: str) -> Store:
-    """``:memory:`` gives a :class:`MemoryStore`, anything else an SQLite file (its folder is created)."""
+    """``:memory:`` gives a :class:`MemoryStore`, a ``postgresql://`` URL a
+    :class:`~engine.postgres.PostgresStore` (connected by :meth:`Store.open`), anything else an SQLite
+    file (its folder is created)."""
     if spec == ':memory:':
         return MemoryStore()
+    if spec.startswith(('postgresql://', 'postgres://')):
+        from engine.postgres import PostgresStore
+
+        return PostgresStore(spec)
     import pathlib
 
     pathlib.Path(spec).parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+
+from tests.postgres import PostgresServer, find_bindir
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -15,3 +18,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.outcome = 'failed'
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f'skipped in CI, where every tool the tests need is installed: {reason}'
+
+
+@pytest.fixture(scope='session')
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole run (skipped, so failed in CI, when none is installed)."""
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip('PostgreSQL is not installed (Debian package postgresql)')
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def postgres_dsn(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh database on the session's server."""
+    return await postgres_server.new_database()

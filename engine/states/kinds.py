@@ -312,7 +312,7 @@ async def _return_from_subflow(engine: Engine, conv: Conversation) -> bool:
     if not conv.stack:
         return False
     frame = conv.stack.pop()
-    parent = engine.compiled_version(frame['flow'], frame['version'])
+    parent = await engine.compiled_version(frame['flow'], frame['version'])
     if parent is None:
         raise FlowRuntimeError(f'the flow "{frame["flow"]}" that started a sub-flow is gone')
     result = {k: v for k, v in conv.data.items() if k not in ('options', 'attachments')}

@@ -11,6 +11,7 @@ from typing import Literal
 import attrs
 
 from engine.config import Config, ConfigError, read_secret, section
+from engine.store import Shards
 
 __all__ = ['DEFAULT_CONTENT_TYPES', 'DiscordConfig', 'load_discord_config']
 
@@ -76,10 +77,22 @@ class DiscordConfig:
             raise ValueError('shard_count must be at least 1')
         if self.shard_ids is not None and self.shard_count is None:
             raise ValueError('shard_ids needs shard_count')
+        if self.shard_count is not None:
+            self.shards()  # shard ids outside the count, or none at all
         if self.max_attachment_bytes <= 0:
             raise ValueError('max_attachment_bytes must be positive')
         if not 0 <= self.defer_after < 3:
             raise ValueError('defer_after must be between 0 and 3 seconds (Discord drops later answers)')
+
+    def shards(self) -> Shards | None:
+        """The shards this process runs (``None``: hikari's default, every shard Discord recommends).
+
+        The process owns the conversations of their guilds; see ``docs/deploy.md``.
+        """
+        if self.shard_count is None:
+            return None
+        ids = self.shard_ids if self.shard_ids is not None else range(self.shard_count)
+        return Shards(tuple(ids), self.shard_count)
 
     def resolved_token(self) -> str:
         """The bot token from the environment, the token file or the config; a clear error when absent."""

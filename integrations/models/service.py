@@ -62,7 +62,7 @@ class ModelsService:
         self.root = config.resolve(config.bot.data_root).resolve()
         archive = pathlib.Path(models.archive_dir).expanduser()
         self.archive_dir = (archive if archive.is_absolute() else self.root / archive).resolve()
-        self.store_file = config.resolve(config.bot.store).resolve() if config.bot.store != ':memory:' else None
+        self.store_file = config.store_file.resolve() if config.store_file is not None else None
         self.datasets = DatasetRepo(store, self.root)
         self.local = LocalProvider(self.root, poll_interval=models.local_poll_interval, seed=models.split_seed)
         self.providers: dict[str, ModelProvider] = {'local': self.local}

@@ -100,7 +100,7 @@ async def test_valid_edit_serves_new_conversations_while_a_running_one_finishes_
     await _say(h.engine, BOB, 'blue')
     assert h.adapter.texts(ANN)[-1] == 'v1 noted red'
     assert h.adapter.texts(BOB)[-1] == 'v2 noted blue'
-    stored = {version for name, version in h.engine.store.flow_versions() if name == 'poll'}
+    stored = {version for name, version in (await h.engine.store.flow_versions()) if name == 'poll'}
     active = h.engine.library.get('poll')
     assert active is not None and active.version in stored
     assert len(stored) == 2, 'both the first and the reloaded version are kept in the store'
@@ -239,7 +239,7 @@ async def test_versions_activated_by_reload_survive_a_restart(tmp_path: pathlib.
     finally:
         await app.stop()
     store = SQLiteStore(config.bot.store)
-    assert len([v for name, v in store.flow_versions() if name == 'poll']) == 3
+    assert len([v for name, v in (await store.flow_versions()) if name == 'poll']) == 3
     await store.close()
 
 

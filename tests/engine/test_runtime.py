@@ -56,9 +56,9 @@ async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def rows(store: SQLiteStore) -> dict[str, StoredConversation]:
+async def rows(store: SQLiteStore) -> dict[str, StoredConversation]:
     out = {}
-    for row in store.load_all():
+    for row in await store.load_all():
         assert isinstance(row, StoredConversation), row
         out[row.key.split('\x1f')[2]] = row
     return out
@@ -119,19 +119,19 @@ async def test_state_data_and_deadline_are_persisted_after_every_transition(
     timed_form = FORM.replace('save_as = "b"\n', 'save_as = "b"\ntimeout = "5m"\n')
     h = await engine_harness({'form': timed_form}, store=store)
     await h.command('form')
-    row = rows(store)['u1']
+    row = (await rows(store))['u1']
     assert (row.flow, row.state, row.deadline) == ('form', 'a', None)
     await h.say('one')
-    row = rows(store)['u1']
+    row = (await rows(store))['u1']
     assert (row.state, row.data['a']) == ('b', 'one')
     assert row.deadline is not None and 290 < row.deadline - time.time() <= 300
     assert row.version == h.engine.library.get('form').version  # type: ignore[union-attr]
     await h.say('two')
-    row = rows(store)['u1']
+    row = (await rows(store))['u1']
     assert (row.state, row.data['b'], row.deadline) == ('c', 'two', None)
     assert row.extra['history'] == ['a', 'b']
     await h.say('three')
-    assert rows(store) == {}
+    assert (await rows(store)) == {}
 
 
 async def test_unfinished_conversations_are_restored_after_a_restart(
@@ -173,7 +173,7 @@ async def test_a_timeout_that_fell_due_while_stopped_fires_once_on_start(
     await until(lambda: not second.live())
     await asyncio.sleep(0.1)
     assert second.texts() == ['timed out']
-    assert rows(second.engine.store) == {}  # type: ignore[arg-type]
+    assert (await rows(second.engine.store)) == {}  # type: ignore[arg-type]
 
 
 async def test_a_timeout_still_to_come_is_rearmed_on_start(
@@ -183,7 +183,7 @@ async def test_a_timeout_still_to_come_is_rearmed_on_start(
     flows = {'timed': TIMED.replace('{timeout}', '0.5')}
     first = await engine_harness(flows, store=SQLiteStore(path))
     await first.command('timed')
-    deadline = rows(first.engine.store)['u1'].deadline  # type: ignore[arg-type]
+    deadline = (await rows(first.engine.store))['u1'].deadline  # type: ignore[arg-type]
     await first.stop()
 
     second = await engine_harness(flows, store=SQLiteStore(path))
@@ -331,7 +331,7 @@ async def test_a_conversation_whose_flow_was_removed_ends_with_a_message(
         await second.engine.wait_idle(5)
     assert second.texts() == ['The form dialog was removed by the maintainers, so it ends here.']
     assert not second.live()
-    assert rows(second.engine.store) == {}  # type: ignore[arg-type]
+    assert (await rows(second.engine.store)) == {}  # type: ignore[arg-type]
     assert 'which no longer exists' in caplog.text
     await second.say('one')  # the old answer no longer reaches anything
     assert second.texts() == ['The form dialog was removed by the maintainers, so it ends here.']
@@ -350,7 +350,7 @@ async def test_a_corrupt_stored_row_is_logged_and_skipped(
         db.execute("UPDATE conversations SET data = '{broken' WHERE key LIKE '%u1'")
         db.execute("UPDATE conversations SET extra = '[]' WHERE key LIKE '%u2'")
         db.execute(
-            'INSERT INTO conversations VALUES (?,?,?,?,?,?,?,?,?)',
+            'INSERT INTO conversations (key, flow, version, state, data, stack, deadline, extra, updated) VALUES (?,?,?,?,?,?,?,?,?)',
             ('no-separators', 'form', 'x', 'a', json.dumps({}), '[]', None, '{}', time.time()),
         )
     db.close()
@@ -381,7 +381,7 @@ async def test_events_queued_behind_the_end_of_a_conversation_do_not_reach_it(
     await h.engine.wait_idle(5)
     assert h.texts() == ['A?', 'Cancelled.', 'hello']
     assert not h.live()
-    assert rows(store) == {}
+    assert (await rows(store)) == {}
 
 
 async def test_conversations_are_keyed_by_adapter_channel_and_user(engine_harness: HarnessFactory) -> None:
@@ -458,4 +458,4 @@ async def test_conversations_of_another_channel_are_left_alone(
     await asyncio.sleep(0.1)
     await second.engine.wait_idle(5)
     assert second.live(discord)
-    assert rows(second.engine.store)['u1'].state == 'q'  # type: ignore[arg-type]
+    assert (await rows(second.engine.store))['u1'].state == 'q'  # type: ignore[arg-type]

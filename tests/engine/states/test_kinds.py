@@ -107,7 +107,7 @@ async def test_ask_gives_up_after_max_attempts_and_ends_cleanly(engine_harness: 
     assert h.texts()[-1] == 'Too many invalid answers; stopping here.'
     assert h.texts().count('Name?') == 3
     assert not h.live()
-    assert list(store.load_all()) == []
+    assert await store.load_all() == []
     assert h.adapter.closed == [h.key]
     await h.say('anything')  # no flow takes free text: nothing happens, nothing breaks
     assert h.texts()[-1] == 'Too many invalid answers; stopping here.'

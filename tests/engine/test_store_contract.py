@@ -1,0 +1,192 @@
+"""The store port's contract, run on every durable store: SQLite (one machine) and PostgreSQL (a real server
+started by the suite, see ``tests/postgres.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import pathlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from engine.store import Shards, SQLiteStore, Store, StoredConversation, StoreError, open_store
+
+Opener = Callable[[], Awaitable[Store]]
+
+GUILD_SHARD_0 = str(0 << 22)  # (guild >> 22) % 2 == 0
+GUILD_SHARD_1 = str((1 << 22) | 5)
+
+
+@pytest.fixture(params=['sqlite', 'postgresql'])
+async def opener(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> AsyncIterator[Opener]:
+    """Opens (and later closes) a store on the same place each call, as a restarted process would."""
+    spec = str(tmp_path / 'store.sqlite3')
+    if request.param == 'postgresql':
+        spec = await request.getfixturevalue('postgres_server').new_database()
+    opened: list[Store] = []
+
+    async def open_() -> Store:
+        store = open_store(spec)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.close()
+
+
+def conv(key: str = 'k1', *, guild: str | None = None, state: str = 'ask', **data: object) -> StoredConversation:
+    return StoredConversation(
+        key=key,
+        flow='form',
+        version='v1',
+        state=state,
+        data={'name': 'Zoë ✓', 'nested': {'list': [1, 2.5, None, True]}, **data},
+        stack=[{'flow': 'parent', 'version': 'p1', 'state': 'call', 'data': {}}],
+        deadline=1_700_000_000.25,
+        extra={'attempts': 2, 'history': ['a', 'b']},
+        guild=guild,
+    )
+
+
+async def by_key(store: Store, shards: Shards | None = None) -> dict[str, StoredConversation]:
+    rows = await store.load_all(shards)
+    assert all(isinstance(r, StoredConversation) for r in rows), rows
+    return {r.key: r for r in rows if isinstance(r, StoredConversation)}
+
+
+async def test_a_saved_conversation_comes_back_whole_after_a_restart(opener: Opener) -> None:
+    store = await opener()
+    await store.save(conv(guild=GUILD_SHARD_1))
+    await store.close()
+    again = await opener()
+    assert await by_key(again) == {'k1': conv(guild=GUILD_SHARD_1)}
+
+
+async def test_a_later_save_replaces_the_row_and_delete_forgets_it(opener: Opener) -> None:
+    store = await opener()
+    await store.save(conv(state='ask'))
+    await store.save(conv(state='done', step=2))
+    assert (await by_key(store))['k1'].state == 'done'
+    assert (await by_key(store))['k1'].data['step'] == 2
+    await store.delete('k1')
+    await store.delete('never-saved')
+    assert await by_key(store) == {}
+
+
+async def test_concurrent_saves_share_commits_and_all_are_durable(opener: Opener) -> None:
+    store = await opener()
+    await asyncio.gather(*(store.save(conv(f'k{i}', n=i)) for i in range(500)))
+    await asyncio.gather(*(store.delete(f'k{i}') for i in range(0, 500, 2)))
+    await store.close()
+    rows = await by_key(await opener())
+    assert sorted(rows) == sorted(f'k{i}' for i in range(1, 500, 2))
+    assert rows['k7'].data['n'] == 7
+
+
+async def test_the_last_of_several_writes_to_one_key_in_one_batch_wins(opener: Opener) -> None:
+    store = await opener()
+    await asyncio.gather(store.save(conv(state='a')), store.delete('k1'), store.save(conv(state='c')))
+    assert (await by_key(store))['k1'].state == 'c'
+
+
+async def test_values_json_cannot_hold_are_stored_as_text(opener: Opener) -> None:
+    store = await opener()
+    when = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
+    await store.save(conv(when=when))
+    assert (await by_key(store))['k1'].data['when'] == str(when)
+
+
+async def test_loading_by_shard_returns_only_the_conversations_of_those_guilds(opener: Opener) -> None:
+    store = await opener()
+    await store.save(conv('dm'))
+    await store.save(conv('g0', guild=GUILD_SHARD_0))
+    await store.save(conv('g1', guild=GUILD_SHARD_1))
+    assert sorted(await by_key(store, Shards((0,), 2))) == ['dm', 'g0']
+    assert sorted(await by_key(store, Shards((1,), 2))) == ['g1']
+    assert sorted(await by_key(store, Shards.every(2))) == ['dm', 'g0', 'g1']
+    assert sorted(await by_key(store)) == ['dm', 'g0', 'g1']
+
+
+async def test_records_are_listed_oldest_first_and_an_update_keeps_its_place(opener: Opener) -> None:
+    store = await opener()
+    for i in range(5):
+        await store.put_record('feedback', f'f{i}', {'text': f'note {i}', 'n': i})
+    await store.put_record('job', 'f1', {'other': 'kind'})
+    await store.put_record('feedback', 'f1', {'text': 'edited', 'n': 1})
+    assert [r['n'] for r in await store.list_records('feedback')] == [0, 1, 2, 3, 4]
+    assert await store.get_record('feedback', 'f1') == {'text': 'edited', 'n': 1}
+    assert await store.get_record('job', 'f1') == {'other': 'kind'}
+    assert await store.get_record('feedback', 'missing') is None
+    assert await store.list_records('nothing') == []
+
+
+async def test_flow_versions_are_kept_by_name_and_version(opener: Opener) -> None:
+    store = await opener()
+    await store.put_flow_version('form', 'v1', 'source 1')
+    await store.put_flow_version('form', 'v2', 'source 2')
+    await store.put_flow_version('form', 'v1', 'source 1')
+    await store.close()
+    again = await opener()
+    assert await again.flow_versions() == {('form', 'v1'): 'source 1', ('form', 'v2'): 'source 2'}
+
+
+async def test_opening_twice_leaves_the_schema_and_data_alone(opener: Opener) -> None:
+    first = await opener()
+    await first.put_record('feedback', 'a', {'x': 1})
+    second = await opener()
+    assert await second.list_records('feedback') == [{'x': 1}]
+
+
+async def test_every_shard_can_be_claimed_by_one_process(opener: Opener) -> None:
+    store = await opener()
+    await store.claim(Shards.every(2))
+    await store.save(conv('dm'))
+    assert sorted(await by_key(store)) == ['dm']
+
+
+# -- SQLite only ---------------------------------------------------------------------------------------------------
+
+
+async def test_sqlite_refuses_to_run_part_of_the_shards(tmp_path: pathlib.Path) -> None:
+    store = SQLiteStore(str(tmp_path / 's.sqlite3'))
+    with pytest.raises(StoreError, match='several bot processes need a PostgreSQL store'):
+        await store.claim(Shards((1,), 2))
+    await store.close()
+
+
+async def test_an_sqlite_file_from_before_versioning_is_migrated_keeping_its_rows(tmp_path: pathlib.Path) -> None:
+    import sqlite3
+
+    path = tmp_path / 'old.sqlite3'
+    db = sqlite3.connect(path)
+    db.executescript(
+        'CREATE TABLE conversations (key TEXT PRIMARY KEY, flow TEXT NOT NULL, version TEXT NOT NULL, '
+        'state TEXT NOT NULL, data TEXT NOT NULL, stack TEXT NOT NULL, deadline REAL, extra TEXT NOT NULL, '
+        'updated REAL NOT NULL);'
+        'CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, created REAL NOT NULL, data TEXT NOT NULL, '
+        'PRIMARY KEY (kind, id));'
+        'CREATE TABLE flow_versions (name TEXT NOT NULL, version TEXT NOT NULL, source TEXT NOT NULL, '
+        'PRIMARY KEY (name, version));'
+        """INSERT INTO conversations VALUES ('old', 'form', 'v1', 'ask', '{}', '[]', NULL, '{}', 0);"""
+    )
+    db.commit()
+    db.close()
+    store = SQLiteStore(str(path))
+    [row] = await store.load_all()
+    assert isinstance(row, StoredConversation) and row.key == 'old' and row.guild is None
+    assert store.db.execute('PRAGMA user_version').fetchone()[0] == 2
+    await store.close()
+
+
+async def test_an_sqlite_schema_newer_than_this_flowbot_is_refused(tmp_path: pathlib.Path) -> None:
+    import sqlite3
+
+    path = tmp_path / 'new.sqlite3'
+    db = sqlite3.connect(path)
+    db.execute('PRAGMA user_version = 99')
+    db.close()
+    with pytest.raises(StoreError, match='newer than this flowbot'):
+        SQLiteStore(str(path))
