@@ -657,7 +657,7 @@ class DiscordEmulator(GatewayServer):
             return 200, {
                 'url': f'ws://127.0.0.1:{self.port}/gateway',
                 'shards': 1,
-                'session_start_limit': {'total': 1000, 'remaining': 999, 'reset_after': 0, 'max_concurrency': 1},
+                'session_start_limit': {'total': 1000, 'remaining': 999, 'reset_after': 0, 'max_concurrency': 16},
             }
         if path == '/users/@me':
             return 200, self.bot_user()
