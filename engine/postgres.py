@@ -147,7 +147,10 @@ class PostgresStore(Store):
 
         pool = self._ready()
         if self._lock_conn is None:
-            self._lock_conn = await asyncpg.connect(self.dsn)
+            try:
+                self._lock_conn = await asyncpg.connect(self.dsn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise StoreError(f'cannot connect to the store {redact(self.dsn)} to claim shards: {exc}') from exc
             self._lock_conn.add_termination_listener(lambda _conn: self._lose('the lock connection closed'))
         conn = self._lock_conn
         for shard in sorted(set(shards.ids)):

@@ -30,7 +30,7 @@ from engine.flows.library import FlowLibrary
 from engine.flows.loader import did_you_mean
 from engine.states import kinds
 from engine.states.actions import ActionRegistry
-from engine.store import Shards, Store, StoredConversation
+from engine.store import ShardLostError, Shards, Store, StoredConversation
 from engine.templates import TemplateError
 
 __all__ = ['Conversation', 'Engine', 'Internal']
@@ -464,6 +464,12 @@ class Engine:
     async def _process_safely(self, conv: Conversation, event: Event | Internal) -> None:
         try:
             await self._process(conv, event)
+        except ShardLostError:
+            # Another process owns this conversation now and continues it: say nothing, keep nothing.
+            _log.error('conversation %s belongs to another bot process now; dropped here', conv.key)
+            self.leave_state(conv)
+            if self._live.get(conv.key) is conv:
+                del self._live[conv.key]
         except Exception as exc:
             _log.exception('conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, event)
             message = str(exc) if isinstance(exc, TemplateError) else 'an internal error (logged)'

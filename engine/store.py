@@ -27,6 +27,7 @@ import attrs
 __all__ = [
     'MemoryStore',
     'SQLiteStore',
+    'ShardLostError',
     'Shards',
     'Store',
     'StoreError',
