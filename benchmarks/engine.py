@@ -56,12 +56,13 @@ def _engine(store: Store) -> Engine:
     return engine
 
 
-def _events(n: int) -> tuple[list[Command], list[list[Message]]]:
+def _events(n: int, guild: Callable[[int], str | None] | None = None) -> tuple[list[Command], list[list[Message]]]:
+    """The form's start and its answers for ``n`` conversations (in the guild ``guild(i)`` gives, if any)."""
     starts: list[Command] = []
     answers: list[list[Message]] = [[] for _ in range(STEPS)]
     for i in range(n):
         key = ConversationKey('bench', f'c{i % 100}', f'u{i}')
-        user = User(f'u{i}')
+        user = User(f'u{i}', guild=guild(i) if guild else None)
         starts.append(Command(key=key, user=user, name='form'))
         for step in range(STEPS):
             answers[step].append(Message(key=key, user=user, text=f'answer {step} of {i}'))

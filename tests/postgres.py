@@ -37,10 +37,14 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    """One server for the session; :meth:`new_database` gives each test its own database."""
+    """One server for the session; :meth:`new_database` gives each test its own database.
 
-    def __init__(self, bindir: pathlib.Path) -> None:
+    :param durable: keep ``fsync`` on (benchmarks); tests turn it off, nothing they check needs it.
+    """
+
+    def __init__(self, bindir: pathlib.Path, *, durable: bool = False) -> None:
         self.bindir = bindir
+        self.durable = durable
         self.root = pathlib.Path(tempfile.mkdtemp(prefix='flowbot-pg-'))
         self.data = self.root / 'data'
         self.port = _free_port()
