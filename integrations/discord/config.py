@@ -6,6 +6,7 @@ The token is read with :func:`engine.config.read_secret` (``DISCORD_TOKEN``, ``D
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import attrs
@@ -103,7 +104,23 @@ class DiscordConfig:
 
 
 def load_discord_config(config: Config) -> DiscordConfig:
-    """Structure ``[discord]``; errors name the bad key or say which rule a value breaks."""
+    """Structure ``[discord]``; errors name the bad key or say which rule a value breaks.
+
+    ``FLOWBOT_SHARD_IDS`` (``"0,1"``) and ``FLOWBOT_SHARD_COUNT`` override ``shard_ids`` and ``shard_count``,
+    so one ``bot.toml`` serves every process of a deployment (a systemd template, a compose file).
+    """
+    raw = dict(config.sections.get('discord', {}))
+    for name, env in (('shard_ids', 'FLOWBOT_SHARD_IDS'), ('shard_count', 'FLOWBOT_SHARD_COUNT')):
+        value = os.environ.get(env, '').strip()
+        if value:
+            try:
+                raw[name] = [int(v) for v in value.split(',')] if name == 'shard_ids' else int(value)
+            except ValueError:
+                raise ConfigError(
+                    f'{env}={value!r}: expected {"numbers separated by commas" if name == "shard_ids" else "a number"}'
+                ) from None
+    if raw:
+        config.sections['discord'] = raw
     try:
         return section(config, 'discord', DiscordConfig)
     except ConfigError as exc:
