@@ -72,6 +72,7 @@ class Conversation:
         'queue',
         'stack',
         'state',
+        'stored',
         'task',
         'timer',
         'user',
@@ -89,6 +90,8 @@ class Conversation:
         self.epoch = next(_EPOCHS)
         self.busy = False
         self.queue: collections.deque[tuple[Event | Internal, asyncio.Future[None]]] | None = None
+        self.stored = False
+        """Whether the store may hold a row for it; one that never waited (``!hi``) ends without a write."""
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
         self.event: Event | None = None
@@ -401,6 +404,7 @@ class Engine:
             return False
         conv = Conversation(key, compiled, who, row.data)
         conv.state, conv.stack, conv.extra, conv.deadline = row.state, row.stack, extra, row.deadline
+        conv.stored = True
         self._live[key] = conv
         if 'topic' in extra:
             self._waiting.setdefault(extra['topic'], set()).add(key)
@@ -442,7 +446,8 @@ class Engine:
         """End a conversation: forget it, stop its timer and task, clean its folder."""
         self.leave_state(conv)
         self._live.pop(conv.key, None)
-        await self.store.delete(_store_key(conv.key))
+        if conv.stored:
+            await self.store.delete(_store_key(conv.key))
         adapter = self.adapters.get(conv.key.adapter)
         if adapter is not None:
             try:
@@ -597,6 +602,7 @@ class Engine:
         return self._workdirs
 
     async def save(self, conv: Conversation) -> None:
+        conv.stored = True
         await self.store.save(conv.snapshot())
 
     def leave_state(self, conv: Conversation) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from engine.api import Command, ConversationKey, Message, User
 from engine.states.actions import ActionContext
-from engine.store import SQLiteStore, StoredConversation
+from engine.store import MemoryStore, SQLiteStore, StoredConversation
 from engine.testing import RecordingAdapter
 from tests.engine.conftest import HarnessFactory
 from tests.engine.helpers import KEY, write_flows
@@ -459,3 +459,31 @@ async def test_conversations_of_another_channel_are_left_alone(
     await second.engine.wait_idle(5)
     assert second.live(discord)
     assert (await rows(second.engine.store))['u1'].state == 'q'  # type: ignore[arg-type]
+
+
+class CountingStore(MemoryStore):
+    """Counts the writes, to see which conversations cost the store nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    async def save(self, conv: StoredConversation) -> None:
+        self.writes.append(f'save {conv.state}')
+        await super().save(conv)
+
+    async def delete(self, key: str) -> None:
+        self.writes.append('delete')
+        await super().delete(key)
+
+
+async def test_a_conversation_that_never_waits_ends_without_a_store_write(engine_harness: HarnessFactory) -> None:
+    store = CountingStore()
+    h = await engine_harness({'hi': HI, 'form': FORM}, store=store)
+    await h.command('hi')
+    assert h.last == 'hello' and store.writes == []
+    await h.command('form')
+    for answer in 'xyz':
+        await h.say(answer)
+    assert h.last == 'x/y/z'
+    assert store.writes == ['save a', 'save b', 'save c', 'delete']
