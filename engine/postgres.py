@@ -30,11 +30,11 @@ from engine.store import (
     Store,
     StoredConversation,
     StoreError,
-    _guild_int,
     _json,
     _json_dict,
     _settle,
     conversation_from_row,
+    guild_number,
 )
 
 __all__ = ['MIGRATIONS', 'PostgresStore', 'redact']
@@ -42,17 +42,19 @@ __all__ = ['MIGRATIONS', 'PostgresStore', 'redact']
 _log = logging.getLogger(__name__)
 
 _LOCK_CLASS = 0x666C6F77
-"""First key of flowbot's advisory locks ('flow'); the second is the shard (or 0 for migrations)."""
+"""First key of flowbot's advisory locks ('flow'); the second is the shard, or :data:`_MIGRATION_LOCK`."""
+_MIGRATION_LOCK = -1
+"""Second key of the migration lock: no shard has it (a process holding shard 0 must not block others' start)."""
 
 MIGRATIONS: Sequence[str] = (
     """
     CREATE TABLE conversations (
         key TEXT PRIMARY KEY, flow TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL,
-        data JSONB NOT NULL, stack JSONB NOT NULL, deadline DOUBLE PRECISION, extra JSONB NOT NULL,
+        data TEXT NOT NULL, stack TEXT NOT NULL, deadline DOUBLE PRECISION, extra TEXT NOT NULL,
         guild BIGINT, updated TIMESTAMPTZ NOT NULL DEFAULT now());
     CREATE TABLE records (
         kind TEXT NOT NULL, id TEXT NOT NULL, seq BIGSERIAL, created DOUBLE PRECISION NOT NULL,
-        data JSONB NOT NULL, PRIMARY KEY (kind, id));
+        data JSON NOT NULL, PRIMARY KEY (kind, id));
     CREATE INDEX records_kind_seq ON records (kind, seq);
     CREATE TABLE flow_versions (
         name TEXT NOT NULL, version TEXT NOT NULL, source TEXT NOT NULL, PRIMARY KEY (name, version));
@@ -60,11 +62,15 @@ MIGRATIONS: Sequence[str] = (
         shard INTEGER PRIMARY KEY, token BIGINT NOT NULL, owner TEXT NOT NULL, taken TIMESTAMPTZ NOT NULL);
     """,
 )
-"""Schema versions: entry ``n`` brings ``flowbot_schema.version`` from ``n`` to ``n + 1``. Append, never edit."""
+"""Schema versions: entry ``n`` brings ``flowbot_schema.version`` from ``n`` to ``n + 1``. Append, never edit.
+
+Conversation state is opaque text (the runtime's JSON, never queried); records are ``json``, which keeps
+the text as given: ``jsonb`` refuses ``\u0000``, and one user's NUL character must not fail a whole
+group commit."""
 
 _UPSERT = """
 INSERT INTO conversations (key, flow, version, state, data, stack, deadline, extra, guild, updated)
-SELECT k, f, v, s, d::jsonb, st::jsonb, dl, ex::jsonb, g, now()
+SELECT k, f, v, s, d, st, dl, ex, g, now()
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::int8[])
     AS t(k, f, v, s, d, st, dl, ex, g)
 ON CONFLICT (key) DO UPDATE SET flow = excluded.flow, version = excluded.version, state = excluded.state,
@@ -72,7 +78,7 @@ ON CONFLICT (key) DO UPDATE SET flow = excluded.flow, version = excluded.version
     guild = excluded.guild, updated = excluded.updated
 """
 
-_SELECT = 'SELECT key, flow, version, state, data::text, stack::text, deadline, extra::text, guild FROM conversations'
+_SELECT = 'SELECT key, flow, version, state, data, stack, deadline, extra, guild FROM conversations'
 
 
 def redact(dsn: str) -> str:
@@ -119,7 +125,7 @@ class PostgresStore(Store):
     async def _migrate(self, conn: Any) -> None:
         """Bring the schema up to date; concurrent starts wait on one advisory lock."""
         async with conn.transaction():
-            await conn.execute('SELECT pg_advisory_xact_lock($1, 0)', _LOCK_CLASS)
+            await conn.execute('SELECT pg_advisory_xact_lock($1, $2)', _LOCK_CLASS, _MIGRATION_LOCK)
             await conn.execute('CREATE TABLE IF NOT EXISTS flowbot_schema (version INTEGER NOT NULL)')
             current = await conn.fetchval('SELECT version FROM flowbot_schema')
             if current is None:
@@ -194,7 +200,7 @@ class PostgresStore(Store):
             _json(conv.stack),
             conv.deadline,
             _json(conv.extra),
-            _guild_int(conv.guild),
+            guild_number(conv.guild),
         )
         await self._schedule()
 
@@ -264,7 +270,7 @@ class PostgresStore(Store):
 
     async def put_record(self, kind: str, record_id: str, data: Mapping[str, Any]) -> None:
         await self._ready().execute(
-            'INSERT INTO records (kind, id, created, data) VALUES ($1, $2, $3, $4::jsonb) '
+            'INSERT INTO records (kind, id, created, data) VALUES ($1, $2, $3, $4::json) '
             'ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data',
             kind,
             record_id,

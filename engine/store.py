@@ -70,11 +70,19 @@ class Shards:
         return set(self.ids) == set(range(self.count))
 
     def of(self, guild: str | int | None) -> int:
-        """The shard a guild's events arrive on."""
-        return (int(guild) >> 22) % self.count if guild else 0
+        """The shard a guild's events arrive on (shard 0 for no guild, or one that is not a snowflake)."""
+        number = guild_number(guild)
+        return (number >> 22) % self.count if number is not None else 0
 
     def owns(self, guild: str | int | None) -> bool:
         return self.of(guild) in self.ids
+
+
+def guild_number(guild: str | int | None) -> int | None:
+    """A guild id as the integer the stores keep (a Discord snowflake fits 63 bits); ``None`` for anything else."""
+    if isinstance(guild, str):
+        guild = int(guild) if guild.isascii() and guild.isdigit() else None
+    return guild if guild is not None and 0 < guild < 2**63 else None
 
 
 @attrs.define(kw_only=True)
@@ -232,11 +240,6 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(',', ':'), default=str)
 
 
-def _guild_int(guild: str | None) -> int | None:
-    """Snowflakes are stored as integers so the shard can be computed by the database."""
-    return int(guild) if guild and guild.isdigit() else None
-
-
 class SQLiteStore(Store):
     """SQLite in WAL mode with group commit.
 
@@ -299,7 +302,7 @@ class SQLiteStore(Store):
             _json(conv.stack),
             conv.deadline,
             _json(conv.extra),
-            _guild_int(conv.guild),
+            guild_number(conv.guild),
             time.time(),
         )
         await self._schedule()

@@ -81,6 +81,14 @@ async def test_the_token_fence_refuses_a_batch_even_before_the_lost_lock_is_noti
     await new.close()
 
 
+async def test_a_process_starts_while_another_holds_shard_0(postgres_dsn: str) -> None:
+    holder = await opened(postgres_dsn)
+    await holder.claim(Shards((0,), 2))
+    other = await asyncio.wait_for(opened(postgres_dsn), 5)  # its schema check takes no shard's lock
+    await other.close()
+    await holder.close()
+
+
 async def test_a_store_refuses_conversations_of_shards_it_did_not_claim(postgres_dsn: str) -> None:
     store = await opened(postgres_dsn)
     await store.claim(Shards((0,), 2))

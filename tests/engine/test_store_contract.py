@@ -99,6 +99,24 @@ async def test_values_json_cannot_hold_are_stored_as_text(opener: Opener) -> Non
     assert (await by_key(store))['k1'].data['when'] == str(when)
 
 
+async def test_a_nul_character_is_kept_and_does_not_fail_the_others_in_its_batch(opener: Opener) -> None:
+    store = await opener()
+    await asyncio.gather(store.save(conv('nul', answer='a\x00b')), store.save(conv('plain')))
+    await store.put_record('feedback', 'nul', {'text': 'x\x00y'})
+    rows = await by_key(store)
+    assert rows['nul'].data['answer'] == 'a\x00b' and 'plain' in rows
+    assert await store.get_record('feedback', 'nul') == {'text': 'x\x00y'}
+
+
+async def test_a_guild_that_is_not_a_snowflake_counts_as_no_guild(opener: Opener) -> None:
+    store = await opener()
+    await store.save(conv('text', guild='not-a-number'))
+    await store.save(conv('huge', guild=str(2**64)))
+    await store.save(conv('odd', guild='١٢٣'))  # digits, but not ASCII ones
+    assert sorted(await by_key(store, Shards((0,), 2))) == ['huge', 'odd', 'text']
+    assert await by_key(store, Shards((1,), 2)) == {}
+
+
 async def test_loading_by_shard_returns_only_the_conversations_of_those_guilds(opener: Opener) -> None:
     store = await opener()
     await store.save(conv('dm'))

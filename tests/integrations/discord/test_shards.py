@@ -117,3 +117,24 @@ async def test_a_dialog_continues_once_when_its_process_is_killed_and_its_shard_
     assert sent(emu, C1, 'Thanks Ann, 42.') == 1
     assert sent(emu, C1, 'Name?') == 1 and sent(emu, C1, 'Age?') == 1
     assert sent(emu, C0, 'Name?') == 1 and sent(emu, C0, 'Age?') == 1
+
+
+async def test_a_process_that_loses_its_shard_lock_stops_with_a_message(
+    postgres_dsn: str, tmp_path: pathlib.Path
+) -> None:
+    import asyncpg
+
+    async with ShardedEmulator(shard_count=2) as emu, bot_process(tmp_path, 'a', emu, postgres_dsn, [0, 1]) as a:
+        await emu.wait_shards(0, 1)
+        admin = await asyncpg.connect(postgres_dsn)
+        try:  # as when the database restarts or the network drops the process's lock connection
+            ended = await admin.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            )
+        finally:
+            await admin.close()
+        assert ended
+        assert await asyncio.wait_for(a.wait(), 30) == 1
+    log = (tmp_path / 'a' / 'stderr.log').read_text()
+    assert 'flowbot run: stopped: the lock connection closed' in log
+    assert 'Traceback' not in log
