@@ -19,7 +19,7 @@ from engine import __version__
 from engine.config import Config, ConfigError, load_config
 from engine.flows.loader import Diagnostic, FlowError
 from engine.shipped import flow_folders
-from engine.store import StoreError
+from engine.store import Shards, StoreError
 
 __all__ = ['main']
 
@@ -88,7 +88,9 @@ async def _run(config: Config) -> int:
             bot.cancel()
 
     app.engine.store.on_lost = on_lost
-    await app.start(discord_config.shards())
+    # Unsharded, the process claims "every shard" all the same: a second one on the same PostgreSQL
+    # store waits instead of running the same conversations.
+    await app.start(discord_config.shards() or Shards.every())
     bot = asyncio.ensure_future(serve(app.engine, discord_config, announce=lambda line: print(line, flush=True)))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -40,15 +40,16 @@ pytestmark = pytest.mark.slow
 
 @contextlib.asynccontextmanager
 async def bot_process(
-    tmp_path: pathlib.Path, name: str, emu: ShardedEmulator, dsn: str, shards: list[int]
+    tmp_path: pathlib.Path, name: str, emu: ShardedEmulator, dsn: str, shards: list[int] | None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``flowbot run`` on ``shards`` of 2; killed on the way out if the test left it running."""
+    """``flowbot run`` on ``shards`` of 2 (unsharded with ``None``); killed on the way out if still running."""
     home = tmp_path / name
     home.mkdir(exist_ok=True)
     (home / 'form.toml').write_text(FORM, encoding='utf-8')
+    sharding = f'shard_count = 2\nshard_ids = {shards}\n' if shards is not None else ''
     (home / 'bot.toml').write_text(
         f'[bot]\nflows = ["form.toml"]\nplugins = []\nreload = false\n\n'
-        f'[discord]\nrest_url = "{emu.rest_url}"\nshard_count = 2\nshard_ids = {shards}\n',
+        f'[discord]\nrest_url = "{emu.rest_url}"\n{sharding}',
         encoding='utf-8',
     )
     env = {k: v for k, v in os.environ.items() if k not in ('DISCORD_TOKEN_FILE', 'OPENAI_API_KEY')}
@@ -138,3 +139,28 @@ async def test_a_process_that_loses_its_shard_lock_stops_with_a_message(
     log = (tmp_path / 'a' / 'stderr.log').read_text()
     assert 'flowbot run: stopped: the lock connection closed' in log
     assert 'Traceback' not in log
+
+
+async def test_a_second_unsharded_process_on_the_same_store_waits_for_the_first(
+    postgres_dsn: str, tmp_path: pathlib.Path
+) -> None:
+    async with ShardedEmulator(shard_count=1) as emu, bot_process(tmp_path, 'a', emu, postgres_dsn, None) as a:
+        await emu.wait_shards(0)
+        async with bot_process(tmp_path, 'b', emu, postgres_dsn, None) as b:
+            log = tmp_path / 'b' / 'stderr.log'
+            for _ in range(300):
+                if 'is held by' in log.read_text():
+                    break
+                await asyncio.sleep(0.1)
+            assert 'shard 0 is held by' in log.read_text()
+            assert emu.identifies == 1  # b has not connected
+            a.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(a.wait(), 30) == 0
+            await emu.wait_shards(0)
+            for _ in range(300):
+                if emu.identifies == 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert emu.identifies == 2  # b took over once a had stopped
+            b.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(b.wait(), 30) == 0
