@@ -30,11 +30,10 @@ from engine.store import (
     Store,
     StoredConversation,
     StoreError,
-    _json,
-    _json_dict,
-    _settle,
     conversation_from_row,
-    guild_number,
+    conversation_row,
+    json_object,
+    settle_waiters,
 )
 
 __all__ = ['MIGRATIONS', 'PostgresStore', 'redact']
@@ -191,17 +190,7 @@ class PostgresStore(Store):
     # -- conversations (group commit) ------------------------------------------------------------------------------
 
     async def save(self, conv: StoredConversation) -> None:
-        self._pending[conv.key] = (
-            conv.key,
-            conv.flow,
-            conv.version,
-            conv.state,
-            _json(conv.data),
-            _json(conv.stack),
-            conv.deadline,
-            _json(conv.extra),
-            guild_number(conv.guild),
-        )
+        self._pending[conv.key] = conversation_row(conv)
         await self._schedule()
 
     async def delete(self, key: str) -> None:
@@ -228,7 +217,7 @@ class PostgresStore(Store):
                 if not isinstance(exc, ShardLostError):
                     _log.exception('store: writing %d conversation(s) to %s failed', len(pending), redact(self.dsn))
                 error = exc if isinstance(exc, StoreError) else StoreError(f'writing conversations failed: {exc}')
-            _settle(waiters, error)
+            settle_waiters(waiters, error)
 
     async def _write(self, pending: Mapping[str, tuple[Any, ...] | None]) -> None:
         if self._lost is not None:
@@ -282,11 +271,11 @@ class PostgresStore(Store):
         text = await self._ready().fetchval(
             'SELECT data::text FROM records WHERE kind = $1 AND id = $2', kind, record_id
         )
-        return _json_dict(text) if text is not None else None
+        return json_object(text) if text is not None else None
 
     async def list_records(self, kind: str) -> list[dict[str, Any]]:
         rows = await self._ready().fetch('SELECT data::text FROM records WHERE kind = $1 ORDER BY seq', kind)
-        return [_json_dict(r[0]) for r in rows]
+        return [json_object(r[0]) for r in rows]
 
     async def put_flow_version(self, name: str, version: str, source: str) -> None:
         await self._ready().execute(

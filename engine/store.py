@@ -240,6 +240,21 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(',', ':'), default=str)
 
 
+def conversation_row(conv: StoredConversation) -> tuple[Any, ...]:
+    """The columns of a conversation row, in :data:`_CONVERSATION_COLUMNS` order (every store's layout)."""
+    return (
+        conv.key,
+        conv.flow,
+        conv.version,
+        conv.state,
+        _json(conv.data),
+        _json(conv.stack),
+        conv.deadline,
+        _json(conv.extra),
+        guild_number(conv.guild),
+    )
+
+
 class SQLiteStore(Store):
     """SQLite in WAL mode with group commit.
 
@@ -290,21 +305,10 @@ class SQLiteStore(Store):
             if self.db.in_transaction:
                 self.db.execute('ROLLBACK')
             error = exc
-        _settle(waiters, error)
+        settle_waiters(waiters, error)
 
     async def save(self, conv: StoredConversation) -> None:
-        self._pending[conv.key] = (
-            conv.key,
-            conv.flow,
-            conv.version,
-            conv.state,
-            _json(conv.data),
-            _json(conv.stack),
-            conv.deadline,
-            _json(conv.extra),
-            guild_number(conv.guild),
-            time.time(),
-        )
+        self._pending[conv.key] = (*conversation_row(conv), time.time())
         await self._schedule()
 
     async def delete(self, key: str) -> None:
@@ -323,11 +327,11 @@ class SQLiteStore(Store):
 
     async def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
         row = self.db.execute('SELECT data FROM records WHERE kind = ? AND id = ?', (kind, record_id)).fetchone()
-        return _json_dict(row[0]) if row else None
+        return json_object(row[0]) if row else None
 
     async def list_records(self, kind: str) -> list[dict[str, Any]]:
         rows = self.db.execute('SELECT data FROM records WHERE kind = ? ORDER BY created, rowid', (kind,))
-        return [_json_dict(r[0]) for r in rows.fetchall()]
+        return [json_object(r[0]) for r in rows.fetchall()]
 
     async def put_flow_version(self, name: str, version: str, source: str) -> None:
         self.db.execute('INSERT OR REPLACE INTO flow_versions VALUES (?,?,?)', (name, version, source))
@@ -343,7 +347,7 @@ class SQLiteStore(Store):
         self.db.close()
 
 
-def _settle(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:
+def settle_waiters(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:
     """Wake every ``save`` of a flushed batch: with success, or with the batch's error."""
     for fut in waiters:
         if not fut.done():
@@ -371,17 +375,17 @@ def conversation_from_row(
             flow=flow,
             version=version,
             state=state,
-            data=_json_dict(data),
+            data=json_object(data),
             stack=json.loads(stack),
             deadline=deadline,
-            extra=_json_dict(extra),
+            extra=json_object(extra),
             guild=str(guild) if guild is not None else None,
         )
     except (ValueError, TypeError) as exc:
         return ValueError(f'conversation {key!r}: unreadable row: {exc}')
 
 
-def _json_dict(text: str) -> dict[str, Any]:
+def json_object(text: str) -> dict[str, Any]:
     value = json.loads(text)
     if not isinstance(value, dict):
         raise TypeError(f'expected a JSON object, got {type(value).__name__}')
