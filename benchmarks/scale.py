@@ -52,16 +52,17 @@ async def _steps_worker(spec: str, shard: int, count: int, n: int, start_at: flo
     starts, answers = _events(n, lambda i: str(guild_on_shard(shard, count, i % 50)))
     await asyncio.gather(*(engine.dispatch(e) for e in starts))
     await asyncio.sleep(max(0.0, start_at - time.time()))
-    began = time.time()
+    began, cpu = time.time(), time.process_time()
     for batch in answers:
         await asyncio.gather(*(engine.dispatch(e) for e in batch))
-    ended = time.time()
+    ended, cpu = time.time(), time.process_time() - cpu
     assert engine.live_count() == 0, engine.live_count()
     await store.close()
-    return {'began': began, 'ended': ended, 'steps': n * STEPS}
+    return {'began': began, 'ended': ended, 'steps': n * STEPS, 'cpu': cpu}
 
 
-def _steps(spec: str, processes: int, conversations: int) -> float:
+def _steps(spec: str, processes: int, conversations: int) -> tuple[float, float]:
+    """Steps/s over all processes, and the bot processes' CPU seconds per step."""
     start_at = time.time() + 3.0 + processes  # after every process has imported, connected and started its forms
     numbers = [str(conversations // processes), str(start_at)]
     procs = [
@@ -80,7 +81,8 @@ def _steps(spec: str, processes: int, conversations: int) -> float:
         results.append(json.loads(out))
     began = min(r['began'] for r in results)
     ended = max(r['ended'] for r in results)
-    return sum(r['steps'] for r in results) / (ended - began)
+    steps = sum(r['steps'] for r in results)
+    return steps / (ended - began), sum(r['cpu'] for r in results) / steps
 
 
 async def _fresh_database(server: PostgresServer | None, dsn: str | None) -> str:
@@ -129,12 +131,22 @@ async def _commands(dsn: str, processes: int, commands: int, concurrency: int, t
         try:
             await emu.wait_shards(*range(processes), timeout=60)
             await asyncio.sleep(1.0)  # command sync
-            return await _drive(emu, processes, commands, concurrency)
+            bot_cpu, own_cpu = sum(_cpu_seconds(b.pid) for b in bots), time.process_time()
+            figures = await _drive(emu, processes, commands, concurrency)
+            figures['bot_cpu_ms'] = (sum(_cpu_seconds(b.pid) for b in bots) - bot_cpu) / commands * 1000
+            figures['emulator_cpu_ms'] = (time.process_time() - own_cpu) / commands * 1000
+            return figures
         finally:
             for bot in bots:
                 bot.terminate()
             for bot in bots:
                 await bot.wait()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    fields = pathlib.Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 async def _drive(emu: ShardedEmulator, shards: int, commands: int, concurrency: int) -> dict[str, float]:
@@ -193,13 +205,13 @@ async def _run(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as folder:
             tmp = pathlib.Path(folder)
             n = args.conversations
-            rows = [('SQLite, 1 process', _steps(str(tmp / 'bench.sqlite3'), 1, n))]
+            rows = [('SQLite, 1 process', *_steps(str(tmp / 'bench.sqlite3'), 1, n))]
             for processes in (1, 2):
                 dsn = await _fresh_database(server, args.dsn)
-                rows.append((f'PostgreSQL, {processes} process(es)', _steps(dsn, processes, n)))
+                rows.append((f'PostgreSQL, {processes} process(es)', *_steps(dsn, processes, n)))
             print(f'persisted steps/s: {n} concurrent conversations x {STEPS} steps, every step persisted')
-            for name, rate in rows:
-                print(f'  {name:<28}{rate:>10,.0f} steps/s')
+            for name, rate, cpu in rows:
+                print(f'  {name:<28}{rate:>10,.0f} steps/s   bot CPU {cpu * 1e6:.0f} µs/step')
             print(f'Discord: {args.commands} !hi commands, {args.concurrency} in flight, PostgreSQL store')
             for processes in (1, 2):
                 dsn = await _fresh_database(server, args.dsn)
@@ -207,6 +219,7 @@ async def _run(args: argparse.Namespace) -> None:
                 print(
                     f'  {processes} shard process(es){"":<10}{fig["throughput"]:>10,.0f} commands/s'
                     f'   p50 {fig["p50_ms"]:.1f} ms, p99 {fig["p99_ms"]:.1f} ms'
+                    f'   CPU/command: bots {fig["bot_cpu_ms"]:.2f} ms, emulator {fig["emulator_cpu_ms"]:.2f} ms'
                 )
     finally:
         if server is not None:
