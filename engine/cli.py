@@ -90,7 +90,15 @@ async def _run(config: Config) -> int:
     app.engine.store.on_lost = on_lost
     # Unsharded, the process claims "every shard" all the same: a second one on the same PostgreSQL
     # store waits instead of running the same conversations.
-    await app.start(discord_config.shards() or Shards.every())
+    try:
+        await app.start(discord_config.shards() or Shards.every())
+    except BaseException:
+        await app.stop()  # release what was opened (the store's connections) before the message
+        raise
+    if lost:
+        await app.stop()
+        print(f'flowbot run: stopped: {lost[0]}', file=sys.stderr)
+        return 1
     bot = asyncio.ensure_future(serve(app.engine, discord_config, announce=lambda line: print(line, flush=True)))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

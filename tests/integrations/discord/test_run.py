@@ -132,3 +132,26 @@ async def test_run_without_the_message_content_intent_says_so_in_one_line_and_ex
         '(https://discord.com/developers/applications), then start again.'
     ], err
     assert stdout.decode() == ''
+
+
+async def test_run_on_part_of_the_shards_with_sqlite_says_postgresql_is_needed(tmp_path: pathlib.Path) -> None:
+    (tmp_path / 'bot.toml').write_text(
+        '[bot]\nflows = []\nplugins = []\nreload = false\n\n[discord]\nshard_count = 2\nshard_ids = [1]\n',
+        encoding='utf-8',
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        '-m',
+        'engine.cli',
+        'run',
+        cwd=tmp_path,
+        env=_env(tmp_path, DISCORD_TOKEN='not.used.here'),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    err = stderr.decode()
+    assert proc.returncode == 1, err
+    assert 'flowbot: store error: shard_ids [1] of 2: several bot processes need a PostgreSQL store' in err
+    assert 'Traceback' not in err
