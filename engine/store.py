@@ -32,7 +32,12 @@ __all__ = [
     'Store',
     'StoreError',
     'StoredConversation',
+    'conversation_from_row',
+    'conversation_row',
+    'guild_number',
+    'json_object',
     'open_store',
+    'settle_waiters',
 ]
 
 _log = logging.getLogger(__name__)
@@ -214,13 +219,17 @@ versioning are at 0 and already have the tables of version 1, hence ``IF NOT EXI
 
 
 def _migrate_sqlite(db: sqlite3.Connection, path: str) -> None:
-    current = db.execute('PRAGMA user_version').fetchone()[0]
-    if current > len(_SQLITE_MIGRATIONS):
-        raise StoreError(
-            f'{path}: schema version {current} is newer than this flowbot knows ({len(_SQLITE_MIGRATIONS)})'
-        )
-    for version in range(current, len(_SQLITE_MIGRATIONS)):
+    """Apply the missing migrations, one transaction each; the version is read under the write lock, so
+    two processes opening an old file together migrate it once."""
+    while True:
         db.execute('BEGIN IMMEDIATE')
+        version = db.execute('PRAGMA user_version').fetchone()[0]
+        if version >= len(_SQLITE_MIGRATIONS):
+            db.execute('COMMIT')
+            if version > len(_SQLITE_MIGRATIONS):
+                known = len(_SQLITE_MIGRATIONS)
+                raise StoreError(f'{path}: schema version {version} is newer than this flowbot knows ({known})')
+            return
         try:
             for statement in _SQLITE_MIGRATIONS[version].split(';'):
                 if statement.strip():

@@ -175,10 +175,10 @@ async def test_sqlite_refuses_to_run_part_of_the_shards(tmp_path: pathlib.Path) 
     await store.close()
 
 
-async def test_an_sqlite_file_from_before_versioning_is_migrated_keeping_its_rows(tmp_path: pathlib.Path) -> None:
+def _old_sqlite_file(path: pathlib.Path) -> None:
+    """A store file as flowbot wrote it before schema versions (user_version 0, no guild column)."""
     import sqlite3
 
-    path = tmp_path / 'old.sqlite3'
     db = sqlite3.connect(path)
     db.executescript(
         'CREATE TABLE conversations (key TEXT PRIMARY KEY, flow TEXT NOT NULL, version TEXT NOT NULL, '
@@ -192,6 +192,11 @@ async def test_an_sqlite_file_from_before_versioning_is_migrated_keeping_its_row
     )
     db.commit()
     db.close()
+
+
+async def test_an_sqlite_file_from_before_versioning_is_migrated_keeping_its_rows(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / 'old.sqlite3'
+    _old_sqlite_file(path)
     store = SQLiteStore(str(path))
     [row] = await store.load_all()
     assert isinstance(row, StoredConversation) and row.key == 'old' and row.guild is None
@@ -208,3 +213,15 @@ async def test_an_sqlite_schema_newer_than_this_flowbot_is_refused(tmp_path: pat
     db.close()
     with pytest.raises(StoreError, match='newer than this flowbot'):
         SQLiteStore(str(path))
+
+
+def test_processes_opening_an_old_sqlite_file_together_migrate_it_once(tmp_path: pathlib.Path) -> None:
+    import concurrent.futures
+
+    path = tmp_path / 'old.sqlite3'
+    _old_sqlite_file(path)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        stores = list(pool.map(lambda _: SQLiteStore(str(path)), range(4)))
+    assert [s.db.execute('PRAGMA user_version').fetchone()[0] for s in stores] == [2, 2, 2, 2]
+    for store in stores:
+        store.db.close()
