@@ -125,6 +125,7 @@ async def _commands(dsn: str, processes: int, commands: int, concurrency: int, t
                     cwd=home,
                     env=env,
                     stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,  # the invite link line
                     stderr=(home / 'stderr.log').open('wb'),
                 )
             )
