@@ -202,5 +202,9 @@ class Adapter(abc.ABC):
         """The text of an earlier bot message, for corrections; ``None`` when unknown."""
         return None
 
+    def mention(self, user: str) -> str:
+        """How to address ``user`` in a message posted outside a conversation (a job's report); '' for none."""
+        return ''
+
     async def close_conversation(self, key: ConversationKey) -> None:  # noqa: B027 - optional hook
         """Called when a conversation ends, to release per-conversation resources."""

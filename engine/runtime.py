@@ -16,7 +16,7 @@ import pathlib
 import re
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -168,8 +168,8 @@ MESSAGES: dict[str, model.Text] = {
     'stale_choice': {'en': 'That question is no longer open.', 'ru': 'Этот вопрос уже закрыт.'},
     'stopped': {'en': 'Stopped {flow}.', 'ru': '{flow} остановлено.'},
     'stopped_waiting': {
-        'en': 'Stopped waiting in {flow}; the work it started goes on, but I will not report it here.',
-        'ru': 'Больше не жду в {flow}; начатая работа продолжается, но отчёта здесь не будет.',
+        'en': 'Stopped waiting in {flow}; the work it started goes on and posts its result here when it ends.',
+        'ru': 'Больше не жду в {flow}; начатая работа продолжается и сообщит результат здесь, когда закончится.',
     },
     'flow_removed': {
         'en': 'The {flow} dialog was removed by the maintainers, so it ends here.',
@@ -255,6 +255,17 @@ class Engine:
         finally:
             conv.busy = False
 
+    async def _dispatch_then(self, event: Event, deferred: list[Event]) -> None:
+        """Run the command that ended a conversation, then the messages that conversation deferred:
+        at once if the command is over, else when it ends (they are not stopped by it)."""
+        await self.dispatch(event)
+        conv = self._live.get(event.key)
+        if conv is not None and deferred:
+            conv.extra['deferred'] = [*deferred, *conv.extra.get('deferred', [])]
+            return
+        for message in deferred:
+            await self.dispatch(message)
+
     async def _redispatch(self, events: list[tuple[Event | Internal, asyncio.Future[None]]]) -> None:
         for event, fut in events:
             try:
@@ -288,11 +299,43 @@ class Engine:
                 await self.dispatch(Internal(kind='notify', epoch=conv.epoch, payload=dict(payload or {})), key)
         return len(keys)
 
-    async def progress(self, topic: str, text: str) -> None:
+    async def progress(self, topic: str, text: str) -> list[str]:
+        """Show ``text`` in the progress message of every conversation waiting on ``topic``; their ids."""
+        shown = []
         for key in list(self._waiting.get(topic, ())):
             conv = self._live.get(key)
             if conv is not None and key.adapter in self.adapters:
                 await self.show_progress(conv, text)
+                if conv.extra.get('progress_id'):
+                    shown.append(str(conv.extra['progress_id']))
+        return shown
+
+    async def post(
+        self, place: Mapping[str, Any], text: str, *, files: Sequence[str] = (), edit: str | None = None
+    ) -> str | None:
+        """Send ``text`` to a place outside any conversation (a job's report), mentioning its user.
+
+        :param place: ``adapter``, ``channel`` and ``user`` (as in a :class:`ConversationKey`).
+        :param edit: a message id to edit instead of sending (a job's progress message).
+        :returns: the message id, or ``None`` when the adapter is not connected (try again later).
+            Adapter failures propagate, so the caller can retry.
+        """
+        adapter = self.adapters.get(str(place.get('adapter')))
+        if adapter is None:
+            return None
+        key = ConversationKey(str(place['adapter']), str(place['channel']), str(place['user']))
+        if edit is not None:
+            await adapter.edit_text(key, edit, text)
+            return edit
+        mention = adapter.mention(key.user)
+        body = f'{mention} {text}' if mention else text
+        paths = [pathlib.Path(f) for f in files if f and pathlib.Path(f).is_file()]
+        if not paths:
+            return await adapter.send_text(key, body)
+        message_id = await adapter.send_file(key, paths[0], text=body)
+        for path in paths[1:]:
+            await adapter.send_file(key, path)
+        return message_id
 
     async def start(self, shards: Shards | None = None) -> None:
         """Restore unfinished conversations (of ``shards`` only, when given) and re-arm their timeouts."""
@@ -510,8 +553,9 @@ class Engine:
                 )
                 return
             await self._reply(conv.key, self._stopped_text(conv, 'stopped'))
+            deferred = conv.extra.pop('deferred', [])
             await self.finish(conv)
-            self._spawn(self.dispatch(event), conv.key)
+            self._spawn(self._dispatch_then(event, deferred), conv.key)
             return
         if isinstance(spec, model.Ask):
             conv.event = event
@@ -626,6 +670,7 @@ class Engine:
         adapter = self.adapters.get(conv.key.adapter)
         if progress_id is not None and adapter is not None:
             adapter.progress_done(conv.key, progress_id)
+        conv.extra.pop('call', None)
 
     def arm(self, conv: Conversation, seconds: float | None) -> None:
         """Start the state's timeout (called on every state entry)."""

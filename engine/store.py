@@ -168,6 +168,24 @@ class Store(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release resources."""
 
+    # Jobs: long work (a training run) that outlives any conversation. A job record holds who asked,
+    # where its outcome goes and the remote ids of what it created; every write returns once durable,
+    # so a job manager can record an intent *before* a side effect. These default to records of kind
+    # ``job``; a backend may keep them in a table of their own (tests/engine/test_store_jobs.py is the
+    # contract every backend must pass).
+
+    async def put_job(self, job: Mapping[str, Any]) -> None:
+        """Insert or replace the job ``job['id']``; returns once it is durable."""
+        await self.put_record('job', str(job['id']), job)
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        return await self.get_record('job', job_id)
+
+    async def list_jobs(self, *, open_only: bool = False) -> list[dict[str, Any]]:
+        """Every job, oldest first; ``open_only``: only those whose outcome is not delivered yet."""
+        jobs = await self.list_records('job')
+        return [j for j in jobs if not j.get('reported')] if open_only else jobs
+
 
 class MemoryStore(Store):
     """Keeps everything in dictionaries; nothing survives the process."""

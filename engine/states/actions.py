@@ -39,8 +39,14 @@ class Notifier(Protocol):
     async def notify(self, topic: str, payload: Mapping[str, Any] | None = None) -> int:
         """Resume every conversation waiting on ``topic``; return how many were resumed."""
 
-    async def progress(self, topic: str, text: str) -> None:
-        """Update the progress message of every conversation waiting on ``topic``."""
+    async def progress(self, topic: str, text: str) -> list[str]:
+        """Update the progress message of every conversation waiting on ``topic``; return their ids."""
+
+    async def post(
+        self, place: Mapping[str, Any], text: str, *, files: Sequence[str] = (), edit: str | None = None
+    ) -> str | None:
+        """Send to ``place`` (``adapter``, ``channel``, ``user``) outside any conversation, mentioning the
+        user, or edit message ``edit`` there; ``None`` while that adapter is not connected."""
 
 
 class NullNotifier:
@@ -49,7 +55,12 @@ class NullNotifier:
     async def notify(self, topic: str, payload: Mapping[str, Any] | None = None) -> int:
         return 0
 
-    async def progress(self, topic: str, text: str) -> None:
+    async def progress(self, topic: str, text: str) -> list[str]:
+        return []
+
+    async def post(
+        self, place: Mapping[str, Any], text: str, *, files: Sequence[str] = (), edit: str | None = None
+    ) -> str | None:
         return None
 
 
@@ -71,6 +82,9 @@ class ActionContext:
     """Edit this conversation's progress message in place (rate-limited by the engine)."""
     flow: str = ''
     state: str = ''
+    call_id: str = ''
+    """Stable across a re-run of the same call after a restart: an idempotency key for actions with
+    side effects (``model.train`` adopts the job this call already started instead of starting another)."""
 
     async def report(self, text: str) -> None:
         """Show progress if the caller can; a no-op otherwise."""

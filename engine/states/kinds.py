@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import re
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -254,6 +255,7 @@ def start_call(engine: Engine, conv: Conversation, spec: model.Call) -> None:
     action = engine.actions.get(spec.action)
     context = _context(engine, conv)
     event = conv.event
+    call_id = conv.extra.setdefault('call', uuid.uuid4().hex[:12])  # persisted with the state, kept on a re-run
 
     async def work() -> Any:
         if action is None:
@@ -270,6 +272,7 @@ def start_call(engine: Engine, conv: Conversation, spec: model.Call) -> None:
             progress=lambda text: engine.show_progress(conv, text),
             flow=conv.compiled.name,
             state=conv.state,
+            call_id=call_id,
         )
         return await action.fn(ctx, **args)
 

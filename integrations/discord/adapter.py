@@ -344,6 +344,9 @@ class DiscordAdapter(Adapter):
         message = await self.rest.create_message(int(key.channel), body, **kw)
         return str(message.id)
 
+    def mention(self, user: str) -> str:
+        return f'<@{user}>' if user.isdigit() else ''
+
     async def send_text(self, key: ConversationKey, text: str) -> str:
         """Send ``text``; over ``max_message_chars`` split on lines, over ``file_threshold_chars`` as a file.
 

@@ -92,15 +92,27 @@ def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
         """Add a test's misclassified examples, with their true labels, to the current dataset."""
         return await service.add_misclassified(_optional(test))
 
-    async def model_estimate(ctx: ActionContext, *, dataset: str | None = None) -> dict[str, Any]:
-        """Validate a dataset for the active provider and estimate tokens and cost of training."""
-        return await service.estimate(_optional(dataset))
+    async def model_estimate(
+        ctx: ActionContext, *, dataset: str | None = None, validation_split: Any = 0.0
+    ) -> dict[str, Any]:
+        """Validate a dataset for the active provider and estimate tokens and cost of training its billed part."""
+        return await service.estimate(_optional(dataset), _optional(validation_split) or 0)
 
     async def model_train(
         ctx: ActionContext, *, dataset: str | None = None, validation_split: Any = 0.0
     ) -> dict[str, Any]:
         """Start training; returns {'job': id} at once, the result comes on topic job:<id>."""
-        return await service.train(str(ctx.key), _optional(dataset), validation_split)
+        place = {
+            'adapter': ctx.key.adapter,
+            'channel': ctx.key.channel,
+            'thread': None,  # a thread is a channel of its own on Discord, so channel names it
+            'user': ctx.key.user,
+            'user_name': ctx.user.name,
+            'progress': None,
+        }
+        return await service.train(
+            str(ctx.key), _optional(dataset), _optional(validation_split) or 0, place=place, call=ctx.call_id
+        )
 
     async def model_jobs(ctx: ActionContext) -> dict[str, Any]:
         """All training jobs with their status."""

@@ -36,6 +36,8 @@ class Limits:
     """OpenAI's per-example training limit; longer examples are truncated by OpenAI, so we refuse them."""
     min_openai_examples: int = 10
     """OpenAI refuses fine-tuning files with fewer examples."""
+    recommended_openai_examples: int = 50
+    """OpenAI recommends 50-100 examples at least; fewer trains, with a warning in the estimate."""
     max_report_chars: int = 1_500
     """Longer reports are sent as a file instead of a message."""
 
@@ -73,8 +75,11 @@ class ModelsConfig:
     max_retries: int = attrs.field(default=3, validator=attrs.validators.ge(0))
     switch_on_success: bool = True
     """Make a freshly trained model the current one for chat, predict and test."""
-    delivery_grace: float = 600.0
-    """Seconds a finished job keeps retrying its notification while no conversation waits for it."""
+    delivery_grace: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
+    """Seconds a finished job waits for its conversation to reach its ``wait`` before it posts the
+    outcome to the channel instead (the user started another command meanwhile)."""
+    delete_files: bool = True
+    """Delete the uploaded training files from OpenAI when their job ends (any way)."""
     archive_dir: str = 'archive'
     """Where ``dataset.archive`` writes, relative to the data root (or absolute)."""
     split_seed: int = 0

@@ -1,11 +1,17 @@
-"""Training jobs: persisted at once, polled with backoff, each result reported exactly once.
+"""Training jobs: durable records with their own delivery, started and watched through any restart.
 
-Reporting: the job record is marked ``reported`` *before* ``notify`` is called, with nothing awaited in
-between that could interleave another delivery, so two processes or a restart never report a job twice.
-If ``notify`` resumes nobody (the conversation has not reached its ``wait`` state yet, e.g. a tiny local
-job finished first), the mark is taken back and delivery is retried for ``delivery_grace`` seconds.
-A crash exactly between the mark and the notification loses that one message, never the result:
-it stays in the record and ``model.jobs`` shows it.
+A job belongs to the bot, not to the conversation that asked for it. Its record (in the store, see
+:meth:`engine.store.Store.put_job`) holds who asked, where the outcome goes (adapter, channel, user,
+progress message) and the remote ids of what was created. Every step is recorded *before* it is taken,
+so after a crash the watcher goes on from the record: the provider looks up what may have been created
+(see :meth:`ModelProvider.start`) instead of creating it again.
+
+Delivery: the outcome goes to the conversation still waiting on ``job:<id>`` (inline, as the flow's
+report); when none waits (the user started another command, or the wait timed out) it is posted to the
+channel mentioning the user, after ``delivery_grace`` seconds in which the asking conversation may still
+reach its ``wait``. The record is marked ``reported`` once the channel accepted it; a crash in the
+milliseconds between the two sends it once more after the restart (at-least-once in that window,
+exactly once everywhere else). ``model.jobs`` shows the same text.
 """
 
 from __future__ import annotations
@@ -15,19 +21,23 @@ import logging
 import pathlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from engine.states.actions import ActionError, Notifier
 from engine.store import Store
+from integrations.models.datasets import Example, read_jsonl, write_jsonl
 from integrations.models.providers.base import TERMINAL, Job, ModelProvider, ProviderError
 
-__all__ = ['JobManager', 'job_payload', 'job_text']
+__all__ = ['JobManager', 'job_payload', 'job_text', 'place_of']
 
 _log = logging.getLogger(__name__)
 _RESULT_ATTEMPTS = 5
+_TRAIN, _VALID = 'train.jsonl', 'valid.jsonl'
+"""The examples of a job, kept in ``<folder>/<job id>/``: a start after a crash reads them, and ``test``
+checks test data against ``train.jsonl`` (the model's training data)."""
 
 
 def job_text(job: Job) -> str:
@@ -35,12 +45,14 @@ def job_text(job: Job) -> str:
     if job.status == 'succeeded':
         metrics = ', '.join(f'{k} {v:.3g}' for k, v in job.metrics.items() if k != 'trained_tokens')
         text = f'Training job {job.id} finished: model {job.model_id}'
-        return text + (f' ({metrics}).' if metrics else '.')
+        text += f' ({metrics}).' if metrics else '.'
+        return text + (f' Note: {job.error}' if job.error else '')
     if job.status == 'failed':
         return f'Training job {job.id} failed: {job.error or "no reason given"}'
     if job.status == 'cancelled':
         return f'Training job {job.id} was cancelled.'
-    return f'Training job {job.id} is {job.status}' + (f' ({job.progress})' if job.progress else '') + '.'
+    text = f'Training job {job.id} is {job.status}' + (f' ({job.progress})' if job.progress else '') + '.'
+    return text + (f' Last problem: {job.error}' if job.error else '')
 
 
 def job_payload(job: Job) -> dict[str, Any]:
@@ -57,6 +69,13 @@ def job_payload(job: Job) -> dict[str, Any]:
     }
 
 
+def place_of(who: str, **extra: Any) -> dict[str, Any]:
+    """The report place of a conversation key written as ``adapter:channel:user``."""
+    adapter, _, rest = who.partition(':')
+    channel, _, user = rest.rpartition(':')
+    return {'adapter': adapter, 'channel': channel, 'thread': None, 'user': user, 'progress': None, **extra}
+
+
 class JobManager:
     """Starts, watches, cancels and reports jobs of any provider."""
 
@@ -68,10 +87,10 @@ class JobManager:
         folder: pathlib.Path,
         *,
         max_poll_interval: float = 300.0,
-        delivery_grace: float = 600.0,
+        delivery_grace: float = 10.0,
         on_success: Callable[[Job], Awaitable[None]] | None = None,
     ) -> None:
-        """:param folder: where each job's files go (``<folder>/<job id>/training.png``)."""
+        """:param folder: where each job's files go (``<folder>/<job id>/training.png``, its examples)."""
         self.store = store
         self.notifier = notifier
         self.providers = providers
@@ -82,44 +101,120 @@ class JobManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def save(self, job: Job) -> None:
-        await self.store.put_record('job', job.id, attrs.asdict(job))
+        await self.store.put_job(attrs.asdict(job))
 
     async def get(self, job_id: str) -> Job:
-        record = await self.store.get_record('job', job_id.strip())
+        record = await self.store.get_job(job_id.strip())
         if record is None:
             raise ActionError(f'unknown job {job_id!r}; use jobs to list them')
-        return Job(**record)
+        return _job(record)
 
     async def list(self) -> list[Job]:
-        return [Job(**r) for r in await self.store.list_records('job')]
+        return [_job(r) for r in await self.store.list_jobs()]
 
-    async def submit(self, provider: ModelProvider, *, who: str, dataset: str, train: Any, valid: Any) -> Job:
-        """Persist a new job, start it with ``provider`` and watch it; returns once it has started."""
-        job = Job(id=uuid.uuid4().hex[:10], provider=provider.name, who=who, dataset=dataset)
+    async def by_call(self, call: str) -> Job | None:
+        """The job a call started (to adopt it when the call runs again after a restart)."""
+        if not call:
+            return None
+        return next((j for j in await self.list() if j.call == call), None)
+
+    def examples_of(self, job: Job) -> pathlib.Path:
+        """The JSONL of the examples ``job`` trained on."""
+        return self.folder / job.id / _TRAIN
+
+    async def submit(
+        self,
+        provider: ModelProvider,
+        *,
+        who: str,
+        place: Mapping[str, Any],
+        call: str,
+        dataset: str,
+        train: Sequence[Example],
+        valid: Sequence[Example],
+        holdout: str | None = None,
+    ) -> Job:
+        """Persist a new job, start it with ``provider`` and watch it; returns once it has started.
+
+        A start that failed for good raises (the caller shows the error, which counts as the report);
+        one that failed for a while (server unreachable) leaves the job ``starting`` and the watcher
+        tries again, looking up what may have been created first.
+        """
+        job = Job(
+            id=uuid.uuid4().hex[:10],
+            provider=provider.name,
+            who=who,
+            place=dict(place),
+            call=call,
+            dataset=dataset,
+            holdout=holdout,
+            examples=len(train),
+            validation_examples=len(valid),
+        )
+        folder = self.folder / job.id
+        await asyncio.to_thread(write_jsonl, folder / _TRAIN, train)
+        await asyncio.to_thread(write_jsonl, folder / _VALID, valid)
         await self.save(job)
         try:
-            job = await provider.start(job, train, valid)
-        except ActionError as exc:
-            job.status, job.error, job.finished, job.reported = 'failed', str(exc), time.time(), True
-            await self.save(job)  # the caller shows the error directly, so it counts as reported
+            await self._start(job, provider, train, valid)
+        except ProviderError as exc:
+            if not exc.fatal:
+                job.error = str(exc)
+                await self.save(job)
+                _log.warning('job %s could not start yet, retrying in the background: %s', job.id, exc)
+                self._watch(job)
+                return job
+            await self._fail_start(job, provider, str(exc))
             raise
-        await self.save(job)
+        except ActionError as exc:
+            await self._fail_start(job, provider, str(exc))
+            raise
         _log.info('job %s started on %s (remote %s) for %s', job.id, provider.name, job.remote_id, job.who)
         self._watch(job)
         return job
 
+    async def _fail_start(self, job: Job, provider: ModelProvider, error: str) -> None:
+        job.status, job.error, job.finished = 'failed', error, time.time()
+        job.reported, job.delivered = True, 'shown'  # the caller shows the error directly
+        await self.save(job)
+        await self._cleanup(job, provider)
+
+    async def _start(
+        self, job: Job, provider: ModelProvider, train: Sequence[Example], valid: Sequence[Example]
+    ) -> None:
+        async def save() -> None:
+            await self.save(job)
+
+        await provider.start(job, train, valid, save)
+        job.error = None
+        await self.save(job)
+
     async def cancel(self, job_id: str) -> Job:
+        """Record the wish to cancel (so a restart still cancels), then ask the provider once."""
         job = await self.get(job_id)
         if job.status in TERMINAL:
             raise ActionError(f'job {job.id} has already {job.status}')
         provider = self._provider(job)
-        await provider.cancel(job)
+        job.extra['cancel'] = time.time()
+        await self.save(job)
+        if job.status == 'starting' and job.remote_id is None:
+            return job  # the watcher stops the start, or cancels what it finds was created
+        try:
+            await provider.cancel(job)
+        except ProviderError as exc:
+            if exc.fatal:
+                raise
+            _log.warning('cancelling job %s failed for now; the watcher retries: %s', job.id, exc)
+            return job
+        job.extra['cancel_sent'] = time.time()
+        await self.save(job)
         return job
 
     async def resume(self) -> int:
         """After a restart: watch unfinished jobs, deliver finished unreported ones. Returns how many."""
         count = 0
-        for job in await self.list():
+        for record in await self.store.list_jobs(open_only=True):
+            job = _job(record)
             if job.reported or job.id in self._tasks:
                 continue
             self._watch(job)
@@ -160,17 +255,25 @@ class JobManager:
         task.add_done_callback(done)
 
     async def _progress(self, job: Job, text: str) -> None:
+        """Show progress where the job reports: the waiting conversation's message, else the job's own."""
         try:
-            await self.notifier.progress(job.topic, text)
+            shown = await self.notifier.progress(job.topic, text)
+            if shown and job.place.get('progress') != shown[0]:
+                job.place['progress'] = shown[0]
+                await self.save(job)
+            elif not shown and job.place.get('progress'):
+                await self.notifier.post(job.place, text, edit=str(job.place['progress']))
         except Exception:
             _log.exception('progress update for job %s failed', job.id)
 
     async def _run(self, job: Job) -> None:
         try:
-            provider = self._provider(job)
+            provider: ModelProvider | None = self._provider(job)
         except ActionError as exc:
             job.status, job.error = 'failed', str(exc)
             provider = None
+        if provider is not None and job.status == 'starting':
+            await self._keep_starting(job, provider)
         if provider is not None and job.status not in TERMINAL:
             await self._follow(job, provider)
         if provider is not None and job.status == 'succeeded' and job.plot is None and job.finished is None:
@@ -178,11 +281,52 @@ class JobManager:
         if job.finished is None:
             job.finished = time.time()
             await self.save(job)
+        if provider is not None:
+            await self._cleanup(job, provider)
         await self._deliver(job)
+
+    async def _keep_starting(self, job: Job, provider: ModelProvider) -> None:
+        """Finish a start a crash or an outage interrupted, from the examples the job kept."""
+        folder = self.folder / job.id
+        try:
+            train = await asyncio.to_thread(read_jsonl, folder / _TRAIN)
+            valid = await asyncio.to_thread(read_jsonl, folder / _VALID) if (folder / _VALID).is_file() else []
+        except (OSError, ValueError, KeyError) as exc:
+            _log.error('job %s: its examples in %s cannot be read: %s', job.id, folder, exc)
+            job.status, job.error = 'failed', 'the job was interrupted and its examples are lost; run train again'
+            return
+        delay = provider.poll_interval
+        while job.status == 'starting':
+            if job.extra.get('cancel') and not job.extra.get('create_sent'):
+                job.status, job.error = 'cancelled', None
+                return
+            try:
+                await self._start(job, provider, train, valid)
+            except ProviderError as exc:
+                job.error = str(exc)
+                await self.save(job)
+                if exc.fatal:
+                    job.status = 'failed'
+                    return
+                _log.warning('job %s still cannot start (next try in %.0fs): %s', job.id, delay, exc)
+                await self._progress(job, f'waiting for {job.provider}: {exc}')
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_poll_interval)
+            except ActionError as exc:
+                job.status, job.error = 'failed', str(exc)
+                return
+        _log.info('job %s started on %s (remote %s) after an interruption', job.id, provider.name, job.remote_id)
 
     async def _follow(self, job: Job, provider: ModelProvider) -> None:
         delay = provider.poll_interval
         while job.status not in TERMINAL:
+            if job.extra.get('cancel') and not job.extra.get('cancel_sent'):
+                try:
+                    await provider.cancel(job)
+                    job.extra['cancel_sent'] = time.time()
+                    await self.save(job)
+                except ProviderError as exc:
+                    _log.warning('cancelling job %s failed, retrying: %s', job.id, exc)
             await asyncio.sleep(delay)
             try:
                 update = await provider.poll(job)
@@ -202,10 +346,8 @@ class JobManager:
                 job.error = update.error
             if changed or update.events:
                 await self.save(job)
-            for text in update.events:
-                await self._progress(job, f'{job.status}: {text}')
-            if changed and not update.events and job.status not in TERMINAL:
-                await self._progress(job, update.progress or job.status)
+                if job.status not in TERMINAL:  # one line per poll: the status and its newest event together
+                    await self._progress(job, update.progress or job.status)
 
     async def _collect(self, job: Job, provider: ModelProvider) -> None:
         delay = provider.poll_interval
@@ -232,25 +374,46 @@ class JobManager:
             except Exception:
                 _log.exception('switching to the model of job %s failed', job.id)
 
+    async def _cleanup(self, job: Job, provider: ModelProvider) -> None:
+        if job.extra.get('cleaned'):
+            return
+        try:
+            await provider.cleanup(job)
+        except ProviderError as exc:  # left for the next restart; the job's record names the files
+            _log.warning('job %s: cleaning up after it failed: %s', job.id, exc)
+            return
+        job.extra['cleaned'] = time.time()
+        await self.save(job)
+
     async def _deliver(self, job: Job) -> None:
+        """Hand the outcome to the waiting conversation, else post it to the place; retry until one works."""
         deadline = (job.finished or time.time()) + self.delivery_grace
-        delay = 0.5
+        delay = 0.2
         payload = job_payload(job)
         while True:
-            job.reported = True
-            await self.save(job)
             try:
                 resumed = await self.notifier.notify(job.topic, payload)
             except Exception:
                 _log.exception('notifying the result of job %s failed', job.id)
                 resumed = 0
-            if resumed or time.time() >= deadline:
-                if not resumed:
-                    _log.info('job %s: nobody waits for %s; the result stays in the store', job.id, job.topic)
-                else:
-                    _log.info('job %s reported (%s) to %d conversation(s)', job.id, job.status, resumed)
+            how = 'inline' if resumed else ''
+            if not how and time.time() >= deadline:
+                try:
+                    posted = await self.notifier.post(job.place or place_of(job.who), payload['text'], files=payload['files'])
+                except Exception:
+                    _log.exception('posting the result of job %s to %s failed', job.id, job.place)
+                    posted = None
+                how = 'posted' if posted is not None else ''
+            if how:
+                job.reported, job.delivered = True, how
+                await self.save(job)
+                _log.info('job %s reported (%s) %s', job.id, job.status, how)
                 return
-            job.reported = False
-            await self.save(job)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+def _job(record: Mapping[str, Any]) -> Job:
+    """A job from its record; fields a newer version added get their defaults, unknown ones are dropped."""
+    names = {a.name for a in attrs.fields(Job)}
+    return Job(**{k: v for k, v in record.items() if k in names})

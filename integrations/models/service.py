@@ -33,7 +33,7 @@ from integrations.models.datasets import (
     summary_text,
 )
 from integrations.models.evaluate import Evaluation, evaluate, evaluation_text, load_test_data
-from integrations.models.jobs import JobManager, job_text
+from integrations.models.jobs import JobManager, job_text, place_of
 from integrations.models.paths import PathRefusedError, inside, resolve_inside, slug
 from integrations.models.providers.base import TERMINAL, Job, ModelProvider, Turn
 from integrations.models.providers.local import LocalProvider
@@ -180,20 +180,27 @@ class ModelsService:
 
     # training
 
-    async def estimate(self, dataset: str | None) -> dict[str, Any]:
+    async def estimate(self, dataset: str | None, validation_split: Any = 0.0) -> dict[str, Any]:
+        """Check and price what would be billed: the training part, without the held-out examples."""
+        fraction = _fraction(validation_split)
         info = await self.datasets.get(dataset)
         examples = await asyncio.to_thread(self.datasets.examples, info)
-        estimate = await self.provider.estimate(examples)
-        problems = [str(i) for i in self.provider.check(examples)]
+        train, held = split_holdout(examples, fraction, self.config.split_seed)
+        estimate = await self.provider.estimate(train)
+        problems = [str(i) for i in self.provider.check(train)]
         running = await self._running_on(info.name)
         if running:
             problems.append(running)
         text = f'Training {self.provider.name} on {info.name}: {estimate.examples} examples'
+        text += f' ({len(held)} more held out for testing)' if held else ''
         if self.provider.name == 'openai':
             text += (
                 f', about {estimate.tokens} tokens x {estimate.epochs} epochs, '
                 f'estimated cost ${estimate.cost:.2f} ({self.config.base_model}).'
             )
+            recommended = self.limits.recommended_openai_examples
+            if len(train) < recommended:
+                text += f'\nWarning: OpenAI recommends at least {recommended} training examples; this has {len(train)}.'
         else:
             text += ', runs locally at no cost.'
         if problems:
@@ -207,11 +214,24 @@ class ModelsService:
             'text': text,
         }
 
-    async def train(self, who: str, dataset: str | None, validation_split: Any = 0.0) -> dict[str, Any]:
-        try:
-            fraction = float(validation_split or 0)
-        except (TypeError, ValueError) as exc:
-            raise ActionError(f'validation_split must be a number such as 0.2, not {validation_split!r}') from exc
+    async def train(
+        self,
+        who: str,
+        dataset: str | None,
+        validation_split: Any = 0.0,
+        *,
+        place: dict[str, Any] | None = None,
+        call: str = '',
+    ) -> dict[str, Any]:
+        """Start a job, or adopt the one this very call started before a restart (``call``).
+
+        :param place: where the outcome goes when no conversation waits for it (default: ``who``).
+        """
+        adopted = await self.jobs.by_call(call)
+        if adopted is not None:
+            _log.info('job %s: its call ran again (a restart); adopting it instead of training again', adopted.id)
+            return self._started(adopted, again=True)
+        fraction = _fraction(validation_split)
         info = await self.datasets.get(dataset)
         running = await self._running_on(info.name)
         if running:  # a double-submitted !train would train (and on OpenAI, pay) twice
@@ -221,19 +241,41 @@ class ModelsService:
         problems = self.provider.check(train)
         if problems:
             raise ActionError('cannot train on this dataset:\n' + '\n'.join(f'- {p}' for p in problems[:10]))
+        holdout = None
         if held:
-            await self.datasets.set_holdout(info, held)
-        job = await self.jobs.submit(self.provider, who=who, dataset=info.name, train=train, valid=held)
+            info = await self.datasets.set_holdout(info, held)
+            holdout = info.holdout
+        job = await self.jobs.submit(
+            self.provider,
+            who=who,
+            place=place or place_of(who),
+            call=call,
+            dataset=info.name,
+            train=train,
+            valid=held,
+            holdout=holdout,
+        )
+        return self._started(job)
+
+    def _started(self, job: Job, *, again: bool = False) -> dict[str, Any]:
+        if again:
+            text = f'Training job {job.id} on {job.provider} was started before the restart; I will report when it is done.'
+        elif job.status == 'starting':
+            text = (
+                f'Training job {job.id} on {job.provider} with {job.examples} examples could not start yet '
+                f'({job.error}); I keep trying and will report when it is done.'
+            )
+        else:
+            text = f'Training started: job {job.id} on {job.provider} with {job.examples} examples. I will report when it is done.'
         return {
             'job': job.id,
             'provider': job.provider,
             'status': job.status,
             'remote_id': job.remote_id or '',
-            'examples': len(train),
-            'validation_examples': len(held),
+            'examples': job.examples,
+            'validation_examples': job.validation_examples,
             'topic': job.topic,
-            'text': f'Training started: job {job.id} on {job.provider} with {len(train)} examples. '
-            'I will report when it is done.',
+            'text': text,
         }
 
     async def _running_on(self, dataset: str) -> str:
@@ -252,13 +294,16 @@ class ModelsService:
             {'job': j.id, 'status': j.status, 'provider': j.provider, 'dataset': j.dataset, 'model': j.model_id or ''}
             for j in jobs
         ]
-        text = '\n'.join(job_text(j) for j in jobs[-20:]) or 'No training jobs yet.'
+        text = '\n'.join(job_text(j) + _delivery(j) for j in jobs[-20:]) or 'No training jobs yet.'
         active = [j['job'] for j in items if j['status'] not in ('succeeded', 'failed', 'cancelled')]
         return {'jobs': items, 'active': active, 'text': text}
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         job = await self.jobs.cancel(job_id)
-        return {'job': job.id, 'text': f'Cancelling job {job.id}; its waiting conversations will hear when it stops.'}
+        return {
+            'job': job.id,
+            'text': f'Cancelling job {job.id}; its outcome will be reported where it was started when it stops.',
+        }
 
     async def _switch(self, job: Job) -> None:
         if self.config.switch_on_success and job.model_id:
@@ -288,8 +333,61 @@ class ModelsService:
         name = model or self.config.chat_model or self.config.base_model
         return {'label': label, 'model': name, 'text': f'{label} (model {name})'}
 
+    async def _model_job(self) -> Job | None:
+        """The job that trained the current model, when it is known."""
+        record = await self.store.get_record('current', f'model:{self.provider.name}')
+        job_id = record.get('job') if record else None
+        if not job_id:
+            return None
+        try:
+            return await self.jobs.get(str(job_id))
+        except ActionError:
+            return None
+
+    async def _holdout(self, job: Job | None) -> tuple[list[Example], str]:
+        """The examples held out from the current model's training: a hold-out belongs to its model."""
+        if job is not None:
+            holdout = job.holdout
+            if not holdout:
+                raise ActionError(
+                    f'the current model {job.model_id} was trained on all of {job.dataset}, so nothing was held out: '
+                    'attach a JSON list of {"text", "label"} objects, or train with validation_split (e.g. 0.2)'
+                )
+        else:
+            info = await self.datasets.get(None)
+            holdout = info.holdout
+            if not holdout:
+                raise ActionError(
+                    'no test data: attach a JSON list of {"text", "label"} objects, '
+                    'or train with validation_split (e.g. 0.2) to hold out part of the dataset'
+                )
+        try:
+            examples = await asyncio.to_thread(read_jsonl, self.root / holdout)
+        except (OSError, ValueError, KeyError) as exc:
+            _log.error('the held-out examples %s cannot be read: %s', holdout, exc)
+            raise ActionError('the held-out examples of the current model are gone; attach test data') from exc
+        report = ''
+        if len(examples) > self.limits.max_test_examples:
+            report = f'the held-out split has {len(examples)} examples; tested the first {self.limits.max_test_examples}'
+            examples = examples[: self.limits.max_test_examples]
+        return examples, report
+
+    async def _overlap(self, job: Job | None, examples: Sequence[Example]) -> int:
+        """How many test examples the current model was trained on (their accuracy proves nothing)."""
+        if job is None:
+            return 0
+        path = self.jobs.examples_of(job)
+        try:
+            trained = await asyncio.to_thread(read_jsonl, path)
+        except (OSError, ValueError, KeyError) as exc:
+            _log.warning('job %s: its training examples %s cannot be read to check overlap: %s', job.id, path, exc)
+            return 0
+        seen = {_normal(e.text) for e in trained}
+        return sum(1 for e in examples if _normal(e.text) in seen)
+
     async def test(self, data: str | None, attachments: Sequence[Attachment]) -> dict[str, Any]:
         report = ''
+        trained_by = await self._model_job()
         if data:
             path = resolve_inside(self.root, data, what='test file')
             if not path.is_file():
@@ -298,21 +396,11 @@ class ModelsService:
         elif attachments and (upload := attachments[0].path) is not None:
             examples, report = await asyncio.to_thread(load_test_data, upload, attachments[0].name, self.limits)
         else:
-            info = await self.datasets.get(None)
-            if not info.holdout:
-                raise ActionError(
-                    'no test data: attach a JSON list of {"text", "label"} objects, '
-                    'or train with validation_split (e.g. 0.2) to hold out part of the dataset'
-                )
-            examples = await asyncio.to_thread(read_jsonl, self.root / info.holdout)
-            if len(examples) > self.limits.max_test_examples:
-                report = (
-                    f'the held-out split has {len(examples)} examples; tested the first {self.limits.max_test_examples}'
-                )
-                examples = examples[: self.limits.max_test_examples]
+            examples, report = await self._holdout(trained_by)
         model = await self.current_model()
         if model is None and self.provider is self.local:
             raise ActionError('the local model is not trained yet; use train first')
+        overlap = await self._overlap(trained_by, examples)
         predicted = await self.provider.predict(model, [e.text for e in examples])
         test_id = uuid.uuid4().hex[:8]
         name = model or self.config.chat_model or self.config.base_model
@@ -321,6 +409,11 @@ class ModelsService:
         )
         await self.store.put_record('test', test_id, {**attrs.asdict(evaluation), 'created': time.time()})
         text = evaluation_text(evaluation)
+        if overlap:
+            text = (
+                f'Warning: {overlap} of {len(examples)} test examples are in the training data of the current model '
+                f'(job {trained_by.id if trained_by else "?"}); the accuracy on them says little.\n' + text
+            )
         if report:
             text += '\nTest data problems:\n' + report
         files = [evaluation.plot]
@@ -336,6 +429,7 @@ class ModelsService:
             'count': evaluation.count,
             'misclassified': len(evaluation.misclassified),
             'per_label': evaluation.per_label,
+            'overlap': overlap,
             'plot': evaluation.plot,
             'files': files,
             'text': text,
@@ -372,3 +466,24 @@ class ModelsService:
         turns = [*turns, Turn(value, reply)][-limit:] if limit else []
         await self.store.put_record('chat', key, {'turns': [attrs.asdict(t) for t in turns]})
         return {'reply': reply, 'model': model or '', 'provider': self.provider.name, 'text': reply}
+
+
+def _fraction(value: Any) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError) as exc:
+        raise ActionError(f'validation_split must be a number such as 0.2, not {value!r}') from exc
+
+
+def _normal(text: str) -> str:
+    """Texts compared for overlap: case and spacing do not make a new example."""
+    return ' '.join(text.casefold().split())
+
+
+def _delivery(job: Job) -> str:
+    """Where a finished job's outcome went, for the listing."""
+    return {
+        'inline': ' (reported in its conversation)',
+        'posted': ' (posted to its channel)',
+        'shown': '',
+    }.get(job.delivered, ' (report pending)' if job.status in TERMINAL else '')

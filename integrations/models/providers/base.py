@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import pathlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -17,9 +17,12 @@ import attrs
 from engine.states.actions import ActionError
 from integrations.models.datasets import Example, Issue
 
-__all__ = ['TERMINAL', 'Estimate', 'Job', 'ModelProvider', 'ProviderError', 'TrainResult', 'Turn', 'Update']
+__all__ = ['TERMINAL', 'Estimate', 'Job', 'ModelProvider', 'ProviderError', 'Save', 'TrainResult', 'Turn', 'Update']
 
 TERMINAL = frozenset({'succeeded', 'failed', 'cancelled'})
+
+Save = Callable[[], Awaitable[None]]
+"""Persist the job being started (its recorded intents) durably."""
 
 
 class ProviderError(ActionError):
@@ -39,9 +42,20 @@ class Job:
     who: str
     """The :class:`~engine.api.ConversationKey` (as text) that started it."""
     dataset: str
+    place: dict[str, Any] = attrs.field(factory=dict)
+    """Where the outcome goes: ``adapter``, ``channel``, ``thread`` (``None``: the channel itself),
+    ``user``, ``user_name`` and ``progress`` (the id of the progress message to edit, once known)."""
+    call: str = ''
+    """The call that started it (:attr:`~engine.states.actions.ActionContext.call_id`): a re-run of that
+    call after a restart adopts this job instead of starting another."""
     status: str = 'starting'
     reported: bool = False
-    """Set once the result has been handed to the notifier, so it is reported once."""
+    """Set once the outcome has reached its place, so it is reported once."""
+    delivered: str = ''
+    """How: ``inline`` (a waiting conversation), ``posted`` (to the channel) or ``shown`` (the start failed
+    and the user saw the error at once)."""
+    holdout: str | None = None
+    """The examples held out from this job's training (data-root relative): ``test`` uses these."""
     created: float = attrs.field(factory=time.time)
     finished: float | None = None
     remote_id: str | None = None
@@ -113,8 +127,13 @@ class ModelProvider(abc.ABC):
         """Tokens and price of training on ``examples``."""
 
     @abc.abstractmethod
-    async def start(self, job: Job, train: Sequence[Example], valid: Sequence[Example]) -> Job:
-        """Start training and return ``job`` with its remote id and status set; returns without waiting."""
+    async def start(self, job: Job, train: Sequence[Example], valid: Sequence[Example], save: Save) -> Job:
+        """Start training and return ``job`` with its remote id and status set; returns without waiting.
+
+        Called again after a crash or a transient failure with the same ``job``: it must go on from
+        what ``job`` records, calling ``save`` (which returns once the job is durable) before every
+        step whose effect cannot be undone or repeated, so nothing is created twice.
+        """
 
     @abc.abstractmethod
     async def poll(self, job: Job) -> Update:
@@ -135,6 +154,9 @@ class ModelProvider(abc.ABC):
     @abc.abstractmethod
     async def chat(self, model: str | None, history: Sequence[Turn], text: str) -> str:
         """A reply to ``text`` given the earlier turns."""
+
+    async def cleanup(self, job: Job) -> None:  # noqa: B027 - optional hook
+        """After the job ended (any way): remove what it left behind (uploaded files); idempotent."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -17,6 +17,7 @@ import logging
 import os
 import pathlib
 import re
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -31,7 +32,16 @@ from sklearn.metrics import accuracy_score, log_loss
 
 from integrations.models.datasets import Example, Issue, read_jsonl, split_holdout, write_jsonl
 from integrations.models.plots import plot_training
-from integrations.models.providers.base import Estimate, Job, ModelProvider, ProviderError, TrainResult, Turn, Update
+from integrations.models.providers.base import (
+    Estimate,
+    Job,
+    ModelProvider,
+    ProviderError,
+    Save,
+    TrainResult,
+    Turn,
+    Update,
+)
 
 __all__ = ['LocalModel', 'LocalProvider', 'train_local']
 
@@ -185,21 +195,35 @@ class LocalProvider(ModelProvider):
             except FileExistsError:
                 n += 1
 
-    async def start(self, job: Job, train: Sequence[Example], valid: Sequence[Example]) -> Job:
+    async def start(self, job: Job, train: Sequence[Example], valid: Sequence[Example], save: Save) -> Job:
         issues = self.check(train)
         if issues:
             raise ProviderError('; '.join(i.reason for i in issues), fatal=True)
-        model_id, folder = self._reserve()
+        if job.remote_id is None:  # the model folder is reserved and recorded before training starts
+            model_id, folder = self._reserve()
+        else:  # a start interrupted by a restart: same version, same folder
+            model_id, folder = job.remote_id, self.models / job.remote_id
+            folder.mkdir(parents=True, exist_ok=True)
         try:
             await asyncio.to_thread(self._keep_examples, folder, train, valid)
         except OSError as exc:
             _log.error('job %s: cannot keep its examples in %s: %s', job.id, folder, exc)
             raise ProviderError(f'cannot write the training files of {model_id}: {exc.strerror}', fatal=True) from exc
-        self._launch(job, model_id, folder, train, valid)
         job.remote_id = model_id
+        await save()
+        self._launch(job, model_id, folder, train, valid)
         job.status = 'running'
         job.examples, job.validation_examples = len(train), len(valid)
         return job
+
+    async def cleanup(self, job: Job) -> None:
+        """A model folder that never got its ``meta.json`` (failed, cancelled) is removed with its examples."""
+        if not job.remote_id or not _MODEL_DIR.match(job.remote_id):
+            return
+        folder = self.models / job.remote_id
+        if folder.is_dir() and not (folder / 'meta.json').exists():
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+            _log.info('job %s ended %s; removed the unfinished %s', job.id, job.status, folder)
 
     @staticmethod
     def _keep_examples(folder: pathlib.Path, train: Sequence[Example], valid: Sequence[Example]) -> None:

@@ -1,9 +1,14 @@
 """OpenAI (or any OpenAI-compatible server) fine-tuning and chat through the official ``openai`` SDK.
 
 Training data is chat-format JSONL: the configured system instruction, the text as the user
-message and the label as the assistant's answer. The SDK retries 408/409/429/5xx and timeouts
-(``max_retries``); what still fails becomes a :class:`ProviderError` with a message for the user.
-The API key is passed to the client only and never logged.
+message and the label as the assistant's answer. Reads (retrieve, list, events, downloads, chat) let
+the SDK retry 408/409/429/5xx and timeouts (``max_retries``). Calls that create or change something
+(file upload, job create, cancel) run with the SDK's retry *off* and go through :meth:`OpenAIProvider._once`:
+the intent is recorded in the job first; after an ambiguous failure (timeout, reset, 5xx: the server may
+have acted) the object is looked up (a file by its name, a job by its ``flowbot_job`` metadata) before
+the call is tried again, so a lost answer never creates a second file or a second billed job.
+What still fails becomes a :class:`ProviderError` with a message for the user. The API key is passed
+to the client only and never logged.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import json
 import logging
 import math
 import pathlib
-from collections.abc import Awaitable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import openai
@@ -27,13 +33,46 @@ from integrations.models.chatformat import chat_example, check_chat_example, est
 from integrations.models.config import ModelsConfig
 from integrations.models.datasets import Example, Issue
 from integrations.models.plots import plot_training
-from integrations.models.providers.base import Estimate, Job, ModelProvider, ProviderError, TrainResult, Turn, Update
+from integrations.models.providers.base import (
+    Estimate,
+    Job,
+    ModelProvider,
+    ProviderError,
+    Save,
+    TrainResult,
+    Turn,
+    Update,
+)
 
 __all__ = ['OpenAIProvider', 'parse_result_csv']
 
 _log = logging.getLogger(__name__)
 T = TypeVar('T')
 _PREDICT_CONCURRENCY = 4
+_MAX_RETRY_AFTER = 60.0
+_LOOKUP_PAGE = 100
+"""How many of the newest files/jobs a look-up searches (our object is among the newest)."""
+
+
+def _ambiguous(exc: openai.OpenAIError) -> bool:
+    """The request may have reached the server and been acted on: no answer, or a server error."""
+    return isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | openai.InternalServerError) or (
+        isinstance(exc, openai.APIStatusError) and exc.status_code in (408, 409)
+    )
+
+
+def _retry_after(exc: openai.OpenAIError, default: float) -> float:
+    """Seconds the server asked us to wait (``retry-after-ms`` / ``retry-after``), capped."""
+    response = getattr(exc, 'response', None)
+    headers = getattr(response, 'headers', None) or {}
+    try:
+        if headers.get('retry-after-ms'):
+            return min(_MAX_RETRY_AFTER, float(headers['retry-after-ms']) / 1000)
+        if headers.get('retry-after'):
+            return min(_MAX_RETRY_AFTER, float(headers['retry-after']))
+    except ValueError:
+        pass
+    return default
 
 
 def _explain(exc: openai.OpenAIError, what: str) -> ProviderError:
@@ -89,8 +128,9 @@ def parse_result_csv(data: bytes) -> list[dict[str, float]]:
             if math.isfinite(number):
                 row[key.strip()] = number
         if 'step' in row:
-            if 'valid_mean_token_accuracy' in row and 'valid_accuracy' not in row:
-                row['valid_accuracy'] = row['valid_mean_token_accuracy']
+            if 'valid_mean_token_accuracy' in row:  # one name for one metric, so reports list it once
+                row.setdefault('valid_accuracy', row['valid_mean_token_accuracy'])
+                del row['valid_mean_token_accuracy']
             rows.append(row)
     return rows
 
@@ -106,6 +146,10 @@ class OpenAIProvider(ModelProvider):
         self.client = client or AsyncOpenAI(
             api_key=api_key, base_url=config.base_url, max_retries=config.max_retries, timeout=config.timeout
         )
+        self.once_client = self.client.with_options(max_retries=0)
+        """For calls that create something: a blind retry could create it twice."""
+        self.retry_delay = 1.0
+        """First pause before trying a create again (doubles; a 429's retry-after wins)."""
 
     async def _call(self, what: str, call: Awaitable[T]) -> T:
         try:
@@ -124,7 +168,7 @@ class OpenAIProvider(ModelProvider):
         for index, line in enumerate(self._lines(examples), 1):
             for error in check_chat_example(line, max_tokens=limits.max_tokens_per_example):
                 issues.append(Issue(examples[index - 1].source or f'example {index}', error))
-        if len(examples) < limits.min_openai_examples:
+        if len(examples) < limits.min_openai_examples:  # checked on the training part: what is billed
             issues.append(
                 Issue('dataset', f'OpenAI needs at least {limits.min_openai_examples} examples, found {len(examples)}')
             )
@@ -137,54 +181,130 @@ class OpenAIProvider(ModelProvider):
         cost = tokens * epochs / 1_000_000 * self.config.price_per_million_tokens
         return Estimate(examples=len(examples), tokens=tokens, epochs=epochs, cost=round(cost, 4))
 
-    async def _upload(self, name: str, examples: Sequence[Example]) -> str:
-        body = ''.join(json.dumps(line, ensure_ascii=False) + '\n' for line in self._lines(examples))
-        uploaded = await self._call(
-            f'upload {name}',
-            self.client.files.create(file=(name, body.encode('utf-8'), 'application/jsonl'), purpose='fine-tune'),
-        )
-        return uploaded.id
+    async def _once(
+        self,
+        job: Job,
+        save: Save,
+        what: str,
+        intent: str,
+        call: Callable[[], Awaitable[T]],
+        lookup: Callable[[], Awaitable[T | None]],
+    ) -> T:
+        """Make a creating call at most once in effect.
 
-    async def start(self, job: Job, train: Sequence[Example], valid: Sequence[Example]) -> Job:
+        ``job.extra[intent]`` is recorded (durably, through ``save``) before the call; if it is already
+        there, an earlier attempt's answer was lost (a crash, a timeout), so ``lookup`` runs first.
+        After an ambiguous failure ``lookup`` runs again before the next attempt; a 429 waits for its
+        retry-after; a refusal (4xx) is final.
+        """
+        if job.extra.get(intent):
+            found = await self._call(f'look up the earlier attempt to {what}', lookup())
+            if found is not None:
+                _log.info('openai: job %s: %s had been done before the answer was lost; reusing it', job.id, what)
+                return found
+        attempts = self.config.max_retries + 1
+        delay = self.retry_delay
+        for attempt in range(1, attempts + 1):
+            job.extra[intent] = time.time()
+            await save()
+            try:
+                return await call()
+            except openai.OpenAIError as exc:
+                error = _explain(exc, what)
+                _log.warning('openai: job %s: %s failed (attempt %d/%d): %s', job.id, what, attempt, attempts, error)
+                if _ambiguous(exc):
+                    found = await self._call(f'look up whether OpenAI did {what}', lookup())
+                    if found is not None:
+                        return found
+                elif not isinstance(exc, openai.RateLimitError):  # refused: trying again cannot help
+                    raise ProviderError(str(error), fatal=True) from exc  # (a 401 needs the admin first)
+                if attempt == attempts:
+                    raise error from exc
+                await asyncio.sleep(_retry_after(exc, delay))
+                delay *= 2
+        raise AssertionError('unreachable')  # pragma: no cover
+
+    def _file_name(self, job: Job, part: str) -> str:
+        """Unique per job (the look-up key after a lost answer), named after the job, not a folder."""
+        return f'{self.config.suffix or "flowbot"}-{job.id}-{part}.jsonl'
+
+    async def _upload(self, job: Job, save: Save, part: str, examples: Sequence[Example]) -> str:
+        key = f'{part}_file'
+        if job.extra.get(key):
+            return str(job.extra[key])
+        name = self._file_name(job, part)
+        body = ''.join(json.dumps(line, ensure_ascii=False) + '\n' for line in self._lines(examples)).encode('utf-8')
+
+        async def upload() -> str:
+            uploaded = await self.once_client.files.create(
+                file=(name, body, 'application/jsonl'), purpose='fine-tune'
+            )
+            return uploaded.id
+
+        async def lookup() -> str | None:
+            page = await self.client.files.list(purpose='fine-tune', limit=_LOOKUP_PAGE)
+            return next((f.id for f in page.data if f.filename == name), None)
+
+        file_id = await self._once(job, save, f'upload {name}', f'{part}_upload_sent', upload, lookup)
+        job.extra[key] = file_id
+        await save()
+        return file_id
+
+    async def start(self, job: Job, train: Sequence[Example], valid: Sequence[Example], save: Save) -> Job:
+        if job.remote_id is not None:
+            return job
         issues = self.check(train)
         if issues:
             raise ProviderError('the dataset is not valid for OpenAI: ' + '; '.join(map(str, issues[:5])), fatal=True)
-        training_file = await self._upload(f'{job.dataset}-{job.id}-train.jsonl', train)
-        validation_file = await self._upload(f'{job.dataset}-{job.id}-valid.jsonl', valid) if valid else None
+        training_file = await self._upload(job, save, 'train', train)
+        validation_file = await self._upload(job, save, 'valid', valid) if valid else None
         extra: dict[str, Any] = {}
         if validation_file:
             extra['validation_file'] = validation_file
-        if self.config.n_epochs:
-            extra['hyperparameters'] = {'n_epochs': self.config.n_epochs}
-        created = await self._call(
-            'start fine-tuning',
-            self.client.fine_tuning.jobs.create(
+        if self.config.n_epochs:  # the current form; top-level ``hyperparameters`` is deprecated
+            extra['method'] = {'type': 'supervised', 'supervised': {'hyperparameters': {'n_epochs': self.config.n_epochs}}}
+        if job.extra.get('cancel') and not job.extra.get('create_sent'):
+            raise ProviderError(f'job {job.id} was cancelled before it started', fatal=True)
+
+        async def create() -> Any:
+            return await self.once_client.fine_tuning.jobs.create(
                 model=self.config.base_model,
                 training_file=training_file,
                 suffix=self.config.suffix or None,
                 metadata={'flowbot_job': job.id},
                 **extra,
-            ),
-        )
+            )
+
+        async def lookup() -> Any:
+            page = await self.client.fine_tuning.jobs.list(limit=_LOOKUP_PAGE)
+            return next((r for r in page.data if (r.metadata or {}).get('flowbot_job') == job.id), None)
+
+        created = await self._once(job, save, 'start fine-tuning', 'create_sent', create, lookup)
         job.remote_id = created.id
         job.status = created.status
-        job.examples, job.validation_examples = len(train), len(valid)
         job.extra.update(training_file=training_file, validation_file=validation_file, base_model=created.model)
         return job
 
-    async def _find(self, job: Job) -> str | None:
-        """The remote id of a job created just before a crash, found by its metadata."""
-        page = await self._call('list fine-tuning jobs', self.client.fine_tuning.jobs.list(limit=50))
-        for remote in page.data:
-            if (remote.metadata or {}).get('flowbot_job') == job.id:
-                return remote.id
-        return None
+    async def cleanup(self, job: Job) -> None:
+        """Delete the uploaded training files ([models] delete_files); a file already gone counts as deleted."""
+        if not self.config.delete_files:
+            return
+        for part in ('train', 'valid'):
+            file_id = job.extra.get(f'{part}_file')
+            if not file_id:
+                continue
+            try:
+                await self.client.files.delete(str(file_id))
+            except openai.NotFoundError:
+                pass
+            except openai.OpenAIError as exc:
+                raise _explain(exc, f'delete the uploaded file {file_id}') from exc
+            _log.info('openai: job %s: deleted the uploaded %s file %s', job.id, part, file_id)
+            job.extra[f'{part}_file_deleted'] = file_id
 
     async def poll(self, job: Job) -> Update:
         if job.remote_id is None:
-            job.remote_id = await self._find(job)
-            if job.remote_id is None:
-                return Update('failed', error='the job was interrupted before OpenAI accepted it; run train again')
+            raise ProviderError(f'job {job.id} has not reached OpenAI', fatal=True)
         remote = await self._call('check the fine-tuning job', self.client.fine_tuning.jobs.retrieve(job.remote_id))
         page = await self._call(
             'read the job events', self.client.fine_tuning.jobs.list_events(job.remote_id, limit=20)
@@ -195,6 +315,8 @@ class OpenAIProvider(ModelProvider):
                 break
             new.append(event.message)
         last = page.data[0].id if page.data else job.last_event
+        # One line from one answer: this retrieve's status with the newest event read just after it,
+        # never a new status paired with an event kept from before a restart.
         latest = new[0] if new else ''
         progress = f'{remote.status}: {latest}' if latest else remote.status
         error = None
@@ -207,7 +329,19 @@ class OpenAIProvider(ModelProvider):
     async def cancel(self, job: Job) -> None:
         if job.remote_id is None:
             raise ProviderError(f'job {job.id} has not reached OpenAI yet')
-        await self._call('cancel the fine-tuning job', self.client.fine_tuning.jobs.cancel(job.remote_id))
+        remote_id = job.remote_id
+
+        async def cancel() -> Any:
+            return await self.once_client.fine_tuning.jobs.cancel(remote_id)
+
+        async def lookup() -> Any:
+            remote = await self.client.fine_tuning.jobs.retrieve(remote_id)
+            return remote if remote.status in ('cancelled', 'succeeded', 'failed') else None
+
+        async def nothing() -> None:
+            return None
+
+        await self._once(job, nothing, 'cancel the fine-tuning job', 'cancel_call_sent', cancel, lookup)
 
     async def result(self, job: Job, folder: pathlib.Path) -> TrainResult:
         if job.remote_id is None:

@@ -28,13 +28,23 @@ class RecordingNotifier:
         self.waiting = waiting
         self.notified: list[tuple[str, dict[str, Any]]] = []
         self.progressed: list[tuple[str, str]] = []
+        self.posted: list[tuple[dict[str, Any], str, str | None]] = []
+        self.connected = True
 
     async def notify(self, topic: str, payload: Mapping[str, Any] | None = None) -> int:
         self.notified.append((topic, dict(payload or {})))
         return self.waiting
 
-    async def progress(self, topic: str, text: str) -> None:
+    async def progress(self, topic: str, text: str) -> list[str]:
         self.progressed.append((topic, text))
+        return []
+
+    async def post(
+        self, place: Mapping[str, Any], text: str, *, files: Sequence[str] = (), edit: str | None = None
+    ) -> str | None:
+        """Records what went to the channel; ``None`` (not connected) when ``connected`` is false."""
+        self.posted.append((dict(place), text, edit))
+        return f'm{len(self.posted)}' if self.connected else None
 
 
 class Plugin:

@@ -1,8 +1,11 @@
 """A fake OpenAI API on 127.0.0.1 (aiohttp) for driving the real ``openai`` client in tests.
 
-It implements files (multipart upload, content download), fine-tuning jobs (create, retrieve, list,
-events, cancel) with a scripted lifecycle and a result file, and chat completions; ``faults``
-injects 401/429/5xx answers and timeouts, per path prefix.
+It implements files (multipart upload, list, content download, delete), fine-tuning jobs (create,
+retrieve, list, events, cancel) with a scripted lifecycle and a result file, and chat completions;
+``faults`` injects 401/429/5xx answers, timeouts, connection resets and answers lost after the server
+acted, per path prefix; ``hold`` parks a request before or after it acted (a process can be killed
+while it waits). Everything a test reads (``files``, ``jobs``, ``creates``) is plain data, so a test
+running the server in another thread can poll it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,19 @@ class Fault:
 
 
 @attrs.define
+class Hold:
+    """Park matching requests: before acting (the server never acts if the client goes away) or after."""
+
+    method: str
+    path: str
+    after: bool = False
+    """Act first, then hold the answer: the client never learns that it happened."""
+    times: int = 1
+    arrived: int = 0
+    released: bool = False
+
+
+@attrs.define
 class FakeOpenAI:
     """State and behaviour of the fake server; ``url`` is the ``base_url`` for the client."""
 
@@ -50,15 +66,33 @@ class FakeOpenAI:
     requests: list[tuple[str, str]] = attrs.field(factory=list)
     chats: list[dict[str, Any]] = attrs.field(factory=list)
     faults: list[Fault] = attrs.field(factory=list)
+    holds: list[Hold] = attrs.field(factory=list)
+    creates: int = 0
+    """Job-create requests the server acted on (a second one would be a second bill)."""
+    deleted: list[str] = attrs.field(factory=list)
     url: str = ''
     _runner: web.AppRunner | None = None
 
     def fail(self, prefix: str, kind: int | str, times: int = 1, delay: float = 2.0) -> None:
+        """``kind``: an HTTP status, ``'timeout'``, ``'reset'`` (connection closed, nothing done) or
+        ``'lost'`` (the request is carried out, then the connection is closed before the answer)."""
         self.faults.append(Fault(prefix, kind, times, delay))
+
+    def hold(self, method: str, path: str, *, after: bool = False) -> Hold:
+        """Park the next ``method path`` request (exact path) until :meth:`Hold.released` or the client leaves."""
+        held = Hold(method, path, after)
+        self.holds.append(held)
+        return held
+
+    def training_files(self) -> list[str]:
+        """Uploaded files still stored (result files are the server's own)."""
+        return [f for f, item in self.files.items() if item['purpose'] == 'fine-tune']
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         app.router.add_post('/v1/files', self._upload)
+        app.router.add_get('/v1/files', self._list_files)
+        app.router.add_delete('/v1/files/{id}', self._delete_file)
         app.router.add_get('/v1/files/{id}/content', self._content)
         app.router.add_post('/v1/fine_tuning/jobs', self._create)
         app.router.add_get('/v1/fine_tuning/jobs', self._list)
@@ -85,6 +119,12 @@ class FakeOpenAI:
                 if fault.kind == 'timeout':
                     await asyncio.sleep(fault.delay)
                     break
+                if fault.kind in ('reset', 'lost'):
+                    if fault.kind == 'lost':
+                        await handler(request)
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return web.Response(status=500)
                 status = int(fault.kind)
                 return web.json_response(
                     {'error': {'message': f'injected {status}', 'type': 'test', 'code': str(status)}},
@@ -95,7 +135,19 @@ class FakeOpenAI:
             return web.json_response(
                 {'error': {'message': 'Incorrect API key provided', 'type': 'invalid_request_error'}}, status=401
             )
-        return await handler(request)
+        held = next(
+            (h for h in self.holds if h.times > 0 and (h.method, h.path) == (request.method, request.path)), None
+        )
+        if held is None:
+            return await handler(request)
+        held.times -= 1
+        held.arrived += 1
+        response = await handler(request) if held.after else None
+        while not held.released:
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=499)  # the client left: before acting, nothing happens
+            await asyncio.sleep(0.01)
+        return response if response is not None else await handler(request)
 
     async def _upload(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -117,6 +169,18 @@ class FakeOpenAI:
             'status': 'processed',
         }
 
+    async def _list_files(self, request: web.Request) -> web.Response:
+        purpose = request.query.get('purpose')
+        data = [self._file(f) for f in reversed(self.files) if purpose in (None, self.files[f]['purpose'])]
+        return web.json_response({'object': 'list', 'data': data, 'has_more': False})
+
+    async def _delete_file(self, request: web.Request) -> web.Response:
+        file_id = request.match_info['id']
+        if self.files.pop(file_id, None) is None:
+            return web.json_response({'error': {'message': 'No such file'}}, status=404)
+        self.deleted.append(file_id)
+        return web.json_response({'id': file_id, 'object': 'file', 'deleted': True})
+
     async def _content(self, request: web.Request) -> web.Response:
         item = self.files.get(request.match_info['id'])
         if item is None:
@@ -128,6 +192,7 @@ class FakeOpenAI:
         if body['training_file'] not in self.files:
             return web.json_response({'error': {'message': 'invalid training_file'}}, status=400)
         job_id = f'ftjob-{uuid.uuid4().hex[:8]}'
+        self.creates += 1
         self.jobs[job_id] = {
             'body': body,
             'step': 0,
@@ -199,6 +264,10 @@ class FakeOpenAI:
 
     async def _cancel(self, request: web.Request) -> web.Response:
         job_id = request.match_info['id']
+        if job_id not in self.jobs:
+            return web.json_response({'error': {'message': 'No such job'}}, status=404)
+        if self.jobs[job_id]['status'] in ('succeeded', 'failed', 'cancelled'):
+            return web.json_response({'error': {'message': f'Job {job_id} has already completed'}}, status=400)
         self.jobs[job_id]['status'] = 'cancelled'
         return web.json_response(self._job(job_id))
 

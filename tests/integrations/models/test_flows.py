@@ -52,7 +52,7 @@ async def test_select_then_train_with_confirmation_reports_with_plot(harness: Ha
     await harness.command('train', 'validation_split=0.25')
     ask = harness.adapter.sent[-1]
     assert ask.kind == 'ask'
-    assert 'Training local on reviews_pos: 16 examples' in ask.text
+    assert 'Training local on reviews_pos: 12 examples (4 more held out for testing)' in ask.text
     assert [o.value for o in ask.options] == ['start', 'cancel']
     await harness.press('start')
     await _finish_jobs(harness)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import pathlib
+from typing import Any
 
 import pytest
 
@@ -26,21 +27,29 @@ async def _dataset(plugin) -> None:  # type: ignore[no-untyped-def]
 async def test_fine_tuning_uploads_chat_jsonl_and_reports_model_metrics_and_plot(
     make_plugin: MakePlugin, fake_openai: FakeOpenAI
 ) -> None:
-    plugin = make_plugin(**openai_settings(fake_openai, system_instruction='Label the review.', suffix='rev'))
+    plugin = make_plugin(
+        **openai_settings(fake_openai, system_instruction='Label the review.', suffix='rev', n_epochs=2)
+    )
     await _dataset(plugin)
-    estimate = await plugin.call('model.estimate')
+    estimate = await plugin.call('model.estimate', validation_split=0.25)
+    assert estimate['examples'] == 18  # the billed training part, not the held-out 6
+    assert 'OpenAI recommends at least 50 training examples; this has 18' in estimate['text']
     assert estimate['provider'] == 'openai'
     assert estimate['valid'] is True
-    assert estimate['epochs'] == 4  # OpenAI's default for 24 examples: 100 // 24
-    assert estimate['tokens'] > 24 * 10
-    assert estimate['cost'] == pytest.approx(estimate['tokens'] * 4 * 3.0 / 1e6, abs=1e-4)
+    assert estimate['epochs'] == 2
+    assert estimate['tokens'] > 18 * 10
+    assert estimate['cost'] == pytest.approx(estimate['tokens'] * 2 * 3.0 / 1e6, abs=1e-4)
 
+    uploaded: dict[str, dict[str, Any]] = {}
     started = await plugin.call('model.train', validation_split=0.25)
     assert started['remote_id'].startswith('ftjob-')
+    uploaded.update((k, dict(v)) for k, v in fake_openai.files.items())
     await plugin.service.jobs.wait(started['job'])
 
-    uploads = [f for f in fake_openai.files.values() if f['purpose'] == 'fine-tune']
+    uploads = [f for f in uploaded.values() if f['purpose'] == 'fine-tune']
     assert len(uploads) == 2  # training and validation files
+    assert sorted(f['filename'] for f in uploads) == [f'rev-{started["job"]}-train.jsonl', f'rev-{started["job"]}-valid.jsonl']
+    assert fake_openai.training_files() == []  # deleted once the job ended
     lines = [json.loads(line) for line in uploads[0]['content'].decode().splitlines()]
     assert len(lines) == 18
     assert [m['role'] for m in lines[0]['messages']] == ['system', 'user', 'assistant']
@@ -48,8 +57,10 @@ async def test_fine_tuning_uploads_chat_jsonl_and_reports_model_metrics_and_plot
     assert {line['messages'][2]['content'] for line in lines} == {'positive', 'negative'}
     [remote] = fake_openai.jobs.values()
     assert remote['body']['suffix'] == 'rev'
-    assert remote['body']['validation_file'] in fake_openai.files
+    assert remote['body']['validation_file'] in uploaded
     assert remote['body']['metadata'] == {'flowbot_job': started['job']}
+    assert remote['body']['method'] == {'type': 'supervised', 'supervised': {'hyperparameters': {'n_epochs': 2}}}
+    assert 'hyperparameters' not in remote['body']
 
     [(topic, payload)] = plugin.notifier.notified
     assert topic == f'job:{started["job"]}'
@@ -57,6 +68,8 @@ async def test_fine_tuning_uploads_chat_jsonl_and_reports_model_metrics_and_plot
     assert payload['model'].startswith('ft:gpt-4o-mini-2024-07-18:org:rev:')
     assert payload['metrics']['train_loss'] == pytest.approx(0.2)
     assert payload['metrics']['valid_loss'] == pytest.approx(0.3)
+    assert 'valid_mean_token_accuracy' not in payload['metrics']
+    assert payload['text'].count('valid_accuracy') == 1
     assert pathlib.Path(payload['plot']).read_bytes().startswith(PNG)
     progress = [text for _, text in plugin.notifier.progressed]
     assert any(text.startswith('running: Step') for text in progress)
