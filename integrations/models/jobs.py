@@ -346,8 +346,8 @@ class JobManager:
                 job.error = update.error
             if changed or update.events:
                 await self.save(job)
-                if job.status not in TERMINAL:  # one line per poll: the status and its newest event together
-                    await self._progress(job, update.progress or job.status)
+                # one line per poll: this answer's status with its newest event, never mixed across polls
+                await self._progress(job, update.progress or job.status)
 
     async def _collect(self, job: Job, provider: ModelProvider) -> None:
         delay = provider.poll_interval
@@ -399,7 +399,9 @@ class JobManager:
             how = 'inline' if resumed else ''
             if not how and time.time() >= deadline:
                 try:
-                    posted = await self.notifier.post(job.place or place_of(job.who), payload['text'], files=payload['files'])
+                    posted = await self.notifier.post(
+                        job.place or place_of(job.who), payload['text'], files=payload['files']
+                    )
                 except Exception:
                     _log.exception('posting the result of job %s to %s failed', job.id, job.place)
                     posted = None

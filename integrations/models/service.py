@@ -368,7 +368,9 @@ class ModelsService:
             raise ActionError('the held-out examples of the current model are gone; attach test data') from exc
         report = ''
         if len(examples) > self.limits.max_test_examples:
-            report = f'the held-out split has {len(examples)} examples; tested the first {self.limits.max_test_examples}'
+            report = (
+                f'the held-out split has {len(examples)} examples; tested the first {self.limits.max_test_examples}'
+            )
             examples = examples[: self.limits.max_test_examples]
         return examples, report
 

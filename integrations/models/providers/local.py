@@ -282,7 +282,7 @@ class LocalProvider(ModelProvider):
         _log.info('job %s: local training was interrupted by a restart; training %s again', job.id, model_id)
         self._launch(job, model_id, folder, train, valid)
         text = f'training {model_id} again after a restart ({len(train)} examples)'
-        return Update('running', text, [text], last_event='0')
+        return Update('running', f'running: {text}', [text], last_event='0')
 
     @staticmethod
     def _save(folder: pathlib.Path, model: LocalModel, meta: dict[str, Any]) -> None:
@@ -305,7 +305,7 @@ class LocalProvider(ModelProvider):
             return Update('failed', error='local training was interrupted by a restart; run train again')
         seen = int(job.last_event or 0)
         events = run.events[seen:]
-        return Update(run.status, run.progress, events, run.error, str(seen + len(events)))
+        return Update(run.status, f'{run.status}: {run.progress}', events, run.error, str(seen + len(events)))
 
     async def cancel(self, job: Job) -> None:
         run = self._runs.get(job.id)

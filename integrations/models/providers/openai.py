@@ -236,9 +236,7 @@ class OpenAIProvider(ModelProvider):
         body = ''.join(json.dumps(line, ensure_ascii=False) + '\n' for line in self._lines(examples)).encode('utf-8')
 
         async def upload() -> str:
-            uploaded = await self.once_client.files.create(
-                file=(name, body, 'application/jsonl'), purpose='fine-tune'
-            )
+            uploaded = await self.once_client.files.create(file=(name, body, 'application/jsonl'), purpose='fine-tune')
             return uploaded.id
 
         async def lookup() -> str | None:
@@ -262,7 +260,10 @@ class OpenAIProvider(ModelProvider):
         if validation_file:
             extra['validation_file'] = validation_file
         if self.config.n_epochs:  # the current form; top-level ``hyperparameters`` is deprecated
-            extra['method'] = {'type': 'supervised', 'supervised': {'hyperparameters': {'n_epochs': self.config.n_epochs}}}
+            extra['method'] = {
+                'type': 'supervised',
+                'supervised': {'hyperparameters': {'n_epochs': self.config.n_epochs}},
+            }
         if job.extra.get('cancel') and not job.extra.get('create_sent'):
             raise ProviderError(f'job {job.id} was cancelled before it started', fatal=True)
 

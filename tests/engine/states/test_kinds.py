@@ -529,10 +529,13 @@ async def test_leaving_a_wait_says_the_awaited_work_goes_on(engine_harness: Harn
     )
     await h.command('w')
     await h.say('cancel')
-    assert h.last == 'Stopped waiting in w; the work it started goes on, but I will not report it here.'
+    assert h.last == 'Stopped waiting in w; the work it started goes on and posts its result here when it ends.'
     await h.command('w')
     await h.command('hi')
-    assert h.texts()[-2:] == ['Stopped waiting in w; the work it started goes on, but I will not report it here.', 'Hi']
+    assert h.texts()[-2:] == [
+        'Stopped waiting in w; the work it started goes on and posts its result here when it ends.',
+        'Hi',
+    ]
 
 
 # -- flow (sub-flow) --------------------------------------------------------------------------------

@@ -48,7 +48,10 @@ async def test_fine_tuning_uploads_chat_jsonl_and_reports_model_metrics_and_plot
 
     uploads = [f for f in uploaded.values() if f['purpose'] == 'fine-tune']
     assert len(uploads) == 2  # training and validation files
-    assert sorted(f['filename'] for f in uploads) == [f'rev-{started["job"]}-train.jsonl', f'rev-{started["job"]}-valid.jsonl']
+    assert sorted(f['filename'] for f in uploads) == [
+        f'rev-{started["job"]}-train.jsonl',
+        f'rev-{started["job"]}-valid.jsonl',
+    ]
     assert fake_openai.training_files() == []  # deleted once the job ended
     lines = [json.loads(line) for line in uploads[0]['content'].decode().splitlines()]
     assert len(lines) == 18
