@@ -213,14 +213,18 @@ class OpenAIProvider(ModelProvider):
                 error = _explain(exc, what)
                 _log.warning('openai: job %s: %s failed (attempt %d/%d): %s', job.id, what, attempt, attempts, error)
                 if _ambiguous(exc):
+                    # A request that timed out may still be carried out a moment later: pause, then look.
+                    await asyncio.sleep(delay)
                     found = await self._call(f'look up whether OpenAI did {what}', lookup())
                     if found is not None:
                         return found
-                elif not isinstance(exc, openai.RateLimitError):  # refused: trying again cannot help
-                    raise ProviderError(str(error), fatal=True) from exc  # (a 401 needs the admin first)
+                elif isinstance(exc, openai.RateLimitError):  # not done: wait as asked
+                    if attempt < attempts:
+                        await asyncio.sleep(_retry_after(exc, delay))
+                else:  # refused: trying again cannot help (a 401 needs the admin first)
+                    raise ProviderError(str(error), fatal=True) from exc
                 if attempt == attempts:
                     raise error from exc
-                await asyncio.sleep(_retry_after(exc, delay))
                 delay *= 2
         raise AssertionError('unreachable')  # pragma: no cover
 

@@ -717,3 +717,52 @@ async def test_choices_from_that_is_not_a_list_is_reported_not_crashed(engine_ha
     await h.engine.wait_idle()
     assert h.last == 'Something went wrong: an internal error (logged)'
     assert not h.live()
+
+
+CHAT = '[flow]\nname = "chat"\n[trigger]\nmessage = true\n[states.done]\nkind = "end"\ntext = "chat {{ input }}"\n'
+
+
+async def test_a_message_typed_during_a_wait_is_answered_after_the_next_command_not_dropped(
+    engine_harness: HarnessFactory,
+) -> None:
+    h = await engine_harness(
+        {'w': cmd_flow('w', WAIT), 'hi': cmd_flow('hi', '[states.a]\nkind = "end"\ntext = "Hi"\n'), 'chat': CHAT}
+    )
+    await h.command('w')
+    await h.say('are you there?')
+    assert h.last.startswith('Still working on w; I will read your message when it is done.')
+    await h.command('hi')
+    assert h.texts()[-3:] == [
+        'Stopped waiting in w; the work it started goes on and posts its result here when it ends.',
+        'Hi',
+        'chat are you there?',
+    ]
+
+
+async def test_deferred_messages_wait_for_a_command_that_asks_and_come_in_order(
+    engine_harness: HarnessFactory,
+) -> None:
+    ask = '[states.q]\nkind = "ask"\nprompt = "Name?"\nsave_as = "name"\n[states.a]\nkind = "end"\ntext = "Hello {{ name }}"\n'
+    h = await engine_harness({'w': cmd_flow('w', WAIT), 'greet': cmd_flow('greet', ask), 'chat': CHAT})
+    await h.command('w')
+    await h.say('first')
+    await h.say('second')
+    await h.command('greet')
+    assert h.last == 'Name?'  # the deferred messages do not answer the new question
+    await h.say('Ann')
+    assert h.texts()[-3:] == ['Hello Ann', 'chat first', 'chat second']
+
+
+async def test_the_result_of_a_wait_that_was_left_can_be_posted_to_its_channel(
+    engine_harness: HarnessFactory,
+) -> None:
+    h = await engine_harness({'w': cmd_flow('w', WAIT)})
+    await h.command('w')
+    await h.say('cancel')
+    assert await h.engine.notify('job:u1', {'score': 1}) == 0  # nobody waits any more
+    place = {'adapter': h.key.adapter, 'channel': h.key.channel, 'user': h.key.user}
+    message_id = await h.engine.post(place, 'Job done')
+    assert message_id is not None and h.last == 'Job done'
+    await h.engine.post(place, 'Job done (edited)', edit=message_id)
+    assert h.adapter.sent[-1].kind == 'edit' and h.adapter.sent[-1].message_id == message_id
+    assert await h.engine.post({**place, 'adapter': 'discord'}, 'lost?') is None  # not connected: try later
