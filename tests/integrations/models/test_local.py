@@ -270,3 +270,36 @@ async def test_local_job_without_kept_examples_fails_after_a_restart(make_plugin
     update = await plugin.service.local.poll(job)
     assert update.status == 'failed'
     assert update.error is not None and 'run train again' in update.error
+
+
+async def test_test_uses_the_current_models_holdout_and_warns_when_test_data_was_trained_on(
+    make_plugin: MakePlugin, tmp_path: pathlib.Path
+) -> None:
+    plugin = make_plugin(provider='local', local_poll_interval=0.05)
+    await plugin.call('dataset.select', path='reviews/pos', label='positive')
+    await plugin.call('dataset.select', path='reviews/neg', label='negative', add=True)
+    first = await plugin.call('model.train', validation_split=0.25)
+    await plugin.service.jobs.wait(first['job'])
+    tested = await plugin.call('model.test')  # the hold-out of this model: never trained on
+    assert tested['count'] == 6 and tested['overlap'] == 0
+    assert 'Warning' not in tested['text']
+
+    second = await plugin.call('model.train')  # retrained on all of it: the old hold-out is no test any more
+    await plugin.service.jobs.wait(second['job'])
+    with pytest.raises(ActionError, match=r'trained on all of reviews_pos, so nothing was held out'):
+        await plugin.call('model.test')
+
+    items = [
+        {'text': 'good film #0', 'label': 'positive'},
+        {'text': 'Bad  film #0', 'label': 'negative'},  # case and spacing do not hide a trained example
+        {'text': 'so good #5', 'label': 'positive'},
+        {'text': 'a brand new and awful text', 'label': 'negative'},
+    ]
+    path = tmp_path / 'test.json'
+    path.write_text(json.dumps(items), encoding='utf-8')
+    attachment = Attachment('test.json', content_type='application/json', size=path.stat().st_size, path=path)
+    tested = await plugin.call('model.test', attachments=[attachment])
+    assert tested['overlap'] == 3
+    assert tested['text'].startswith(
+        f'Warning: 3 of 4 test examples are in the training data of the current model (job {second["job"]})'
+    )
