@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures imported from test_loop are used as parameters)
 """Where a job's report goes, with either provider, in the real app over the shipped flows.
 
 The conversation that started a job may still wait for it (the report comes inline, see ``test_loop``),
