@@ -12,7 +12,6 @@ import warnings
 from collections.abc import Sequence
 
 import attrs
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from engine.states.actions import ActionError
 from integrations.models.config import Limits
@@ -65,6 +64,8 @@ def evaluate(
     test_id: str, model: str, examples: Sequence[Example], predicted: Sequence[str], folder: pathlib.Path
 ) -> Evaluation:
     """Accuracy, per-label precision/recall/F1, the confusion matrix (and its PNG) and the mistakes."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support  # slow import
+
     truth = [e.label for e in examples]
     labels = sorted(set(truth) | set(predicted))
     with warnings.catch_warnings():  # a one-label test is legitimate; labels= already fixes the shapes

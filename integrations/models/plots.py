@@ -9,11 +9,22 @@ from __future__ import annotations
 import math
 import pathlib
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ['plot_confusion', 'plot_training']
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    """A figure on the Agg canvas; matplotlib is imported here, on the first chart, not at bot start."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _series(rows: Sequence[Mapping[str, float]], key: str) -> tuple[list[float], list[float]]:
@@ -40,8 +51,7 @@ def plot_training(
     if not losses and not accuracies:
         return None
     panels = [p for p in (losses, accuracies) if p]
-    fig = Figure(figsize=(5 * len(panels), 3.6), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = _figure((5 * len(panels), 3.6))
     for index, keys in enumerate(panels, 1):
         ax = fig.add_subplot(1, len(panels), index)
         for key in keys:
@@ -61,8 +71,7 @@ def plot_training(
 def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: pathlib.Path) -> pathlib.Path:
     """A confusion matrix (rows: true label, columns: predicted) with counts in the cells."""
     size = max(3.5, 0.6 * len(labels) + 2)
-    fig = Figure(figsize=(size, size), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = _figure((size, size))
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(matrix, cmap='Blues')
     ax.set_xticks(range(len(labels)), labels=list(labels), rotation=45, ha='right')

@@ -21,14 +21,9 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import joblib
-import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, log_loss
 
 from integrations.models.datasets import Example, Issue, read_jsonl, split_holdout, write_jsonl
 from integrations.models.plots import plot_training
@@ -44,6 +39,10 @@ from integrations.models.providers.base import (
 )
 
 __all__ = ['LocalModel', 'LocalProvider', 'train_local']
+
+if TYPE_CHECKING:  # scikit-learn, numpy and joblib load when a model is first trained or used, not at bot start
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
 
 _log = logging.getLogger(__name__)
 _CURVE = (0.1, 0.25, 0.5, 0.75, 1.0)
@@ -71,6 +70,8 @@ class LocalModel:
 
     def explain(self, text: str) -> tuple[str, float, str, str]:
         """(label, probability, nearest training text, its label) for one text."""
+        import numpy as np
+
         vector = self.vectorizer.transform([text])
         proba = self.classifier.predict_proba(vector)[0]
         best = int(np.argmax(proba))
@@ -80,6 +81,8 @@ class LocalModel:
 
 
 def _fit(vectorizer: TfidfVectorizer, texts: Sequence[str], labels: Sequence[str]) -> LogisticRegression:
+    from sklearn.linear_model import LogisticRegression
+
     classifier = LogisticRegression(max_iter=1000)
     classifier.fit(vectorizer.transform(list(texts)), list(labels))
     return classifier
@@ -88,6 +91,8 @@ def _fit(vectorizer: TfidfVectorizer, texts: Sequence[str], labels: Sequence[str
 def _scores(
     classifier: LogisticRegression, vectorizer: TfidfVectorizer, examples: Sequence[Example], prefix: str
 ) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, log_loss
+
     x = vectorizer.transform([e.text for e in examples])
     y = [e.label for e in examples]
     proba = classifier.predict_proba(x)
@@ -115,6 +120,9 @@ def train_local(
     curve_train, curve_valid = list(train), list(valid)
     if not curve_valid and len(train) >= 20:
         curve_train, curve_valid = split_holdout(train, 0.2, seed)
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, max_features=200_000)
     vectorizer.fit([e.text for e in train])
     rng = np.random.default_rng(seed)
@@ -287,6 +295,8 @@ class LocalProvider(ModelProvider):
     @staticmethod
     def _save(folder: pathlib.Path, model: LocalModel, meta: dict[str, Any]) -> None:
         """Model, then ``meta.json`` (each replaced atomically), then drop the kept examples."""
+        import joblib
+
         joblib.dump(model, folder / 'model.joblib.tmp')
         os.replace(folder / 'model.joblib.tmp', folder / 'model.joblib')
         (folder / 'meta.json.tmp').write_text(json.dumps(meta, indent=1), encoding='utf-8')
@@ -347,6 +357,8 @@ class LocalProvider(ModelProvider):
                 raise ProviderError(f'{model!r} is not a local model name', fatal=True)
             path = self.models / model / 'model.joblib'
             try:
+                import joblib
+
                 self._cache[model] = await asyncio.to_thread(joblib.load, path)
             except (OSError, EOFError, ValueError, AttributeError, ImportError) as exc:
                 _log.error('local model %s cannot be loaded from %s: %s', model, path, exc)
