@@ -35,6 +35,8 @@ __all__ = ['JobManager', 'job_payload', 'job_text', 'place_of']
 
 _log = logging.getLogger(__name__)
 _RESULT_ATTEMPTS = 5
+_POST_ATTEMPTS = 10
+"""Failed posts (the adapter raised) before a result is left for ``jobs`` to show."""
 _TRAIN, _VALID = 'train.jsonl', 'valid.jsonl'
 """The examples of a job, kept in ``<folder>/<job id>/``: a start after a crash reads them, and ``test``
 checks test data against ``train.jsonl`` (the model's training data)."""
@@ -390,6 +392,7 @@ class JobManager:
         deadline = (job.finished or time.time()) + self.delivery_grace
         delay = 0.2
         payload = job_payload(job)
+        failures = 0
         while True:
             try:
                 resumed = await self.notifier.notify(job.topic, payload)
@@ -405,7 +408,11 @@ class JobManager:
                 except Exception:
                     _log.exception('posting the result of job %s to %s failed', job.id, job.place)
                     posted = None
+                    failures += 1
                 how = 'posted' if posted is not None else ''
+                if failures >= _POST_ATTEMPTS:  # the channel refuses it (gone, no permission): jobs shows it
+                    _log.error('job %s: giving up posting its result to %s; it stays in jobs', job.id, job.place)
+                    how = 'undeliverable'
             if how:
                 job.reported, job.delivered = True, how
                 await self.save(job)

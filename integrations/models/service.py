@@ -487,5 +487,6 @@ def _delivery(job: Job) -> str:
     return {
         'inline': ' (reported in its conversation)',
         'posted': ' (posted to its channel)',
+        'undeliverable': ' (its channel refused the report)',
         'shown': '',
     }.get(job.delivered, ' (report pending)' if job.status in TERMINAL else '')

@@ -3,6 +3,9 @@ up where ambiguous, then a plain message; never a second remote job or file, nev
 
 from __future__ import annotations
 
+import asyncio
+from unittest.mock import patch
+
 import pytest
 
 from engine.states.actions import ActionError
@@ -11,6 +14,11 @@ from .conftest import MakePlugin, Plugin, openai_settings
 from .fake_openai import FakeOpenAI
 
 CREATE = '/v1/fine_tuning/jobs'
+_sleep = asyncio.sleep
+
+
+async def fast_sleep(seconds: float) -> None:
+    await _sleep(min(seconds, 0.01))
 
 
 async def _plugin(make_plugin: MakePlugin, server: FakeOpenAI, **settings: object) -> Plugin:
@@ -151,3 +159,19 @@ async def test_uploaded_files_are_kept_when_configured(make_plugin: MakePlugin, 
     plugin = await _plugin(make_plugin, fake_openai, delete_files=False)
     await _train_to_the_end(plugin)
     assert len(fake_openai.training_files()) == 1
+
+
+async def test_a_report_the_channel_refuses_stays_in_jobs(make_plugin: MakePlugin, fake_openai: FakeOpenAI) -> None:
+    plugin = await _plugin(make_plugin, fake_openai, delivery_grace=0)
+    plugin.notifier.waiting = 0  # nobody waits, and posting fails every time
+
+    async def refuse(*args: object, **kwargs: object) -> str | None:
+        raise RuntimeError('403 Missing Access')
+
+    plugin.notifier.post = refuse  # type: ignore[method-assign]
+    with patch('integrations.models.jobs.asyncio.sleep', fast_sleep):
+        started = await plugin.call('model.train')
+        await plugin.service.jobs.wait(started['job'])
+    listed = await plugin.call('model.jobs')
+    assert '(its channel refused the report)' in listed['text']
+    assert f'Training job {started["job"]} finished' in listed['text']
