@@ -54,7 +54,7 @@ _EPOCHS = itertools.count(1)
 conversation can never match a new conversation on the same key."""
 
 _TRANSIENT = frozenset({'deferred', 'progress_at', 'progress_sending'})
-"""Runtime bookkeeping that is not persisted (events waiting in memory, rate-limit clocks)."""
+"""Runtime bookkeeping not persisted as it is (rate-limit clocks; deferred messages are stored as text)."""
 
 
 class Conversation:
@@ -125,6 +125,11 @@ class Conversation:
             deadline=self.deadline,
             extra={
                 **{k: v for k, v in self.extra.items() if k not in _TRANSIENT},
+                **(
+                    {'deferred': [_stored_message(m) for m in deferred]}
+                    if (deferred := self.extra.get('deferred'))
+                    else {}
+                ),
                 'user': [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild],
             },
             guild=self.user.guild,
@@ -262,6 +267,7 @@ class Engine:
         conv = self._live.get(event.key)
         if conv is not None and deferred:
             conv.extra['deferred'] = [*deferred, *conv.extra.get('deferred', [])]
+            await self.save(conv)
             return
         for message in deferred:
             await self.dispatch(message)
@@ -448,6 +454,8 @@ class Engine:
         conv = Conversation(key, compiled, who, row.data)
         conv.state, conv.stack, conv.extra, conv.deadline = row.state, row.stack, extra, row.deadline
         conv.stored = True
+        if 'deferred' in extra:
+            extra['deferred'] = [_message(key, who, stored) for stored in extra['deferred']]
         self._live[key] = conv
         if 'topic' in extra:
             self._waiting.setdefault(extra['topic'], set()).add(key)
@@ -565,6 +573,7 @@ class Engine:
             await self._reply(conv.key, self._text('stale_choice', conv.locale), notice=True)
             return
         conv.extra.setdefault('deferred', []).append(event)
+        await self.save(conv)  # a deferred message survives a restart too
         await self._reply(conv.key, self._text('busy', conv.locale, flow=conv.compiled.name))
 
     async def _begin(self, conv: Conversation, event: Event) -> None:
@@ -800,6 +809,29 @@ def _as_command(event: Message, name: str) -> Command:
     """A typed word taken as the command ``name`` (``help`` outside a dialog runs the help flow)."""
     return Command(
         key=event.key, user=event.user, locale=event.locale, message_id=event.message_id, is_dm=event.is_dm, name=name
+    )
+
+
+def _stored_message(event: Event) -> dict[str, Any]:
+    """A deferred message as the store keeps it (only messages are deferred; commands stop a flow)."""
+    return {
+        'text': getattr(event, 'text', ''),
+        'attachments': [kinds.jsonable(a) for a in getattr(event, 'attachments', ())],
+        'locale': event.locale,
+        'message_id': event.message_id,
+        'is_dm': event.is_dm,
+    }
+
+
+def _message(key: ConversationKey, user: User, stored: Mapping[str, Any]) -> Message:
+    return Message(
+        key=key,
+        user=user,
+        text=str(stored.get('text', '')),
+        attachments=tuple(kinds.attachment(a) for a in stored.get('attachments', [])),
+        locale=stored.get('locale'),
+        message_id=stored.get('message_id'),
+        is_dm=bool(stored.get('is_dm')),
     )
 
 

@@ -12,6 +12,7 @@ import logging
 import pathlib
 import re
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -26,7 +27,7 @@ from engine.templates import compile_condition, is_template, render, render_valu
 if TYPE_CHECKING:
     from engine.runtime import Conversation, Engine, Internal
 
-__all__ = ['answer', 'enter', 'jsonable', 'move', 'on_internal', 'prompt', 'render_text']
+__all__ = ['answer', 'attachment', 'enter', 'jsonable', 'move', 'on_internal', 'prompt', 'render_text']
 
 _log = logging.getLogger(__name__)
 
@@ -282,19 +283,21 @@ def start_call(engine: Engine, conv: Conversation, spec: model.Call) -> None:
 def _attachments(conv: Conversation, event: Event | None) -> list[Attachment]:
     files = list(getattr(event, 'attachments', ()) or ())
     if not files:
-        for stored in conv.data.get('attachments', []):
-            path = stored.get('path')
-            files.append(
-                Attachment(
-                    name=stored.get('name', ''),
-                    content_type=stored.get('content_type', 'application/octet-stream'),
-                    size=stored.get('size', 0),
-                    path=pathlib.Path(path) if path else None,
-                    url=stored.get('url'),
-                    duration=stored.get('duration'),
-                )
-            )
+        files = [attachment(stored) for stored in conv.data.get('attachments', [])]
     return files
+
+
+def attachment(stored: Mapping[str, Any]) -> Attachment:
+    """An attachment back from its stored form (:func:`jsonable`)."""
+    path = stored.get('path')
+    return Attachment(
+        name=stored.get('name', ''),
+        content_type=stored.get('content_type', 'application/octet-stream'),
+        size=stored.get('size', 0),
+        path=pathlib.Path(path) if path else None,
+        url=stored.get('url'),
+        duration=stored.get('duration'),
+    )
 
 
 def _enter_subflow(engine: Engine, conv: Conversation, spec: model.SubFlow) -> None:

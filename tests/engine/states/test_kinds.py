@@ -766,3 +766,21 @@ async def test_the_result_of_a_wait_that_was_left_can_be_posted_to_its_channel(
     await h.engine.post(place, 'Job done (edited)', edit=message_id)
     assert h.adapter.sent[-1].kind == 'edit' and h.adapter.sent[-1].message_id == message_id
     assert await h.engine.post({**place, 'adapter': 'discord'}, 'lost?') is None  # not connected: try later
+
+
+async def test_a_message_deferred_during_a_wait_survives_a_restart_and_is_answered_after_it(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    from engine.store import SQLiteStore
+
+    path = str(tmp_path / 'store.sqlite3')
+    flows = {'w': cmd_flow('w', WAIT), 'chat': CHAT}
+    first = await engine_harness(flows, store=SQLiteStore(path))
+    await first.command('w')
+    await first.say('still there?', locale='ru')
+    await first.stop()
+
+    second = await engine_harness(flows, store=SQLiteStore(path))
+    assert await second.engine.notify('job:u1', {'score': 7}) == 1
+    await second.engine.wait_idle(5)
+    assert second.texts() == ['Finished with 7', 'chat still there?']
