@@ -186,7 +186,8 @@ async def test_cancelling_local_training_reports_cancelled(
     assert entered.is_set()
     [(_, payload)] = plugin.notifier.notified
     assert payload['status'] == 'cancelled'
-    assert not (plugin.service.root / 'models' / 'local-1' / 'meta.json').exists()
+    assert not (plugin.service.root / 'models' / 'local-1').exists()  # the unfinished version is removed
+    assert plugin.service.local.latest() is None
 
 
 async def test_a_second_training_of_a_dataset_is_refused_while_the_first_runs(
