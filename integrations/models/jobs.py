@@ -29,7 +29,7 @@ import attrs
 from engine.states.actions import ActionError, Notifier
 from engine.store import Store
 from integrations.models.datasets import Example, read_jsonl, write_jsonl
-from integrations.models.providers.base import TERMINAL, Job, ModelProvider, ProviderError
+from integrations.models.providers.base import TERMINAL, Job, ModelProvider, ProviderError, Update
 
 __all__ = ['JobManager', 'job_payload', 'job_text', 'place_of']
 
@@ -348,8 +348,22 @@ class JobManager:
                 job.error = update.error
             if changed or update.events:
                 await self.save(job)
-                # one line per poll: this answer's status with its newest event, never mixed across polls
-                await self._progress(job, update.progress or job.status)
+                await self._show(job, update)
+
+    async def _show(self, job: Job, update: Update) -> None:
+        """Progress lines of one poll. An event is prefixed with the status only while the job still has
+        it (events read with a final status may come from before it); the last line is the poll's own
+        status with its newest event, so a status is never paired with an event of another poll."""
+        final = update.progress or update.status
+        events = list(update.events)
+        if update.status not in TERMINAL:
+            lines = [f'{update.status}: {text}' for text in events]
+        else:  # the newest event is in the final line already
+            lines = events[:-1] if events and final.endswith(events[-1]) else events
+        if not lines or lines[-1] != final:
+            lines.append(final)
+        for line in lines:
+            await self._progress(job, line)
 
     async def _collect(self, job: Job, provider: ModelProvider) -> None:
         delay = provider.poll_interval

@@ -411,11 +411,13 @@ class ModelsService:
         )
         await self.store.put_record('test', test_id, {**attrs.asdict(evaluation), 'created': time.time()})
         text = evaluation_text(evaluation)
-        if overlap:
-            text = (
+        if overlap:  # right under the headline with the accuracy it qualifies
+            headline, _, rest = text.partition('\n')
+            warning = (
                 f'Warning: {overlap} of {len(examples)} test examples are in the training data of the current model '
-                f'(job {trained_by.id if trained_by else "?"}); the accuracy on them says little.\n' + text
+                f'(job {trained_by.id if trained_by else "?"}); the accuracy on them says little.'
             )
+            text = '\n'.join(part for part in (headline, warning, rest) if part)
         if report:
             text += '\nTest data problems:\n' + report
         files = [evaluation.plot]

@@ -301,6 +301,8 @@ async def test_test_uses_the_current_models_holdout_and_warns_when_test_data_was
     attachment = Attachment('test.json', content_type='application/json', size=path.stat().st_size, path=path)
     tested = await plugin.call('model.test', attachments=[attachment])
     assert tested['overlap'] == 3
-    assert tested['text'].startswith(
+    headline, warning = tested['text'].split('\n')[:2]
+    assert headline.startswith('Test ')
+    assert warning.startswith(
         f'Warning: 3 of 4 test examples are in the training data of the current model (job {second["job"]})'
     )

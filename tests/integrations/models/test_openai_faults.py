@@ -4,13 +4,17 @@ up where ambiguous, then a plain message; never a second remote job or file, nev
 from __future__ import annotations
 
 import asyncio
+import pathlib
 from unittest.mock import patch
 
 import pytest
 
 from engine.states.actions import ActionError
+from engine.store import MemoryStore
+from integrations.models.jobs import JobManager
+from integrations.models.providers.base import Job, Update
 
-from .conftest import MakePlugin, Plugin, openai_settings
+from .conftest import MakePlugin, Plugin, RecordingNotifier, openai_settings
 from .fake_openai import FakeOpenAI
 
 CREATE = '/v1/fine_tuning/jobs'
@@ -175,3 +179,17 @@ async def test_a_report_the_channel_refuses_stays_in_jobs(make_plugin: MakePlugi
     listed = await plugin.call('model.jobs')
     assert '(its channel refused the report)' in listed['text']
     assert f'Training job {started["job"]} finished' in listed['text']
+
+
+async def test_progress_never_pairs_a_final_status_with_events_read_before_it(tmp_path: pathlib.Path) -> None:
+    notifier = RecordingNotifier()
+    jobs = JobManager(MemoryStore(), notifier, {}, tmp_path)
+    job = Job(id='j1', provider='openai', who='console:local:admin', dataset='d')
+    await jobs._show(job, Update('running', 'running: Step 2', ['Step 1', 'Step 2']))
+    await jobs._show(job, Update('succeeded', 'succeeded: Job done', ['Step 3', 'Job done']))
+    assert [text for _, text in notifier.progressed] == [
+        'running: Step 1',
+        'running: Step 2',
+        'Step 3',
+        'succeeded: Job done',
+    ]
