@@ -1,4 +1,4 @@
-"""The job part of the store port: the contract every backend (memory, SQLite, later PostgreSQL) passes.
+"""The job part of the store port: the contract every backend (memory, SQLite, PostgreSQL) passes.
 
 A new backend adds itself to ``STORES``; the job manager relies on exactly these properties: a job written
 is read back whole, a rewrite replaces it (same id, no second row), the list is oldest first, ``open_only``
@@ -20,9 +20,15 @@ STORES: dict[str, Callable[[pathlib.Path], Store]] = {
 }
 
 
-@pytest.fixture(params=list(STORES))
+@pytest.fixture(params=[*STORES, 'postgres'])
 async def store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> AsyncIterator[Store]:
-    backend = STORES[request.param](tmp_path)
+    if request.param == 'postgres':
+        from engine.postgres import PostgresStore
+
+        backend: Store = PostgresStore(await request.getfixturevalue('postgres_server').new_database())
+        await backend.open()
+    else:
+        backend = STORES[request.param](tmp_path)
     yield backend
     await backend.close()
 
