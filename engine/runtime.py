@@ -206,6 +206,8 @@ class Engine:
         self._workdirs: set[str] | None = None
         """Names of the conversation folders in ``workroot`` (listed once, then tracked), so ending a
         conversation that never had one, as most do, costs no file system call."""
+        self.shards: Shards | None = None
+        """The shards this process runs (set by :meth:`start`); ``None``: all of them."""
         self.progress_interval = config.bot.progress_interval
         """Seconds between two edits of one progress message."""
 
@@ -343,8 +345,13 @@ class Engine:
             await adapter.send_file(key, path)
         return message_id
 
+    def owns(self, place: Mapping[str, Any]) -> bool:
+        """Whether long work reporting to ``place`` is this process's to watch (its guild is on our shards)."""
+        return self.shards is None or self.shards.owns(place.get('guild'))
+
     async def start(self, shards: Shards | None = None) -> None:
         """Restore unfinished conversations (of ``shards`` only, when given) and re-arm their timeouts."""
+        self.shards = shards
         stored_sources = await self.store.flow_versions()
         restored = 0
         for row in await self.store.load_all(shards):

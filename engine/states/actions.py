@@ -48,6 +48,9 @@ class Notifier(Protocol):
         """Send to ``place`` (``adapter``, ``channel``, ``user``) outside any conversation, mentioning the
         user, or edit message ``edit`` there; ``None`` while that adapter is not connected."""
 
+    def owns(self, place: Mapping[str, Any]) -> bool:
+        """Whether this process watches work reporting to ``place`` (with shards, only its own guilds')."""
+
 
 class NullNotifier:
     """A notifier with nobody waiting: for loading plugins without an engine (``flowbot lint``)."""
@@ -57,6 +60,9 @@ class NullNotifier:
 
     async def progress(self, topic: str, text: str) -> list[str]:
         return []
+
+    def owns(self, place: Mapping[str, Any]) -> bool:
+        return True
 
     async def post(
         self, place: Mapping[str, Any], text: str, *, files: Sequence[str] = (), edit: str | None = None

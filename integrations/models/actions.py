@@ -108,6 +108,7 @@ def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
             'thread': None,  # a thread is a channel of its own on Discord, so channel names it
             'user': ctx.key.user,
             'user_name': ctx.user.name,
+            'guild': ctx.user.guild,  # decides which bot process (shard) watches and reports the job
             'progress': None,
         }
         return await service.train(

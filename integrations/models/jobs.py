@@ -219,6 +219,8 @@ class JobManager:
             job = _job(record)
             if job.reported or job.id in self._tasks:
                 continue
+            if not self.notifier.owns(job.place or place_of(job.who)):
+                continue  # another bot process runs that guild's shard and watches it: one watcher per job
             self._watch(job)
             count += 1
         if count:

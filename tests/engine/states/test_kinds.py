@@ -784,3 +784,15 @@ async def test_a_message_deferred_during_a_wait_survives_a_restart_and_is_answer
     assert await second.engine.notify('job:u1', {'score': 7}) == 1
     await second.engine.wait_idle(5)
     assert second.texts() == ['Finished with 7', 'chat still there?']
+
+
+async def test_long_work_is_owned_by_the_process_running_the_shard_of_its_guild(
+    engine_harness: HarnessFactory,
+) -> None:
+    from engine.store import Shards
+
+    h = await engine_harness({'w': cmd_flow('w', WAIT)})
+    assert h.engine.owns({'guild': str(1 << 22)})  # no shards: every place is ours
+    h.engine.shards = Shards((1,), 2)
+    assert h.engine.owns({'guild': str(1 << 22)})
+    assert not h.engine.owns({'guild': None})  # direct messages and the console are shard 0's

@@ -39,6 +39,9 @@ class RecordingNotifier:
         self.progressed.append((topic, text))
         return []
 
+    def owns(self, place: Mapping[str, Any]) -> bool:
+        return True
+
     async def post(
         self, place: Mapping[str, Any], text: str, *, files: Sequence[str] = (), edit: str | None = None
     ) -> str | None:

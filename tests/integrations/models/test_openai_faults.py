@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+from collections.abc import Mapping
+from typing import Any
 from unittest.mock import patch
 
+import attrs
 import pytest
 
 from engine.states.actions import ActionError
-from engine.store import MemoryStore
+from engine.store import MemoryStore, Shards
 from integrations.models.jobs import JobManager
 from integrations.models.providers.base import Job, Update
 
@@ -193,3 +196,23 @@ async def test_progress_never_pairs_a_final_status_with_events_read_before_it(tm
         'Step 3',
         'succeeded: Job done',
     ]
+
+
+async def test_a_restarted_process_watches_only_the_jobs_of_its_own_shards(tmp_path: pathlib.Path) -> None:
+    shards = Shards((0,), 2)  # this process runs shard 0 of 2; guild 1 << 22 is on shard 1
+
+    class ShardNotifier(RecordingNotifier):
+        def owns(self, place: Mapping[str, Any]) -> bool:
+            return shards.owns(place.get('guild'))
+
+    store = MemoryStore()
+    for job_id, guild in (('mine', '5'), ('theirs', str(1 << 22)), ('dm', None)):
+        place = {'adapter': 'discord', 'channel': '1', 'user': '2', 'guild': guild}
+        job = Job(id=job_id, provider='local', who='discord:1:2', dataset='d', place=place, status='failed')
+        await store.put_job(attrs.asdict(job))
+    jobs = JobManager(store, ShardNotifier(), {}, tmp_path, delivery_grace=0)
+    assert await jobs.resume() == 2
+    await jobs.wait('mine')
+    await jobs.wait('dm')
+    assert [j.id for j in await jobs.list() if j.reported] == ['mine', 'dm']
+    await jobs.stop()
