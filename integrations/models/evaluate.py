@@ -6,7 +6,6 @@ same validation report as dataset uploads), or the part of the dataset held out 
 
 from __future__ import annotations
 
-import json
 import pathlib
 import warnings
 from collections.abc import Sequence
@@ -42,13 +41,9 @@ def load_test_data(path: pathlib.Path, display: str, limits: Limits) -> tuple[li
     if size > limits.max_upload_bytes:
         raise ActionError(f'{display} is too large ({size} bytes, limit {limits.max_upload_bytes})')
     if display.lower().endswith('.json'):
-        try:
-            value = json.loads(path.read_text(encoding='utf-8-sig'))
-        except UnicodeDecodeError as exc:
-            raise ActionError(f'{display} is not UTF-8 text') from exc
-        except json.JSONDecodeError as exc:
-            raise ActionError(f'{display}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}') from exc
-        if not isinstance(value, list):
+        with path.open('rb') as fh:
+            start = fh.read(4096).lstrip(b'\xef\xbb\xbf \t\r\n')[:1]
+        if start != b'[':  # parsed once, as a stream of objects, by load_upload
             raise ActionError(f'{display}: expected a JSON list of {{"text": ..., "label": ...}} objects')
     result = load_upload(path, display, None, limits, default_label=None)
     if not result.examples:

@@ -10,6 +10,7 @@ import logging
 import pathlib
 import re
 
+from engine.files import FileRefusedError, check_name
 from engine.states.actions import ActionError
 
 __all__ = ['PathRefusedError', 'inside', 'resolve_inside', 'safe_member_name', 'slug']
@@ -57,6 +58,10 @@ def resolve_inside(root: pathlib.Path, name: str, *, what: str = 'path') -> path
     :param what: how to call the path in messages (``dataset folder``, ``file``...).
     :raises PathRefusedError: with a message fit for the user.
     """
+    try:
+        check_name(name, what)
+    except FileRefusedError as exc:
+        raise PathRefusedError(f'{what} refused: {exc}') from None
     reason = safe_member_name(name)
     if reason:
         raise PathRefusedError(f'{what} {_quoted(name)} refused: {reason}; give a path inside the data folder')
