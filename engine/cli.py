@@ -293,6 +293,8 @@ def _parser() -> argparse.ArgumentParser:
         help='regenerate the diagrams section of docs/flows.md (or the file given)',
     )
     graph.add_argument('--check', action='store_true', help='with --docs: only check that it is up to date')
+    worker = sub.add_parser('worker', help='run training jobs queued by bot processes ([models] workers = true)')
+    worker.add_argument('--concurrency', type=int, default=4, help='jobs watched at once (default 4)')
     sub.add_parser('reload', help='make the running bot reload its flows (SIGHUP through its pid file)')
     speech = sub.add_parser('speech', help='speech models: flowbot speech install MODEL [--url U] [--sha256 H]')
     speech.add_argument('speech_args', nargs=argparse.REMAINDER)
@@ -320,6 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _graph(config, args.flow, args.output, args.docs, args.check)
         if args.command == 'reload':
             return _reload(config)
+        if args.command == 'worker':
+            from integrations.models.workers import run_worker
+
+            return asyncio.run(run_worker(config, concurrency=max(1, args.concurrency)))
         if args.command == 'speech':
             from integrations.speech.cli import main as speech_main
 

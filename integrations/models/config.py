@@ -80,6 +80,13 @@ class ModelsConfig:
     delivery_grace: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
     """Seconds a finished job waits for its conversation to reach its ``wait`` before it posts the
     outcome to the channel instead (the user started another command meanwhile)."""
+    workers: bool = False
+    """Watch training jobs in ``flowbot worker`` processes (needs a PostgreSQL store, see docs/deploy.md);
+    ``false`` watches them in the bot process."""
+    worker_heartbeat: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    """Seconds between a worker's heartbeats."""
+    worker_stalled_after: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    """Seconds without a heartbeat after which a worker counts as dead and its tasks go to another."""
     delete_files: bool = True
     """Delete the uploaded training files from OpenAI when their job ends (any way)."""
     archive_dir: str = 'archive'

@@ -22,7 +22,7 @@ import pathlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -30,6 +30,9 @@ from engine.states.actions import ActionError, Notifier
 from engine.store import Store
 from integrations.models.datasets import Example, read_jsonl, write_jsonl
 from integrations.models.providers.base import TERMINAL, Job, ModelProvider, ProviderError, Update
+
+if TYPE_CHECKING:
+    from integrations.models.workers import JobQueue
 
 __all__ = ['JobManager', 'job_payload', 'job_text', 'place_of']
 
@@ -91,8 +94,12 @@ class JobManager:
         max_poll_interval: float = 300.0,
         delivery_grace: float = 10.0,
         on_success: Callable[[Job], Awaitable[None]] | None = None,
+        queue: JobQueue | None = None,
     ) -> None:
-        """:param folder: where each job's files go (``<folder>/<job id>/training.png``, its examples)."""
+        """:param folder: where each job's files go (``<folder>/<job id>/training.png``, its examples).
+        :param queue: hand watching to ``flowbot worker`` processes (see :mod:`integrations.models.workers`);
+            ``None`` watches in this process.
+        """
         self.store = store
         self.notifier = notifier
         self.providers = providers
@@ -100,6 +107,7 @@ class JobManager:
         self.max_poll_interval = max_poll_interval
         self.delivery_grace = delivery_grace
         self.on_success = on_success
+        self.queue = queue
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def save(self, job: Job) -> None:
@@ -164,7 +172,7 @@ class JobManager:
                 job.error = str(exc)
                 await self.save(job)
                 _log.warning('job %s could not start yet, retrying in the background: %s', job.id, exc)
-                self._watch(job)
+                await self._hand_over(job)
                 return job
             await self._fail_start(job, provider, str(exc))
             raise
@@ -172,7 +180,7 @@ class JobManager:
             await self._fail_start(job, provider, str(exc))
             raise
         _log.info('job %s started on %s (remote %s) for %s', job.id, provider.name, job.remote_id, job.who)
-        self._watch(job)
+        await self._hand_over(job)
         return job
 
     async def _fail_start(self, job: Job, provider: ModelProvider, error: str) -> None:
@@ -221,11 +229,44 @@ class JobManager:
                 continue
             if not self.notifier.owns(job.place or place_of(job.who)):
                 continue  # another bot process runs that guild's shard and watches it: one watcher per job
-            self._watch(job)
+            await self._hand_over(job)
             count += 1
         if count:
             _log.info('resumed %d training job(s)', count)
         return count
+
+    async def _hand_over(self, job: Job) -> None:
+        """Watch ``job`` here, or queue it for a worker; a finished job is always delivered here."""
+        if self.queue is not None and job.finished is None:
+            await self.queue.defer(job.id)
+        else:
+            self._watch(job)
+
+    async def work(self, job_id: str) -> None:
+        """A worker's task: run the job's watcher from its record up to ``finished`` (not the delivery).
+
+        Run again after a worker died, it goes on from the record (nothing is created twice); run for
+        a finished job, it does nothing.
+        """
+        job = await self.get(job_id)
+        if job.finished is None:
+            await self._finish(job)
+
+    async def on_message(self, message: Mapping[str, Any]) -> None:
+        """A worker's message (see :class:`~integrations.models.workers.JobQueue`): show its progress
+        in the waiting conversation, or deliver a job it finished when this process owns the job's place."""
+        job_id = str(message.get('done') or message.get('progress') or '')
+        record = await self.store.get_job(job_id) if job_id else None
+        if record is None:
+            _log.warning('job queue: message about an unknown job %r', job_id)
+            return
+        job = _job(record)
+        if not self.notifier.owns(job.place or place_of(job.who)):
+            return  # the process running that guild's shard shows and delivers it
+        if 'progress' in message:
+            await self.notifier.progress(job.topic, str(message.get('text', '')))
+        elif not job.reported and job.finished is not None and job.id not in self._tasks:
+            self._watch(job)  # finished: only the delivery is left
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
@@ -271,6 +312,11 @@ class JobManager:
             _log.exception('progress update for job %s failed', job.id)
 
     async def _run(self, job: Job) -> None:
+        await self._finish(job)
+        await self._deliver(job)
+
+    async def _finish(self, job: Job) -> None:
+        """Start, follow and collect the job until its record is ``finished`` and cleaned up."""
         try:
             provider: ModelProvider | None = self._provider(job)
         except ActionError as exc:
@@ -287,7 +333,6 @@ class JobManager:
             await self.save(job)
         if provider is not None:
             await self._cleanup(job, provider)
-        await self._deliver(job)
 
     async def _keep_starting(self, job: Job, provider: ModelProvider) -> None:
         """Finish a start a crash or an outage interrupted, from the examples the job kept."""

@@ -12,7 +12,7 @@ import pathlib
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -38,6 +38,9 @@ from integrations.models.jobs import JobManager, job_text, place_of
 from integrations.models.paths import PathRefusedError, inside, resolve_inside, slug
 from integrations.models.providers.base import TERMINAL, Job, ModelProvider, Turn
 from integrations.models.providers.local import LocalProvider
+
+if TYPE_CHECKING:
+    from integrations.models.workers import JobQueue
 
 __all__ = ['ModelsService']
 
@@ -78,6 +81,14 @@ class ModelsService:
             self.providers['openai'] = OpenAIProvider(models, key or 'unused', client=openai_client)
         self.provider = self.providers['openai' if 'openai' in self.providers else 'local']
         _log.info('models: provider %s, data root %s', self.provider.name, self.root)
+        self.queue: JobQueue | None = None
+        if models.workers:
+            dsn = getattr(store, 'dsn', None)
+            if not isinstance(dsn, str):
+                raise ConfigError('[models] workers = true needs a PostgreSQL store ([bot] store = "postgresql://...")')
+            from integrations.models.workers import JobQueue
+
+            self.queue = JobQueue(dsn, heartbeat=models.worker_heartbeat, stalled_after=models.worker_stalled_after)
         self.jobs = JobManager(
             store,
             notifier,
@@ -86,16 +97,23 @@ class ModelsService:
             max_poll_interval=models.max_poll_interval,
             delivery_grace=models.delivery_grace,
             on_success=self._switch,
+            queue=self.queue,
         )
 
     # lifecycle
 
     async def start(self) -> None:
-        """Resume watching jobs that were unfinished or unreported when the bot stopped."""
+        """Resume watching jobs that were unfinished or unreported when the bot stopped (with workers:
+        listen to them first, so that no job they finish meanwhile is missed)."""
+        if self.queue is not None:
+            await self.queue.open()
+            await self.queue.listen(self.jobs.on_message)
         await self.jobs.resume()
 
     async def stop(self) -> None:
         await self.jobs.stop()
+        if self.queue is not None:
+            await self.queue.close()
         for provider in self.providers.values():
             await provider.close()
 
