@@ -35,9 +35,9 @@ def chat_folder(folder: pathlib.Path, flows: pathlib.Path | None = None, *, plug
 
 
 class ChatProcess:
-    """``python -m engine.cli chat`` in ``cwd`` with ``FLOWBOT_STORE=store``."""
+    """``python -m engine.cli chat`` in ``cwd`` with ``FLOWBOT_STORE=store`` (a file, or a PostgreSQL URL)."""
 
-    def __init__(self, cwd: pathlib.Path, store: pathlib.Path) -> None:
+    def __init__(self, cwd: pathlib.Path, store: pathlib.Path | str) -> None:
         env = {
             **os.environ,
             'FLOWBOT_STORE': str(store),
