@@ -236,8 +236,10 @@ class JobManager:
         return count
 
     async def _hand_over(self, job: Job) -> None:
-        """Watch ``job`` here, or queue it for a worker; a finished job is always delivered here."""
-        if self.queue is not None and job.finished is None:
+        """Watch ``job`` here, or queue it for a worker; a finished job is always delivered here, and a
+        job training in this process (the local provider) is watched here."""
+        provider = self.providers.get(job.provider)
+        if self.queue is not None and job.finished is None and not (provider is not None and provider.in_process):
             await self.queue.defer(job.id)
         else:
             self._watch(job)

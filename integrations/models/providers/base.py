@@ -117,6 +117,9 @@ class ModelProvider(abc.ABC):
     name: str = 'provider'
     poll_interval: float = 1.0
     """How often the job manager polls a running job (seconds)."""
+    in_process: bool = False
+    """Training runs in the process that started it (the local provider's thread): its job is watched
+    there, never handed to a ``flowbot worker``."""
 
     @abc.abstractmethod
     def check(self, examples: Sequence[Example]) -> list[Issue]:

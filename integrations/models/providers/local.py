@@ -163,6 +163,7 @@ class LocalProvider(ModelProvider):
     """Trains and serves :class:`LocalModel` versions from ``<root>/models``."""
 
     name = 'local'
+    in_process = True
 
     def __init__(self, root: pathlib.Path, *, poll_interval: float = 0.25, seed: int = 0) -> None:
         self.root = root

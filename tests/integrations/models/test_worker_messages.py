@@ -106,3 +106,26 @@ def test_workers_need_a_postgresql_store(tmp_path: pathlib.Path) -> None:
     config = load_config(tmp_path / 'bot.toml')
     with pytest.raises(ConfigError, match='needs a PostgreSQL store'):
         ModelsService(config, ModelsConfig(workers=True), MemoryStore(), Recorder())
+
+
+class Queue:
+    def __init__(self) -> None:
+        self.deferred: list[str] = []
+
+    async def defer(self, job_id: str) -> None:
+        self.deferred.append(job_id)
+
+
+async def test_with_workers_a_remote_job_is_queued_and_a_local_one_stays_in_the_bot(tmp_path: pathlib.Path) -> None:
+    store, queue = MemoryStore(), Queue()
+    jobs = _manager(store, Recorder(), tmp_path)
+    jobs.queue = queue  # type: ignore[assignment]
+    jobs.providers = {**jobs.providers, 'openai': LocalProvider(tmp_path / 'o')}
+    jobs.providers['openai'].in_process = False
+    remote = Job(id='r1', provider='openai', who='console:c1:u1', dataset='d', status='running')
+    local = Job(id='l1', provider='local', who='console:c1:u1', dataset='d', status='running')
+    for job in (remote, local):
+        await store.put_job(attrs.asdict(job))
+    assert await jobs.resume() == 2
+    assert queue.deferred == ['r1'] and 'l1' in jobs._tasks and 'r1' not in jobs._tasks
+    await jobs.stop()
