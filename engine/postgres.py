@@ -112,7 +112,10 @@ class PostgresStore(Store):
     # -- connecting and migrating -------------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        import asyncpg
+        try:
+            import asyncpg
+        except ImportError as exc:  # installed without the [postgres] extra
+            raise StoreError(f'the store {redact(self.dsn)} needs asyncpg: pip install "flowbot[postgres]"') from exc
 
         try:
             self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)

@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from engine.config import load_config
+from engine.config import load_config, section
 from engine.store import Shards
 from integrations.discord.config import load_discord_config
+from integrations.models.config import ModelsConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -23,6 +24,7 @@ def test_the_compose_bot_toml_with_the_compose_environment_runs_one_shard(monkey
     assert config.store_file is None  # nothing local when the store is PostgreSQL
     compose = (REPO / 'deploy' / 'compose.yaml').read_text(encoding='utf-8')
     assert re.findall(r'FLOWBOT_SHARD_IDS: "(\d+)"', compose) == ['0', '1']
+    assert section(config, 'models', ModelsConfig).workers and 'command: ["worker"]' in compose
 
 
 def test_the_systemd_template_names_its_shards_by_instance() -> None:
@@ -36,9 +38,11 @@ def test_the_settings_shown_in_the_deploy_guide_parse(monkeypatch: pytest.Monkey
     for name in ('FLOWBOT_SHARD_COUNT', 'FLOWBOT_SHARD_IDS', 'FLOWBOT_STORE'):
         monkeypatch.delenv(name, raising=False)
     guide = (REPO / 'docs' / 'deploy.md').read_text(encoding='utf-8')
-    [snippet] = re.findall(r'```toml\n(.*?)```', guide, flags=re.S)
+    [shards, workers] = re.findall(r'```toml\n(.*?)```', guide, flags=re.S)
     path = tmp_path / 'bot.toml'
-    path.write_text(snippet, encoding='utf-8')
+    path.write_text(shards + workers, encoding='utf-8')
     config = load_config(path)
     assert load_discord_config(config).shards() == Shards((0,), 2)
     assert config.store_spec.startswith('postgresql://')
+    models = section(config, 'models', ModelsConfig)
+    assert models.workers and models.worker_heartbeat == 10 and models.worker_stalled_after == 30
