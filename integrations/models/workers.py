@@ -36,6 +36,8 @@ _SCHEMA_LOCK = (0x666C6F77, -2)
 """Advisory lock taken while procrastinate's schema is applied (several processes may start at once)."""
 _MAX_TEXT = 1_000
 """Longest progress line relayed (NOTIFY payloads are limited to 8000 bytes)."""
+_ATTEMPTS = 20
+"""Runs of a task that raises before it is left failed (a bot restart queues the job again)."""
 
 
 def _import_procrastinate() -> Any:
@@ -163,7 +165,9 @@ async def run_worker(config: Any, *, concurrency: int = 4, stalled_check: float 
     import signal
 
     from engine.app import build_app
+    from engine.states.actions import ActionError
 
+    procrastinate = _import_procrastinate()
     app = build_app(config)
     service = app.plugins.services.get('models')
     queue = getattr(getattr(service, 'jobs', None), 'queue', None)
@@ -175,10 +179,16 @@ async def run_worker(config: Any, *, concurrency: int = 4, stalled_check: float 
     jobs.notifier = RelayNotifier(queue)
 
     async def watch_job(job_id: str) -> None:
-        await jobs.work(job_id)
+        try:
+            await jobs.work(job_id)
+        except ActionError as exc:  # the record is gone: nothing to watch, nothing to retry
+            _log.error('job %s: not watched: %s', job_id, exc)
+            return
         await queue.send({'done': job_id})
 
-    queue.app.task(name=TASK, queue=QUEUE, pass_context=False)(watch_job)
+    # A task that raised (the database was unreachable a moment) runs again later, from the record.
+    retry = procrastinate.RetryStrategy(max_attempts=_ATTEMPTS, wait=queue.stalled_after)
+    queue.app.task(name=TASK, queue=QUEUE, pass_context=False, retry=retry)(watch_job)
 
     async def check_stalled() -> None:
         while True:
