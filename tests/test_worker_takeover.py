@@ -125,3 +125,33 @@ def test_a_worker_killed_mid_training_another_finishes_and_the_report_arrives_on
     assert f'task {task_id}' in workers[1].output and 'is retried' in workers[1].output, workers[1].output
     [(status, worker)] = fetch(dsn, f'SELECT status, worker_id FROM procrastinate_jobs WHERE id = {task_id}')
     assert status == 'succeeded' and worker != doing_worker
+
+
+def test_a_job_a_worker_finished_while_the_bot_was_down_is_reported_once_after_the_restart(
+    bot_dir: pathlib.Path, fake: ThreadedFake, dsn: str, workers: list[Worker], tmp_path: pathlib.Path
+) -> None:
+    with (bot_dir / 'bot.toml').open('a', encoding='utf-8') as fh:
+        fh.write('workers = true\nworker_heartbeat = 0.3\nworker_stalled_after = 1.5\n')
+    server = fake.server
+    first = start(bot_dir, dsn)
+    try:
+        workers.append(Worker(bot_dir, dsn, 'a'))
+        begin_training(first, tmp_path / 'reviews.jsonl')
+        wait_for(lambda: (r := job_record(dsn)) is not None and r['status'] == 'running', 'the worker polling the job')
+        first.kill()  # the bot dies; the worker goes on
+    finally:
+        first.close()
+    server.final = 'succeeded'
+    wait_for(lambda: (r := job_record(dsn)) is not None and r['finished'], 'the worker finishing the job', 30)
+    assert not job_record(dsn)['reported']  # type: ignore[index]  # nobody was there to deliver it
+    second = start(bot_dir, dsn)
+    try:
+        second.expect(REPORT, timeout=30)
+        wait_for(lambda: (r := job_record(dsn)) is not None and r['reported'], 'the report stored')
+        time.sleep(1.5)
+        lines = second.finish()
+    finally:
+        second.close()
+    reports = [line for line in [*first.lines, *lines] if 'finished: model ft:' in line]
+    assert len(reports) == 1, (reports, lines, second.stderr)
+    assert server.creates == 1
