@@ -16,6 +16,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
+from engine import i18n
 from engine.config import format_exception
 from engine.flows import model
 
@@ -47,7 +48,7 @@ class FlowError(Exception):
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """`` (did you mean "x"?)`` for the closest candidate, or an empty string."""
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ''
+    return i18n._(' (did you mean "{word}"?)').format(word=close[0]) if close else ''
 
 
 _HEADER = re.compile(r'^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$')

@@ -326,7 +326,7 @@ async def test_unknown_command_suggests_the_closest(engine_harness: HarnessFacto
     await h.command('hii')
     assert h.texts() == ['Unknown command "hii" (did you mean "hi"?). Try !instruction for the list.']
     await h.command('zzz', locale='ru')
-    assert h.last == 'Неизвестная команда "zzz". Список: !instruction.'
+    assert h.last == 'Неизвестная команда «zzz». Список команд: !instruction.'
 
 
 async def test_permission_groups_by_user_and_role(engine_harness: HarnessFactory) -> None:
