@@ -11,15 +11,57 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import babel
 import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ['TemplateError', 'compile_condition', 'find_variables', 'is_template', 'render', 'render_value']
+from engine import i18n
+
+__all__ = [
+    'TemplateError',
+    'compile_condition',
+    'find_variables',
+    'is_template',
+    'number',
+    'plural',
+    'render',
+    'render_value',
+]
 
 _log = logging.getLogger(__name__)
 
 _env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def plural(value: Any, one: str, other: str, few: str | None = None, many: str | None = None) -> str:
+    """``{{ n | plural('пример', 'примера', few='примера', many='примеров') }}`` -> ``5 примеров``.
+
+    The form is chosen by the CLDR plural category of ``n`` in the reply's language (Babel), so a
+    flow text can say ``1 пример``, ``2 примера``, ``5 примеров``; a missing category falls back to ``other``.
+    """
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return f'{value} {other}'
+    try:
+        category = babel.Locale.parse(i18n.current()).plural_form(abs(n))
+    except (ValueError, babel.UnknownLocaleError):
+        category = 'one' if abs(n) == 1 else 'other'
+    word = {'one': one, 'few': few, 'many': many}.get(category) or other
+    return f'{i18n.format_number(n)} {word}'
+
+
+def number(value: Any, digits: int | None = None) -> str:
+    """``{{ x | number }}``: a number written the reply language's way (``1 234,5`` in Russian)."""
+    try:
+        return i18n.format_number(float(value) if digits is not None or not isinstance(value, int) else value, digits)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+_env.filters['plural'] = plural
+_env.filters['number'] = number
 
 
 class TemplateError(Exception):
