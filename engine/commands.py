@@ -61,7 +61,9 @@ def convert(option: model.OptionSpec, raw: str) -> Any:
         try:
             value = int(raw)
         except ValueError:
-            raise ValueError(_('{name} must be a whole number, not "{raw}"').format(name=option.name, raw=raw)) from None
+            raise ValueError(
+                _('{name} must be a whole number, not "{raw}"').format(name=option.name, raw=raw)
+            ) from None
     elif option.type == 'number':
         try:
             value = float(raw)
@@ -75,7 +77,11 @@ def convert(option: model.OptionSpec, raw: str) -> Any:
         match = _MENTION.match(raw)
         value = match.group(1) if match else raw
         if not value.isdigit():
-            what = _('{name} must be a user mention or id, not "{raw}"') if option.type == 'user' else _('{name} must be a channel mention or id, not "{raw}"')
+            what = (
+                _('{name} must be a user mention or id, not "{raw}"')
+                if option.type == 'user'
+                else _('{name} must be a channel mention or id, not "{raw}"')
+            )
             raise ValueError(what.format(name=option.name, raw=raw))
     else:
         value = raw
@@ -149,7 +155,9 @@ def parse_arguments(
             try:
                 word = lexer.get_token()
             except ValueError as exc:
-                raise UsageError(_('Cannot read the arguments: {error}.\nUsage: {line}').format(error=exc, line=line)) from None
+                raise UsageError(
+                    _('Cannot read the arguments: {error}.\nUsage: {line}').format(error=exc, line=line)
+                ) from None
             if word is None:
                 break
             key, sep, raw = word.partition('=')

@@ -176,7 +176,7 @@ class Engine:
         self._live: dict[ConversationKey, Conversation] = {}
         self._waiting: dict[str, set[ConversationKey]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._summary: tuple[int, list[dict[str, Any]]] | None = None
+        self._summary: tuple[tuple[int, str], list[dict[str, Any]]] | None = None
         self._held: dict[str, list[Callable[[], object]]] = {}
         """Restored work (timers, re-runs, endings) waiting for its adapter to be added."""
         self.workroot = config.resolve(config.bot.data_root) / 'tmp'
@@ -751,7 +751,8 @@ class Engine:
 
     def flows_summary(self) -> list[dict[str, Any]]:
         """What ``instruction`` lists: every command flow with its options (cached per flow set)."""
-        if self._summary is not None and self._summary[0] == self.library.generation:
+        lang = i18n.current()
+        if self._summary is not None and self._summary[0] == (self.library.generation, lang):
             return self._summary[1]
         out = []
         for flow in sorted(self.flows(), key=lambda f: f.trigger.command or '~' + f.name):
@@ -762,20 +763,20 @@ class Engine:
                     'command': trig.command,
                     'aliases': trig.aliases,
                     'message': trig.message,
-                    'description': model.localize(flow.flow.description or trig.description, None),
+                    'description': model.localize(flow.flow.description or trig.description, lang),
                     'options': [
                         {
                             'name': o.name,
                             'type': o.type,
                             'required': o.is_required,
-                            'description': model.localize(o.description, None),
+                            'description': model.localize(o.description, lang),
                         }
                         for o in trig.options
                     ],
                     'permission': flow.permission,
                 }
             )
-        self._summary = (self.library.generation, out)
+        self._summary = ((self.library.generation, lang), out)
         return out
 
 

@@ -150,7 +150,7 @@ async def prompt(engine: Engine, conv: Conversation, spec: model.Ask, text: str 
     if spec.choices_from:
         choices += _dynamic_choices(engine, conv, spec.choices_from)
     if not choices and spec.expect == 'boolean':
-        choices = [Option('yes', 'Yes'), Option('no', 'No')]
+        choices = [Option('yes', i18n._('Yes')), Option('no', i18n._('No'))]
     adapter = engine.adapter(conv)
     if choices:
         await adapter.ask(conv.key, text, choices)
@@ -202,7 +202,11 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
             if lowered in {choice.value.lower(), str(i), *(label.lower() for label in labels if label)}:
                 return True, choice.value, ''
         if spec.expect == 'choice':
-            return False, None, i18n._('please pick one of: {choices}').format(choices=', '.join(c.value for c in spec.choices))
+            return (
+                False,
+                None,
+                i18n._('please pick one of: {choices}').format(choices=', '.join(c.value for c in spec.choices)),
+            )
     if spec.expect == 'boolean':
         answer = parse_bool(raw)
         return (True, answer, '') if answer is not None else (False, None, i18n._('please answer yes or no'))
@@ -211,7 +215,11 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
             number: float | int = int(raw) if spec.expect == 'integer' else float(raw)
         except ValueError:
             whole = spec.expect == 'integer'
-            return False, None, i18n._('please answer with a whole number') if whole else i18n._('please answer with a number')
+            return (
+                False,
+                None,
+                i18n._('please answer with a whole number') if whole else i18n._('please answer with a number'),
+            )
         if spec.min is not None and number < spec.min:
             return False, None, i18n._('the smallest allowed value is {min}').format(min=i18n.format_number(spec.min))
         if spec.max is not None and number > spec.max:
@@ -221,10 +229,22 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
         return False, None, i18n._('the answer is empty')
     if spec.min is not None and len(raw) < spec.min:
         n = int(spec.min)
-        return False, None, i18n.ngettext('the answer needs at least {n} character', 'the answer needs at least {n} characters', n).format(n=n)
+        return (
+            False,
+            None,
+            i18n.ngettext(
+                'the answer needs at least {n} character', 'the answer needs at least {n} characters', n
+            ).format(n=n),
+        )
     if spec.max is not None and len(raw) > spec.max:
         n = int(spec.max)
-        return False, None, i18n.ngettext('the answer can have at most {n} character', 'the answer can have at most {n} characters', n).format(n=n)
+        return (
+            False,
+            None,
+            i18n.ngettext(
+                'the answer can have at most {n} character', 'the answer can have at most {n} characters', n
+            ).format(n=n),
+        )
     if spec.pattern and not re.fullmatch(spec.pattern, raw):
         return False, None, i18n._('the answer does not have the expected form')
     return True, raw, ''
@@ -245,7 +265,11 @@ async def answer(engine: Engine, conv: Conversation, spec: model.Ask, event: Eve
             labels = [render_text(engine, conv, c.label) or c.value for c in spec.choices]
             offered = ', '.join(f'{i} {label}' for i, label in enumerate(labels, start=1))
             reason = i18n._('please pick one of: {choices}').format(choices=offered)
-        message = render_text(engine, conv, spec.invalid) if spec.invalid else i18n._('Sorry, {reason}.').format(reason=reason)
+        message = (
+            render_text(engine, conv, spec.invalid)
+            if spec.invalid
+            else i18n._('Sorry, {reason}.').format(reason=reason)
+        )
         left = spec.attempts - attempts
         await engine.save(conv)
         more = i18n.ngettext('{n} attempt left', '{n} attempts left', left).format(n=left)

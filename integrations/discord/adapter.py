@@ -25,6 +25,7 @@ import attrs
 import hikari
 
 from engine.api import Adapter, ConversationKey, NotSupportedError, Option
+from engine.i18n import _
 from engine.states.actions import ActionError
 
 from .attachments import Downloads
@@ -585,7 +586,7 @@ class DiscordAdapter(Adapter):
 
     def _voice(self) -> VoiceControl:
         if self.voice is None:
-            raise NotSupportedError('voice is not available on this bot')
+            raise NotSupportedError(_('voice is not available on this bot'))
         return self.voice
 
     def _user_channel(self, guild: int, user: str) -> int | None:
