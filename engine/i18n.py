@@ -39,6 +39,7 @@ __all__ = [
     'format_date',
     'format_datetime',
     'format_number',
+    'format_percent',
     'gettext_for',
     'language_of',
     'ngettext',
@@ -132,6 +133,11 @@ def format_number(value: float, digits: int | None = None) -> str:
     """``value`` written the current language's way (``1,234.5`` / ``1 234,5``); ``digits`` fixes the decimals."""
     pattern = None if digits is None else '#,##0.' + '0' * digits if digits else '#,##0'
     return babel.numbers.format_decimal(value, format=pattern, locale=_babel_locale())
+
+
+def format_percent(value: float, digits: int = 1) -> str:
+    """A fraction as a percentage the current language's way (``93.5%`` / ``93,5 %``)."""
+    return babel.numbers.format_percent(value, format='#,##0.' + '0' * digits + '%', locale=_babel_locale())
 
 
 def format_date(value: datetime.date) -> str:

@@ -107,7 +107,7 @@ def test_the_built_wheel_installed_in_a_new_venv_runs_a_bot_folder_outside_the_c
     empty = tmp_path / 'empty'
     empty.mkdir()
     assert (
-        '15 flow(s) checked, 0 problem(s)'
+        '15 flow(s) checked, 0 problems'
         in subprocess.run(
             [flowbot, 'lint'], cwd=empty, env=env, capture_output=True, text=True, timeout=120, check=True
         ).stderr

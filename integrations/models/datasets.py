@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from engine.filetypes import looks_like_csv
+from engine.i18n import _, format_number, ngettext
 from engine.states.actions import ActionError
 from engine.store import Store
 from integrations.models.chatformat import check_chat_example, split_chat_example
@@ -75,7 +76,11 @@ class Issue:
     line: int | None = None
 
     def __str__(self) -> str:
-        return f'{self.where} line {self.line}: {self.reason}' if self.line else f'{self.where}: {self.reason}'
+        return (
+            _('{where} line {line}: {reason}').format(where=self.where, line=self.line, reason=self.reason)
+            if self.line
+            else f'{self.where}: {self.reason}'
+        )
 
 
 @attrs.define
@@ -92,15 +97,17 @@ class ImportResult:
     def report(self) -> str:
         """The validation report: counts, then each problem (the first few) with its place."""
         labels = Counter(e.label for e in self.examples)
-        head = f'{len(self.examples)} example(s) read'
+        count = len(self.examples)
+        head = ngettext('{count} example read', '{count} examples read', count).format(count=format_number(count))
         if labels:
             head += ' (' + ', '.join(f'{k}: {v}' for k, v in sorted(labels.items())) + ')'
         if not self.issues:
-            return head + ', no problems.'
-        lines = [f'{head}; {len(self.issues)} problem(s):']
+            return head + _(', no problems.')
+        problems = len(self.issues)
+        lines = [head + ngettext('; {count} problem:', '; {count} problems:', problems).format(count=problems)]
         lines += [f'- {issue}' for issue in self.issues[:_MAX_LISTED_ISSUES]]
         if len(self.issues) > _MAX_LISTED_ISSUES:
-            lines.append(f'- ... and {len(self.issues) - _MAX_LISTED_ISSUES} more')
+            lines.append(_('- ... and {count} more').format(count=len(self.issues) - _MAX_LISTED_ISSUES))
         return '\n'.join(lines)
 
 
@@ -120,24 +127,29 @@ class DatasetInfo:
 
 def _decode(data: bytes, where: str, limits: Limits, label: str) -> Example | Issue:
     if b'\x00' in data:
-        return Issue(where, 'binary file, expected UTF-8 text')
+        return Issue(where, _('binary file, expected UTF-8 text'))
     try:
         text = data.decode('utf-8-sig').strip()
     except UnicodeDecodeError as exc:
-        return Issue(where, f'not UTF-8 text (byte {exc.start})')
+        return Issue(where, _('not UTF-8 text (byte {start})').format(start=exc.start))
     if not text:
-        return Issue(where, 'empty text')
+        return Issue(where, _('empty text'))
     if len(text) > limits.max_text_chars:
-        return Issue(where, f'text too long ({len(text)} characters, limit {limits.max_text_chars})')
+        return Issue(
+            where,
+            _('text too long ({count} characters, limit {max_text_chars})').format(
+                count=len(text), max_text_chars=limits.max_text_chars
+            ),
+        )
     return Example(text, label, where)
 
 
 def _check_label(label: str) -> str:
     label = label.strip()
     if not label:
-        raise ActionError('the label must not be empty')
+        raise ActionError(_('the label must not be empty'))
     if len(label) > 100 or '\n' in label:
-        raise ActionError('the label must be one line of at most 100 characters')
+        raise ActionError(_('the label must be one line of at most 100 characters'))
     return label
 
 
@@ -155,28 +167,34 @@ def load_folder(folder: pathlib.Path, root: pathlib.Path, label: str, limits: Li
     """
     label = _check_label(label)
     if not folder.is_dir():
-        raise ActionError(f'{folder.relative_to(root.resolve())} is not a folder under the data root')
+        raise ActionError(
+            _('{value} is not a folder under the data root').format(value=folder.relative_to(root.resolve()))
+        )
     files = [(file, label) for file in _txt_files(folder)]
     if not files:
         subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
         files = [(file, _check_label(sub.name)) for sub in subfolders if inside(sub, root) for file in _txt_files(sub)]
     if not files:
-        raise ActionError(f'no .txt files in {folder.relative_to(root.resolve())} or its subfolders')
+        raise ActionError(
+            _('no .txt files in {value} or its subfolders').format(value=folder.relative_to(root.resolve()))
+        )
     if len(files) > limits.max_files:
-        raise ActionError(f'too many files: {len(files)} (limit {limits.max_files})')
+        raise ActionError(
+            _('too many files: {count} (limit {max_files})').format(count=len(files), max_files=limits.max_files)
+        )
     result = ImportResult()
     total = 0
     for file, file_label in files:
         where = str(file.relative_to(root.resolve()))
         if not inside(file, root):
-            result.issues.append(Issue(where, 'symlink leading outside the data folder, skipped'))
+            result.issues.append(Issue(where, _('symlink leading outside the data folder, skipped')))
             continue
         if not file.is_file():
             continue
         size = file.stat().st_size
         total += size
         if size > limits.max_text_chars * 4 or total > limits.max_uncompressed_bytes:
-            result.issues.append(Issue(where, f'file too large ({size} bytes)'))
+            result.issues.append(Issue(where, _('file too large ({size} bytes)').format(size=size)))
             continue
         item = _decode(file.read_bytes(), where, limits, file_label)
         result.take(item)
@@ -197,9 +215,13 @@ def load_upload(
         label = _check_label(label)
     size = path.stat().st_size
     if size > limits.max_upload_bytes:
-        raise ActionError(f'{display} is too large ({size} bytes, limit {limits.max_upload_bytes})')
+        raise ActionError(
+            _('{display} is too large ({size} bytes, limit {max_upload_bytes})').format(
+                display=display, size=size, max_upload_bytes=limits.max_upload_bytes
+            )
+        )
     if size == 0:
-        raise ActionError(f'{display} is empty')
+        raise ActionError(_('{display} is empty').format(display=display))
     with path.open('rb') as fh:
         magic = fh.read(4)
     lower = display.lower()
@@ -207,11 +229,15 @@ def load_upload(
         return _load_zip(path, display, label, limits, default_label)
     data = path.read_bytes()
     if b'\x00' in data:
-        raise ActionError(f'{display} is a binary file; send a ZIP of .txt files, JSONL or CSV')
+        raise ActionError(
+            _('{display} is a binary file; send a ZIP of .txt files, JSONL or CSV').format(display=display)
+        )
     try:
         text = data.decode('utf-8-sig')
     except UnicodeDecodeError as exc:
-        raise ActionError(f'{display} is not UTF-8 text (byte {exc.start})') from exc
+        raise ActionError(
+            _('{display} is not UTF-8 text (byte {start})').format(display=display, start=exc.start)
+        ) from exc
     if lower.endswith(('.csv', '.tsv')):
         return _load_csv(text, display, label, limits)
     if lower.endswith(('.jsonl', '.json', '.ndjson')) or text.lstrip().startswith(('{', '[')):
@@ -219,12 +245,16 @@ def load_upload(
     if lower.endswith('.txt'):
         single = ImportResult()
         if not (label or default_label):
-            raise ActionError(f'{display} has no labels; send JSON, JSONL or CSV with "text" and "label"')
+            raise ActionError(
+                _('{display} has no labels; send JSON, JSONL or CSV with "text" and "label"').format(display=display)
+            )
         single.take(_decode(data, display, limits, label or default_label or DEFAULT_LABEL))
         return single
     if looks_like_csv(text):  # a table under a name without .csv (a chat platform renamed it)
         return _load_csv(text, display, label, limits)
-    raise ActionError(f'{display}: unknown format; send a .zip of .txt files, a .jsonl or a .csv file')
+    raise ActionError(
+        _('{display}: unknown format; send a .zip of .txt files, a .jsonl or a .csv file').format(display=display)
+    )
 
 
 def _load_zip(
@@ -233,15 +263,21 @@ def _load_zip(
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ActionError(f'{display} is not a readable ZIP file: {exc}') from exc
+        raise ActionError(
+            _('{display} is not a readable ZIP file: {error}').format(display=display, error=exc)
+        ) from exc
     result = ImportResult()
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
         texts = [m for m in members if m.filename.lower().endswith('.txt')]
         if not texts:
-            raise ActionError(f'{display} contains no .txt files')
+            raise ActionError(_('{display} contains no .txt files').format(display=display))
         if len(texts) > limits.max_files:
-            raise ActionError(f'{display} has {len(texts)} .txt files (limit {limits.max_files})')
+            raise ActionError(
+                _('{display} has {count} .txt files (limit {max_files})').format(
+                    display=display, count=len(texts), max_files=limits.max_files
+                )
+            )
         declared = sum(m.file_size for m in texts)
         if declared > limits.max_uncompressed_bytes:
             raise ActionError(
@@ -252,34 +288,40 @@ def _load_zip(
             where = f'{display}:{name}'
             if not name.lower().endswith('.txt'):
                 if not name.split('/')[-1].startswith('.') and '__MACOSX' not in name:
-                    result.issues.append(Issue(where, 'not a .txt file, skipped'))
+                    result.issues.append(Issue(where, _('not a .txt file, skipped')))
                 continue
             if '__MACOSX' in name.split('/'):
                 continue
             reason = safe_member_name(name)
             if reason:
-                result.issues.append(Issue(where, f'unsafe name ({reason}), skipped'))
+                result.issues.append(Issue(where, _('unsafe name ({reason}), skipped').format(reason=reason)))
                 continue
             if stat.S_ISLNK(member.external_attr >> 16):
-                result.issues.append(Issue(where, 'symbolic link, skipped'))
+                result.issues.append(Issue(where, _('symbolic link, skipped')))
                 continue
             ratio = member.file_size / max(member.compress_size, 1)
             if member.file_size > 1024 * 1024 and ratio > limits.max_compression_ratio:
-                result.issues.append(Issue(where, f'compression ratio {ratio:.0f}:1 looks like a zip bomb, skipped'))
+                result.issues.append(
+                    Issue(
+                        where, _('compression ratio {ratio:.0f}:1 looks like a zip bomb, skipped').format(ratio=ratio)
+                    )
+                )
                 continue
             if member.file_size > limits.max_text_chars * 4:
-                result.issues.append(Issue(where, f'file too large ({member.file_size} bytes)'))
+                result.issues.append(
+                    Issue(where, _('file too large ({file_size} bytes)').format(file_size=member.file_size))
+                )
                 continue
             try:
                 with archive.open(member) as fh:
                     data = fh.read(limits.max_text_chars * 4 + 1)  # never trust the declared size
             except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
-                result.issues.append(Issue(where, f'cannot be read: {exc}'))
+                result.issues.append(Issue(where, _('cannot be read: {error}').format(error=exc)))
                 continue
             folder = name.rstrip('/').split('/')[:-1]
             item_label = label or (folder[-1] if folder else default_label)
             if item_label is None:
-                result.issues.append(Issue(where, 'not in a folder named after its label, skipped'))
+                result.issues.append(Issue(where, _('not in a folder named after its label, skipped')))
                 continue
             item = _decode(data, where, limits, item_label)
             result.take(item)
@@ -288,13 +330,21 @@ def _load_zip(
 
 def _add(result: ImportResult, limits: Limits, example: Example, where: str, line: int) -> None:
     if not example.text.strip():
-        result.issues.append(Issue(where, 'empty text', line))
+        result.issues.append(Issue(where, _('empty text'), line))
     elif not example.label.strip():
-        result.issues.append(Issue(where, 'empty label', line))
+        result.issues.append(Issue(where, _('empty label'), line))
     elif len(example.text) > limits.max_text_chars:
-        result.issues.append(Issue(where, f'text too long ({len(example.text)} characters)', line))
+        result.issues.append(
+            Issue(where, _('text too long ({count} characters)').format(count=len(example.text)), line)
+        )
     elif len(result.examples) >= limits.max_examples:
-        result.issues.append(Issue(where, f'more than {limits.max_examples} examples, the rest is ignored', line))
+        result.issues.append(
+            Issue(
+                where,
+                _('more than {max_examples} examples, the rest is ignored').format(max_examples=limits.max_examples),
+                line,
+            )
+        )
     else:
         result.examples.append(example)
 
@@ -308,7 +358,11 @@ def _load_jsonl(
         try:
             items = json.loads(stripped)
         except json.JSONDecodeError as exc:
-            raise ActionError(f'{display}: invalid JSON at line {exc.lineno}: {exc.msg}') from exc
+            raise ActionError(
+                _('{display}: invalid JSON at line {lineno}: {msg}').format(
+                    display=display, lineno=exc.lineno, msg=exc.msg
+                )
+            ) from exc
         lines: Iterable[tuple[int, Any]] = enumerate(items, 1)
         parsed = True
     else:
@@ -321,7 +375,7 @@ def _load_jsonl(
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
-                result.issues.append(Issue(display, f'invalid JSON ({exc.msg})', number))
+                result.issues.append(Issue(display, _('invalid JSON ({msg})').format(msg=exc.msg), number))
                 continue
         else:
             value = raw
@@ -339,16 +393,16 @@ def _load_jsonl(
             raw_text = value.get('text')
             raw_label = label or value.get('label')
             if raw_label is None and default_label is None:
-                result.issues.append(Issue(display, 'no label, skipped', number))
+                result.issues.append(Issue(display, _('no label, skipped'), number))
                 continue
             raw_label = raw_label if raw_label is not None else default_label
             if not isinstance(raw_text, str) or not isinstance(raw_label, str):
-                result.issues.append(Issue(display, '"text" and "label" must be strings', number))
+                result.issues.append(Issue(display, _('"text" and "label" must be strings'), number))
                 continue
             _add(result, limits, Example(raw_text.strip(), raw_label.strip(), where), display, number)
         else:
             result.issues.append(
-                Issue(display, 'expected an object with "text" (and "label") or a chat "messages" list', number)
+                Issue(display, _('expected an object with "text" (and "label") or a chat "messages" list'), number)
             )
     return result
 
@@ -361,9 +415,9 @@ def _load_csv(text: str, display: str, label: str | None, limits: Limits) -> Imp
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration as exc:
-        raise ActionError(f'{display} is empty') from exc
+        raise ActionError(_('{display} is empty').format(display=display)) from exc
     except csv.Error as exc:
-        raise ActionError(f'{display} line 1: {exc}') from exc
+        raise ActionError(_('{display} line 1: {error}').format(display=display, error=exc)) from exc
     if 'text' not in header or ('label' not in header and label is None):
         raise ActionError(
             f'{display} line 1: wrong columns {header}; the first line must name the columns "text" and "label"'
@@ -376,13 +430,19 @@ def _load_csv(text: str, display: str, label: str | None, limits: Limits) -> Imp
         except StopIteration:
             break
         except csv.Error as exc:
-            result.issues.append(Issue(display, f'unreadable CSV: {exc}', reader.line_num))
+            result.issues.append(Issue(display, _('unreadable CSV: {error}').format(error=exc), reader.line_num))
             continue
         number = reader.line_num
         if not row or not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            result.issues.append(Issue(display, f'wrong number of columns: {len(row)}, expected {len(header)}', number))
+            result.issues.append(
+                Issue(
+                    display,
+                    _('wrong number of columns: {count}, expected {count2}').format(count=len(row), count2=len(header)),
+                    number,
+                )
+            )
             continue
         row_label = label or (row[label_at] if label_at is not None else DEFAULT_LABEL)
         _add(result, limits, Example(row[text_at].strip(), row_label.strip(), f'{display}:{number}'), display, number)
@@ -422,29 +482,41 @@ def summarize(examples: Sequence[Example]) -> dict[str, Any]:
 
 def summary_text(name: str, summary: dict[str, Any]) -> str:
     """The summary as a few lines for chat."""
-    labels = ', '.join(f'{k}: {v}' for k, v in summary['labels'].items()) or 'none'
+    labels = ', '.join(f'{k}: {v}' for k, v in summary['labels'].items()) or _('none')
     length = summary['length']
-    lines = [f'Dataset {name}: {summary["count"]} examples ({labels}).']
+    count = summary['count']
+    lines = [
+        ngettext(
+            'Dataset {name}: {count} example ({labels}).', 'Dataset {name}: {count} examples ({labels}).', count
+        ).format(name=name, count=format_number(count), labels=labels)
+    ]
     if length:
         lines.append(
-            f'Length (characters): min {length["min"]}, median {length["median"]}, '
-            f'p90 {length["p90"]}, max {length["max"]}.'
+            _('Length (characters): min {min}, median {median}, p90 {p90}, max {max}.').format(
+                min=length['min'], median=format_number(length['median']), p90=length['p90'], max=length['max']
+            )
         )
     if summary['duplicates']:
+        duplicates = summary['duplicates']
         lines.append(
-            f'{summary["duplicates"]} duplicate text(s), {summary["conflicting_duplicates"]} with conflicting labels.'
+            ngettext(
+                '{count} duplicate text, {conflicting} with conflicting labels.',
+                '{count} duplicate texts, {conflicting} with conflicting labels.',
+                duplicates,
+            ).format(count=duplicates, conflicting=summary['conflicting_duplicates'])
         )
     if summary['empty']:
-        lines.append(f'{summary["empty"]} empty text(s).')
+        empty = summary['empty']
+        lines.append(ngettext('{count} empty text.', '{count} empty texts.', empty).format(count=empty))
     if len(summary['labels']) < 2:
-        lines.append('Only one label: add examples of another label to train a classifier.')
+        lines.append(_('Only one label: add examples of another label to train a classifier.'))
     return '\n'.join(lines)
 
 
 def split_holdout(examples: Sequence[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
     """Split off ``fraction`` of the examples for validation, stratified by label when possible."""
     if not 0 <= fraction < 1:
-        raise ActionError('validation_split must be between 0 and 1 (e.g. 0.2)')
+        raise ActionError(_('validation_split must be between 0 and 1 (e.g. 0.2)'))
     if fraction == 0:
         return list(examples), []
     rng = random.Random(seed)
@@ -460,7 +532,7 @@ def split_holdout(examples: Sequence[Example], fraction: float, seed: int) -> tu
         held += group[:k]
         train += group[k:]
     if not held:
-        raise ActionError('the dataset is too small to hold out a validation part; use validation_split=0')
+        raise ActionError(_('the dataset is too small to hold out a validation part; use validation_split=0'))
     return train, held
 
 
@@ -499,11 +571,11 @@ class DatasetRepo:
     async def save(self, name: str, examples: Sequence[Example], source: str, *, add: bool = False) -> DatasetInfo:
         """Save ``examples`` as dataset ``name`` (or add them to the current dataset) and make it current."""
         if not examples:
-            raise ActionError('no usable examples; nothing was saved')
+            raise ActionError(_('no usable examples; nothing was saved'))
         if add:
             current = await self.current()
             if current is None:
-                raise ActionError('there is no current dataset to add to; select one first')
+                raise ActionError(_('there is no current dataset to add to; select one first'))
             name = current.name
             examples = [*self.examples(current), *examples]
             source = f'{current.source} + {source}'
@@ -528,12 +600,12 @@ class DatasetRepo:
         if not name:
             info = await self.current()
             if info is None:
-                raise ActionError('no dataset selected yet: use select_dataset PATH or upload a file first')
+                raise ActionError(_('no dataset selected yet: use select_dataset PATH or upload a file first'))
             return info
         record = await self.store.get_record('dataset', slug(name))
         if record is None:
             known = ', '.join(r['name'] for r in await self.store.list_records('dataset')) or 'none'
-            raise ActionError(f'unknown dataset {name!r}; known datasets: {known}')
+            raise ActionError(_('unknown dataset {name!r}; known datasets: {known}').format(name=name, known=known))
         return DatasetInfo(**record)
 
     async def current(self) -> DatasetInfo | None:
@@ -549,7 +621,11 @@ class DatasetRepo:
             return read_jsonl(path)
         except (OSError, ValueError, KeyError) as exc:
             _log.error('dataset %s cannot be read from %s: %s', info.name, path, exc)
-            raise ActionError(f'dataset {info.name} cannot be read ({exc}); select or upload it again') from exc
+            raise ActionError(
+                _('dataset {name} cannot be read ({error}); select or upload it again').format(
+                    name=info.name, error=exc
+                )
+            ) from exc
 
     async def set_holdout(self, info: DatasetInfo, held: Sequence[Example]) -> DatasetInfo:
         path = self.folder / f'{info.name}.holdout.jsonl'
@@ -618,10 +694,14 @@ def archive_folder(folder: pathlib.Path, root: pathlib.Path, target_dir: pathlib
                 continue
             total += file.stat().st_size
             if total > max_bytes:
-                raise ActionError(f'{folder.name} is larger than the archive limit of {max_bytes} bytes')
+                raise ActionError(
+                    _('{name} is larger than the archive limit of {max_bytes} bytes').format(
+                        name=folder.name, max_bytes=max_bytes
+                    )
+                )
             files.append(file)
     if not files:
-        raise ActionError(f'{folder.name} has no files to archive')
+        raise ActionError(_('{name} has no files to archive').format(name=folder.name))
     target_dir.mkdir(parents=True, exist_ok=True)
     stem = f'{time.strftime("%Y-%m-%d")}_{slug(folder.name)}'
     target = target_dir / f'{stem}.zip'

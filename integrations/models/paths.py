@@ -10,6 +10,7 @@ import logging
 import pathlib
 import re
 
+from engine.i18n import _
 from engine.states.actions import ActionError
 
 __all__ = ['PathRefusedError', 'inside', 'resolve_inside', 'safe_member_name', 'slug']
@@ -59,11 +60,17 @@ def resolve_inside(root: pathlib.Path, name: str, *, what: str = 'path') -> path
     """
     reason = safe_member_name(name)
     if reason:
-        raise PathRefusedError(f'{what} {_quoted(name)} refused: {reason}; give a path inside the data folder')
+        raise PathRefusedError(
+            _('{what} {value} refused: {reason}; give a path inside the data folder').format(
+                what=what, value=_quoted(name), reason=reason
+            )
+        )
     candidate = root / name.replace('\\', '/').strip('/')
     if not inside(candidate, root):
         _log.warning('path %r resolves outside %s (symlink) and was refused', name, root)
-        raise PathRefusedError(f'{what} {_quoted(name)} refused: it leads outside the data folder')
+        raise PathRefusedError(
+            _('{what} {value} refused: it leads outside the data folder').format(what=what, value=_quoted(name))
+        )
     return candidate.resolve()
 
 

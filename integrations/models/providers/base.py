@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from engine.i18n import _
 from engine.states.actions import ActionError
 from integrations.models.datasets import Example, Issue
 
@@ -71,7 +72,7 @@ class Job:
 
     @property
     def topic(self) -> str:
-        return f'job:{self.id}'
+        return _('job:{id}').format(id=self.id)
 
 
 @attrs.frozen
