@@ -72,7 +72,7 @@ class Job:
 
     @property
     def topic(self) -> str:
-        return _('job:{id}').format(id=self.id)
+        return f'job:{self.id}'
 
 
 @attrs.frozen
