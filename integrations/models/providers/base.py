@@ -14,7 +14,6 @@ from typing import Any
 
 import attrs
 
-from engine.i18n import _
 from engine.states.actions import ActionError
 from integrations.models.datasets import Example, Issue
 
