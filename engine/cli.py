@@ -130,7 +130,7 @@ def _lint(config: Config, paths: list[pathlib.Path], fmt: str) -> int:
     ctx = SetupContext(config=config, actions=actions, store=MemoryStore(), notifier=NullNotifier())
     load_plugins(ctx, list(config.bot.plugins))
     flows, problems = load_paths(paths or flow_folders(config))
-    problems += FlowLibrary(actions, config.permissions.keys()).check(flows)
+    problems += FlowLibrary(actions, config.permissions.keys(), languages=config.bot.languages).check(flows)
     _print_diagnostics(problems, fmt)
     if fmt == 'text':
         print(f'{len(flows)} flow(s) checked, {len(problems)} problem(s)', file=sys.stderr)

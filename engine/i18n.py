@@ -141,7 +141,7 @@ def format_percent(value: float, digits: int = 1) -> str:
 
 
 def format_date(value: datetime.date) -> str:
-    """A date the current language's way (``Nov 29, 2026`` / ``29 нояб. 2026 г.``)."""
+    """A date the current language's way (``Nov 29, 2026``, ``29 нояб. 2026 г.``)."""
     return babel.dates.format_date(value, format='medium', locale=_babel_locale())
 
 

@@ -26,9 +26,11 @@ _log = logging.getLogger(__name__)
 class FlowLibrary:
     """Validated, compiled flows by name and version."""
 
-    def __init__(self, actions: ActionRegistry, permissions: Collection[str]) -> None:
+    def __init__(self, actions: ActionRegistry, permissions: Collection[str], *, languages: Sequence[str] = ()) -> None:
         self.actions = actions
         self.permissions = permissions
+        self.languages = tuple(languages)
+        """``[bot] languages``: lint reports a text without a translation for one of them."""
         self._compiled: dict[tuple[str, str], CompiledFlow] = {}
         self._active: dict[str, CompiledFlow] = {}
         self._commands: dict[str, CompiledFlow] = {}
@@ -37,7 +39,7 @@ class FlowLibrary:
         """Bumped on every :meth:`activate`, so caches of the active set know when to rebuild."""
 
     def check(self, flows: Sequence[model.Flow]) -> list[Diagnostic]:
-        return validate(flows, actions=self.actions, permissions=self.permissions)
+        return validate(flows, actions=self.actions, permissions=self.permissions, languages=self.languages)
 
     def load(self, paths: Iterable[pathlib.Path]) -> list[Diagnostic]:
         """Load flow files; if any is invalid, nothing changes and the diagnostics come back."""

@@ -167,7 +167,10 @@ async def test_ask_with_choices_offers_buttons_and_takes_a_press(engine_harness:
     ask = h.adapter.sent[0]
     assert ask.kind == 'ask' and [(o.value, o.label) for o in ask.options] == [('red', 'red'), ('blue', 'Синий')]
     await h.press('blue')
-    assert [(o.value, o.label) for o in h.adapter.sent[-1].options] == [('yes', 'Да'), ('no', 'Нет')]  # yes/no buttons in the user's language
+    assert [(o.value, o.label) for o in h.adapter.sent[-1].options] == [
+        ('yes', 'Да'),
+        ('no', 'Нет'),
+    ]  # yes/no buttons in the user's language
     await h.press('no')
     assert h.last == 'blue False'
 
