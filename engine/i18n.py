@@ -36,6 +36,7 @@ __all__ = [
     '_',
     'available',
     'current',
+    'enter',
     'format_date',
     'format_datetime',
     'format_number',
@@ -98,13 +99,22 @@ def current() -> str:
 
 
 @contextlib.contextmanager
-def use(locale: str | None, default: str = 'en') -> Iterator[str]:
-    """Build messages in ``locale`` (its language; else ``default``) inside the block."""
-    token = _current.set(language_of(locale, default))
+def use(locale: str | None, default: str | None = None) -> Iterator[str]:
+    """Build messages in ``locale``'s language inside the block; no locale: ``default``, else the language in use."""
+    lang = language_of(locale) if locale else language_of(default) if default else current()
+    token = _current.set(lang)
     try:
         yield current()
     finally:
         _current.reset(token)
+
+
+def enter(locale: str | None) -> str:
+    """Build messages in ``locale``'s language for the rest of the current task (an event handler, which runs as
+    a task of its own, so nothing leaks to other events); no locale: the language stays as it is."""
+    if locale:
+        _current.set(language_of(locale))
+    return current()
 
 
 def _(message: str) -> str:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import attrs
 
 from engine.config import ConfigError
+from engine.i18n import _
 from integrations.speech.audio import VoiceMessage, decode_audio, encode_voice_message
 from integrations.speech.config import SpeechConfig
 from integrations.speech.decoder import DerivedModels
@@ -81,10 +82,12 @@ class SpeechService:
         """Speak ``text`` (raises ``SynthesisError``, also for empty or oversize text)."""
         text = text.strip()
         if not text:
-            raise SynthesisError('There is no text to speak.')
+            raise SynthesisError(_('There is no text to speak.'))
         if len(text) > self.config.max_text_chars:
             raise SynthesisError(
-                f'The text is too long to speak ({len(text)} characters; the limit is {self.config.max_text_chars}).'
+                _('The text is too long to speak ({count} characters; the limit is {limit}).').format(
+                    count=len(text), limit=self.config.max_text_chars
+                )
             )
         if workdir is None:
             await self._prune()
