@@ -56,10 +56,14 @@ PERMISSIONS = (
 quote earlier messages (corrections), join and speak in voice channels."""
 
 CACHE = (
-    hikari.api.CacheComponents.GUILD_CHANNELS | hikari.api.CacheComponents.VOICE_STATES | hikari.api.CacheComponents.ME
+    hikari.api.CacheComponents.GUILDS
+    | hikari.api.CacheComponents.GUILD_CHANNELS
+    | hikari.api.CacheComponents.VOICE_STATES
+    | hikari.api.CacheComponents.ME
 )
-"""What the bot reads from hikari's cache: a channel's guild, who sits in voice, its own user (the rest, such as
-every message and member, would be stored per event for nothing)."""
+"""What the bot reads from hikari's cache: a server's preferred locale (the reply language of typed messages), a
+channel's guild, who sits in voice, its own user (the rest, such as every message and member, would be stored per
+event for nothing)."""
 
 
 class RecordStore(Protocol):
