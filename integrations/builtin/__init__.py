@@ -160,7 +160,7 @@ def setup(ctx: SetupContext) -> None:
             speech = ctx.services.get('speech')
             if speech is None:
                 raise ActionError(_('Listening needs speech recognition, which is not configured.'))
-            language = language or speech.config.language
+            language = speech.language(language)
             adapter_config = getattr(action.adapter, 'config', None)  # [discord] listen_grammar, if any
             words = grammar or list(getattr(adapter_config, 'listen_grammar', None) or ()) or None
 

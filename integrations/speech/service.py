@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
+from engine import i18n
 from engine.config import ConfigError
 from engine.i18n import _
 from integrations.speech.audio import VoiceMessage, decode_audio, encode_voice_message
@@ -67,11 +68,22 @@ class SpeechService:
         )
         return audio.pcm, audio.sample_rate
 
+    def language(self, language: str | None = None, *, speaking: bool = False) -> str:
+        """The speech language: the flow's, else the reply language (the user's, the server's or ``bot.language``)
+        when a vosk model (or, ``speaking``, an espeak-ng voice or gTTS) is set up for it, else ``[speech] language``.
+        """
+        if language:
+            return language
+        reply = i18n.current()
+        if reply in self.config.models or (speaking and reply in self.config.espeak_voices):
+            return reply
+        return self.config.language
+
     async def recognize_file(
         self, path: pathlib.Path, language: str | None = None, *, grammar: Sequence[str] | None = None
     ) -> Transcript:
         """Decode and recognise an audio file (raises ``AudioError`` or ``RecognitionError``)."""
-        language = language or self.config.language
+        language = self.language(language)
         pcm, rate = await self.decode(path)
         result = await self.recognizer.recognize(pcm, rate, language, grammar=grammar)
         return Transcript(result.text, language, round(len(pcm) / 2 / rate, 3), result.confidence)
@@ -91,7 +103,7 @@ class SpeechService:
             )
         if workdir is None:
             await self._prune()
-        return await self.synthesizer.synthesize(text, language or self.config.language, workdir=workdir)
+        return await self.synthesizer.synthesize(text, self.language(language, speaking=True), workdir=workdir)
 
     async def _prune(self) -> None:
         """Delete old files of the shared work folder (at most once a minute): nobody else cleans it."""
