@@ -68,16 +68,14 @@ class SpeechService:
         )
         return audio.pcm, audio.sample_rate
 
-    def language(self, language: str | None = None, *, speaking: bool = False) -> str:
-        """The speech language: the flow's, else the reply language (the user's, the server's or ``bot.language``)
-        when a vosk model (or, ``speaking``, an espeak-ng voice or gTTS) is set up for it, else ``[speech] language``.
+    def language(self, language: str | None = None) -> str:
+        """The speech language, for hearing and speaking alike: the flow's, else the reply language (the user's,
+        the server's or ``bot.language``) when ``[speech.models]`` sets it up, else ``[speech] language``.
         """
         if language:
             return language
         reply = i18n.current()
-        if reply in self.config.models or (speaking and reply in self.config.espeak_voices):
-            return reply
-        return self.config.language
+        return reply if reply in self.config.models else self.config.language
 
     async def recognize_file(
         self, path: pathlib.Path, language: str | None = None, *, grammar: Sequence[str] | None = None
@@ -103,7 +101,7 @@ class SpeechService:
             )
         if workdir is None:
             await self._prune()
-        return await self.synthesizer.synthesize(text, self.language(language, speaking=True), workdir=workdir)
+        return await self.synthesizer.synthesize(text, self.language(language), workdir=workdir)
 
     async def _prune(self) -> None:
         """Delete old files of the shared work folder (at most once a minute): nobody else cleans it."""
