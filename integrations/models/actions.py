@@ -64,8 +64,8 @@ def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
         """The datasets one can train on: saved datasets, then data-root folders of .txt files (as choices)."""
         saved = [r['name'] for r in await service.store.list_records('dataset')]
         folders = await asyncio.to_thread(text_folders, service.root, limit=max(0, 24 - len(saved[-12:])))
-        choices = [{'value': f'dataset:{name}', 'label': f'dataset {name}'} for name in saved[-12:]]
-        choices += [{'value': folder, 'label': f'folder {folder}'} for folder in folders]
+        choices = [{'value': f'dataset:{name}', 'label': _('dataset {name}').format(name=name)} for name in saved[-12:]]
+        choices += [{'value': folder, 'label': _('folder {name}').format(name=folder)} for folder in folders]
         return {'choices': choices, 'count': len(choices)}
 
     async def dataset_use(ctx: ActionContext, *, name: str, label: str = 'positive') -> dict[str, Any]:
