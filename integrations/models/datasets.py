@@ -281,7 +281,9 @@ def _load_zip(
         declared = sum(m.file_size for m in texts)
         if declared > limits.max_uncompressed_bytes:
             raise ActionError(
-                f'{display} unpacks to {declared} bytes (limit {limits.max_uncompressed_bytes}); refused as too large'
+                _('{display} unpacks to {size} bytes (limit {limit}); refused as too large').format(
+                    display=display, size=declared, limit=limits.max_uncompressed_bytes
+                )
             )
         for member in members:
             name = member.filename
@@ -420,7 +422,9 @@ def _load_csv(text: str, display: str, label: str | None, limits: Limits) -> Imp
         raise ActionError(_('{display} line 1: {error}').format(display=display, error=exc)) from exc
     if 'text' not in header or ('label' not in header and label is None):
         raise ActionError(
-            f'{display} line 1: wrong columns {header}; the first line must name the columns "text" and "label"'
+            _(
+                '{display} line 1: wrong columns {header}; the first line must name the columns "text" and "label"'
+            ).format(display=display, header=header)
         )
     text_at = header.index('text')
     label_at = header.index('label') if 'label' in header else None

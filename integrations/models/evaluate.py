@@ -68,7 +68,9 @@ def load_test_data(path: pathlib.Path, display: str, limits: Limits) -> tuple[li
         )
     if len(result.examples) > limits.max_test_examples:
         raise ActionError(
-            f'{display} has {len(result.examples)} test examples; the limit is {limits.max_test_examples}'
+            _('{display} has {count} test examples; the limit is {limit}').format(
+                display=display, count=len(result.examples), limit=limits.max_test_examples
+            )
         )
     return result.examples, result.report() if result.issues else ''
 
