@@ -19,6 +19,7 @@ import random
 import tempfile
 import time
 
+from engine.files import FileGate
 from integrations.models.config import Limits
 from integrations.models.datasets import Example, load_folder, split_holdout
 from integrations.models.providers.local import train_local
@@ -83,7 +84,7 @@ def main() -> None:
         for i, e in enumerate(examples):
             (folder / f'{i:06}.txt').write_text(e.text, encoding='utf-8')
         t0 = time.perf_counter()
-        imported = load_folder(folder, root, 'x', Limits())
+        imported = load_folder(folder, FileGate(roots=(root,)), 'x', Limits())
         t_import = time.perf_counter() - t0
     assert len(imported.examples) == len(examples)
 

@@ -130,7 +130,11 @@ def _lint(config: Config, paths: list[pathlib.Path], fmt: str) -> int:
     ctx = SetupContext(config=config, actions=actions, store=MemoryStore(), notifier=NullNotifier())
     load_plugins(ctx, list(config.bot.plugins))
     flows, problems = load_paths(paths or flow_folders(config))
-    problems += FlowLibrary(actions, config.permissions.keys(), languages=config.bot.languages).check(flows)
+    from engine.files import sendable_roots
+
+    problems += FlowLibrary(
+        actions, config.permissions.keys(), languages=config.bot.languages, file_roots=sendable_roots(config)
+    ).check(flows)
     _print_diagnostics(problems, fmt)
     if fmt == 'text':
         print(f'{len(flows)} flow(s) checked, {len(problems)} problem(s)', file=sys.stderr)
@@ -152,6 +156,13 @@ async def _export(config: Config, kind: str, output: pathlib.Path | None) -> int
         await store.close()
     lines = ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records)
     if output:
+        from engine.files import FileGate
+
+        if FileGate.from_config(config).protects(output):
+            print(
+                f'flowbot export: refusing to write {output}: it is the store, a secret or the config', file=sys.stderr
+            )
+            return 1
         try:
             output.write_text(lines, encoding='utf-8')
         except OSError as exc:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import difflib
 import os
 import pathlib
+import re
 import tomllib
+import typing
 from typing import Any, TypeVar
 
 import attrs
 import cattrs
 import cattrs.v
+from cattrs.gen import make_dict_structure_fn
 
 __all__ = [
     'BotConfig',
@@ -23,14 +26,107 @@ __all__ = [
     'PermissionGroup',
     'format_exception',
     'load_config',
+    'looks_like_secret',
     'read_secret',
+    'redact',
     'section',
 ]
 
 T = TypeVar('T')
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
-_converter.register_structure_hook(pathlib.Path, lambda v, _: pathlib.Path(v))
+
+_SECRET = re.compile(
+    r'\b(?:sk-[A-Za-z0-9_-]{8,}|[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{10,}|(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{32,})'
+)
+
+
+def looks_like_secret(value: str) -> bool:
+    """Whether ``value`` holds something shaped like an API key or a bot token (never echo it)."""
+    return bool(_SECRET.search(value))
+
+
+def redact(text: str) -> str:
+    """``text`` with anything shaped like a key or token replaced by ``[hidden]``."""
+    return _SECRET.sub('[hidden]', text)
+
+
+def _kind(value: Any) -> str:
+    """What a TOML value is, in words (never the value itself: it may be a secret)."""
+    if isinstance(value, bool):
+        return 'true/false'
+    if isinstance(value, int | float):
+        return 'a number'
+    if isinstance(value, str):
+        return 'a string'
+    if isinstance(value, list):
+        return 'a list'
+    if isinstance(value, dict):
+        return 'a table'
+    return f'a {type(value).__name__}'
+
+
+def _strict(kind: type | tuple[type, ...], expected: str, convert: Any = None) -> Any:
+    """A structure hook that takes exactly TOML's ``kind`` (no ``"no"`` → true, no ``1`` → text)."""
+
+    def hook(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
+            raise ValueError(f'expected {expected}, not {_kind(value)}')
+        return convert(value) if convert else value
+
+    return hook
+
+
+def _origin(type_: Any) -> Any:
+    return typing.get_origin(type_)
+
+
+def _strict_list(value: Any, type_: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f'expected a list (e.g. ["a", "b"]), not {_kind(value)}')
+    (item,) = typing.get_args(type_) or (Any,)
+    items = []
+    for i, entry in enumerate(value):
+        try:
+            items.append(_converter.structure(entry, item))
+        except ValueError as exc:
+            raise ValueError(f'item {i + 1}: {exc}') from None
+    return items
+
+
+def _strict_dict(type_: Any) -> Any:
+    """cattrs' own mapping hook (it names the bad key), refusing anything but a table first."""
+    inner = _converter.gen_structure_mapping(type_)
+
+    def hook(value: Any, t: Any) -> dict[Any, Any]:
+        if not isinstance(value, dict):
+            raise ValueError(f'expected a table, not {_kind(value)}')
+        result: dict[Any, Any] = inner(value, t)
+        return result
+
+    return hook
+
+
+def _strict_attrs(cls: Any) -> Any:
+    """cattrs' hook for a settings class (unknown keys refused), refusing anything but a table first."""
+    inner = make_dict_structure_fn(cls, _converter, _cattrs_forbid_extra_keys=True)
+
+    def hook(value: Any, t: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(f'expected a table, not {_kind(value)}')
+        return inner(value, t)
+
+    return hook
+
+
+_converter.register_structure_hook_factory(attrs.has, _strict_attrs)
+_converter.register_structure_hook(str, _strict(str, 'a string'))
+_converter.register_structure_hook(bool, _strict(bool, 'true or false'))
+_converter.register_structure_hook(int, _strict(int, 'a whole number'))
+_converter.register_structure_hook(float, _strict((int, float), 'a number', float))
+_converter.register_structure_hook(pathlib.Path, _strict(str, 'a path (a string)', pathlib.Path))
+_converter.register_structure_hook_func(lambda t: _origin(t) is list, _strict_list)
+_converter.register_structure_hook_factory(lambda t: _origin(t) is dict, _strict_dict)
 
 
 class ConfigError(Exception):
@@ -80,6 +176,8 @@ class Config:
     sections: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     """Every other top-level table, for the integrations."""
     path: pathlib.Path | None = None
+    source: str = ''
+    """The text of the file, for file:line in messages."""
     read_sections: set[str] = attrs.field(factory=lambda: {'discord'})
     """Sections some integration has read (``[discord]`` is read by ``flowbot run`` itself)."""
     """Where it was loaded from; relative paths are relative to its folder."""
@@ -114,7 +212,7 @@ def section(config: Config, name: str, cls: type[T]) -> T:
     try:
         return _converter.structure(config.sections.get(name, {}), cls)
     except Exception as exc:  # cattrs raises ExceptionGroups with the path in their notes
-        raise ConfigError(f'[{name}] in {config.path or "config"}: {_describe(exc)}') from exc
+        raise ConfigError(_located(exc, config.path, config.source, name)) from None
 
 
 def format_exception(exc: BaseException, type_: Any) -> str:
@@ -136,8 +234,27 @@ def _did_you_mean(word: str, candidates: list[str]) -> str:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, cattrs.BaseValidationError):
-        return '; '.join(cattrs.transform_error(exc, format_exception=format_exception))
-    return str(exc)
+        return redact('; '.join(cattrs.transform_error(exc, format_exception=format_exception)))
+    return redact(str(exc))
+
+
+def _located(exc: BaseException, file: pathlib.Path | None, text: str, section: str | None = None) -> str:
+    """Each problem as ``file:line: [section] key: message``; values shaped like secrets are hidden."""
+    from engine.flows.loader import LineIndex  # the flow loader's TOML line finder; imported late (it imports us)
+
+    if not isinstance(exc, cattrs.BaseValidationError):
+        return f'{file or "config"}: {redact(str(exc))}'
+    index = LineIndex(text)
+    lines = []
+    for message in cattrs.transform_error(exc, path='$', format_exception=format_exception):
+        what, _, where = message.partition(' @ $')
+        keys = [k.strip('[]\'"') for k in re.split(r'\.|(?=\[)', where) if k.strip('[]\'"')]
+        toml_path = [section, *keys] if section else keys
+        line = index.line(toml_path) if text else None
+        place = f'{file or "config"}:{line}' if line else f'{file or "config"}'
+        key = ('[' + section + '] ' if section else '') + '.'.join(keys)
+        lines.append(f'{place}: {key + ": " if key else ""}{redact(what)}')
+    return '; '.join(lines)
 
 
 def read_secret(value: str | None, file: str | pathlib.Path | None, env: str) -> str | None:
@@ -146,10 +263,17 @@ def read_secret(value: str | None, file: str | pathlib.Path | None, env: str) ->
         return os.environ[env].strip()
     file = os.environ.get(f'{env}_FILE') or file
     if file:
+        shown = 'the file named' if looks_like_secret(str(file)) or len(str(file)) > 200 else str(file)
         try:
             return pathlib.Path(file).expanduser().read_text(encoding='utf-8').strip() or None
-        except OSError as exc:
-            raise ConfigError(f'cannot read {env} file {file}: {exc.strerror}') from exc
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else 'not a usable file name'
+            hint = (
+                ' (it looks like the secret itself: put the secret in a file and name that file)'
+                if shown != str(file)
+                else ''
+            )
+            raise ConfigError(f'cannot read {env} file {shown}: {reason}{hint}') from None
     return value or None
 
 
@@ -164,17 +288,25 @@ def load_config(path: pathlib.Path | str | None = None) -> Config:
     if named and not path.is_file():
         raise ConfigError(f'no configuration file at {path} (named by {named})')
     raw: dict[str, Any] = {}
+    text = ''
     if path.exists():
         try:
-            raw = tomllib.loads(path.read_text(encoding='utf-8'))
+            text = path.read_text(encoding='utf-8')
+            raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f'{path}: {exc}') from exc
+            raise ConfigError(f'{path}: {redact(str(exc))}') from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f'{path}: cannot read: {exc}') from None
     core = {k: raw.pop(k) for k in ('bot', 'permissions') if k in raw}
+    for key in ('sections', 'path', 'source', 'read_sections'):  # Config's own fields, not tables of the file
+        if key in core:
+            raise ConfigError(f'{path}: unknown section [{key}]')
     try:
         config = _converter.structure(core, Config)
     except Exception as exc:
-        raise ConfigError(f'{path}: {_describe(exc)}') from exc
+        raise ConfigError(_located(exc, path, text)) from None
     config.sections = raw
+    config.source = text
     config.path = path.resolve() if path.exists() else None
     if os.environ.get('FLOWBOT_DATA'):
         config.bot.data_root = pathlib.Path(os.environ['FLOWBOT_DATA'])

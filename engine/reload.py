@@ -13,6 +13,7 @@ finds the process through a pid file under the data root.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -27,7 +28,8 @@ from engine.api import ConversationKey
 from engine.config import Config
 from engine.flows import model
 from engine.flows.compile import version_id
-from engine.flows.loader import Diagnostic, flow_files, load_paths
+from engine.flows.loader import Diagnostic
+from engine.flows.worker import LintWorker
 from engine.shipped import flow_folders
 
 if TYPE_CHECKING:
@@ -120,6 +122,7 @@ class FlowReloader:
         pid_path: pathlib.Path | None = None,
         debounce_ms: int = 400,
         force_polling: bool | None = None,
+        worker: LintWorker | None = None,
     ) -> None:
         """
         :param paths: flow folders (or files), as configured in ``bot.flows``.
@@ -127,7 +130,9 @@ class FlowReloader:
         :param pid_path: where to write the pid file ``flowbot reload`` reads; ``None``: none.
         :param debounce_ms: longest time a burst of file events (an editor's save) is grouped into one reload.
         :param force_polling: poll instead of inotify (network filesystems; tests).
+        :param worker: the process that loads and lints edits (time and memory limited).
         """
+        self.worker = worker or LintWorker()
         self.engine = engine
         self.paths = list(paths)
         self.maintainers_channel = maintainers_channel
@@ -173,34 +178,12 @@ class FlowReloader:
     async def _reload(self) -> ReloadResult:
         library = self.engine.library
         current = {c.flow.path: c.flow for c in library.active()}
-        loaded, load_problems = load_paths(self.paths)
-        files = [str(f) for f in flow_files(self.paths)]
-        new_by_path = {f.path: f for f in loaded}
-        failed = {d.file for d in load_problems}
-        candidate: dict[str, model.Flow] = {}
-        for path in files:
-            if path in new_by_path:
-                candidate[path] = new_by_path[path]
-            elif path in failed and path in current:
-                candidate[path] = current[path]  # the broken edit is rejected; the old version serves
-        problems = library.check(list(candidate.values()))
-        rejected = list(load_problems)
-        if problems:
-            changed_bad = {
-                d.file
-                for d in problems
-                if d.file in candidate and version_id(candidate[d.file]) != _version(current.get(d.file))
-            }
-            for path in changed_bad:
-                if path in current:
-                    candidate[path] = current[path]
-                else:
-                    del candidate[path]
-            rejected += [d for d in problems if d.file in changed_bad]
-            if not changed_bad or library.check(list(candidate.values())):
-                # The new set only fails as a whole: keep everything as it was.
-                return ReloadResult(rejected=tuple(load_problems) + tuple(problems))
-        return await self._activate(current, list(candidate.values()), rejected)
+        plan = await self.worker.plan(self.paths, current, library.actions, library.permissions, library.file_roots)
+        if isinstance(plan, str):  # the check itself failed: nothing changes
+            return ReloadResult(rejected=(Diagnostic(', '.join(map(str, self.paths)), None, plan, 'lint-limit'),))
+        if plan.flows is None:
+            return ReloadResult(rejected=plan.rejected)
+        return await self._activate(current, list(plan.flows), list(plan.rejected))
 
     async def _activate(
         self, current: dict[str, model.Flow], flows: list[model.Flow], rejected: list[Diagnostic]
@@ -287,6 +270,7 @@ class FlowReloader:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self.worker.close)
         if self.pid_path is not None:
             try:
                 if json.loads(self.pid_path.read_text(encoding='utf-8')).get('pid') == os.getpid():
@@ -322,22 +306,25 @@ class FlowReloader:
             _log.warning('flow folder %s does not exist; it is not watched', missing)
         if not existing:
             return
-        try:
-            async for changes in awatch(
-                *existing,
-                watch_filter=self._wanted,
-                debounce=self.debounce_ms,
-                stop_event=self._stop,
-                force_polling=self.force_polling,
-                poll_delay_ms=100,
-            ):
-                names = ', '.join(sorted({pathlib.Path(p).name for _, p in changes}))
-                await self.reload(f'changed: {names}')
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            _log.exception('watching %s failed; hot reload stops (SIGHUP and flowbot reload still work)', existing)
-
-
-def _version(flow: model.Flow | None) -> str | None:
-    return version_id(flow) if flow is not None else None
+        while not self._stop.is_set():
+            try:
+                async for changes in awatch(
+                    *existing,
+                    watch_filter=self._wanted,
+                    debounce=self.debounce_ms,
+                    stop_event=self._stop,
+                    force_polling=self.force_polling,
+                    poll_delay_ms=100,
+                ):
+                    names = ', '.join(sorted({pathlib.Path(p).name for _, p in changes}))
+                    try:
+                        await self.reload(f'changed: {names}')
+                    except Exception:  # the watcher outlives any one reload
+                        _log.exception('reloading flows after a change to %s failed; still watching', names)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception('watching %s failed; watching again in 1 s', existing)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1.0)

@@ -25,6 +25,7 @@ from engine import i18n
 from engine.api import Adapter, ChoicePress, Command, ConversationKey, Event, Message, User
 from engine.commands import UsageError, parse_arguments
 from engine.config import Config
+from engine.files import FileGate, FileRefusedError, sendable_roots
 from engine.flows import model
 from engine.flows.compile import CompiledFlow
 from engine.flows.library import FlowLibrary
@@ -180,6 +181,8 @@ class Engine:
         self._held: dict[str, list[Callable[[], object]]] = {}
         """Restored work (timers, re-runs, endings) waiting for its adapter to be added."""
         self.workroot = config.resolve(config.bot.data_root) / 'tmp'
+        self.files = FileGate.from_config(config, extra_roots=sendable_roots(config)[1:])
+        """What ``say``/``end`` ``files`` pass before an adapter sends them."""
         self._workdirs: set[str] | None = None
         """Names of the conversation folders in ``workroot`` (listed once, then tracked), so ending a
         conversation that never had one, as most do, costs no file system call."""
@@ -519,7 +522,7 @@ class Engine:
                 del self._live[conv.key]
         except Exception as exc:
             _log.exception('conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, event)
-            message = str(exc) if isinstance(exc, TemplateError) else 'an internal error (logged)'
+            message = str(exc) if isinstance(exc, TemplateError | FileRefusedError) else 'an internal error (logged)'
             await self._reply(conv.key, self._text('error', conv.locale, error=message))
             if self._live.get(conv.key) is conv:
                 await self.finish(conv)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import pathlib
-import re
 from collections.abc import Collection, Iterable, Sequence
 
+from engine import patterns
 from engine.api import Attachment
 from engine.flows import model
 from engine.flows.compile import CompiledFlow, compile_flow, version_id
@@ -26,11 +26,21 @@ _log = logging.getLogger(__name__)
 class FlowLibrary:
     """Validated, compiled flows by name and version."""
 
-    def __init__(self, actions: ActionRegistry, permissions: Collection[str], *, languages: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        actions: ActionRegistry,
+        permissions: Collection[str],
+        *,
+        languages: Sequence[str] = (),
+        file_roots: Sequence[pathlib.Path] | None = None,
+    ) -> None:
+        """:param languages: ``[bot] languages``: lint reports a text without a translation for one of them.
+        :param file_roots: folders a flow's ``files`` may name (data root, flow folders); ``None``: not checked.
+        """
         self.actions = actions
         self.permissions = permissions
         self.languages = tuple(languages)
-        """``[bot] languages``: lint reports a text without a translation for one of them."""
+        self.file_roots = file_roots
         self._compiled: dict[tuple[str, str], CompiledFlow] = {}
         self._active: dict[str, CompiledFlow] = {}
         self._commands: dict[str, CompiledFlow] = {}
@@ -39,7 +49,13 @@ class FlowLibrary:
         """Bumped on every :meth:`activate`, so caches of the active set know when to rebuild."""
 
     def check(self, flows: Sequence[model.Flow]) -> list[Diagnostic]:
-        return validate(flows, actions=self.actions, permissions=self.permissions, languages=self.languages)
+        return validate(
+            flows,
+            actions=self.actions,
+            permissions=self.permissions,
+            languages=self.languages,
+            file_roots=self.file_roots,
+        )
 
     def load(self, paths: Iterable[pathlib.Path]) -> list[Diagnostic]:
         """Load flow files; if any is invalid, nothing changes and the diagnostics come back."""
@@ -109,7 +125,7 @@ class FlowLibrary:
                 a.content_type.startswith(tuple(rule.content_types)) for a in attachments
             ):
                 continue
-            if rule.pattern and not re.search(rule.pattern, text):
+            if rule.pattern and not patterns.search(rule.pattern, text):
                 continue
             return compiled
         return None

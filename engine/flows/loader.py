@@ -6,8 +6,11 @@ Safe by default: the loader only builds data classes; nothing in a flow file is 
 from __future__ import annotations
 
 import difflib
+import logging
+import os
 import pathlib
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -18,9 +21,21 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from engine import i18n
 from engine.config import format_exception
+from engine.files import FileRefusedError, check_name
 from engine.flows import model
 
-__all__ = ['Diagnostic', 'FlowError', 'LineIndex', 'did_you_mean', 'load_file', 'load_paths', 'load_text']
+_log = logging.getLogger(__name__)
+
+__all__ = [
+    'MAX_FLOW_BYTES',
+    'Diagnostic',
+    'FlowError',
+    'LineIndex',
+    'did_you_mean',
+    'load_file',
+    'load_paths',
+    'load_text',
+]
 
 
 @attrs.frozen
@@ -46,8 +61,12 @@ class FlowError(Exception):
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """`` (did you mean "x"?)`` for the closest candidate, or an empty string."""
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    """`` (did you mean "x"?)`` for the closest candidate, or an empty string (also when there are
+    too many candidates to compare quickly: a flow of thousands of states)."""
+    names = list(candidates)
+    if len(names) > 500 or len(word) > 100:
+        return ''
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return i18n._(' (did you mean "{word}"?)').format(word=close[0]) if close else ''
 
 
@@ -154,6 +173,8 @@ def load_text(text: str, file: str = '<flow>') -> model.Flow:
         line = int(match.group(1)) if match else None
         message = re.sub(r'\s*\(at line \d+, column \d+\)', '', str(exc))
         raise FlowError([Diagnostic(file, line, f'TOML syntax error: {message}', 'toml')]) from exc
+    except RecursionError:
+        raise FlowError([Diagnostic(file, None, 'TOML nested too deeply to read', 'toml')]) from None
     index = LineIndex(text)
     problems: list[Diagnostic] = []
 
@@ -247,19 +268,55 @@ def _friendly(text: str) -> str:
     return re.sub(r'invalid value for type, expected (\w+)', r'wrong type: expected \1', text)
 
 
-def load_file(path: pathlib.Path) -> model.Flow:
+MAX_FLOW_BYTES = 1024 * 1024
+"""Largest flow file read (the shipped ones are under 10 KB; 10,000 states take about 0.6 MB)."""
+
+
+def read_flow_file(path: pathlib.Path) -> str:
+    """The text of a flow file: a regular file (no FIFO, device or link to one) of at most
+    :data:`MAX_FLOW_BYTES`, read without blocking; anything else is a :class:`FlowError`."""
+
+    def refuse(reason: str) -> FlowError:
+        return FlowError([Diagnostic(str(path), None, reason, 'io')])
+
     try:
-        text = path.read_text(encoding='utf-8')
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FlowError([Diagnostic(str(path), None, f'cannot read: {exc}', 'io')]) from exc
-    return load_text(text, str(path))
+        check_name(str(path), 'flow file path')
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
+    except FileRefusedError as exc:
+        raise refuse(str(exc)) from None
+    except OSError as exc:
+        raise refuse(f'cannot read: {exc.strerror or exc}') from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise refuse('not a regular file (a FIFO, device or folder): not read')
+    with os.fdopen(fd, 'rb') as fh:
+        if info.st_size > MAX_FLOW_BYTES:
+            raise refuse(f'{info.st_size:,} bytes; flow files are limited to {MAX_FLOW_BYTES:,}')
+        try:
+            data = fh.read(MAX_FLOW_BYTES + 1)
+        except OSError as exc:
+            raise refuse(f'cannot read: {exc.strerror or exc}') from None
+    if len(data) > MAX_FLOW_BYTES:
+        raise refuse(f'more than {MAX_FLOW_BYTES:,} bytes; flow files are limited to that')
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError as exc:
+        raise refuse(f'not UTF-8 text (byte {exc.start})') from None
+
+
+def load_file(path: pathlib.Path) -> model.Flow:
+    return load_text(read_flow_file(path), str(path))
 
 
 def flow_files(paths: Iterable[pathlib.Path]) -> list[pathlib.Path]:
     """``*.toml`` directly in each folder (not ``tests/``), or the files given."""
     files: list[pathlib.Path] = []
     for path in paths:
-        files.extend(sorted(path.glob('*.toml')) if path.is_dir() else [path])
+        try:
+            files.extend(sorted(path.glob('*.toml')) if path.is_dir() else [path])
+        except OSError as exc:  # an unreadable folder: its files are reported missing, not a crash
+            _log.error('cannot list flow folder %s: %s', path, exc)
     return files
 
 

@@ -6,6 +6,7 @@ turns it into a ``transitions`` machine, and adapters read triggers from it to b
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, ClassVar, Literal
 
 import attrs
@@ -236,6 +237,12 @@ class Flow:
     source: str = ''
     """The TOML text it was loaded from (kept so running conversations can finish on it)."""
     path: str = ''
+    _after: dict[str, str] = attrs.field(init=False, eq=False, repr=False)
+    """Each state's successor in file order, so :meth:`following` is O(1) (lint walks every edge)."""
+
+    def __attrs_post_init__(self) -> None:
+        names = list(self.states)
+        object.__setattr__(self, '_after', dict(itertools.pairwise(names)))
 
     @property
     def name(self) -> str:
@@ -254,9 +261,7 @@ class Flow:
         spec = self.states[state]
         if spec.next is not None:
             return spec.next
-        names = list(self.states)
-        index = names.index(state)
-        return names[index + 1] if index + 1 < len(names) else None
+        return self._after.get(state)
 
 
 _DURATION = {'s': 1.0, 'm': 60.0, 'h': 3600.0, 'd': 86400.0}

@@ -5,12 +5,15 @@ Each rule has a code (shown in brackets) so maintainers can look it up in ``docs
 
 from __future__ import annotations
 
+import pathlib
 import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
+from engine.files import FileGate, FileRefusedError, check_name
 from engine.flows import model
 from engine.flows.loader import Diagnostic, LineIndex, did_you_mean
+from engine.patterns import PatternError, compile_pattern
 from engine.states.actions import ActionRegistry
 from engine.templates import TemplateError, find_variables
 
@@ -57,10 +60,12 @@ def validate_flow(
     permissions: Collection[str] | None = None,
     flow_names: Collection[str] | None = None,
     languages: Sequence[str] = (),
+    file_roots: Sequence[pathlib.Path] | None = None,
 ) -> list[Diagnostic]:
     """Check one flow; ``None`` for a collection skips the rules that need it.
 
     :param languages: ``[bot] languages``: every user-visible text needs a translation for each.
+    :param file_roots: folders ``files`` may name (data root, flow folders); a path outside is refused.
     """
     index = LineIndex(flow.source)
     found: list[Diagnostic] = []
@@ -84,6 +89,9 @@ def validate_flow(
                 hint = did_you_mean(target, flow.states)
                 report([*path, key], f'state "{name}" goes to unknown state "{target}"{hint}', 'unknown-state')
         _check_state(flow, name, spec, report, actions, flow_names)
+        if file_roots is not None:
+            for file in getattr(spec, 'files', []):
+                _check_file(file, file_roots, [*path, 'files'], report)
         for where, source, expression in _templates(spec):
             try:
                 variables = find_variables(source, expression=expression)
@@ -183,11 +191,41 @@ def _check_trigger(flow: model.Flow, report: Any) -> None:
         report(['trigger', 'filter'], 'a filter needs message = true', 'bad-value')
 
 
+def _check_file(file: str, roots: Sequence[pathlib.Path], path: list[str | int], report: Any) -> None:
+    """Refuse a ``files`` entry whose fixed part already leads outside the allowed folders.
+
+    A templated path (``{{ result.path }}``) is checked when it is sent; its text before the first
+    ``{{`` is checked here, so ``/proc/self/{{ x }}`` is refused at once.
+    """
+    fixed = re.split(r'\{[{%#]', file, maxsplit=1)[0]
+    templated = fixed != file
+    if templated and '/' not in fixed.replace('\\', '/'):
+        return  # nothing fixed but (part of) a name: only the rendered path can tell
+    folder = fixed.replace('\\', '/').rsplit('/', 1)[0] or '/'  # '/{{ x }}' lies in '/'
+    candidate = pathlib.Path(folder if templated else fixed)
+    try:
+        check_name(fixed, 'file path')
+    except FileRefusedError as exc:
+        report(path, f'files: {exc}', 'file-outside')
+        return
+    gate = FileGate(roots=tuple(roots))
+    if not candidate.is_absolute():
+        candidate = roots[0] / candidate if roots else candidate
+    if not gate.inside(candidate):
+        shown = file if len(file) <= 80 else file[:77] + '...'
+        report(
+            path,
+            f'file {shown!r} is outside the data folder and the flow folders; it would never be sent',
+            'file-outside',
+        )
+
+
 def _check_regex(pattern: str, path: list[str | int], report: Any) -> None:
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        report(path, f'invalid regular expression {pattern!r}: {exc}', 'bad-value')
+        compile_pattern(pattern)
+    except PatternError as exc:
+        shown = pattern if len(pattern) <= 80 else pattern[:77] + '...'
+        report(path, f'invalid regular expression {shown!r}: {exc}', 'bad-value')
 
 
 def _check_state(
@@ -293,15 +331,20 @@ def _check_graph(flow: model.Flow, report: Any) -> None:
     for name in flow.states:
         if name not in reachable:
             report(['states', name], f'state "{name}" is unreachable from "{flow.initial}"', 'unreachable')
-    # A state can end if it is terminal or leads to one along its normal (non-timeout) edges.
+    # A state can end if it is terminal or leads to one along its normal (non-timeout) edges: walk the
+    # reversed edges from the terminal states once (linear in states + edges).
+    incoming: dict[str, list[str]] = {}
+    for name in flow.states:
+        for label, target in edges(flow, name):
+            if label != 'timeout':
+                incoming.setdefault(target, []).append(name)
     can_end = {name for name in flow.states if _ends(flow, name)}
-    changed = True
-    while changed:
-        changed = False
-        for name in flow.states:
-            if name not in can_end and any(t in can_end for label, t in edges(flow, name) if label != 'timeout'):
-                can_end.add(name)
-                changed = True
+    pending = list(can_end)
+    while pending:
+        for source in incoming.get(pending.pop(), ()):
+            if source not in can_end:
+                can_end.add(source)
+                pending.append(source)
     for name in flow.states:
         if name in reachable and name not in can_end:
             report(['states', name], f'the flow can never end once it reaches state "{name}"', 'no-end')
@@ -313,6 +356,7 @@ def validate(
     actions: ActionRegistry | None = None,
     permissions: Collection[str] | None = None,
     languages: Sequence[str] = (),
+    file_roots: Sequence[pathlib.Path] | None = None,
 ) -> list[Diagnostic]:
     """Check every flow and what they share: flow names and command names must be unique."""
     found: list[Diagnostic] = []
@@ -320,7 +364,14 @@ def validate(
     owners: dict[str, model.Flow] = {}
     commands: dict[str, model.Flow] = {}
     for flow in flows:
-        found += validate_flow(flow, actions=actions, permissions=permissions, flow_names=names, languages=languages)
+        found += validate_flow(
+            flow,
+            actions=actions,
+            permissions=permissions,
+            flow_names=names,
+            languages=languages,
+            file_roots=file_roots,
+        )
         index = LineIndex(flow.source)
         if flow.name in owners:
             found.append(

@@ -155,10 +155,26 @@ class ActionRegistry:
     def __len__(self) -> int:
         return len(self._actions)
 
+    def signatures(self) -> dict[str, tuple[frozenset[str] | None, frozenset[str]]]:
+        """Each action's accepted and required arguments: all lint needs, picklable for a lint process."""
+        return {name: (a.params, a.required) for name, a in self._actions.items()}
+
+    @classmethod
+    def from_signatures(cls, signatures: Mapping[str, tuple[frozenset[str] | None, frozenset[str]]]) -> ActionRegistry:
+        """A registry that lint can check against, whose actions cannot be run."""
+        registry = cls()
+        for name, (params, required) in signatures.items():
+            registry._actions[name] = Action(name, _not_runnable, '', params, required)
+        return registry
+
     def copy(self) -> ActionRegistry:
         clone = ActionRegistry()
         clone._actions = dict(self._actions)
         return clone
+
+
+async def _not_runnable(ctx: ActionContext, **args: Any) -> Any:
+    raise ActionError('this action is only known by its signature here')
 
 
 def _signature(fn: ActionFn) -> tuple[frozenset[str] | None, frozenset[str]]:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import pathlib
-import re
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from engine import i18n
+from engine import i18n, patterns
 from engine.api import Attachment, ChoicePress, Event, Message, Option
 from engine.commands import parse_bool
 from engine.flows import model
@@ -134,10 +133,8 @@ async def _say(engine: Engine, conv: Conversation, text: model.Text | None, file
     body = render_text(engine, conv, text)
     adapter = engine.adapter(conv)
     context = _context(engine, conv) if files else {}
-    paths = [pathlib.Path(render(f, context)) for f in files]
+    paths = [engine.files.check(render(f, context)) for f in files]  # all checked before any is sent
     for i, path in enumerate(paths):
-        if not path.is_file():
-            raise FlowRuntimeError(f'file to send does not exist: {path.name}')
         await adapter.send_file(conv.key, path, text=body if i == 0 and body else None, voice_message=voice)
     if body and not paths:
         await adapter.send_text(conv.key, body)
@@ -186,6 +183,14 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
         raw = event.text.strip()
     else:
         return False, None, i18n._('please answer the question')
+    if len(raw) > patterns.MAX_MATCH_CHARS:
+        return (
+            False,
+            None,
+            i18n._('the answer is too long ({count} characters; at most {limit})').format(
+                count=i18n.format_number(len(raw)), limit=i18n.format_number(patterns.MAX_MATCH_CHARS)
+            ),
+        )
     if spec.expect == 'attachment':
         files = list(event.attachments) if isinstance(event, Message) else []
         if spec.content_types:
@@ -245,7 +250,7 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
                 'the answer can have at most {n} character', 'the answer can have at most {n} characters', n
             ).format(n=n),
         )
-    if spec.pattern and not re.fullmatch(spec.pattern, raw):
+    if spec.pattern and not patterns.fullmatch(spec.pattern, raw):
         return False, None, i18n._('the answer does not have the expected form')
     return True, raw, ''
 

@@ -38,6 +38,8 @@ class Limits:
     """OpenAI refuses fine-tuning files with fewer examples."""
     recommended_openai_examples: int = 50
     """OpenAI recommends 50-100 examples at least; fewer trains, with a warning in the estimate."""
+    max_labels: int = 1_000
+    """Most distinct labels in one dataset or test file; examples with more are reported, not kept."""
     max_report_chars: int = 1_500
     """Longer reports are sent as a file instead of a message."""
 

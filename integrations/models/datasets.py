@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import io
+import itertools
 import json
 import logging
 import os
 import pathlib
 import random
+import shutil
 import stat
 import statistics
 import tempfile
@@ -23,10 +24,11 @@ import time
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import IO, Any
 
 import attrs
 
+from engine.files import FileGate, FileRefusedError
 from engine.filetypes import looks_like_csv
 from engine.i18n import _, format_number, ngettext
 from engine.states.actions import ActionError
@@ -58,6 +60,11 @@ _log = logging.getLogger(__name__)
 DEFAULT_LABEL = 'positive'
 """The label of the original bot, used when none is given."""
 _MAX_LISTED_ISSUES = 20
+_MAX_KEPT_ISSUES = 100
+"""Problems kept per import (the rest are counted): a file of a million bad lines costs no memory."""
+_MAX_LISTED_LABELS = 20
+MAX_JSON_DEPTH = 32
+"""Deepest JSON nesting read in an uploaded line (an example is two levels deep; chat format four)."""
 
 
 @attrs.frozen
@@ -87,12 +94,33 @@ class Issue:
 class ImportResult:
     examples: list[Example] = attrs.field(factory=list)
     issues: list[Issue] = attrs.field(factory=list)
+    """The first :data:`_MAX_KEPT_ISSUES` problems; :attr:`problem_count` counts them all."""
+    problem_count: int = 0
+    labels: set[str] = attrs.field(factory=set)
+    """Labels of the examples read so far (for the distinct-label limit)."""
+    max_labels: int = 1_000
 
     def take(self, item: Example | Issue) -> None:
-        if isinstance(item, Example):
-            self.examples.append(item)
-        else:
-            self.issues.append(item)
+        """Keep an example whose label follows the label rules, else record why not."""
+        if isinstance(item, Issue):
+            self.problem(item.where, item.reason, item.line)
+            return
+        reason = _label_problem(item.label)
+        if reason is None and item.label not in self.labels and len(self.labels) >= self.max_labels:
+            reason = f'more than {self.max_labels} different labels, skipped'
+        if reason is not None:
+            where, _, line = item.source.rpartition(':')
+            self.problem(*((where, reason, int(line)) if line.isdigit() else (item.source, reason)))
+            return
+        self.examples.append(item)
+        self.labels.add(item.label)
+
+    def problem(self, where: str, reason: str, line: int | None = None) -> None:
+        """Count a problem; keep the first :data:`_MAX_KEPT_ISSUES` (built only then: a file of a
+        million bad lines costs a counter)."""
+        self.problem_count += 1
+        if len(self.issues) < _MAX_KEPT_ISSUES:
+            self.issues.append(Issue(where, reason, line))
 
     def report(self) -> str:
         """The validation report: counts, then each problem (the first few) with its place."""
@@ -100,15 +128,41 @@ class ImportResult:
         count = len(self.examples)
         head = ngettext('{count} example read', '{count} examples read', count).format(count=format_number(count))
         if labels:
-            head += ' (' + ', '.join(f'{k}: {v}' for k, v in sorted(labels.items())) + ')'
-        if not self.issues:
+            shown = sorted(labels.items())[:_MAX_LISTED_LABELS]
+            hidden = len(labels) - len(shown)
+            more = (
+                ngettext(', and {count} more label', ', and {count} more labels', hidden).format(count=hidden)
+                if hidden
+                else ''
+            )
+            head += ' (' + ', '.join(f'{_short(k, 40)}: {v}' for k, v in shown) + more + ')'
+        if not self.problem_count:
             return head + _(', no problems.')
-        problems = len(self.issues)
+        problems = self.problem_count
         lines = [head + ngettext('; {count} problem:', '; {count} problems:', problems).format(count=problems)]
         lines += [f'- {issue}' for issue in self.issues[:_MAX_LISTED_ISSUES]]
-        if len(self.issues) > _MAX_LISTED_ISSUES:
-            lines.append(_('- ... and {count} more').format(count=len(self.issues) - _MAX_LISTED_ISSUES))
+        if problems > _MAX_LISTED_ISSUES:
+            lines.append(_('- ... and {count} more').format(count=problems - _MAX_LISTED_ISSUES))
         return '\n'.join(lines)
+
+
+def _short(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters for a report (user data is never echoed at length)."""
+    return text if len(text) <= limit else text[: limit - 3] + '...'
+
+
+def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether parsed JSON nests deeper than ``limit`` (checked without recursion)."""
+    if isinstance(value, dict) and not any(isinstance(v, dict | list) for v in value.values()):
+        return False  # the usual {"text": ..., "label": ...}
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 @attrs.define(kw_only=True)
@@ -144,12 +198,20 @@ def _decode(data: bytes, where: str, limits: Limits, label: str) -> Example | Is
     return Example(text, label, where)
 
 
+def _label_problem(label: str) -> str | None:
+    """Why ``label`` cannot be a label (empty, several lines, over 100 characters), or ``None``."""
+    if not label:
+        return 'the label must not be empty'
+    if len(label) > 100 or '\n' in label or '\r' in label:
+        return 'the label must be one line of at most 100 characters'
+    return None
+
+
 def _check_label(label: str) -> str:
     label = label.strip()
-    if not label:
-        raise ActionError(_('the label must not be empty'))
-    if len(label) > 100 or '\n' in label:
-        raise ActionError(_('the label must be one line of at most 100 characters'))
+    problem = _label_problem(label)
+    if problem:
+        raise ActionError(problem)
     return label
 
 
@@ -157,47 +219,50 @@ def _txt_files(folder: pathlib.Path) -> list[pathlib.Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() == '.txt')
 
 
-def load_folder(folder: pathlib.Path, root: pathlib.Path, label: str, limits: Limits) -> ImportResult:
-    """Every ``*.txt`` directly in ``folder`` becomes an example with ``label``; symlinks out are skipped.
+def load_folder(folder: pathlib.Path, gate: FileGate, label: str, limits: Limits) -> ImportResult:
+    """Every ``*.txt`` directly in ``folder`` becomes an example with ``label``; what the file gate
+    refuses (links out of the data root, the store, secrets, FIFOs) is skipped with its reason.
 
     A folder without ``.txt`` files whose subfolders have them is a labelled dataset, as in a ZIP: each
     subfolder's name is the label of its texts (``reviews/pos/*.txt``, ``reviews/neg/*.txt``).
 
-    :param root: the data root; sources are recorded relative to it.
+    :param gate: the data root's file gate; sources are recorded relative to its first root.
     """
     label = _check_label(label)
+    root = gate.roots[0].resolve()
     if not folder.is_dir():
-        raise ActionError(
-            _('{value} is not a folder under the data root').format(value=folder.relative_to(root.resolve()))
-        )
+        raise ActionError(_('{value} is not a folder under the data root').format(value=folder.relative_to(root)))
     files = [(file, label) for file in _txt_files(folder)]
     if not files:
         subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
-        files = [(file, _check_label(sub.name)) for sub in subfolders if inside(sub, root) for file in _txt_files(sub)]
+        files = [
+            (file, _check_label(sub.name))
+            for sub in subfolders
+            if not sub.is_symlink() and gate.inside(sub)
+            for file in _txt_files(sub)
+        ]
     if not files:
-        raise ActionError(
-            _('no .txt files in {value} or its subfolders').format(value=folder.relative_to(root.resolve()))
-        )
+        raise ActionError(_('no .txt files in {value} or its subfolders').format(value=folder.relative_to(root)))
     if len(files) > limits.max_files:
         raise ActionError(
             _('too many files: {count} (limit {max_files})').format(count=len(files), max_files=limits.max_files)
         )
-    result = ImportResult()
+    result = ImportResult(max_labels=limits.max_labels)
     total = 0
     for file, file_label in files:
-        where = str(file.relative_to(root.resolve()))
-        if not inside(file, root):
-            result.issues.append(Issue(where, _('symlink leading outside the data folder, skipped')))
+        where = str(file.relative_to(root))
+        try:
+            with gate.open(file, name=where) as fh:
+                size = os.fstat(fh.fileno()).st_size
+                total += size
+                if size > limits.max_text_chars * 4 or total > limits.max_uncompressed_bytes:
+                    result.problem(where, _('file too large ({size} bytes)').format(size=size))
+                    continue
+                data = fh.read(limits.max_text_chars * 4 + 1)
+        except FileRefusedError as exc:
+            result.problem(where, _('{reason}, skipped').format(reason=exc.reason))
             continue
-        if not file.is_file():
-            continue
-        size = file.stat().st_size
-        total += size
-        if size > limits.max_text_chars * 4 or total > limits.max_uncompressed_bytes:
-            result.issues.append(Issue(where, _('file too large ({size} bytes)').format(size=size)))
-            continue
-        item = _decode(file.read_bytes(), where, limits, file_label)
-        result.take(item)
+        result.take(_decode(data, where, limits, file_label))
     return result
 
 
@@ -227,31 +292,37 @@ def load_upload(
     lower = display.lower()
     if magic in (b'PK\x03\x04', b'PK\x05\x06') or lower.endswith('.zip'):
         return _load_zip(path, display, label, limits, default_label)
-    data = path.read_bytes()
-    if b'\x00' in data:
+    with path.open('rb') as fh:
+        head = fh.read(64 * 1024)
+    if b'\x00' in head:
         raise ActionError(
             _('{display} is a binary file; send a ZIP of .txt files, JSONL or CSV').format(display=display)
         )
-    try:
-        text = data.decode('utf-8-sig')
+    first = head.decode('utf-8-sig', 'replace').lstrip()[:1]
+    try:  # read as a stream: memory stays bounded by the examples kept, whatever the file holds
+        with path.open('r', encoding='utf-8-sig', newline='') as text:
+            if lower.endswith(('.csv', '.tsv')):
+                return _load_csv(text, display, label, limits)
+            if lower.endswith(('.jsonl', '.json', '.ndjson')) or first in ('{', '['):
+                return _load_jsonl(text, display, label, limits, default_label)
+            if lower.endswith('.txt'):
+                single = ImportResult(max_labels=limits.max_labels)
+                if not (label or default_label):
+                    raise ActionError(
+                        _('{display} has no labels; send JSON, JSONL or CSV with "text" and "label"').format(
+                            display=display
+                        )
+                    )
+                data = path.read_bytes()  # one example: bounded by the upload limit
+                single.take(_decode(data, display, limits, label or default_label or DEFAULT_LABEL))
+                return single
+            sample = head.decode('utf-8-sig', 'replace')
+            if looks_like_csv(sample, complete=len(head) < 64 * 1024):  # a table renamed by a chat platform
+                return _load_csv(text, display, label, limits)
     except UnicodeDecodeError as exc:
         raise ActionError(
-            _('{display} is not UTF-8 text (byte {start})').format(display=display, start=exc.start)
-        ) from exc
-    if lower.endswith(('.csv', '.tsv')):
-        return _load_csv(text, display, label, limits)
-    if lower.endswith(('.jsonl', '.json', '.ndjson')) or text.lstrip().startswith(('{', '[')):
-        return _load_jsonl(text, display, label, limits, default_label)
-    if lower.endswith('.txt'):
-        single = ImportResult()
-        if not (label or default_label):
-            raise ActionError(
-                _('{display} has no labels; send JSON, JSONL or CSV with "text" and "label"').format(display=display)
-            )
-        single.take(_decode(data, display, limits, label or default_label or DEFAULT_LABEL))
-        return single
-    if looks_like_csv(text):  # a table under a name without .csv (a chat platform renamed it)
-        return _load_csv(text, display, label, limits)
+            _('{display} is not UTF-8 text (byte {start} of a block)').format(display=display, start=exc.start)
+        ) from None
     raise ActionError(
         _('{display}: unknown format; send a .zip of .txt files, a .jsonl or a .csv file').format(display=display)
     )
@@ -266,7 +337,7 @@ def _load_zip(
         raise ActionError(
             _('{display} is not a readable ZIP file: {error}').format(display=display, error=exc)
         ) from exc
-    result = ImportResult()
+    result = ImportResult(max_labels=limits.max_labels)
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
         texts = [m for m in members if m.filename.lower().endswith('.txt')]
@@ -290,40 +361,36 @@ def _load_zip(
             where = f'{display}:{name}'
             if not name.lower().endswith('.txt'):
                 if not name.split('/')[-1].startswith('.') and '__MACOSX' not in name:
-                    result.issues.append(Issue(where, _('not a .txt file, skipped')))
+                    result.problem(where, _('not a .txt file, skipped'))
                 continue
             if '__MACOSX' in name.split('/'):
                 continue
             reason = safe_member_name(name)
             if reason:
-                result.issues.append(Issue(where, _('unsafe name ({reason}), skipped').format(reason=reason)))
+                result.problem(where, _('unsafe name ({reason}), skipped').format(reason=reason))
                 continue
             if stat.S_ISLNK(member.external_attr >> 16):
-                result.issues.append(Issue(where, _('symbolic link, skipped')))
+                result.problem(where, _('symbolic link, skipped'))
                 continue
             ratio = member.file_size / max(member.compress_size, 1)
             if member.file_size > 1024 * 1024 and ratio > limits.max_compression_ratio:
-                result.issues.append(
-                    Issue(
-                        where, _('compression ratio {ratio:.0f}:1 looks like a zip bomb, skipped').format(ratio=ratio)
-                    )
+                result.problem(
+                    where, _('compression ratio {ratio:.0f}:1 looks like a zip bomb, skipped').format(ratio=ratio)
                 )
                 continue
             if member.file_size > limits.max_text_chars * 4:
-                result.issues.append(
-                    Issue(where, _('file too large ({file_size} bytes)').format(file_size=member.file_size))
-                )
+                result.problem(where, _('file too large ({file_size} bytes)').format(file_size=member.file_size))
                 continue
             try:
                 with archive.open(member) as fh:
                     data = fh.read(limits.max_text_chars * 4 + 1)  # never trust the declared size
             except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
-                result.issues.append(Issue(where, _('cannot be read: {error}').format(error=exc)))
+                result.problem(where, _('cannot be read: {error}').format(error=exc))
                 continue
             folder = name.rstrip('/').split('/')[:-1]
             item_label = label or (folder[-1] if folder else default_label)
             if item_label is None:
-                result.issues.append(Issue(where, _('not in a folder named after its label, skipped')))
+                result.problem(where, _('not in a folder named after its label, skipped'))
                 continue
             item = _decode(data, where, limits, item_label)
             result.take(item)
@@ -332,62 +399,82 @@ def _load_zip(
 
 def _add(result: ImportResult, limits: Limits, example: Example, where: str, line: int) -> None:
     if not example.text.strip():
-        result.issues.append(Issue(where, _('empty text'), line))
+        result.problem(where, _('empty text'), line)
     elif not example.label.strip():
-        result.issues.append(Issue(where, _('empty label'), line))
+        result.problem(where, _('empty label'), line)
     elif len(example.text) > limits.max_text_chars:
-        result.issues.append(
-            Issue(where, _('text too long ({count} characters)').format(count=len(example.text)), line)
-        )
+        result.problem(where, _('text too long ({count} characters)').format(count=len(example.text)), line)
     elif len(result.examples) >= limits.max_examples:
-        result.issues.append(
-            Issue(
-                where,
-                _('more than {max_examples} examples, the rest is ignored').format(max_examples=limits.max_examples),
-                line,
-            )
+        result.problem(
+            where,
+            _('more than {max_examples} examples, the rest is ignored').format(max_examples=limits.max_examples),
+            line,
         )
     else:
-        result.examples.append(example)
+        result.take(example)
 
 
 def _load_jsonl(
-    text: str, display: str, label: str | None, limits: Limits, default_label: str | None = DEFAULT_LABEL
+    text: IO[str], display: str, label: str | None, limits: Limits, default_label: str | None = DEFAULT_LABEL
 ) -> ImportResult:
-    result = ImportResult()
-    stripped = text.strip()
-    if stripped.startswith('['):  # a JSON array of objects is accepted too
+    result = ImportResult(max_labels=limits.max_labels)
+    skipped = 0
+    start = text.readline()
+    while start and not start.strip():
+        skipped += 1
+        start = text.readline()
+    lines: Iterable[tuple[int, Any]]
+    if start.lstrip().startswith(
+        '['
+    ):  # a JSON array of objects is accepted too (read whole: bounded by the upload limit)
         try:
-            items = json.loads(stripped)
+            items = json.loads(start + text.read())
         except json.JSONDecodeError as exc:
             raise ActionError(
                 _('{display}: invalid JSON at line {lineno}: {msg}').format(
                     display=display, lineno=exc.lineno, msg=exc.msg
                 )
             ) from exc
-        lines: Iterable[tuple[int, Any]] = enumerate(items, 1)
+        except RecursionError:
+            raise ActionError(
+                _('{display}: the JSON is nested too deeply (limit {limit} levels)').format(
+                    display=display, limit=MAX_JSON_DEPTH
+                )
+            ) from None
+        if not isinstance(items, list):
+            raise ActionError(
+                _('{display}: expected a JSON list of objects or one object per line').format(display=display)
+            )
+        lines = enumerate(items, 1)
         parsed = True
     else:
-        lines = enumerate(text.splitlines(), 1)
+        lines = enumerate(itertools.chain([start], text), skipped + 1)
         parsed = False
     for number, raw in lines:
         if not parsed:
             if not raw.strip():
                 continue
+            if '\x00' in raw:
+                raise ActionError(f'{display} line {number} holds a NUL byte; send UTF-8 text')
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
-                result.issues.append(Issue(display, _('invalid JSON ({msg})').format(msg=exc.msg), number))
+                result.problem(display, _('invalid JSON ({msg})').format(msg=exc.msg), number)
                 continue
+            except RecursionError:
+                value = None
         else:
             value = raw
+        if value is None or _too_deep(value):
+            result.problem(display, f'nested more than {MAX_JSON_DEPTH} levels deep', number)
+            continue
         where = f'{display}:{number}'
         if isinstance(value, dict) and 'messages' in value:
             errors = check_chat_example(value)
             if not errors and not any(isinstance(m, dict) and m.get('role') == 'user' for m in value['messages']):
                 errors = ['missing_user_message: add a user message (the text)']
             if errors:
-                result.issues.append(Issue(display, '; '.join(errors), number))
+                result.problem(display, _short('; '.join(errors[:3]), 300), number)
                 continue
             text_value, label_value = split_chat_example(value)
             _add(result, limits, Example(text_value.strip(), label or label_value.strip(), where), display, number)
@@ -395,25 +482,23 @@ def _load_jsonl(
             raw_text = value.get('text')
             raw_label = label or value.get('label')
             if raw_label is None and default_label is None:
-                result.issues.append(Issue(display, _('no label, skipped'), number))
+                result.problem(display, _('no label, skipped'), number)
                 continue
             raw_label = raw_label if raw_label is not None else default_label
             if not isinstance(raw_text, str) or not isinstance(raw_label, str):
-                result.issues.append(Issue(display, _('"text" and "label" must be strings'), number))
+                result.problem(display, _('"text" and "label" must be strings'), number)
                 continue
             _add(result, limits, Example(raw_text.strip(), raw_label.strip(), where), display, number)
         else:
-            result.issues.append(
-                Issue(display, _('expected an object with "text" (and "label") or a chat "messages" list'), number)
-            )
+            result.problem(display, _('expected an object with "text" (and "label") or a chat "messages" list'), number)
     return result
 
 
-def _load_csv(text: str, display: str, label: str | None, limits: Limits) -> ImportResult:
-    result = ImportResult()
-    first_line = text.split('\n', 1)[0]
+def _load_csv(text: IO[str], display: str, label: str | None, limits: Limits) -> ImportResult:
+    result = ImportResult(max_labels=limits.max_labels)
+    first_line = text.readline(64 * 1024)
     delimiter = max(',;\t', key=first_line.count)  # the header names no commas, so its separator decides
-    reader = csv.reader(io.StringIO(text), csv.excel, delimiter=delimiter)
+    reader = csv.reader(itertools.chain([first_line], text), csv.excel, delimiter=delimiter)
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration as exc:
@@ -421,10 +506,13 @@ def _load_csv(text: str, display: str, label: str | None, limits: Limits) -> Imp
     except csv.Error as exc:
         raise ActionError(_('{display} line 1: {error}').format(display=display, error=exc)) from exc
     if 'text' not in header or ('label' not in header and label is None):
+        shown = ', '.join(repr(_short(h, 30)) for h in header[:10])
+        more = f' and {len(header) - 10} more' if len(header) > 10 else ''
         raise ActionError(
             _(
-                '{display} line 1: wrong columns {header}; the first line must name the columns "text" and "label"'
-            ).format(display=display, header=header)
+                '{display} line 1: wrong columns [{shown}{more}]; '
+                'the first line must name the columns "text" and "label"'
+            ).format(display=display, shown=shown, more=more)
         )
     text_at = header.index('text')
     label_at = header.index('label') if 'label' in header else None
@@ -434,18 +522,16 @@ def _load_csv(text: str, display: str, label: str | None, limits: Limits) -> Imp
         except StopIteration:
             break
         except csv.Error as exc:
-            result.issues.append(Issue(display, _('unreadable CSV: {error}').format(error=exc), reader.line_num))
+            result.problem(display, _('unreadable CSV: {error}').format(error=exc), reader.line_num)
             continue
         number = reader.line_num
         if not row or not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            result.issues.append(
-                Issue(
-                    display,
-                    _('wrong number of columns: {count}, expected {count2}').format(count=len(row), count2=len(header)),
-                    number,
-                )
+            result.problem(
+                display,
+                _('wrong number of columns: {count}, expected {count2}').format(count=len(row), count2=len(header)),
+                number,
             )
             continue
         row_label = label or (row[label_at] if label_at is not None else DEFAULT_LABEL)
@@ -678,32 +764,26 @@ def text_folders(root: pathlib.Path, *, limit: int = 25, depth: int = 2) -> list
     return found[:limit]
 
 
-def archive_folder(folder: pathlib.Path, root: pathlib.Path, target_dir: pathlib.Path, max_bytes: int) -> pathlib.Path:
+def archive_folder(folder: pathlib.Path, gate: FileGate, target_dir: pathlib.Path, max_bytes: int) -> pathlib.Path:
     """Zip ``folder`` (recursively, streamed file by file) into ``target_dir/YYYY-MM-DD_NAME.zip``.
 
-    Symlinks leading outside ``root`` are left out; the total size is checked before writing and the
-    ZIP appears only when complete (temporary file + rename).
+    Only what the file gate lets leave is packed (no symlink out of the data root, no store, ``-wal``
+    or secret, however linked); the total size is checked before writing and the ZIP appears only
+    when complete (temporary file + rename).
     """
     files = []
     total = 0
-    for dirpath, dirnames, filenames in os.walk(folder):
-        here = pathlib.Path(dirpath)
-        dirnames[:] = [d for d in dirnames if inside(here / d, root) and not (here / d).is_symlink()]
-        for fname in sorted(filenames):
-            file = here / fname
-            if not inside(file, root) or not file.is_file():
-                _log.warning('archive: %s leads outside the data root, left out', file)
-                continue
-            if inside(file, target_dir):
-                continue
-            total += file.stat().st_size
-            if total > max_bytes:
-                raise ActionError(
-                    _('{name} is larger than the archive limit of {max_bytes} bytes').format(
-                        name=folder.name, max_bytes=max_bytes
-                    )
+    for file in gate.walk(folder):
+        if inside(file, target_dir):
+            continue
+        total += file.stat().st_size
+        if total > max_bytes:
+            raise ActionError(
+                _('{name} is larger than the archive limit of {max_bytes} bytes').format(
+                    name=folder.name, max_bytes=max_bytes
                 )
-            files.append(file)
+            )
+        files.append(file)
     if not files:
         raise ActionError(_('{name} has no files to archive').format(name=folder.name))
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -718,7 +798,18 @@ def archive_folder(folder: pathlib.Path, root: pathlib.Path, target_dir: pathlib
     try:
         with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_DEFLATED) as zf:
             for file in files:
-                zf.write(file, str(pathlib.Path(folder.name) / file.relative_to(folder)))
+                arcname = str(pathlib.Path(folder.name) / file.relative_to(folder))
+                try:
+                    source = gate.open(file, name=arcname)
+                except FileRefusedError as exc:  # changed since the walk: leave it out, say so in the log
+                    _log.warning('archive: %s left out: %s', file, exc)
+                    continue
+                info = zipfile.ZipInfo(
+                    arcname, max(time.localtime(os.fstat(source.fileno()).st_mtime)[:6], (1980, 1, 1, 0, 0, 0))
+                )
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with source, zf.open(info, 'w') as out:
+                    shutil.copyfileobj(source, out, 1024 * 1024)
         os.replace(tmp, target)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)

@@ -6,7 +6,6 @@ same validation report as dataset uploads), or the part of the dataset held out 
 
 from __future__ import annotations
 
-import json
 import pathlib
 import warnings
 from collections.abc import Sequence
@@ -47,17 +46,9 @@ def load_test_data(path: pathlib.Path, display: str, limits: Limits) -> tuple[li
             )
         )
     if display.lower().endswith('.json'):
-        try:
-            value = json.loads(path.read_text(encoding='utf-8-sig'))
-        except UnicodeDecodeError as exc:
-            raise ActionError(_('{display} is not UTF-8 text').format(display=display)) from exc
-        except json.JSONDecodeError as exc:
-            raise ActionError(
-                _('{display}: invalid JSON at line {lineno} column {colno}: {msg}').format(
-                    display=display, lineno=exc.lineno, colno=exc.colno, msg=exc.msg
-                )
-            ) from exc
-        if not isinstance(value, list):
+        with path.open('rb') as fh:
+            start = fh.read(4096).lstrip(b'\xef\xbb\xbf \t\r\n')[:1]
+        if start != b'[':  # parsed once, as a stream of objects, by load_upload
             raise ActionError(
                 _('{display}: expected a JSON list of {{"text": ..., "label": ...}} objects').format(display=display)
             )

@@ -10,6 +10,7 @@ import logging
 import pathlib
 import re
 
+from engine.files import FileRefusedError, check_name
 from engine.i18n import _
 from engine.states.actions import ActionError
 
@@ -59,6 +60,10 @@ def resolve_inside(root: pathlib.Path, name: str, *, what: str | None = None) ->
     :raises PathRefusedError: with a message fit for the user.
     """
     what = what or _('path')
+    try:
+        check_name(name, what)
+    except FileRefusedError as exc:
+        raise PathRefusedError(_('{what} refused: {reason}').format(what=what, reason=exc)) from None
     reason = safe_member_name(name)
     if reason:
         raise PathRefusedError(

@@ -18,6 +18,7 @@ import attrs
 
 from engine.api import Attachment
 from engine.config import Config, ConfigError, read_secret
+from engine.files import FileGate, FileRefusedError
 from engine.i18n import N_, _, format_number, ngettext
 from engine.states.actions import ActionError, Notifier
 from engine.store import Store
@@ -63,11 +64,13 @@ class ModelsService:
         self.root = config.resolve(config.bot.data_root).resolve()
         archive = pathlib.Path(models.archive_dir).expanduser()
         self.archive_dir = (archive if archive.is_absolute() else self.root / archive).resolve()
-        self.store_file = config.store_file.resolve() if config.store_file is not None else None
+        self.files = FileGate.from_config(config, extra_roots=[self.archive_dir])
+        """The gate every file this service sends, packs or imports passes (store and secrets never leave)."""
         self.datasets = DatasetRepo(store, self.root)
         self.local = LocalProvider(self.root, poll_interval=models.local_poll_interval, seed=models.split_seed)
         self.providers: dict[str, ModelProvider] = {'local': self.local}
-        key = read_secret(models.api_key, models.api_key_file, 'OPENAI_API_KEY')
+        key_file = config.resolve(models.api_key_file) if models.api_key_file else None  # relative to bot.toml
+        key = read_secret(models.api_key, key_file, 'OPENAI_API_KEY')
         if models.provider == 'openai' and not key and openai_client is None:
             raise ConfigError('[models] provider = "openai" needs an API key (OPENAI_API_KEY, api_key_file or api_key)')
         if (key or openai_client is not None) and models.provider != 'local':
@@ -101,7 +104,7 @@ class ModelsService:
 
     async def select(self, path: str, label: str = 'positive', *, add: bool = False) -> dict[str, Any]:
         folder = resolve_inside(self.root, path, what=_('dataset folder'))
-        result = await asyncio.to_thread(load_folder, folder, self.root, label, self.limits)
+        result = await asyncio.to_thread(load_folder, folder, self.files, label, self.limits)
         if not result.examples:
             raise ActionError(_('no usable examples in {path}.\n{value}').format(path=path, value=result.report()))
         info = await self.datasets.save(slug(path), result.examples, path, add=add)
@@ -132,7 +135,7 @@ class ModelsService:
         return {
             **attrs.asdict(info),
             'report': result.report(),
-            'problems': len(result.issues),
+            'problems': result.problem_count,
             'text': (
                 _('Added to dataset {name}. ').format(name=info.name)
                 if add
@@ -154,7 +157,7 @@ class ModelsService:
         if folder == self.root or inside(self.archive_dir, folder):
             raise ActionError(_('archive a dataset folder, not the data root or the archive folder itself'))
         target = await asyncio.to_thread(
-            archive_folder, folder, self.root, self.archive_dir, self.limits.max_archive_bytes
+            archive_folder, folder, self.files, self.archive_dir, self.limits.max_archive_bytes
         )
         size = target.stat().st_size
         _log.info('archived %s to %s (%d bytes)', folder, target, size)
@@ -173,15 +176,17 @@ class ModelsService:
             except PathRefusedError as exc:
                 error = error or exc
                 continue
-            if candidate.is_file():
+            if candidate.exists() or candidate.is_symlink():
                 return self._sendable(candidate, name)
         if error is not None:
             raise error
         raise ActionError(_('no file {name!r} in the data folder or the archive').format(name=name))
 
     def _sendable(self, path: pathlib.Path, name: str) -> dict[str, Any]:
-        if path.name.startswith('.') or (self.store_file and path.name.startswith(self.store_file.name)):
-            raise PathRefusedError(_('{name!r} is not shareable').format(name=name))
+        try:
+            path = self.files.check(path, name=name)
+        except FileRefusedError as exc:
+            raise PathRefusedError(str(exc)) from None
         size = path.stat().st_size
         if size > self.limits.max_getfile_bytes:
             raise ActionError(
@@ -438,8 +443,12 @@ class ModelsService:
         trained_by = await self._model_job()
         if data:
             path = resolve_inside(self.root, data, what=_('test file'))
-            if not path.is_file():
+            if not path.exists():
                 raise ActionError(_('no test file {data!r} under the data root').format(data=data))
+            try:
+                path = self.files.check(path, name=data)
+            except FileRefusedError as exc:
+                raise PathRefusedError(str(exc)) from None
             examples, report = await asyncio.to_thread(load_test_data, path, path.name, self.limits)
         elif attachments and (upload := attachments[0].path) is not None:
             examples, report = await asyncio.to_thread(load_test_data, upload, attachments[0].name, self.limits)
@@ -469,7 +478,8 @@ class ModelsService:
         files = [evaluation.plot]
         if len(text) > self.limits.max_report_chars:
             full = self.root / 'tests' / test_id / 'report.txt'
-            full.write_text(text + '\n\nAll misclassified:\n' + self._mistakes(evaluation), encoding='utf-8')
+            mistakes = self._mistakes(evaluation, self.limits.max_getfile_bytes // 2)
+            full.write_text(text + '\n\nAll misclassified:\n' + mistakes, encoding='utf-8')
             files.append(str(full))
             text = text[: self.limits.max_report_chars].rsplit('\n', 1)[0] + '\n' + _('(full report attached)')
         return {
@@ -486,8 +496,18 @@ class ModelsService:
         }
 
     @staticmethod
-    def _mistakes(evaluation: Evaluation) -> str:
-        return '\n'.join(f'{m["label"]} -> {m["predicted"]}: {m["text"]}' for m in evaluation.misclassified)
+    def _mistakes(evaluation: Evaluation, max_chars: int) -> str:
+        """The misclassified examples, one a line, stopping before ``max_chars`` (the report must stay sendable)."""
+        lines: list[str] = []
+        size = 0
+        for i, m in enumerate(evaluation.misclassified):
+            line = f'{m["label"]} -> {m["predicted"]}: {m["text"]}'
+            size += len(line) + 1
+            if size > max_chars:
+                lines.append(f'... and {len(evaluation.misclassified) - i} more')
+                break
+            lines.append(line)
+        return '\n'.join(lines)
 
     async def add_misclassified(self, test: str | None) -> dict[str, Any]:
         """Add a test's misclassified examples (with their true labels) to the current dataset."""

@@ -12,6 +12,7 @@ import base64
 import logging
 import math
 import pathlib
+import stat
 import sys
 from collections.abc import Iterator
 from fractions import Fraction
@@ -109,10 +110,14 @@ def decode_audio(
     """
     path = pathlib.Path(source)
     try:
-        size = path.stat().st_size
-    except OSError as exc:
+        info = path.stat()
+    except (OSError, ValueError) as exc:
         _log.error('audio file %s cannot be read: %s', path, exc)
         raise AudioDecodeError(_('The audio file could not be read.')) from exc
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+        _log.error('audio file %s is not a regular file (mode %o)', path, info.st_mode)
+        raise AudioDecodeError(_('The audio file could not be read.'))
+    size = info.st_size
     if max_bytes is not None and size > max_bytes:
         raise AudioTooLargeError(
             _('The audio file is too big ({size}); the limit is {limit}. Please send a shorter one.').format(

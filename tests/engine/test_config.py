@@ -37,7 +37,7 @@ def test_an_unknown_bot_key_is_named_with_a_suggestion(tmp_path: pathlib.Path) -
     path.write_text('[bot]\nnmae = "x"\n')
     with pytest.raises(ConfigError) as caught:
         load_config(path)
-    assert str(caught.value) == f'{path}: unknown key nmae (did you mean "name"?) @ $.bot'
+    assert str(caught.value) == f'{path}:1: bot: unknown key nmae (did you mean "name"?)'
 
 
 def test_a_section_no_plugin_reads_is_warned_about_with_a_suggestion(

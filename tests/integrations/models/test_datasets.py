@@ -8,6 +8,7 @@ import os
 import pathlib
 import zipfile
 
+import attrs
 import pytest
 
 from engine.api import Attachment
@@ -66,7 +67,7 @@ async def test_select_skips_binary_empty_and_symlinked_files_with_reasons(
     report = result['report']
     assert 'mixed/bin.txt: binary file' in report
     assert 'mixed/empty.txt: empty text' in report
-    assert 'mixed/link.txt: symlink leading outside the data folder' in report
+    assert 'mixed/link.txt: is outside the data folder, skipped' in report
 
 
 async def test_select_refuses_paths_out_of_the_root(make_plugin: MakePlugin) -> None:
@@ -261,9 +262,13 @@ async def test_getfile_only_serves_files_in_the_root_or_archive(
     with pytest.raises(ActionError, match='larger than'):
         await plugin.call('dataset.getfile', name='big.txt')
     (data_root / 'flowbot.sqlite3').write_text('db')
-    plugin.service.store_file = data_root / 'flowbot.sqlite3'
+    gate = plugin.service.files
+    plugin.service.files = attrs.evolve(gate, protected=(*gate.protected, data_root / 'flowbot.sqlite3'))
     with pytest.raises(PathRefusedError, match='not shareable'):
         await plugin.call('dataset.getfile', name='flowbot.sqlite3')
+    os.link(data_root / 'flowbot.sqlite3', data_root / 'copy.txt')
+    with pytest.raises(PathRefusedError, match='not shareable'):
+        await plugin.call('dataset.getfile', name='copy.txt')
     with pytest.raises(ActionError, match='no file'):
         await plugin.call('dataset.getfile', name='missing.txt')
 

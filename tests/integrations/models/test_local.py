@@ -109,7 +109,7 @@ async def test_test_with_attached_json_scores_and_saves_misclassified(
 async def test_test_data_that_is_not_a_list_is_refused(make_plugin: MakePlugin, tmp_path: pathlib.Path) -> None:
     plugin = make_plugin()
     bad = tmp_path / 'x'
-    bad.write_text('{"text": "a"', encoding='utf-8')
+    bad.write_text('[{"text": "a"', encoding='utf-8')
     with pytest.raises(ActionError, match='invalid JSON at line 1'):
         await plugin.call('model.test', attachments=[Attachment('t.json', path=bad)])
     bad.write_text('{"text": "a", "label": "b"}', encoding='utf-8')
@@ -306,3 +306,21 @@ async def test_test_uses_the_current_models_holdout_and_warns_when_test_data_was
     assert warning.startswith(
         f'Warning: 3 of 4 test examples are in the training data of the current model (job {second["job"]})'
     )
+
+
+async def test_a_long_test_report_file_stays_within_what_can_be_sent(
+    make_plugin: MakePlugin, tmp_path: pathlib.Path
+) -> None:
+    plugin = make_plugin(limits={'max_report_chars': 200, 'max_getfile_bytes': 20_000})
+    await _select_both(plugin)
+    started = await plugin.call('model.train')
+    await plugin.service.jobs.wait(started['job'])
+    test_file = tmp_path / 'upload.bin'
+    data = [{'text': f'good good film {i} ' + 'x' * 1_000, 'label': 'negative'} for i in range(200)]
+    test_file.write_text(json.dumps(data), encoding='utf-8')
+    result = await plugin.call('model.test', attachments=[Attachment('test.json', path=test_file)])
+    assert result['misclassified'] > 20
+    report = pathlib.Path(result['files'][1])
+    assert report.stat().st_size <= 20_000
+    assert report.read_text(encoding='utf-8').rstrip().endswith('more')
+    assert '(full report attached)' in result['text']

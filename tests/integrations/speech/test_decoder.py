@@ -132,7 +132,7 @@ def test_other_settings_or_a_changed_model_get_their_own_folder(tmp_path: pathli
         ({'max_active': 1500.5}, r'max_active must be a whole number of at least 2, not 1500.5'),
         ({'max_active': 1}, r'max_active must be a whole number of at least 2, not 1'),
         ({'min_active': 500, 'max_active': 100}, r'min_active \(500\) must not be above max_active \(100\)'),
-        ({'beam': 'fast'}, r'\$\.decoder\.beam'),
+        ({'beam': 'fast'}, r'\[speech\] decoder\.beam: expected a number, not a string'),
         ({'bream': 8.0}, r'unknown key bream \(did you mean "beam"\?\)'),
     ],
 )

@@ -1,0 +1,104 @@
+"""Hostile or careless configuration: wrong types refused with file:line and the expected type;
+a value shaped like a secret is never echoed."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from engine.config import Config, ConfigError, load_config, section
+
+from .conftest import SECRET, assert_safe
+
+# (the offending lines, the key named in the message, the expected type in words)
+WRONG = [
+    ('[bot]\nreload = "no"', 'bot.reload', 'true or false'),
+    ('[bot]\nreload = "false"', 'bot.reload', 'true or false'),
+    ('[bot]\nreload = 0', 'bot.reload', 'true or false'),
+    ('[bot]\nflows = "flows"', 'bot.flows', 'a list'),
+    ('[bot]\nflows = [1, 2]', 'bot.flows', 'a path'),
+    ('[bot]\nplugins = "integrations.builtin"', 'bot.plugins', 'a list'),
+    ('[bot]\nname = 42', 'bot.name', 'a string'),
+    ('[bot]\nname = true', 'bot.name', 'a string'),
+    ('[bot]\nname = ["a"]', 'bot.name', 'a string'),
+    ('[bot]\nlanguage = { en = 1 }', 'bot.language', 'a string'),
+    ('[bot]\ndata_root = 7', 'bot.data_root', 'a path'),
+    ('[bot]\nstore = false', 'bot.store', 'a string'),
+    ('[bot]\nprogress_interval = "fast"', 'bot.progress_interval', 'a number'),
+    ('[bot]\nprogress_interval = true', 'bot.progress_interval', 'a number'),
+    ('[bot]\nmaintainers_channel = 12', 'bot.maintainers_channel', 'a string'),
+    ('[permissions.admins]\nusers = "123456"', 'permissions.admins.users', 'a list'),
+    ('[permissions.admins]\nusers = [123456]', 'permissions.admins.users', 'a string'),
+    ('[permissions.admins]\nroles = "987"', 'permissions.admins.roles', 'a list'),
+    ('[permissions]\nadmins = "everyone"', 'permissions.admins', ''),
+    ('[bot]\nreload = "no"\nflows = "flows"', 'bot.flows', 'a list'),
+]
+
+
+@pytest.mark.parametrize(('lines', 'key', 'expected'), WRONG, ids=[w[0].replace('\n', ' ') for w in WRONG])
+def test_a_wrong_type_is_refused_with_its_line_and_the_expected_type(
+    tmp_path: pathlib.Path, lines: str, key: str, expected: str
+) -> None:
+    path = tmp_path / 'bot.toml'
+    path.write_text('# flowbot\n' + lines + '\n', encoding='utf-8')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert_safe(message)
+    assert key in message and expected in message
+    line = next(
+        i
+        for i, text in enumerate(path.read_text().splitlines(), 1)
+        if text.split('=')[0].strip() in key.split('.')[-1:] or f'[{key}]' == text
+    )
+    assert f'{path}:{line}:' in message, message
+
+
+SECTIONS = [
+    ('discord', {'guild_ids': '123'}, 'a list'),
+    ('discord', {'guild_ids': ['123']}, 'a whole number'),
+    ('discord', {'prefix': 1}, 'a string'),
+    ('discord', {'reuse_connections': 'yes'}, 'true or false'),
+    ('discord', {'max_attachment_bytes': '25MB'}, 'a whole number'),
+    ('discord', {'max_attachment_bytes': 2.5}, 'a whole number'),
+    ('models', {'history_turns': '10'}, 'a whole number'),
+    ('models', {'switch_on_success': 'no'}, 'true or false'),
+    ('models', {'limits': 'none'}, 'a table'),
+    ('models', {'limits': {'max_upload_bytes': '1GB'}}, 'a whole number'),
+    ('speech', {'language': ['ru']}, 'a string'),
+]
+
+
+@pytest.mark.parametrize(('name', 'table', 'expected'), SECTIONS, ids=[f'{s[0]}-{next(iter(s[1]))}' for s in SECTIONS])
+def test_a_wrong_type_in_an_integration_section_is_refused(name: str, table: dict[str, object], expected: str) -> None:
+    from integrations.discord.config import DiscordConfig
+    from integrations.models.config import ModelsConfig
+    from integrations.speech.config import SpeechConfig
+
+    cls = {'discord': DiscordConfig, 'models': ModelsConfig, 'speech': SpeechConfig}[name]
+    with pytest.raises(ConfigError) as caught:
+        section(Config(sections={name: table}), name, cls)
+    assert_safe(caught.value)
+    assert f'[{name}]' in str(caught.value) and expected in str(caught.value)
+
+
+SECRET_SPOTS = [
+    ('[bot]\nstore = ["{s}"]', 'bot.store'),
+    ('[bot]\nname = {{ key = "{s}" }}', 'bot.name'),
+    ('[bot]\n"{s}" = 1', 'bot'),
+    ('[permissions.admins]\nusers = "{s}"', 'permissions.admins.users'),
+    ('[bot]\nflows = "{s}"', 'bot.flows'),
+    ('[bot]\nname = "x"\n{s} = 2', 'bot'),
+    ('[bot]\nname = "{s}', ''),
+]
+
+
+@pytest.mark.parametrize(('lines', 'key'), SECRET_SPOTS, ids=[s[0].split('\n')[-1][:20] for s in SECRET_SPOTS])
+def test_a_secret_pasted_in_the_wrong_place_is_never_echoed(tmp_path: pathlib.Path, lines: str, key: str) -> None:
+    path = tmp_path / 'bot.toml'
+    path.write_text(lines.format(s=SECRET) + '\n', encoding='utf-8')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert_safe(caught.value)
+    assert key in str(caught.value)
