@@ -522,7 +522,9 @@ class Engine:
                 del self._live[conv.key]
         except Exception as exc:
             _log.exception('conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, event)
-            message = str(exc) if isinstance(exc, TemplateError | FileRefusedError) else 'an internal error (logged)'
+            message = (
+                str(exc) if isinstance(exc, TemplateError | FileRefusedError) else i18n._('an internal error (logged)')
+            )
             await self._reply(conv.key, self._text('error', conv.locale, error=message))
             if self._live.get(conv.key) is conv:
                 await self.finish(conv)

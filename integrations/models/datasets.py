@@ -107,9 +107,9 @@ class ImportResult:
             return
         reason = _label_problem(item.label)
         if reason is None and item.label not in self.labels and len(self.labels) >= self.max_labels:
-            reason = f'more than {self.max_labels} different labels, skipped'
+            reason = _('more than {limit} different labels, skipped').format(limit=self.max_labels)
         if reason is not None:
-            where, _, line = item.source.rpartition(':')
+            where, _sep, line = item.source.rpartition(':')
             self.problem(*((where, reason, int(line)) if line.isdigit() else (item.source, reason)))
             return
         self.examples.append(item)
@@ -201,9 +201,9 @@ def _decode(data: bytes, where: str, limits: Limits, label: str) -> Example | Is
 def _label_problem(label: str) -> str | None:
     """Why ``label`` cannot be a label (empty, several lines, over 100 characters), or ``None``."""
     if not label:
-        return 'the label must not be empty'
+        return _('the label must not be empty')
     if len(label) > 100 or '\n' in label or '\r' in label:
-        return 'the label must be one line of at most 100 characters'
+        return _('the label must be one line of at most 100 characters')
     return None
 
 
@@ -455,7 +455,11 @@ def _load_jsonl(
             if not raw.strip():
                 continue
             if '\x00' in raw:
-                raise ActionError(f'{display} line {number} holds a NUL byte; send UTF-8 text')
+                raise ActionError(
+                    _('{display} line {number} holds a NUL byte; send UTF-8 text').format(
+                        display=display, number=number
+                    )
+                )
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
@@ -466,7 +470,7 @@ def _load_jsonl(
         else:
             value = raw
         if value is None or _too_deep(value):
-            result.problem(display, f'nested more than {MAX_JSON_DEPTH} levels deep', number)
+            result.problem(display, _('nested more than {limit} levels deep').format(limit=MAX_JSON_DEPTH), number)
             continue
         where = f'{display}:{number}'
         if isinstance(value, dict) and 'messages' in value:
@@ -507,7 +511,7 @@ def _load_csv(text: IO[str], display: str, label: str | None, limits: Limits) ->
         raise ActionError(_('{display} line 1: {error}').format(display=display, error=exc)) from exc
     if 'text' not in header or ('label' not in header and label is None):
         shown = ', '.join(repr(_short(h, 30)) for h in header[:10])
-        more = f' and {len(header) - 10} more' if len(header) > 10 else ''
+        more = _(' and {count} more').format(count=len(header) - 10) if len(header) > 10 else ''
         raise ActionError(
             _(
                 '{display} line 1: wrong columns [{shown}{more}]; '
