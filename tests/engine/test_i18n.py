@@ -155,3 +155,21 @@ async def test_a_reply_is_in_the_users_language_else_the_bots(tmp_path: pathlib.
         assert h.texts()[-3:] == ['Hello', 'Ann 👋', 'Bye']
     finally:
         await h.stop()
+
+
+def test_file_gate_refusals_are_in_the_reply_language(tmp_path: pathlib.Path) -> None:
+    from engine.files import FileGate, FileRefusedError, check_name
+
+    (tmp_path / 'sub').mkdir()
+    gate = FileGate(roots=(tmp_path,))
+    for lang, folder, missing, nul in (
+        ('en', 'is a folder', 'does not exist', 'the path contains a NUL character'),
+        ('ru', '— это папка', 'не существует', 'путь содержит символ NUL'),
+    ):
+        with i18n.use(lang):
+            with pytest.raises(FileRefusedError, match=folder):
+                gate.check(tmp_path / 'sub', name='sub')
+            with pytest.raises(FileRefusedError, match=missing):
+                gate.check(tmp_path / 'nothing.txt', name='nothing.txt')
+            with pytest.raises(FileRefusedError, match=nul):
+                check_name('a\x00b')
