@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest dialogs bench
+.PHONY: run test lint typecheck pytest dialogs bench messages
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,8 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.engine
+
+# Python messages: refresh the template and merge it into every language's catalog (docs/maintainers.md).
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output -o engine/locale/flowbot.pot .
+	$(BIN)/pybabel update -i engine/locale/flowbot.pot -d engine/locale -D flowbot --no-fuzzy-matching --ignore-obsolete

@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from engine import i18n
+
 __all__ = [
     'Adapter',
     'Attachment',
@@ -178,11 +180,11 @@ class Adapter(abc.ABC):
 
     async def voice_join(self, key: ConversationKey) -> str:
         """Join the voice channel the user of ``key`` is in; return its name."""
-        raise NotSupportedError(f'{self.name} has no voice channels')
+        raise NotSupportedError(i18n._('{adapter} has no voice channels').format(adapter=self.name))
 
     async def voice_leave(self, key: ConversationKey) -> None:
         """Leave the voice channel of the conversation's guild, stopping playback."""
-        raise NotSupportedError(f'{self.name} has no voice channels')
+        raise NotSupportedError(i18n._('{adapter} has no voice channels').format(adapter=self.name))
 
     async def voice_listen(self, key: ConversationKey, streams: Callable[[], Any] | None) -> str:
         """Hear what is said in the voice channel of the conversation's guild (``None``: stop hearing).
@@ -192,11 +194,11 @@ class Adapter(abc.ABC):
         :param streams: makes one live recogniser per speaker (``integrations.speech.stt.SpeechStream``).
         :return: the voice channel's name.
         """
-        raise NotSupportedError(f'{self.name} has no voice channels')
+        raise NotSupportedError(i18n._('{adapter} has no voice channels').format(adapter=self.name))
 
     async def voice_speak(self, key: ConversationKey, audio: pathlib.Path) -> bool:
         """Speak ``audio`` where the user is; return ``False`` when the user is in no voice channel."""
-        raise NotSupportedError(f'{self.name} has no voice channels')
+        raise NotSupportedError(i18n._('{adapter} has no voice channels').format(adapter=self.name))
 
     async def fetch_text(self, key: ConversationKey, message_id: str) -> str | None:
         """The text of an earlier bot message, for corrections; ``None`` when unknown."""

@@ -64,7 +64,9 @@ def build_app(config: Config, *, store: Store | None = None, plugins: Sequence[s
     folders = flow_folders(config)  # first: a missing folder is reported before the store is opened
     store = store or open_store(config.store_spec)
     actions = ActionRegistry()
-    library = FlowLibrary(actions, config.permissions.keys(), file_roots=sendable_roots(config))
+    library = FlowLibrary(
+        actions, config.permissions.keys(), languages=config.bot.languages, file_roots=sendable_roots(config)
+    )
     engine = Engine(config=config, store=store, actions=actions, library=library)
     ctx = SetupContext(config=config, actions=actions, store=store, notifier=engine, catalog=engine.flows)
     load_plugins(ctx, list(config.bot.plugins if plugins is None else plugins))

@@ -132,7 +132,9 @@ def _lint(config: Config, paths: list[pathlib.Path], fmt: str) -> int:
     flows, problems = load_paths(paths or flow_folders(config))
     from engine.files import sendable_roots
 
-    problems += FlowLibrary(actions, config.permissions.keys(), file_roots=sendable_roots(config)).check(flows)
+    problems += FlowLibrary(
+        actions, config.permissions.keys(), languages=config.bot.languages, file_roots=sendable_roots(config)
+    ).check(flows)
     _print_diagnostics(problems, fmt)
     if fmt == 'text':
         print(f'{len(flows)} flow(s) checked, {len(problems)} problem(s)', file=sys.stderr)

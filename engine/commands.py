@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.api import Attachment
 from engine.flows import model
+from engine.i18n import _
 
 __all__ = ['UsageError', 'convert', 'parse_arguments', 'parse_bool', 'split_command', 'usage']
 
@@ -60,25 +61,36 @@ def convert(option: model.OptionSpec, raw: str) -> Any:
         try:
             value = int(raw)
         except ValueError:
-            raise ValueError(f'{option.name} must be a whole number, not "{raw}"') from None
+            raise ValueError(
+                _('{name} must be a whole number, not "{raw}"').format(name=option.name, raw=raw)
+            ) from None
     elif option.type == 'number':
         try:
             value = float(raw)
         except ValueError:
-            raise ValueError(f'{option.name} must be a number, not "{raw}"') from None
+            raise ValueError(_('{name} must be a number, not "{raw}"').format(name=option.name, raw=raw)) from None
     elif option.type == 'boolean':
         value = parse_bool(raw)
         if value is None:
-            raise ValueError(f'{option.name} must be yes or no, not "{raw}"')
+            raise ValueError(_('{name} must be yes or no, not "{raw}"').format(name=option.name, raw=raw))
     elif option.type in ('user', 'channel'):
         match = _MENTION.match(raw)
         value = match.group(1) if match else raw
         if not value.isdigit():
-            raise ValueError(f'{option.name} must be a {option.type} mention or id, not "{raw}"')
+            what = (
+                _('{name} must be a user mention or id, not "{raw}"')
+                if option.type == 'user'
+                else _('{name} must be a channel mention or id, not "{raw}"')
+            )
+            raise ValueError(what.format(name=option.name, raw=raw))
     else:
         value = raw
     if option.choices and value not in option.choices:
-        raise ValueError(f'{option.name} must be one of {", ".join(map(str, option.choices))}, not "{raw}"')
+        raise ValueError(
+            _('{name} must be one of {choices}, not "{raw}"').format(
+                name=option.name, choices=', '.join(map(str, option.choices)), raw=raw
+            )
+        )
     return value
 
 
@@ -89,7 +101,7 @@ def _next_word(text: str, position: int) -> int:
 
 
 def _is_named(rest: str, by_name: Mapping[str, model.OptionSpec]) -> bool:
-    key, sep, _ = rest.split(None, 1)[0].partition('=')
+    key, sep, _rest = rest.split(None, 1)[0].partition('=')
     return bool(sep) and key in by_name
 
 
@@ -120,7 +132,9 @@ def parse_arguments(
     line = usage(name, trigger, prefix)
     if len(text) > MAX_ARGUMENT_CHARS:
         raise UsageError(
-            f'Arguments are too long ({len(text)} characters, at most {MAX_ARGUMENT_CHARS}).\nUsage: {line}'
+            _('Arguments are too long ({length} characters, at most {limit}).\nUsage: {line}').format(
+                length=len(text), limit=MAX_ARGUMENT_CHARS, line=line
+            )
         )
     by_name = {o.name: o for o in trigger.options}
     values: dict[str, Any] = {}
@@ -141,17 +155,19 @@ def parse_arguments(
             try:
                 word = lexer.get_token()
             except ValueError as exc:
-                raise UsageError(f'Cannot read the arguments: {exc}.\nUsage: {line}') from None
+                raise UsageError(
+                    _('Cannot read the arguments: {error}.\nUsage: {line}').format(error=exc, line=line)
+                ) from None
             if word is None:
                 break
             key, sep, raw = word.partition('=')
             if sep and key in by_name:
                 if key in values:
-                    raise ValueError(f'{key} is given twice')
+                    raise ValueError(_('{name} is given twice').format(name=key))
                 values[key] = convert(by_name[key], raw)
                 continue
             if option is None:
-                raise ValueError(f'too many arguments (unexpected "{word}")')
+                raise ValueError(_('too many arguments (unexpected "{word}")').format(word=word))
             values[option.name] = convert(option, word)
         for option in trigger.options:
             if option.type == 'attachment' and option.name not in values and files:
@@ -159,10 +175,10 @@ def parse_arguments(
     except UsageError:
         raise
     except ValueError as exc:
-        raise UsageError(f'{exc}.\nUsage: {line}') from None
+        raise UsageError(_('{error}.\nUsage: {line}').format(error=exc, line=line)) from None
     missing = [o.name for o in trigger.options if o.is_required and o.name not in values]
     if missing:
-        raise UsageError(f'Missing {", ".join(missing)}.\nUsage: {line}')
+        raise UsageError(_('Missing {names}.\nUsage: {line}').format(names=', '.join(missing), line=line))
     for option in trigger.options:
         values.setdefault(option.name, option.default)
     return values

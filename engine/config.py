@@ -145,6 +145,9 @@ class PermissionGroup:
 class BotConfig:
     name: str = 'flowbot'
     language: str = 'en'
+    """The reply language when neither the user nor the server gives one (and the console's)."""
+    languages: list[str] = attrs.field(factory=list)
+    """Languages every flow text must have (``flowbot lint``: ``missing-translation``); empty: not checked."""
     flows: list[pathlib.Path] | None = None
     """Folders (or files) of flows. Unset: ``flows/`` beside ``bot.toml`` if there is one, else the
     flows shipped with the package (:func:`engine.shipped.flow_folders`)."""

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from engine.config import Config, ConfigError
+from engine.i18n import _
 
 __all__ = [
     'MAX_NAME_BYTES',
@@ -55,23 +56,32 @@ class FileRefusedError(Exception):
 
 
 def _refused(shown: str, reason: str) -> FileRefusedError:
-    return FileRefusedError(f'{shown!r} {reason}', reason)
+    return FileRefusedError(_('{name} {reason}').format(name=repr(shown), reason=reason), reason)
 
 
-def check_name(name: str, what: str = 'path') -> None:
+def check_name(name: str, what: str | None = None) -> None:
     """Refuse names no file system takes: NUL, a part longer than :data:`MAX_NAME_BYTES` bytes.
 
     :raises FileRefusedError: with a message that does not repeat the (possibly huge) name.
     """
+    what = what or _('path')
     if '\x00' in name:
-        raise FileRefusedError(f'the {what} contains a NUL character')
+        raise FileRefusedError(_('the {what} contains a NUL character').format(what=what))
     total = len(name.encode('utf-8', 'surrogatepass'))
     if total > MAX_PATH_BYTES:
-        raise FileRefusedError(f'the {what} is {total} bytes long; the limit is {MAX_PATH_BYTES}')
+        raise FileRefusedError(
+            _('the {what} is {size} bytes long; the limit is {limit}').format(
+                what=what, size=total, limit=MAX_PATH_BYTES
+            )
+        )
     for part in re.split(r'[/\\]', name):
         size = len(part.encode('utf-8', 'surrogatepass'))
         if size > MAX_NAME_BYTES:
-            raise FileRefusedError(f'a part of the {what} is {size} bytes long; the limit is {MAX_NAME_BYTES}')
+            raise FileRefusedError(
+                _('a part of the {what} is {size} bytes long; the limit is {limit}').format(
+                    what=what, size=size, limit=MAX_NAME_BYTES
+                )
+            )
 
 
 def sendable_roots(config: Config) -> list[pathlib.Path]:
@@ -172,25 +182,24 @@ class FileGate:
         try:
             real = path.resolve(strict=True)
         except FileNotFoundError:
-            raise _refused(shown, 'does not exist') from None
+            raise _refused(shown, _('does not exist')) from None
         except (OSError, RuntimeError, ValueError) as exc:
             _log.warning('cannot resolve %r: %r', str(path)[:200], exc)
-            raise _refused(shown, f'cannot be opened ({_reason(exc)})') from None
+            raise _refused(shown, _('cannot be opened ({reason})').format(reason=_reason(exc))) from None
         if not any(real.is_relative_to(root) for root in self._real_roots()):
             _log.warning('refused %r: its real path is outside %s', str(path)[:200], self.roots)
-            raise _refused(shown, 'is outside the data folder')
+            raise _refused(shown, _('is outside the data folder'))
         try:
             info = real.stat()
         except OSError as exc:
-            raise _refused(shown, f'cannot be opened ({_reason(exc)})') from None
+            raise _refused(shown, _('cannot be opened ({reason})').format(reason=_reason(exc))) from None
         if not stat.S_ISREG(info.st_mode):
-            kind = 'a folder' if stat.S_ISDIR(info.st_mode) else 'not a regular file'
-            raise _refused(shown, f'is {kind}')
+            raise _refused(shown, _('is a folder') if stat.S_ISDIR(info.st_mode) else _('is not a regular file'))
         if (info.st_dev, info.st_ino) in self._protected_ids() or real.name.startswith('.'):
             _log.warning('refused %r: it is the store, a secret or a hidden file', str(path)[:200])
-            raise _refused(shown, 'is not shareable')
+            raise _refused(shown, _('is not shareable'))
         if not os.access(real, os.R_OK):
-            raise _refused(shown, 'cannot be read')
+            raise _refused(shown, _('cannot be read'))
         return real
 
     def open(self, path: pathlib.Path | str, *, name: str | None = None) -> BinaryIO:
@@ -201,11 +210,11 @@ class FileGate:
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
         except OSError as exc:
-            raise _refused(shown, f'cannot be opened ({_reason(exc)})') from None
+            raise _refused(shown, _('cannot be opened ({reason})').format(reason=_reason(exc))) from None
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) in self._protected_ids():
             os.close(fd)
-            raise _refused(shown, 'changed while it was being opened; try again')
+            raise _refused(shown, _('changed while it was being opened; try again'))
         return os.fdopen(fd, 'rb')
 
     def protects(self, path: pathlib.Path | str) -> bool:
@@ -245,5 +254,5 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     if isinstance(exc, RuntimeError):
-        return 'a symlink loop'
-    return 'an invalid name'
+        return _('a symlink loop')
+    return _('an invalid name')

@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from engine import i18n
 from engine.api import Adapter, ChoicePress, Command, ConversationKey, Event, Message, User
 from engine.commands import UsageError, parse_arguments
 from engine.config import Config
@@ -29,6 +30,7 @@ from engine.flows import model
 from engine.flows.compile import CompiledFlow
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import did_you_mean
+from engine.i18n import N_
 from engine.states import kinds
 from engine.states.actions import ActionRegistry
 from engine.store import ShardLostError, Shards, Store, StoredConversation
@@ -137,50 +139,25 @@ class Conversation:
         )
 
 
-MESSAGES: dict[str, model.Text] = {
-    'unknown_command': {
-        'en': 'Unknown command "{name}"{hint}. Try {prefix}instruction for the list.',
-        'ru': 'Неизвестная команда "{name}"{hint}. Список: {prefix}instruction.',
-    },
-    'denied': {
-        'en': 'Sorry, {prefix}{name} is only for the "{group}" group.',
-        'ru': 'Извините, {prefix}{name} доступна только группе "{group}".',
-    },
-    'no_dm': {
-        'en': '{prefix}{name} does not work in direct messages.',
-        'ru': '{prefix}{name} не работает в личных сообщениях.',
-    },
-    'cancelled': {'en': 'Cancelled.', 'ru': 'Отменено.'},
-    'nothing_to_cancel': {'en': 'There is nothing to cancel.', 'ru': 'Нечего отменять.'},
-    'no_back': {'en': 'There is no earlier question to go back to.', 'ru': 'Предыдущего вопроса нет.'},
-    'no_dialog_help': {
-        'en': 'No question is open. Type {prefix}instruction to see the commands.',
-        'ru': 'Сейчас нет открытого вопроса. Список команд: {prefix}instruction.',
-    },
-    'busy': {
-        'en': 'Still working on {flow}; I will read your message when it is done. Type cancel to stop it.',
-        'ru': 'Ещё выполняю {flow}; прочитаю сообщение, когда закончу. Напишите cancel, чтобы остановить.',
-    },
-    'interrupts': {
-        'en': 'During a question you can answer it, or type cancel, back or help.',
-        'ru': 'Во время вопроса можно ответить или написать cancel, back или help.',
-    },
-    'too_many_attempts': {
-        'en': 'Too many invalid answers; stopping here.',
-        'ru': 'Слишком много неверных ответов; останавливаюсь.',
-    },
-    'timeout': {'en': 'No answer in time; stopping here.', 'ru': 'Нет ответа вовремя; останавливаюсь.'},
-    'error': {'en': 'Something went wrong: {error}', 'ru': 'Что-то пошло не так: {error}'},
-    'stale_choice': {'en': 'That question is no longer open.', 'ru': 'Этот вопрос уже закрыт.'},
-    'stopped': {'en': 'Stopped {flow}.', 'ru': '{flow} остановлено.'},
-    'stopped_waiting': {
-        'en': 'Stopped waiting in {flow}; the work it started goes on and posts its result here when it ends.',
-        'ru': 'Больше не жду в {flow}; начатая работа продолжается и сообщит результат здесь, когда закончится.',
-    },
-    'flow_removed': {
-        'en': 'The {flow} dialog was removed by the maintainers, so it ends here.',
-        'ru': 'Диалог {flow} удалён, поэтому он завершён.',
-    },
+MESSAGES: dict[str, str] = {
+    'unknown_command': N_('Unknown command "{name}"{hint}. Try {prefix}instruction for the list.'),
+    'denied': N_('Sorry, {prefix}{name} is only for the "{group}" group.'),
+    'no_dm': N_('{prefix}{name} does not work in direct messages.'),
+    'cancelled': N_('Cancelled.'),
+    'nothing_to_cancel': N_('There is nothing to cancel.'),
+    'no_back': N_('There is no earlier question to go back to.'),
+    'no_dialog_help': N_('No question is open. Type {prefix}instruction to see the commands.'),
+    'busy': N_('Still working on {flow}; I will read your message when it is done. Type cancel to stop it.'),
+    'interrupts': N_('During a question you can answer it, or type cancel, back or help.'),
+    'too_many_attempts': N_('Too many invalid answers; stopping here.'),
+    'timeout': N_('No answer in time; stopping here.'),
+    'error': N_('Something went wrong: {error}'),
+    'stale_choice': N_('That question is no longer open.'),
+    'stopped': N_('Stopped {flow}.'),
+    'stopped_waiting': N_(
+        'Stopped waiting in {flow}; the work it started goes on and posts its result here when it ends.'
+    ),
+    'flow_removed': N_('The {flow} dialog was removed by the maintainers, so it ends here.'),
 }
 
 
@@ -200,7 +177,7 @@ class Engine:
         self._live: dict[ConversationKey, Conversation] = {}
         self._waiting: dict[str, set[ConversationKey]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._summary: tuple[int, list[dict[str, Any]]] | None = None
+        self._summary: tuple[tuple[int, str], list[dict[str, Any]]] | None = None
         self._held: dict[str, list[Callable[[], object]]] = {}
         """Restored work (timers, re-runs, endings) waiting for its adapter to be added."""
         self.workroot = config.resolve(config.bot.data_root) / 'tmp'
@@ -212,6 +189,7 @@ class Engine:
         self.shards: Shards | None = None
         """The shards this process runs (set by :meth:`start`); ``None``: all of them."""
         self.progress_interval = config.bot.progress_interval
+        i18n.set_default(config.bot.language)
         """Seconds between two edits of one progress message."""
 
     # -- public API -----------------------------------------------------------------------
@@ -235,6 +213,11 @@ class Engine:
         key = key if isinstance(event, Internal) else event.key
         assert key is not None
         conv = self._live.get(key)
+        locale = None if isinstance(event, Internal) else event.locale
+        with i18n.use(locale or (conv.locale if conv else None), self.config.bot.language):
+            await self._dispatch(event, key, conv)
+
+    async def _dispatch(self, event: Event | Internal, key: ConversationKey, conv: Conversation | None) -> None:
         if conv is None:
             if isinstance(event, Internal):
                 return
@@ -382,7 +365,8 @@ class Engine:
     # -- starting, restoring, finishing ---------------------------------------------------
 
     def _text(self, message: str, locale: str | None, **values: Any) -> str:
-        return model.localize(MESSAGES[message], locale, self.config.bot.language).format(prefix=self.prefix, **values)
+        lang = i18n.language_of(locale, self.config.bot.language)
+        return i18n.gettext_for(lang).gettext(MESSAGES[message]).format(prefix=self.prefix, **values)
 
     async def _reply(self, key: ConversationKey, text: str, *, notice: bool = False) -> None:
         """Send ``text``; a ``notice`` is meant only for the user (refusals, stale buttons): private where possible."""
@@ -538,7 +522,9 @@ class Engine:
                 del self._live[conv.key]
         except Exception as exc:
             _log.exception('conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, event)
-            message = str(exc) if isinstance(exc, TemplateError | FileRefusedError) else 'an internal error (logged)'
+            message = (
+                str(exc) if isinstance(exc, TemplateError | FileRefusedError) else i18n._('an internal error (logged)')
+            )
             await self._reply(conv.key, self._text('error', conv.locale, error=message))
             if self._live.get(conv.key) is conv:
                 await self.finish(conv)
@@ -770,7 +756,8 @@ class Engine:
 
     def flows_summary(self) -> list[dict[str, Any]]:
         """What ``instruction`` lists: every command flow with its options (cached per flow set)."""
-        if self._summary is not None and self._summary[0] == self.library.generation:
+        lang = i18n.current()
+        if self._summary is not None and self._summary[0] == (self.library.generation, lang):
             return self._summary[1]
         out = []
         for flow in sorted(self.flows(), key=lambda f: f.trigger.command or '~' + f.name):
@@ -781,20 +768,20 @@ class Engine:
                     'command': trig.command,
                     'aliases': trig.aliases,
                     'message': trig.message,
-                    'description': model.localize(flow.flow.description or trig.description, None),
+                    'description': model.localize(flow.flow.description or trig.description, lang),
                     'options': [
                         {
                             'name': o.name,
                             'type': o.type,
                             'required': o.is_required,
-                            'description': model.localize(o.description, None),
+                            'description': model.localize(o.description, lang),
                         }
                         for o in trig.options
                     ],
                     'permission': flow.permission,
                 }
             )
-        self._summary = (self.library.generation, out)
+        self._summary = ((self.library.generation, lang), out)
         return out
 
 

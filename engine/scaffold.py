@@ -26,7 +26,8 @@ BOT_TOML = """\
 
 [bot]
 name = "flowbot"
-language = "en"                  # default language of localized texts (the shipped flows have en and ru)
+language = "en"                  # reply language when Discord gives none (the console's); "ru" for Russian
+languages = ["en", "ru"]         # `flowbot lint` reports a flow text missing one of these translations
 flows = ["flows"]                # folders of flow files; edits are picked up while the bot runs
 data_root = "data"               # datasets, models, archives, files the console keeps
 store = "data/flowbot.sqlite3"   # conversations, feedback, corrections, jobs (":memory:" keeps nothing)
@@ -56,7 +57,8 @@ provider = "auto"                # auto | openai | local
 
 [speech]
 # Voice messages are recognised with vosk, one model per language, installed with
-# `flowbot speech install vosk-model-small-en-us-0.15` (see `flowbot speech models`).
+# `flowbot speech install vosk-model-small-en-us-0.15` (Russian: vosk-model-small-ru-0.22).
+# Speech follows the reply language when [speech.models] has a model for it, else this one.
 language = "en"
 """
 

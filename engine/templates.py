@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import babel
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
@@ -28,12 +29,16 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
+from engine import i18n
+
 __all__ = [
     'MAX_RENDERED_CHARS',
     'TemplateError',
     'compile_condition',
     'find_variables',
     'is_template',
+    'number',
+    'plural',
     'render',
     'render_value',
 ]
@@ -60,7 +65,11 @@ _WIDTH = re.compile(r'(\d+)')
 
 
 def _too_big(what: str, size: int, limit: int) -> SecurityError:
-    return SecurityError(f'{what} would be {size:,} long; templates are limited to {limit:,}')
+    return SecurityError(
+        i18n._('{what} would be {size} long; templates are limited to {limit}').format(
+            what=what, size=i18n.format_number(size), limit=i18n.format_number(limit)
+        )
+    )
 
 
 def _length(value: Any) -> int | None:
@@ -70,7 +79,7 @@ def _length(value: Any) -> int | None:
 def _check_width(fmt: str) -> None:
     widths = [int(w) for w in _WIDTH.findall(fmt) if len(w) < 12]
     if any(len(w) >= 12 for w in _WIDTH.findall(fmt)) or any(w > MAX_WIDTH for w in widths):
-        raise SecurityError(f'a format field is wider than {MAX_WIDTH} characters')
+        raise SecurityError(i18n._('a format field is wider than {limit} characters').format(limit=MAX_WIDTH))
 
 
 def _power(base: Any, exponent: Any) -> Any:
@@ -78,7 +87,9 @@ def _power(base: Any, exponent: Any) -> Any:
         bits = abs(math.log2(abs(base)) * float(exponent))  # size of the result, either way from 1
         if bits > MAX_EXPONENT_BITS and (abs(base) > 1) == (exponent > 0):
             raise SecurityError(
-                f'{_short(repr(base))} ** {_short(repr(exponent))} is too large a number for a template'
+                i18n._('{base} ** {exponent} is too large a number for a template').format(
+                    base=_short(repr(base)), exponent=_short(repr(exponent))
+                )
             )
     return base**exponent
 
@@ -87,14 +98,14 @@ def _times(left: Any, right: Any) -> Any:
     for sequence, count in ((left, right), (right, left)):
         size = _length(sequence)
         if size is not None and isinstance(count, int) and size * count > MAX_VALUE_CHARS:
-            raise _too_big('a repeated value', size * count, MAX_VALUE_CHARS)
+            raise _too_big(i18n._('a repeated value'), size * count, MAX_VALUE_CHARS)
     return left * right
 
 
 def _plus(left: Any, right: Any) -> Any:
     a, b = _length(left), _length(right)
     if a is not None and b is not None and a + b > MAX_VALUE_CHARS:
-        raise _too_big('a joined value', a + b, MAX_VALUE_CHARS)
+        raise _too_big(i18n._('a joined value'), a + b, MAX_VALUE_CHARS)
     return left + right
 
 
@@ -109,11 +120,15 @@ def _bounded_range(*args: int) -> range:
     steps = range(*args)
     budget = _range_budget.get(None)
     if len(steps) > MAX_RANGE:
-        raise _too_big('a range', len(steps), MAX_RANGE)
+        raise _too_big(i18n._('a range'), len(steps), MAX_RANGE)
     if budget is not None:
         budget[0] -= len(steps)
         if budget[0] < 0:
-            raise SecurityError(f'the template loops over more than {MAX_RANGE:,} range steps in all')
+            raise SecurityError(
+                i18n._('the template loops over more than {limit} range steps in all').format(
+                    limit=i18n.format_number(MAX_RANGE)
+                )
+            )
     return steps
 
 
@@ -124,7 +139,11 @@ def _loop_guard(iterable: Any) -> Iterator[Any]:
         if budget is not None:
             budget[0] -= 1
             if budget[0] < 0:
-                raise SecurityError(f'the template loops more than {MAX_LOOP_STEPS:,} times')
+                raise SecurityError(
+                    i18n._('the template loops more than {limit} times').format(
+                        limit=i18n.format_number(MAX_LOOP_STEPS)
+                    )
+                )
         yield item
 
 
@@ -134,7 +153,7 @@ class _BoundedNamespace(Namespace):
     def __setitem__(self, name: str, value: Any) -> None:
         size = _length(value)
         if size is not None and size > MAX_VALUE_CHARS:
-            raise _too_big(f'namespace value {name}', size, MAX_VALUE_CHARS)
+            raise _too_big(i18n._('namespace value {name}').format(name=name), size, MAX_VALUE_CHARS)
         super().__setitem__(name, value)
 
 
@@ -169,7 +188,9 @@ def _bounded_filter(name: str, *width_args: int) -> Callable[..., Any]:
         for i in width_args:
             width = args[i] if len(args) > i else None
             if isinstance(width, int) and abs(width) > MAX_WIDTH:
-                raise SecurityError(f'{name} is limited to a width of {MAX_WIDTH}')
+                raise SecurityError(
+                    i18n._('{name} is limited to a width of {limit}').format(name=name, limit=MAX_WIDTH)
+                )
         if name == 'format' and isinstance(value, str):
             _check_width(value)
         return original(value, *args, **kwargs)
@@ -185,6 +206,36 @@ _env.filters.update(
     wordwrap=_bounded_filter('wordwrap', 0),
     format=_bounded_filter('format'),
 )
+
+
+def plural(value: Any, one: str, other: str, few: str | None = None, many: str | None = None) -> str:
+    """``{{ n | plural('пример', 'примера', few='примера', many='примеров') }}`` -> ``5 примеров``.
+
+    The form is chosen by the CLDR plural category of ``n`` in the reply's language (Babel), so a
+    flow text can say ``1 пример``, ``2 примера``, ``5 примеров``; a missing category falls back to ``other``.
+    """
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return f'{value} {other}'
+    try:
+        category = babel.Locale.parse(i18n.current()).plural_form(abs(n))
+    except (ValueError, babel.UnknownLocaleError):
+        category = 'one' if abs(n) == 1 else 'other'
+    word = {'one': one, 'few': few, 'many': many}.get(category) or other
+    return f'{i18n.format_number(n)} {word}'
+
+
+def number(value: Any, digits: int | None = None) -> str:
+    """``{{ x | number }}``: a number written the reply language's way (``1 234,5`` in Russian)."""
+    try:
+        return i18n.format_number(float(value) if digits is not None or not isinstance(value, int) else value, digits)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+_env.filters['plural'] = plural
+_env.filters['number'] = number
 
 
 class TemplateError(Exception):

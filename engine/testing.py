@@ -541,7 +541,7 @@ class _Run:
         self.config = attrs.evolve(config, bot=bot)
         self.store = MemoryStore()
         actions = ActionRegistry()
-        library = FlowLibrary(actions, self.config.permissions.keys())
+        library = FlowLibrary(actions, self.config.permissions.keys(), languages=self.config.bot.languages)
         self.engine = _ScriptEngine(config=self.config, store=self.store, actions=actions, library=library)
         self.ctx = SetupContext(
             config=self.config, actions=actions, store=self.store, notifier=self.engine, catalog=self.engine.flows

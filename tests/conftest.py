@@ -1,4 +1,4 @@
-"""Suite-wide rules: in CI (``CI=true``) a skipped test is a failure, since CI installs every tool."""
+"""Suite-wide rules: in CI (``CI=true``) a skipped test is a failure, since CI installs every tool; each test starts in English."""
 
 from __future__ import annotations
 
@@ -38,3 +38,14 @@ def postgres_server() -> Iterator[PostgresServer]:
 async def postgres_dsn(postgres_server: PostgresServer) -> str:
     """The URL of a fresh database on the session's server."""
     return await postgres_server.new_database()
+
+
+@pytest.fixture(autouse=True)
+def _english_outside_an_engine() -> Iterator[None]:
+    """Each test starts with English as the language outside any event; an engine built with
+    ``bot.language = "ru"`` in one test (it sets the process default) must not make the next one Russian."""
+    from engine import i18n
+
+    i18n.set_default('en')
+    yield
+    i18n.set_default('en')

@@ -78,6 +78,7 @@ def test_the_built_wheel_installed_in_a_new_venv_runs_a_bot_folder_outside_the_c
     flows = REPO / 'flows'
     assert {f'engine/shipped_flows/{p.relative_to(flows).as_posix()}' for p in flows.rglob('*') if p.is_file()} <= names
     assert not any(n.startswith(('tests/', 'flows/', 'benchmarks/')) for n in names)
+    assert 'engine/locale/ru/LC_MESSAGES/flowbot.po' in names  # compiled at first use, no build step
 
     venv = tmp_path / 'venv'
     _run([sys.executable, '-m', 'venv', '--without-pip', venv], tmp_path, env)
@@ -120,3 +121,7 @@ def test_the_built_wheel_installed_in_a_new_venv_runs_a_bot_folder_outside_the_c
     assert 'Hi, ' in chat and 'I am flowbot. Type !instruction to see what I can do.' in chat
     assert ' 0 failed (15 script file(s))' in _run([flowbot, 'test'], bot, env)
     assert (bot / 'data' / 'flowbot.sqlite3').is_file()
+    settings = bot / 'bot.toml'  # in Russian: the flows' texts and the installed catalog
+    settings.write_text(settings.read_text(encoding='utf-8').replace('language = "en"', 'language = "ru"', 1))
+    russian = _run([flowbot, 'chat'], bot, env, stdin='!hi\n!nope\n:quit\n')
+    assert 'Привет, ' in russian and 'Неизвестная команда «nope»' in russian

@@ -27,11 +27,19 @@ class FlowLibrary:
     """Validated, compiled flows by name and version."""
 
     def __init__(
-        self, actions: ActionRegistry, permissions: Collection[str], *, file_roots: Sequence[pathlib.Path] | None = None
+        self,
+        actions: ActionRegistry,
+        permissions: Collection[str],
+        *,
+        languages: Sequence[str] = (),
+        file_roots: Sequence[pathlib.Path] | None = None,
     ) -> None:
-        """:param file_roots: folders a flow's ``files`` may name (data root, flow folders); ``None``: not checked."""
+        """:param languages: ``[bot] languages``: lint reports a text without a translation for one of them.
+        :param file_roots: folders a flow's ``files`` may name (data root, flow folders); ``None``: not checked.
+        """
         self.actions = actions
         self.permissions = permissions
+        self.languages = tuple(languages)
         self.file_roots = file_roots
         self._compiled: dict[tuple[str, str], CompiledFlow] = {}
         self._active: dict[str, CompiledFlow] = {}
@@ -41,7 +49,13 @@ class FlowLibrary:
         """Bumped on every :meth:`activate`, so caches of the active set know when to rebuild."""
 
     def check(self, flows: Sequence[model.Flow]) -> list[Diagnostic]:
-        return validate(flows, actions=self.actions, permissions=self.permissions, file_roots=self.file_roots)
+        return validate(
+            flows,
+            actions=self.actions,
+            permissions=self.permissions,
+            languages=self.languages,
+            file_roots=self.file_roots,
+        )
 
     def load(self, paths: Iterable[pathlib.Path]) -> list[Diagnostic]:
         """Load flow files; if any is invalid, nothing changes and the diagnostics come back."""

@@ -19,6 +19,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
+from engine import i18n
 from engine.config import format_exception
 from engine.files import FileRefusedError, check_name
 from engine.flows import model
@@ -66,7 +67,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     if len(names) > 500 or len(word) > 100:
         return ''
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ''
+    return i18n._(' (did you mean "{word}"?)').format(word=close[0]) if close else ''
 
 
 _HEADER = re.compile(r'^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$')

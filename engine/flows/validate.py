@@ -59,10 +59,12 @@ def validate_flow(
     actions: ActionRegistry | None = None,
     permissions: Collection[str] | None = None,
     flow_names: Collection[str] | None = None,
+    languages: Sequence[str] = (),
     file_roots: Sequence[pathlib.Path] | None = None,
 ) -> list[Diagnostic]:
     """Check one flow; ``None`` for a collection skips the rules that need it.
 
+    :param languages: ``[bot] languages``: every user-visible text needs a translation for each.
     :param file_roots: folders ``files`` may name (data root, flow folders); a path outside is refused.
     """
     index = LineIndex(flow.source)
@@ -101,7 +103,51 @@ def validate_flow(
                 report([*path, where], f'state "{name}" uses unknown variable "{var}"{hint}', 'unknown-variable')
     if not any(d.code == 'unknown-state' for d in found):
         _check_graph(flow, report)
+    if languages:
+        _check_translations(flow, languages, report)
     return found
+
+
+_TEMPLATE_PART = re.compile(r'\{\{.*?\}\}|\{%.*?%\}', re.DOTALL)
+
+
+def _needs_words(text: str) -> bool:
+    """Whether a text says something in a language (not only ``{{ result.text }}``, an emoji or punctuation)."""
+    return any(c.isalpha() for c in _TEMPLATE_PART.sub('', text))
+
+
+def _visible_texts(flow: model.Flow) -> Iterator[tuple[list[str | int], model.Text]]:
+    """(path, text) for every text a user reads: descriptions, option descriptions, replies, prompts, buttons."""
+    yield ['flow', 'description'], flow.flow.description
+    yield ['trigger', 'description'], flow.trigger.description
+    for i, option in enumerate(flow.trigger.options):
+        yield ['trigger', 'options', i, 'description'], option.description
+    for name, spec in flow.states.items():
+        for key in ('text', 'prompt', 'invalid', 'help', 'progress'):
+            value = getattr(spec, key, None)
+            if value:
+                yield ['states', name, key], value
+        for choice in getattr(spec, 'choices', None) or []:
+            if choice.label:
+                yield ['states', name, 'choices'], choice.label
+
+
+def _check_translations(flow: model.Flow, languages: Sequence[str], report: Any) -> None:
+    """``missing-translation``: a plain string counts as the first listed language; tables need every one."""
+    for path, text in _visible_texts(flow):
+        given = {languages[0]} if isinstance(text, str) else set(text)
+        shown = text if isinstance(text, str) else next(iter(text.values()), '')
+        if not _needs_words(shown):
+            continue
+        missing = [lang for lang in languages if lang not in given]
+        if missing:
+            where = '.'.join(str(p) for p in path)
+            report(
+                path,
+                f'{where} has no {", ".join(missing)} translation (languages {list(languages)}); '
+                f'write it as {{ {languages[0]} = "…", {missing[0]} = "…" }}',
+                'missing-translation',
+            )
 
 
 def _edge_key(spec: model.State, label: str) -> str:
@@ -309,6 +355,7 @@ def validate(
     *,
     actions: ActionRegistry | None = None,
     permissions: Collection[str] | None = None,
+    languages: Sequence[str] = (),
     file_roots: Sequence[pathlib.Path] | None = None,
 ) -> list[Diagnostic]:
     """Check every flow and what they share: flow names and command names must be unique."""
@@ -317,7 +364,14 @@ def validate(
     owners: dict[str, model.Flow] = {}
     commands: dict[str, model.Flow] = {}
     for flow in flows:
-        found += validate_flow(flow, actions=actions, permissions=permissions, flow_names=names, file_roots=file_roots)
+        found += validate_flow(
+            flow,
+            actions=actions,
+            permissions=permissions,
+            flow_names=names,
+            languages=languages,
+            file_roots=file_roots,
+        )
         index = LineIndex(flow.source)
         if flow.name in owners:
             found.append(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from engine import patterns
+from engine import i18n, patterns
 from engine.api import Attachment, ChoicePress, Event, Message, Option
 from engine.commands import parse_bool
 from engine.flows import model
@@ -147,7 +147,7 @@ async def prompt(engine: Engine, conv: Conversation, spec: model.Ask, text: str 
     if spec.choices_from:
         choices += _dynamic_choices(engine, conv, spec.choices_from)
     if not choices and spec.expect == 'boolean':
-        choices = [Option('yes', 'Yes'), Option('no', 'No')]
+        choices = [Option('yes', i18n._('Yes')), Option('no', i18n._('No'))]
     adapter = engine.adapter(conv)
     if choices:
         await adapter.ask(conv.key, text, choices)
@@ -182,16 +182,23 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
     elif isinstance(event, Message):
         raw = event.text.strip()
     else:
-        return False, None, 'please answer the question'
+        return False, None, i18n._('please answer the question')
     if len(raw) > patterns.MAX_MATCH_CHARS:
-        return False, None, f'the answer is too long ({len(raw)} characters; at most {patterns.MAX_MATCH_CHARS})'
+        return (
+            False,
+            None,
+            i18n._('the answer is too long ({count} characters; at most {limit})').format(
+                count=i18n.format_number(len(raw)), limit=i18n.format_number(patterns.MAX_MATCH_CHARS)
+            ),
+        )
     if spec.expect == 'attachment':
         files = list(event.attachments) if isinstance(event, Message) else []
         if spec.content_types:
             files = [a for a in files if a.content_type.startswith(tuple(spec.content_types))]
         if not files:
-            wanted = f' ({", ".join(spec.content_types)})' if spec.content_types else ''
-            return False, None, f'please attach a file{wanted}'
+            if spec.content_types:
+                return False, None, i18n._('please attach a file ({types})').format(types=', '.join(spec.content_types))
+            return False, None, i18n._('please attach a file')
         return True, jsonable(files[0]), ''
     if spec.choices or spec.expect == 'choice':
         lowered = raw.lower()
@@ -200,28 +207,51 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
             if lowered in {choice.value.lower(), str(i), *(label.lower() for label in labels if label)}:
                 return True, choice.value, ''
         if spec.expect == 'choice':
-            return False, None, 'please pick one of: ' + ', '.join(c.value for c in spec.choices)
+            return (
+                False,
+                None,
+                i18n._('please pick one of: {choices}').format(choices=', '.join(c.value for c in spec.choices)),
+            )
     if spec.expect == 'boolean':
         answer = parse_bool(raw)
-        return (True, answer, '') if answer is not None else (False, None, 'please answer yes or no')
+        return (True, answer, '') if answer is not None else (False, None, i18n._('please answer yes or no'))
     if spec.expect in ('number', 'integer'):
         try:
             number: float | int = int(raw) if spec.expect == 'integer' else float(raw)
         except ValueError:
-            return False, None, f'please answer with a {"whole number" if spec.expect == "integer" else "number"}'
+            whole = spec.expect == 'integer'
+            return (
+                False,
+                None,
+                i18n._('please answer with a whole number') if whole else i18n._('please answer with a number'),
+            )
         if spec.min is not None and number < spec.min:
-            return False, None, f'the smallest allowed value is {spec.min:g}'
+            return False, None, i18n._('the smallest allowed value is {min}').format(min=i18n.format_number(spec.min))
         if spec.max is not None and number > spec.max:
-            return False, None, f'the largest allowed value is {spec.max:g}'
+            return False, None, i18n._('the largest allowed value is {max}').format(max=i18n.format_number(spec.max))
         return True, number, ''
     if not raw:
-        return False, None, 'the answer is empty'
+        return False, None, i18n._('the answer is empty')
     if spec.min is not None and len(raw) < spec.min:
-        return False, None, f'the answer needs at least {spec.min:g} characters'
+        n = int(spec.min)
+        return (
+            False,
+            None,
+            i18n.ngettext(
+                'the answer needs at least {n} character', 'the answer needs at least {n} characters', n
+            ).format(n=n),
+        )
     if spec.max is not None and len(raw) > spec.max:
-        return False, None, f'the answer can have at most {spec.max:g} characters'
+        n = int(spec.max)
+        return (
+            False,
+            None,
+            i18n.ngettext(
+                'the answer can have at most {n} character', 'the answer can have at most {n} characters', n
+            ).format(n=n),
+        )
     if spec.pattern and not patterns.fullmatch(spec.pattern, raw):
-        return False, None, 'the answer does not have the expected form'
+        return False, None, i18n._('the answer does not have the expected form')
     return True, raw, ''
 
 
@@ -238,11 +268,17 @@ async def answer(engine: Engine, conv: Conversation, spec: model.Ask, event: Eve
             return
         if spec.expect == 'choice' and spec.choices:  # name the choices as offered (labels, numbers)
             labels = [render_text(engine, conv, c.label) or c.value for c in spec.choices]
-            reason = 'please pick one of: ' + ', '.join(f'{i} {label}' for i, label in enumerate(labels, start=1))
-        message = render_text(engine, conv, spec.invalid) if spec.invalid else f'Sorry, {reason}.'
+            offered = ', '.join(f'{i} {label}' for i, label in enumerate(labels, start=1))
+            reason = i18n._('please pick one of: {choices}').format(choices=offered)
+        message = (
+            render_text(engine, conv, spec.invalid)
+            if spec.invalid
+            else i18n._('Sorry, {reason}.').format(reason=reason)
+        )
         left = spec.attempts - attempts
         await engine.save(conv)
-        await engine.reply(conv, f'{message} ({left} attempt{"s" if left != 1 else ""} left)')
+        more = i18n.ngettext('{n} attempt left', '{n} attempts left', left).format(n=left)
+        await engine.reply(conv, f'{message} ({more})')
         await prompt(engine, conv, spec)
         return
     if spec.save_as:
@@ -260,7 +296,7 @@ def start_call(engine: Engine, conv: Conversation, spec: model.Call) -> None:
 
     async def work() -> Any:
         if action is None:
-            raise ActionError(f'the action "{spec.action}" is not available')
+            raise ActionError(i18n._('the action "{action}" is not available').format(action=spec.action))
         args = render_value(spec.args, context)
         ctx = ActionContext(
             key=conv.key,
@@ -275,7 +311,8 @@ def start_call(engine: Engine, conv: Conversation, spec: model.Call) -> None:
             state=conv.state,
             call_id=call_id,
         )
-        return await action.fn(ctx, **args)
+        with i18n.use(ctx.locale):
+            return await action.fn(ctx, **args)
 
     engine.start_action(conv, work)
 
@@ -359,7 +396,7 @@ async def on_internal(engine: Engine, conv: Conversation, event: Internal) -> No
                 conv.key,
                 exc_info=error,
             )
-            message = f'the action {spec.action} failed unexpectedly (logged)'
+            message = i18n._('the action {action} failed unexpectedly (logged)').format(action=spec.action)
         conv.data['error'] = message
         if spec.on_error is None:
             await engine.reply(conv, engine.text('error', conv, error=message))

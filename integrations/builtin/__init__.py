@@ -10,6 +10,7 @@ from typing import Any
 from engine.api import NotSupportedError
 from engine.commands import parse_bool, usage
 from engine.flows.model import localize
+from engine.i18n import N_, _
 from engine.plugins import SetupContext
 from engine.states.actions import ActionContext, ActionError
 from integrations.builtin import graph
@@ -25,11 +26,19 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')
 
 
+_EMPTY = {'feedback': N_('The feedback is empty.'), 'correction': N_('The correction is empty.')}
+_TOO_LONG = {
+    'feedback': N_('The feedback is too long ({length} characters, at most {limit}).'),
+    'correction': N_('The correction is too long ({length} characters, at most {limit}).'),
+}
+
+
 def _checked_text(text: Any, what: str) -> str:
+    """The stripped ``text``; ``what`` (``feedback`` or ``correction``) names it in the refusal."""
     if not isinstance(text, str) or not text.strip():
-        raise ActionError(f'The {what} is empty.')
+        raise ActionError(_(_EMPTY[what]))
     if len(text) > MAX_FEEDBACK_CHARS:
-        raise ActionError(f'The {what} is too long ({len(text)} characters, at most {MAX_FEEDBACK_CHARS}).')
+        raise ActionError(_(_TOO_LONG[what]).format(length=len(text), limit=MAX_FEEDBACK_CHARS))
     return text.strip()
 
 
@@ -54,7 +63,7 @@ def setup(ctx: SetupContext) -> None:
         message_id = str(message_id).strip()
         original = await action.adapter.fetch_text(action.key, message_id)
         if original is None:
-            raise ActionError(f'I cannot find a message of mine with id {message_id}.')
+            raise ActionError(_('I cannot find a message of mine with id {id}.').format(id=message_id))
         return message_id, original
 
     async def find_reply(action: ActionContext, *, message_id: str) -> dict[str, Any]:
@@ -85,10 +94,11 @@ def setup(ctx: SetupContext) -> None:
             if trigger.command is None:
                 continue
             description = localize(flow.flow.description or trigger.description, action.locale)
-            aliases = f' (also {", ".join("!" + a for a in trigger.aliases)})' if trigger.aliases else ''
+            also = ', '.join('!' + a for a in trigger.aliases)
+            aliases = ' ' + _('(also {aliases})').format(aliases=also) if trigger.aliases else ''
             lines.append(f'{usage(trigger.command, trigger)}{aliases} - {description}')
         if any(flow.trigger.message for flow in ctx.catalog()):
-            lines.append('Any other message: a reply from the model.')
+            lines.append(_('Any other message: a reply from the model.'))
         text = '\n'.join(lines)
         if config.bot.instruction_file:
             path = config.resolve(config.bot.instruction_file)
@@ -107,7 +117,7 @@ def setup(ctx: SetupContext) -> None:
         try:
             channel = await action.adapter.voice_join(action.key)
         except NotSupportedError as exc:
-            raise ActionError(f'Voice channels are not available here: {exc}.') from exc
+            raise ActionError(_('Voice channels are not available here: {reason}.').format(reason=exc)) from exc
         return {'channel': channel}
 
     async def voice_leave(action: ActionContext) -> dict[str, Any]:
@@ -115,7 +125,7 @@ def setup(ctx: SetupContext) -> None:
         try:
             await action.adapter.voice_leave(action.key)
         except NotSupportedError as exc:
-            raise ActionError(f'Voice channels are not available here: {exc}.') from exc
+            raise ActionError(_('Voice channels are not available here: {reason}.').format(reason=exc)) from exc
         return {}
 
     async def voice_speak(action: ActionContext, *, text: str, language: str | None = None) -> dict[str, Any]:
@@ -124,7 +134,7 @@ def setup(ctx: SetupContext) -> None:
             return {'spoken': False}
         speech = ctx.services.get('speech')
         if speech is None:
-            raise ActionError('Speech synthesis is not configured.')
+            raise ActionError(_('Speech synthesis is not configured.'))
         from integrations.speech.tts import SynthesisError
 
         try:
@@ -142,15 +152,15 @@ def setup(ctx: SetupContext) -> None:
         """Start (or with ``on`` false stop) hearing the voice channel: each utterance is a message of its speaker."""
         listening = on if isinstance(on, bool) else parse_bool(str(on))
         if listening is None:
-            raise ActionError(f'Listen takes yes or no, not {on!r}.')
+            raise ActionError(_('Listen takes yes or no, not "{value}".').format(value=on))
         try:
             if not listening:
                 await action.adapter.voice_listen(action.key, None)
                 return {'listening': False, 'channel': ''}
             speech = ctx.services.get('speech')
             if speech is None:
-                raise ActionError('Listening needs speech recognition, which is not configured.')
-            language = language or speech.config.language
+                raise ActionError(_('Listening needs speech recognition, which is not configured.'))
+            language = speech.language(language)
             adapter_config = getattr(action.adapter, 'config', None)  # [discord] listen_grammar, if any
             words = grammar or list(getattr(adapter_config, 'listen_grammar', None) or ()) or None
 
@@ -159,7 +169,7 @@ def setup(ctx: SetupContext) -> None:
 
             channel = await action.adapter.voice_listen(action.key, streams)
         except NotSupportedError as exc:
-            raise ActionError(f'Voice channels are not available here: {exc}.') from exc
+            raise ActionError(_('Voice channels are not available here: {reason}.').format(reason=exc)) from exc
         return {'listening': True, 'channel': channel}
 
     actions = ctx.actions

@@ -17,6 +17,7 @@ from typing import Any
 from engine.flows.compile import version_id
 from engine.flows.graph import GraphvizMissingError, render_file
 from engine.flows.loader import did_you_mean
+from engine.i18n import _
 from engine.plugins import SetupContext
 from engine.states.actions import ActionContext, ActionError
 
@@ -33,16 +34,18 @@ def setup(ctx: SetupContext) -> None:
     async def flow_graph(action: ActionContext, *, name: str) -> dict[str, Any]:
         """Draw an active flow: ``path`` of a PNG (Graphviz) or of Mermaid text, and its ``format``."""
         if not isinstance(name, str) or not name.strip():
-            raise ActionError('Which flow? Give its name, e.g. flow feedback.')
+            raise ActionError(_('Which flow? Give its name, e.g. flow feedback.'))
         name = name.strip()
         if len(name) > MAX_NAME_CHARS:
-            raise ActionError(f'That flow name is too long ({len(name)} characters).')
+            raise ActionError(_('That flow name is too long ({length} characters).').format(length=len(name)))
         flows = {f.name: f for f in ctx.catalog()}
         flow = flows.get(name) or next(
             (f for f in flows.values() if name in (f.trigger.command, *f.trigger.aliases)), None
         )
         if flow is None:
-            raise ActionError(f'There is no flow named "{name}"{did_you_mean(name, flows)}.')
+            raise ActionError(
+                _('There is no flow named "{name}"{hint}.').format(name=name, hint=did_you_mean(name, flows))
+            )
         stem = re.sub(r'[^A-Za-z0-9_-]', '_', f'{flow.name}-{version_id(flow)}')
         use_dot = shutil.which('dot') is not None
         path = folder / f'{stem}.{"png" if use_dot else "mmd"}'
@@ -56,7 +59,9 @@ def setup(ctx: SetupContext) -> None:
                 path = await asyncio.to_thread(render_file, flow, folder / f'{stem}.mmd')
             except (OSError, RuntimeError) as exc:
                 _log.error('drawing flow %s into %s failed: %s', flow.name, path, exc)
-                raise ActionError(f'The picture of flow {flow.name} could not be drawn (logged).') from exc
+                raise ActionError(
+                    _('The picture of flow {flow} could not be drawn (logged).').format(flow=flow.name)
+                ) from exc
         return {
             'path': str(path),
             'format': 'png' if path.suffix == '.png' else 'mermaid',

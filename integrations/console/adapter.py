@@ -24,6 +24,7 @@ from typing import TextIO
 from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, Option, User
 from engine.commands import split_command
 from engine.flows import model
+from engine.i18n import _
 from engine.runtime import Engine
 from engine.states import kinds
 
@@ -109,24 +110,30 @@ class ConsoleAdapter(Adapter):
         """Turn one input line into an event, an error text, or ``None`` for nothing to do."""
         line = line.rstrip('\r\n')
         if len(line) > MAX_LINE:
-            return f'That line is too long ({len(line)} characters, at most {MAX_LINE}).'
+            return _('That line is too long ({count} characters, at most {limit}).').format(
+                count=len(line), limit=MAX_LINE
+            )
         if not line.strip():
             return None
         if line.startswith(':attach'):
-            _, _, rest = line.partition(' ')
+            rest = line.partition(' ')[2]
             rest = rest.strip()
             if rest[:1] in ('"', "'"):  # a quoted path may hold spaces
                 end = rest.find(rest[0], 1)
                 if end < 0:
-                    return "The path's quote is not closed. Usage: :attach PATH [text]"
+                    return _("The path's quote is not closed. Usage: :attach PATH [text]")
                 path_text, text = rest[1:end], rest[end + 1 :].strip()
             else:
-                path_text, _, text = rest.partition(' ')
+                path_text, _sep, text = rest.partition(' ')
             path = pathlib.Path(path_text).expanduser()
             if path_text and path.is_dir():
-                return f'{path_text} is a folder; attach a file. Usage: :attach PATH [text]'
+                return _('{path_text} is a folder; attach a file. Usage: :attach PATH [text]').format(
+                    path_text=path_text
+                )
             if not path_text or not path.is_file():
-                return f'No such file: {path_text or "(none given)"}. Usage: :attach PATH [text]'
+                return _('No such file: {value}. Usage: :attach PATH [text]').format(
+                    value=path_text or _('(none given)')
+                )
             content_type = mimetypes.guess_type(path.name)[0] or 'application/octet-stream'
             attachment = Attachment(name=path.name, content_type=content_type, size=path.stat().st_size, path=path)
             command = split_command(text, ('!', '/'))

@@ -25,6 +25,7 @@ import attrs
 import hikari
 
 from engine.api import Adapter, ConversationKey, NotSupportedError, Option
+from engine.i18n import _
 from engine.states.actions import ActionError
 
 from .attachments import Downloads
@@ -384,10 +385,14 @@ class DiscordAdapter(Adapter):
     ) -> str:
         """Send a file, or an OGG/Opus voice message (flag IS_VOICE_MESSAGE, duration and waveform)."""
         if not path.is_file():
-            raise ActionError(f'The file {path.name} to send does not exist.')
+            raise ActionError(_('The file {name} to send does not exist.').format(name=path.name))
         size = path.stat().st_size
         if size > self.config.max_attachment_bytes:
-            raise ActionError(f'The file {path.name} is too large to send on Discord ({size // 1024 // 1024} MB).')
+            raise ActionError(
+                _('The file {name} is too large to send on Discord ({size} MB).').format(
+                    name=path.name, size=size // 1024 // 1024
+                )
+            )
         if not voice_message:
             caption = literal_backslashes(text) if text else text
             return await self._deliver(key, caption, attachment=hikari.File(path))
@@ -580,12 +585,12 @@ class DiscordAdapter(Adapter):
             channel = self.cache.get_guild_channel(int(key.channel))
             guild = int(channel.guild_id) if channel is not None else None
         if guild is None:
-            raise ActionError('Voice works in a server channel, not in direct messages.')
+            raise ActionError(_('Voice works in a server channel, not in direct messages.'))
         return guild
 
     def _voice(self) -> VoiceControl:
         if self.voice is None:
-            raise NotSupportedError('voice is not available on this bot')
+            raise NotSupportedError(_('voice is not available on this bot'))
         return self.voice
 
     def _user_channel(self, guild: int, user: str) -> int | None:
@@ -607,7 +612,7 @@ class DiscordAdapter(Adapter):
         guild = self._guild_of(key)
         channel = self._user_channel(guild, key.user)
         if channel is None:
-            raise ActionError('Join a voice channel first, then ask me again.')
+            raise ActionError(_('Join a voice channel first, then ask me again.'))
         await voice.join(guild, channel)
         cached = self.cache.get_guild_channel(channel) if self.cache is not None else None
         return cached.name or str(channel) if cached is not None else str(channel)

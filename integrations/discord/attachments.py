@@ -25,6 +25,7 @@ import attrs
 
 from engine.api import Attachment, ConversationKey
 from engine.filetypes import HEAD_BYTES, identify, suffix_type
+from engine.i18n import _, format_number
 from engine.states.actions import ActionError
 
 __all__ = ['AttachmentError', 'Downloads', 'RemoteFile', 'content_type_of']
@@ -81,7 +82,7 @@ def content_type_of(remote: RemoteFile) -> str:
 
 
 def _mb(size: int) -> str:
-    return f'{size / 1024 / 1024:.1f} MB'
+    return _('{size} MB').format(size=format_number(size / 1024 / 1024, 1))
 
 
 @attrs.define
@@ -132,11 +133,15 @@ class Downloads:
         An unlabelled file, or one whose name promises a dataset format, is fetched and judged by its content.
         """
         if remote.size > self.max_bytes:
-            return f'{remote.filename!r} is {_mb(remote.size)}; the limit is {_mb(self.max_bytes)}.'
+            return _('{filename!r} is {value}; the limit is {value2}.').format(
+                filename=remote.filename, value=_mb(remote.size), value2=_mb(self.max_bytes)
+            )
         ctype = content_type_of(remote)
         if self._accepts(ctype) or ctype in _UNKNOWN or suffix_type(remote.filename) is not None:
             return None
-        return f'I cannot take {remote.filename!r}: files of type {ctype} are not accepted.'
+        return _('I cannot take {filename!r}: files of type {ctype} are not accepted.').format(
+            filename=remote.filename, ctype=ctype
+        )
 
     def judge(self, remote: RemoteFile, head: bytes, complete: bool) -> str:
         """The content type of a downloaded file, from its first bytes and name.
@@ -150,17 +155,25 @@ class Downloads:
         promised = suffix_type(remote.filename)
         name = remote.filename
         if promised == 'application/zip' and found != promised:
-            raise AttachmentError(f'{name!r} is not a ZIP file (it does not start like one); please send it again.')
+            raise AttachmentError(
+                _('{name!r} is not a ZIP file (it does not start like one); please send it again.').format(name=name)
+            )
         if promised is not None and found is None:
-            raise AttachmentError(f'{name!r} is not UTF-8 text; save it as UTF-8 and send it again.')
+            raise AttachmentError(
+                _('{name!r} is not UTF-8 text; save it as UTF-8 and send it again.').format(name=name)
+            )
         if found is None and (declared in _UNKNOWN or declared.startswith(('text/', 'application/json'))):
             raise AttachmentError(
-                f'I cannot take {name!r}: it is not a ZIP, JSON lines, JSON, CSV, text, audio or image file.'
+                _('I cannot take {name!r}: it is not a ZIP, JSON lines, JSON, CSV, text, audio or image file.').format(
+                    name=name
+                )
             )
         text_kinds = promised is not None and found is not None and 'application/zip' not in (promised, found)
         ctype = promised if text_kinds and promised else found or declared  # a .txt holding JSON stays text
         if not self._accepts(ctype):
-            raise AttachmentError(f'I cannot take {name!r}: files of type {ctype} are not accepted.')
+            raise AttachmentError(
+                _('I cannot take {name!r}: files of type {ctype} are not accepted.').format(name=name, ctype=ctype)
+            )
         return ctype
 
     async def fetch(self, key: ConversationKey, remote: RemoteFile) -> Attachment:
@@ -180,7 +193,11 @@ class Downloads:
                     async for chunk in chunks:
                         size += len(chunk)
                         if size > self.max_bytes:
-                            raise AttachmentError(f'{remote.filename!r} is larger than {_mb(self.max_bytes)}.')
+                            raise AttachmentError(
+                                _('{filename!r} is larger than {value}.').format(
+                                    filename=remote.filename, value=_mb(self.max_bytes)
+                                )
+                            )
                         if len(head) <= HEAD_BYTES:
                             head += chunk[: HEAD_BYTES + 1 - len(head)]
                         out.write(chunk)
@@ -191,7 +208,9 @@ class Downloads:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             part.unlink(missing_ok=True)
             _log.warning('downloading attachment %r for %s failed: %r', remote.filename, key, exc)
-            raise AttachmentError(f'I could not download {remote.filename!r}; please send it again.') from exc
+            raise AttachmentError(
+                _('I could not download {filename!r}; please send it again.').format(filename=remote.filename)
+            ) from exc
         suffix = _SUFFIXES.get(ctype) or mimetypes.guess_extension(ctype) or '.bin'
         path = part.rename(part.with_suffix(suffix))
         return Attachment(

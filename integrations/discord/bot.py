@@ -16,8 +16,10 @@ from typing import Any, Protocol
 import hikari
 import lightbulb
 
+from engine import i18n
 from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, User
 from engine.config import Config
+from engine.i18n import _
 
 from .adapter import DiscordAdapter, VoiceControl, parse_custom_id
 from .attachments import AttachmentError, Downloads
@@ -54,10 +56,14 @@ PERMISSIONS = (
 quote earlier messages (corrections), join and speak in voice channels."""
 
 CACHE = (
-    hikari.api.CacheComponents.GUILD_CHANNELS | hikari.api.CacheComponents.VOICE_STATES | hikari.api.CacheComponents.ME
+    hikari.api.CacheComponents.GUILDS
+    | hikari.api.CacheComponents.GUILD_CHANNELS
+    | hikari.api.CacheComponents.VOICE_STATES
+    | hikari.api.CacheComponents.ME
 )
-"""What the bot reads from hikari's cache: a channel's guild, who sits in voice, its own user (the rest, such as
-every message and member, would be stored per event for nothing)."""
+"""What the bot reads from hikari's cache: a server's preferred locale (the reply language of typed messages), a
+channel's guild, who sits in voice, its own user (the rest, such as every message and member, would be stored per
+event for nothing)."""
 
 
 class RecordStore(Protocol):
@@ -190,6 +196,17 @@ class DiscordBot:
         name = getattr(member, 'display_name', None) or user.global_name or user.username
         return User(id=str(user.id), name=name, roles=roles, guild=str(guild_id) if guild_id else None)
 
+    def _locale(self, guild_id: int | None, user_locale: object = None) -> str | None:
+        """The reply locale: the user's (interactions carry it), else the server's preferred one, else ``None``
+        (the engine then uses ``bot.language``); also made the language of messages built before the engine runs."""
+        locale = str(user_locale) if user_locale else None
+        if locale is None and guild_id is not None:
+            guild = self.bot.cache.get_guild(guild_id)
+            preferred = getattr(guild, 'preferred_locale', None) if guild is not None else None
+            locale = str(preferred) if preferred else None
+        i18n.enter(locale)
+        return locale
+
     async def _dispatch(self, event: Event) -> None:
         try:
             await self.engine.dispatch(event)
@@ -219,7 +236,14 @@ class DiscordBot:
         key = ConversationKey('discord', str(message.channel_id), str(message.author.id))
         user = self._user(message.author, message.member, message.guild_id)
         self.adapter.note_event(key, int(message.guild_id) if message.guild_id else None)
-        common: dict[str, Any] = {'key': key, 'user': user, 'message_id': str(message.id), 'is_dm': is_dm}
+        locale = self._locale(message.guild_id)  # messages carry no user locale: the server's
+        common: dict[str, Any] = {
+            'key': key,
+            'user': user,
+            'message_id': str(message.id),
+            'is_dm': is_dm,
+            'locale': locale,
+        }
         content = message.content or ''
         command = find_command(content, self.config.prefix, self.commands.specs)
         if command is not None:
@@ -275,7 +299,8 @@ class DiscordBot:
         key = ConversationKey('discord', str(channel_id), str(user_id))
         self.adapter.note_event(key, guild_id)
         user = self._user(member.user, member, hikari.Snowflake(guild_id))
-        await self._dispatch(Message(key=key, user=user, text=text, is_dm=False))
+        locale = self._locale(guild_id)
+        await self._dispatch(Message(key=key, user=user, text=text, is_dm=False, locale=locale))
 
     # -- slash commands --------------------------------------------------------------------------------------------
 
@@ -283,8 +308,9 @@ class DiscordBot:
         interaction = ctx.interaction
         is_dm = ctx.guild_id is None
         key = ConversationKey('discord', str(ctx.channel_id), str(ctx.user.id))
+        locale = self._locale(ctx.guild_id, interaction.locale)
         if is_dm and self.config.dm_policy == 'deny':
-            await ctx.respond('Direct messages are turned off for this bot.', ephemeral=True)
+            await ctx.respond(_('Direct messages are turned off for this bot.'), ephemeral=True)
             return
         self.adapter.begin_interaction(key, ctx.interaction, int(ctx.guild_id) if ctx.guild_id else None)
         by_name = {o.name: o for o in spec.options}
@@ -299,7 +325,9 @@ class DiscordBot:
             if opt.type == 'attachment':
                 remote = resolved.attachments.get(hikari.Snowflake(value)) if resolved else None
                 if remote is None:
-                    await self._refuse(key, f'The file for {opt.name} did not arrive; please attach it again.')
+                    await self._refuse(
+                        key, _('The file for {option} did not arrive; please attach it again.').format(option=opt.name)
+                    )
                     return
                 try:
                     value = await self.adapter.downloads.fetch(key, remote)
@@ -324,7 +352,7 @@ class DiscordBot:
                 options=options,
                 attachments=attachments,
                 message_id=str(interaction.id),
-                locale=str(interaction.locale),
+                locale=locale,
                 is_dm=is_dm,
             )
         )
@@ -339,11 +367,12 @@ class DiscordBot:
         if parsed is None:
             return
         owner, raw = parsed
+        locale = self._locale(interaction.guild_id, interaction.locale)
         try:
             if str(interaction.user.id) != owner:
                 await interaction.create_initial_response(
                     hikari.ResponseType.MESSAGE_CREATE,
-                    'This question is for someone else.',
+                    _('This question is for someone else.'),
                     flags=hikari.MessageFlag.EPHEMERAL,
                 )
                 return
@@ -357,7 +386,7 @@ class DiscordBot:
         self.adapter.pressed(key, interaction)  # notices for the presser go back through the press, ephemeral
         try:
             if value is None:
-                await self._refuse(key, 'That button has expired; please type your answer.')
+                await self._refuse(key, _('That button has expired; please type your answer.'))
                 return
             is_dm = interaction.guild_id is None
             user = self._user(interaction.user, interaction.member, interaction.guild_id)
@@ -367,7 +396,7 @@ class DiscordBot:
                     user=user,
                     value=value,
                     message_id=str(interaction.message.id),
-                    locale=str(interaction.locale),
+                    locale=locale,
                     is_dm=is_dm,
                 )
             )

@@ -14,6 +14,7 @@ import pathlib
 import av
 import numpy as np
 
+from engine.i18n import _
 from engine.states.actions import ActionError
 
 __all__ = ['voice_message_meta']
@@ -43,7 +44,7 @@ def voice_message_meta(path: pathlib.Path) -> tuple[float, str]:
                 samples += frame.samples
     except (av.FFmpegError, IndexError, OSError) as exc:
         _log.warning('voice message %s cannot be decoded: %r', path, exc)
-        raise ActionError('The voice message could not be prepared: the audio file is not readable.') from exc
+        raise ActionError(_('The voice message could not be prepared: the audio file is not readable.')) from exc
     duration = samples / rate if rate else 0.0
     if not peaks:
         return duration, base64.b64encode(bytes([0])).decode()

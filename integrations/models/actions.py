@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from engine.commands import parse_bool
+from engine.i18n import _, format_number, ngettext
 from engine.states.actions import ActionContext, ActionError, ActionRegistry
 from integrations.models.datasets import text_folders
 from integrations.models.service import ModelsService
@@ -27,7 +28,7 @@ def _flag(value: Any, name: str) -> bool:
         return False
     flag = parse_bool(text)
     if flag is None:
-        raise ActionError(f'{name} must be true or false, not {value!r}')
+        raise ActionError(_('{name} must be true or false, not {value!r}').format(name=name, value=value))
     return flag
 
 
@@ -42,7 +43,7 @@ def _optional(value: Any) -> str | None:
 def _required(value: Any, name: str) -> str:
     text = _optional(value)
     if text is None:
-        raise ActionError(f'{name} is required')
+        raise ActionError(_('{name} is required').format(name=name))
     return text
 
 
@@ -63,8 +64,8 @@ def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
         """The datasets one can train on: saved datasets, then data-root folders of .txt files (as choices)."""
         saved = [r['name'] for r in await service.store.list_records('dataset')]
         folders = await asyncio.to_thread(text_folders, service.root, limit=max(0, 24 - len(saved[-12:])))
-        choices = [{'value': f'dataset:{name}', 'label': f'dataset {name}'} for name in saved[-12:]]
-        choices += [{'value': folder, 'label': f'folder {folder}'} for folder in folders]
+        choices = [{'value': f'dataset:{name}', 'label': _('dataset {name}').format(name=name)} for name in saved[-12:]]
+        choices += [{'value': folder, 'label': _('folder {name}').format(name=folder)} for folder in folders]
         return {'choices': choices, 'count': len(choices)}
 
     async def dataset_use(ctx: ActionContext, *, name: str, label: str = 'positive') -> dict[str, Any]:
@@ -73,7 +74,14 @@ def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
         if given.startswith('dataset:'):
             info = await service.datasets.get(given.removeprefix('dataset:'))
             await service.store.put_record('current', 'dataset', {'name': info.name})
-            return {**attrs.asdict(info), 'text': f'Dataset {info.name} selected ({info.count} examples).'}
+            return {
+                **attrs.asdict(info),
+                'text': ngettext(
+                    'Dataset {name} selected ({count} example).',
+                    'Dataset {name} selected ({count} examples).',
+                    info.count,
+                ).format(name=info.name, count=format_number(info.count)),
+            }
         return await service.select(given, _optional(label) or 'positive')
 
     async def dataset_summary(ctx: ActionContext, *, dataset: str | None = None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import attrs
 
 from engine.files import FileGate, FileRefusedError
 from engine.filetypes import looks_like_csv
+from engine.i18n import _, format_number, ngettext
 from engine.states.actions import ActionError
 from engine.store import Store
 from integrations.models.chatformat import check_chat_example, split_chat_example
@@ -82,7 +83,11 @@ class Issue:
     line: int | None = None
 
     def __str__(self) -> str:
-        return f'{self.where} line {self.line}: {self.reason}' if self.line else f'{self.where}: {self.reason}'
+        return (
+            _('{where} line {line}: {reason}').format(where=self.where, line=self.line, reason=self.reason)
+            if self.line
+            else f'{self.where}: {self.reason}'
+        )
 
 
 @attrs.define
@@ -102,9 +107,9 @@ class ImportResult:
             return
         reason = _label_problem(item.label)
         if reason is None and item.label not in self.labels and len(self.labels) >= self.max_labels:
-            reason = f'more than {self.max_labels} different labels, skipped'
+            reason = _('more than {limit} different labels, skipped').format(limit=self.max_labels)
         if reason is not None:
-            where, _, line = item.source.rpartition(':')
+            where, _sep, line = item.source.rpartition(':')
             self.problem(*((where, reason, int(line)) if line.isdigit() else (item.source, reason)))
             return
         self.examples.append(item)
@@ -120,17 +125,24 @@ class ImportResult:
     def report(self) -> str:
         """The validation report: counts, then each problem (the first few) with its place."""
         labels = Counter(e.label for e in self.examples)
-        head = f'{len(self.examples)} example(s) read'
+        count = len(self.examples)
+        head = ngettext('{count} example read', '{count} examples read', count).format(count=format_number(count))
         if labels:
             shown = sorted(labels.items())[:_MAX_LISTED_LABELS]
-            more = f', and {len(labels) - len(shown)} more labels' if len(labels) > len(shown) else ''
+            hidden = len(labels) - len(shown)
+            more = (
+                ngettext(', and {count} more label', ', and {count} more labels', hidden).format(count=hidden)
+                if hidden
+                else ''
+            )
             head += ' (' + ', '.join(f'{_short(k, 40)}: {v}' for k, v in shown) + more + ')'
         if not self.problem_count:
-            return head + ', no problems.'
-        lines = [f'{head}; {self.problem_count} problem(s):']
+            return head + _(', no problems.')
+        problems = self.problem_count
+        lines = [head + ngettext('; {count} problem:', '; {count} problems:', problems).format(count=problems)]
         lines += [f'- {issue}' for issue in self.issues[:_MAX_LISTED_ISSUES]]
-        if self.problem_count > _MAX_LISTED_ISSUES:
-            lines.append(f'- ... and {self.problem_count - _MAX_LISTED_ISSUES} more')
+        if problems > _MAX_LISTED_ISSUES:
+            lines.append(_('- ... and {count} more').format(count=problems - _MAX_LISTED_ISSUES))
         return '\n'.join(lines)
 
 
@@ -169,24 +181,29 @@ class DatasetInfo:
 
 def _decode(data: bytes, where: str, limits: Limits, label: str) -> Example | Issue:
     if b'\x00' in data:
-        return Issue(where, 'binary file, expected UTF-8 text')
+        return Issue(where, _('binary file, expected UTF-8 text'))
     try:
         text = data.decode('utf-8-sig').strip()
     except UnicodeDecodeError as exc:
-        return Issue(where, f'not UTF-8 text (byte {exc.start})')
+        return Issue(where, _('not UTF-8 text (byte {start})').format(start=exc.start))
     if not text:
-        return Issue(where, 'empty text')
+        return Issue(where, _('empty text'))
     if len(text) > limits.max_text_chars:
-        return Issue(where, f'text too long ({len(text)} characters, limit {limits.max_text_chars})')
+        return Issue(
+            where,
+            _('text too long ({count} characters, limit {max_text_chars})').format(
+                count=len(text), max_text_chars=limits.max_text_chars
+            ),
+        )
     return Example(text, label, where)
 
 
 def _label_problem(label: str) -> str | None:
     """Why ``label`` cannot be a label (empty, several lines, over 100 characters), or ``None``."""
     if not label:
-        return 'the label must not be empty'
+        return _('the label must not be empty')
     if len(label) > 100 or '\n' in label or '\r' in label:
-        return 'the label must be one line of at most 100 characters'
+        return _('the label must be one line of at most 100 characters')
     return None
 
 
@@ -214,7 +231,7 @@ def load_folder(folder: pathlib.Path, gate: FileGate, label: str, limits: Limits
     label = _check_label(label)
     root = gate.roots[0].resolve()
     if not folder.is_dir():
-        raise ActionError(f'{folder.relative_to(root)} is not a folder under the data root')
+        raise ActionError(_('{value} is not a folder under the data root').format(value=folder.relative_to(root)))
     files = [(file, label) for file in _txt_files(folder)]
     if not files:
         subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
@@ -225,9 +242,11 @@ def load_folder(folder: pathlib.Path, gate: FileGate, label: str, limits: Limits
             for file in _txt_files(sub)
         ]
     if not files:
-        raise ActionError(f'no .txt files in {folder.relative_to(root)} or its subfolders')
+        raise ActionError(_('no .txt files in {value} or its subfolders').format(value=folder.relative_to(root)))
     if len(files) > limits.max_files:
-        raise ActionError(f'too many files: {len(files)} (limit {limits.max_files})')
+        raise ActionError(
+            _('too many files: {count} (limit {max_files})').format(count=len(files), max_files=limits.max_files)
+        )
     result = ImportResult(max_labels=limits.max_labels)
     total = 0
     for file, file_label in files:
@@ -237,11 +256,11 @@ def load_folder(folder: pathlib.Path, gate: FileGate, label: str, limits: Limits
                 size = os.fstat(fh.fileno()).st_size
                 total += size
                 if size > limits.max_text_chars * 4 or total > limits.max_uncompressed_bytes:
-                    result.problem(where, f'file too large ({size} bytes)')
+                    result.problem(where, _('file too large ({size} bytes)').format(size=size))
                     continue
                 data = fh.read(limits.max_text_chars * 4 + 1)
         except FileRefusedError as exc:
-            result.problem(where, f'{exc.reason}, skipped')
+            result.problem(where, _('{reason}, skipped').format(reason=exc.reason))
             continue
         result.take(_decode(data, where, limits, file_label))
     return result
@@ -261,9 +280,13 @@ def load_upload(
         label = _check_label(label)
     size = path.stat().st_size
     if size > limits.max_upload_bytes:
-        raise ActionError(f'{display} is too large ({size} bytes, limit {limits.max_upload_bytes})')
+        raise ActionError(
+            _('{display} is too large ({size} bytes, limit {max_upload_bytes})').format(
+                display=display, size=size, max_upload_bytes=limits.max_upload_bytes
+            )
+        )
     if size == 0:
-        raise ActionError(f'{display} is empty')
+        raise ActionError(_('{display} is empty').format(display=display))
     with path.open('rb') as fh:
         magic = fh.read(4)
     lower = display.lower()
@@ -272,7 +295,9 @@ def load_upload(
     with path.open('rb') as fh:
         head = fh.read(64 * 1024)
     if b'\x00' in head:
-        raise ActionError(f'{display} is a binary file; send a ZIP of .txt files, JSONL or CSV')
+        raise ActionError(
+            _('{display} is a binary file; send a ZIP of .txt files, JSONL or CSV').format(display=display)
+        )
     first = head.decode('utf-8-sig', 'replace').lstrip()[:1]
     try:  # read as a stream: memory stays bounded by the examples kept, whatever the file holds
         with path.open('r', encoding='utf-8-sig', newline='') as text:
@@ -283,7 +308,11 @@ def load_upload(
             if lower.endswith('.txt'):
                 single = ImportResult(max_labels=limits.max_labels)
                 if not (label or default_label):
-                    raise ActionError(f'{display} has no labels; send JSON, JSONL or CSV with "text" and "label"')
+                    raise ActionError(
+                        _('{display} has no labels; send JSON, JSONL or CSV with "text" and "label"').format(
+                            display=display
+                        )
+                    )
                 data = path.read_bytes()  # one example: bounded by the upload limit
                 single.take(_decode(data, display, limits, label or default_label or DEFAULT_LABEL))
                 return single
@@ -291,8 +320,12 @@ def load_upload(
             if looks_like_csv(sample, complete=len(head) < 64 * 1024):  # a table renamed by a chat platform
                 return _load_csv(text, display, label, limits)
     except UnicodeDecodeError as exc:
-        raise ActionError(f'{display} is not UTF-8 text (byte {exc.start} of a block)') from None
-    raise ActionError(f'{display}: unknown format; send a .zip of .txt files, a .jsonl or a .csv file')
+        raise ActionError(
+            _('{display} is not UTF-8 text (byte {start} of a block)').format(display=display, start=exc.start)
+        ) from None
+    raise ActionError(
+        _('{display}: unknown format; send a .zip of .txt files, a .jsonl or a .csv file').format(display=display)
+    )
 
 
 def _load_zip(
@@ -301,53 +334,63 @@ def _load_zip(
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ActionError(f'{display} is not a readable ZIP file: {exc}') from exc
+        raise ActionError(
+            _('{display} is not a readable ZIP file: {error}').format(display=display, error=exc)
+        ) from exc
     result = ImportResult(max_labels=limits.max_labels)
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
         texts = [m for m in members if m.filename.lower().endswith('.txt')]
         if not texts:
-            raise ActionError(f'{display} contains no .txt files')
+            raise ActionError(_('{display} contains no .txt files').format(display=display))
         if len(texts) > limits.max_files:
-            raise ActionError(f'{display} has {len(texts)} .txt files (limit {limits.max_files})')
+            raise ActionError(
+                _('{display} has {count} .txt files (limit {max_files})').format(
+                    display=display, count=len(texts), max_files=limits.max_files
+                )
+            )
         declared = sum(m.file_size for m in texts)
         if declared > limits.max_uncompressed_bytes:
             raise ActionError(
-                f'{display} unpacks to {declared} bytes (limit {limits.max_uncompressed_bytes}); refused as too large'
+                _('{display} unpacks to {size} bytes (limit {limit}); refused as too large').format(
+                    display=display, size=declared, limit=limits.max_uncompressed_bytes
+                )
             )
         for member in members:
             name = member.filename
             where = f'{display}:{name}'
             if not name.lower().endswith('.txt'):
                 if not name.split('/')[-1].startswith('.') and '__MACOSX' not in name:
-                    result.problem(where, 'not a .txt file, skipped')
+                    result.problem(where, _('not a .txt file, skipped'))
                 continue
             if '__MACOSX' in name.split('/'):
                 continue
             reason = safe_member_name(name)
             if reason:
-                result.problem(where, f'unsafe name ({reason}), skipped')
+                result.problem(where, _('unsafe name ({reason}), skipped').format(reason=reason))
                 continue
             if stat.S_ISLNK(member.external_attr >> 16):
-                result.problem(where, 'symbolic link, skipped')
+                result.problem(where, _('symbolic link, skipped'))
                 continue
             ratio = member.file_size / max(member.compress_size, 1)
             if member.file_size > 1024 * 1024 and ratio > limits.max_compression_ratio:
-                result.problem(where, f'compression ratio {ratio:.0f}:1 looks like a zip bomb, skipped')
+                result.problem(
+                    where, _('compression ratio {ratio:.0f}:1 looks like a zip bomb, skipped').format(ratio=ratio)
+                )
                 continue
             if member.file_size > limits.max_text_chars * 4:
-                result.problem(where, f'file too large ({member.file_size} bytes)')
+                result.problem(where, _('file too large ({file_size} bytes)').format(file_size=member.file_size))
                 continue
             try:
                 with archive.open(member) as fh:
                     data = fh.read(limits.max_text_chars * 4 + 1)  # never trust the declared size
             except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
-                result.problem(where, f'cannot be read: {exc}')
+                result.problem(where, _('cannot be read: {error}').format(error=exc))
                 continue
             folder = name.rstrip('/').split('/')[:-1]
             item_label = label or (folder[-1] if folder else default_label)
             if item_label is None:
-                result.problem(where, 'not in a folder named after its label, skipped')
+                result.problem(where, _('not in a folder named after its label, skipped'))
                 continue
             item = _decode(data, where, limits, item_label)
             result.take(item)
@@ -356,13 +399,17 @@ def _load_zip(
 
 def _add(result: ImportResult, limits: Limits, example: Example, where: str, line: int) -> None:
     if not example.text.strip():
-        result.problem(where, 'empty text', line)
+        result.problem(where, _('empty text'), line)
     elif not example.label.strip():
-        result.problem(where, 'empty label', line)
+        result.problem(where, _('empty label'), line)
     elif len(example.text) > limits.max_text_chars:
-        result.problem(where, f'text too long ({len(example.text)} characters)', line)
+        result.problem(where, _('text too long ({count} characters)').format(count=len(example.text)), line)
     elif len(result.examples) >= limits.max_examples:
-        result.problem(where, f'more than {limits.max_examples} examples, the rest is ignored', line)
+        result.problem(
+            where,
+            _('more than {max_examples} examples, the rest is ignored').format(max_examples=limits.max_examples),
+            line,
+        )
     else:
         result.take(example)
 
@@ -383,11 +430,21 @@ def _load_jsonl(
         try:
             items = json.loads(start + text.read())
         except json.JSONDecodeError as exc:
-            raise ActionError(f'{display}: invalid JSON at line {exc.lineno}: {exc.msg}') from exc
+            raise ActionError(
+                _('{display}: invalid JSON at line {lineno}: {msg}').format(
+                    display=display, lineno=exc.lineno, msg=exc.msg
+                )
+            ) from exc
         except RecursionError:
-            raise ActionError(f'{display}: the JSON is nested too deeply (limit {MAX_JSON_DEPTH} levels)') from None
+            raise ActionError(
+                _('{display}: the JSON is nested too deeply (limit {limit} levels)').format(
+                    display=display, limit=MAX_JSON_DEPTH
+                )
+            ) from None
         if not isinstance(items, list):
-            raise ActionError(f'{display}: expected a JSON list of objects or one object per line')
+            raise ActionError(
+                _('{display}: expected a JSON list of objects or one object per line').format(display=display)
+            )
         lines = enumerate(items, 1)
         parsed = True
     else:
@@ -398,18 +455,22 @@ def _load_jsonl(
             if not raw.strip():
                 continue
             if '\x00' in raw:
-                raise ActionError(f'{display} line {number} holds a NUL byte; send UTF-8 text')
+                raise ActionError(
+                    _('{display} line {number} holds a NUL byte; send UTF-8 text').format(
+                        display=display, number=number
+                    )
+                )
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
-                result.problem(display, f'invalid JSON ({exc.msg})', number)
+                result.problem(display, _('invalid JSON ({msg})').format(msg=exc.msg), number)
                 continue
             except RecursionError:
                 value = None
         else:
             value = raw
         if value is None or _too_deep(value):
-            result.problem(display, f'nested more than {MAX_JSON_DEPTH} levels deep', number)
+            result.problem(display, _('nested more than {limit} levels deep').format(limit=MAX_JSON_DEPTH), number)
             continue
         where = f'{display}:{number}'
         if isinstance(value, dict) and 'messages' in value:
@@ -425,15 +486,15 @@ def _load_jsonl(
             raw_text = value.get('text')
             raw_label = label or value.get('label')
             if raw_label is None and default_label is None:
-                result.problem(display, 'no label, skipped', number)
+                result.problem(display, _('no label, skipped'), number)
                 continue
             raw_label = raw_label if raw_label is not None else default_label
             if not isinstance(raw_text, str) or not isinstance(raw_label, str):
-                result.problem(display, '"text" and "label" must be strings', number)
+                result.problem(display, _('"text" and "label" must be strings'), number)
                 continue
             _add(result, limits, Example(raw_text.strip(), raw_label.strip(), where), display, number)
         else:
-            result.problem(display, 'expected an object with "text" (and "label") or a chat "messages" list', number)
+            result.problem(display, _('expected an object with "text" (and "label") or a chat "messages" list'), number)
     return result
 
 
@@ -445,14 +506,17 @@ def _load_csv(text: IO[str], display: str, label: str | None, limits: Limits) ->
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration as exc:
-        raise ActionError(f'{display} is empty') from exc
+        raise ActionError(_('{display} is empty').format(display=display)) from exc
     except csv.Error as exc:
-        raise ActionError(f'{display} line 1: {exc}') from exc
+        raise ActionError(_('{display} line 1: {error}').format(display=display, error=exc)) from exc
     if 'text' not in header or ('label' not in header and label is None):
         shown = ', '.join(repr(_short(h, 30)) for h in header[:10])
-        more = f' and {len(header) - 10} more' if len(header) > 10 else ''
+        more = _(' and {count} more').format(count=len(header) - 10) if len(header) > 10 else ''
         raise ActionError(
-            f'{display} line 1: wrong columns [{shown}{more}]; the first line must name the columns "text" and "label"'
+            _(
+                '{display} line 1: wrong columns [{shown}{more}]; '
+                'the first line must name the columns "text" and "label"'
+            ).format(display=display, shown=shown, more=more)
         )
     text_at = header.index('text')
     label_at = header.index('label') if 'label' in header else None
@@ -462,13 +526,17 @@ def _load_csv(text: IO[str], display: str, label: str | None, limits: Limits) ->
         except StopIteration:
             break
         except csv.Error as exc:
-            result.problem(display, f'unreadable CSV: {exc}', reader.line_num)
+            result.problem(display, _('unreadable CSV: {error}').format(error=exc), reader.line_num)
             continue
         number = reader.line_num
         if not row or not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            result.problem(display, f'wrong number of columns: {len(row)}, expected {len(header)}', number)
+            result.problem(
+                display,
+                _('wrong number of columns: {count}, expected {count2}').format(count=len(row), count2=len(header)),
+                number,
+            )
             continue
         row_label = label or (row[label_at] if label_at is not None else DEFAULT_LABEL)
         _add(result, limits, Example(row[text_at].strip(), row_label.strip(), f'{display}:{number}'), display, number)
@@ -508,29 +576,41 @@ def summarize(examples: Sequence[Example]) -> dict[str, Any]:
 
 def summary_text(name: str, summary: dict[str, Any]) -> str:
     """The summary as a few lines for chat."""
-    labels = ', '.join(f'{k}: {v}' for k, v in summary['labels'].items()) or 'none'
+    labels = ', '.join(f'{k}: {v}' for k, v in summary['labels'].items()) or _('none')
     length = summary['length']
-    lines = [f'Dataset {name}: {summary["count"]} examples ({labels}).']
+    count = summary['count']
+    lines = [
+        ngettext(
+            'Dataset {name}: {count} example ({labels}).', 'Dataset {name}: {count} examples ({labels}).', count
+        ).format(name=name, count=format_number(count), labels=labels)
+    ]
     if length:
         lines.append(
-            f'Length (characters): min {length["min"]}, median {length["median"]}, '
-            f'p90 {length["p90"]}, max {length["max"]}.'
+            _('Length (characters): min {min}, median {median}, p90 {p90}, max {max}.').format(
+                min=length['min'], median=format_number(length['median']), p90=length['p90'], max=length['max']
+            )
         )
     if summary['duplicates']:
+        duplicates = summary['duplicates']
         lines.append(
-            f'{summary["duplicates"]} duplicate text(s), {summary["conflicting_duplicates"]} with conflicting labels.'
+            ngettext(
+                '{count} duplicate text, {conflicting} with conflicting labels.',
+                '{count} duplicate texts, {conflicting} with conflicting labels.',
+                duplicates,
+            ).format(count=duplicates, conflicting=summary['conflicting_duplicates'])
         )
     if summary['empty']:
-        lines.append(f'{summary["empty"]} empty text(s).')
+        empty = summary['empty']
+        lines.append(ngettext('{count} empty text.', '{count} empty texts.', empty).format(count=empty))
     if len(summary['labels']) < 2:
-        lines.append('Only one label: add examples of another label to train a classifier.')
+        lines.append(_('Only one label: add examples of another label to train a classifier.'))
     return '\n'.join(lines)
 
 
 def split_holdout(examples: Sequence[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
     """Split off ``fraction`` of the examples for validation, stratified by label when possible."""
     if not 0 <= fraction < 1:
-        raise ActionError('validation_split must be between 0 and 1 (e.g. 0.2)')
+        raise ActionError(_('validation_split must be between 0 and 1 (e.g. 0.2)'))
     if fraction == 0:
         return list(examples), []
     rng = random.Random(seed)
@@ -546,7 +626,7 @@ def split_holdout(examples: Sequence[Example], fraction: float, seed: int) -> tu
         held += group[:k]
         train += group[k:]
     if not held:
-        raise ActionError('the dataset is too small to hold out a validation part; use validation_split=0')
+        raise ActionError(_('the dataset is too small to hold out a validation part; use validation_split=0'))
     return train, held
 
 
@@ -585,11 +665,11 @@ class DatasetRepo:
     async def save(self, name: str, examples: Sequence[Example], source: str, *, add: bool = False) -> DatasetInfo:
         """Save ``examples`` as dataset ``name`` (or add them to the current dataset) and make it current."""
         if not examples:
-            raise ActionError('no usable examples; nothing was saved')
+            raise ActionError(_('no usable examples; nothing was saved'))
         if add:
             current = await self.current()
             if current is None:
-                raise ActionError('there is no current dataset to add to; select one first')
+                raise ActionError(_('there is no current dataset to add to; select one first'))
             name = current.name
             examples = [*self.examples(current), *examples]
             source = f'{current.source} + {source}'
@@ -614,12 +694,12 @@ class DatasetRepo:
         if not name:
             info = await self.current()
             if info is None:
-                raise ActionError('no dataset selected yet: use select_dataset PATH or upload a file first')
+                raise ActionError(_('no dataset selected yet: use select_dataset PATH or upload a file first'))
             return info
         record = await self.store.get_record('dataset', slug(name))
         if record is None:
             known = ', '.join(r['name'] for r in await self.store.list_records('dataset')) or 'none'
-            raise ActionError(f'unknown dataset {name!r}; known datasets: {known}')
+            raise ActionError(_('unknown dataset {name!r}; known datasets: {known}').format(name=name, known=known))
         return DatasetInfo(**record)
 
     async def current(self) -> DatasetInfo | None:
@@ -635,7 +715,11 @@ class DatasetRepo:
             return read_jsonl(path)
         except (OSError, ValueError, KeyError) as exc:
             _log.error('dataset %s cannot be read from %s: %s', info.name, path, exc)
-            raise ActionError(f'dataset {info.name} cannot be read ({exc}); select or upload it again') from exc
+            raise ActionError(
+                _('dataset {name} cannot be read ({error}); select or upload it again').format(
+                    name=info.name, error=exc
+                )
+            ) from exc
 
     async def set_holdout(self, info: DatasetInfo, held: Sequence[Example]) -> DatasetInfo:
         path = self.folder / f'{info.name}.holdout.jsonl'
@@ -698,10 +782,14 @@ def archive_folder(folder: pathlib.Path, gate: FileGate, target_dir: pathlib.Pat
             continue
         total += file.stat().st_size
         if total > max_bytes:
-            raise ActionError(f'{folder.name} is larger than the archive limit of {max_bytes} bytes')
+            raise ActionError(
+                _('{name} is larger than the archive limit of {max_bytes} bytes').format(
+                    name=folder.name, max_bytes=max_bytes
+                )
+            )
         files.append(file)
     if not files:
-        raise ActionError(f'{folder.name} has no files to archive')
+        raise ActionError(_('{name} has no files to archive').format(name=folder.name))
     target_dir.mkdir(parents=True, exist_ok=True)
     stem = f'{time.strftime("%Y-%m-%d")}_{slug(folder.name)}'
     target = target_dir / f'{stem}.zip'

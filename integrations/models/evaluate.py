@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from engine.i18n import _, format_number, format_percent, ngettext
 from engine.states.actions import ActionError
 from integrations.models.config import Limits
 from integrations.models.datasets import Example, load_upload
@@ -39,18 +40,28 @@ def load_test_data(path: pathlib.Path, display: str, limits: Limits) -> tuple[li
     """Examples from an uploaded test file, and the validation report (empty when clean)."""
     size = path.stat().st_size
     if size > limits.max_upload_bytes:
-        raise ActionError(f'{display} is too large ({size} bytes, limit {limits.max_upload_bytes})')
+        raise ActionError(
+            _('{display} is too large ({size} bytes, limit {max_upload_bytes})').format(
+                display=display, size=size, max_upload_bytes=limits.max_upload_bytes
+            )
+        )
     if display.lower().endswith('.json'):
         with path.open('rb') as fh:
             start = fh.read(4096).lstrip(b'\xef\xbb\xbf \t\r\n')[:1]
         if start != b'[':  # parsed once, as a stream of objects, by load_upload
-            raise ActionError(f'{display}: expected a JSON list of {{"text": ..., "label": ...}} objects')
+            raise ActionError(
+                _('{display}: expected a JSON list of {{"text": ..., "label": ...}} objects').format(display=display)
+            )
     result = load_upload(path, display, None, limits, default_label=None)
     if not result.examples:
-        raise ActionError(f'{display}: no usable test examples.\n{result.report()}')
+        raise ActionError(
+            _('{display}: no usable test examples.\n{value}').format(display=display, value=result.report())
+        )
     if len(result.examples) > limits.max_test_examples:
         raise ActionError(
-            f'{display} has {len(result.examples)} test examples; the limit is {limits.max_test_examples}'
+            _('{display} has {count} test examples; the limit is {limit}').format(
+                display=display, count=len(result.examples), limit=limits.max_test_examples
+            )
         )
     return result.examples, result.report() if result.issues else ''
 
@@ -99,14 +110,37 @@ def evaluate(
 
 def evaluation_text(ev: Evaluation, *, examples: int = 5) -> str:
     """The result for chat: accuracy, a line per label, the first few mistakes."""
-    lines = [f'Test {ev.id} of {ev.model}: accuracy {ev.accuracy:.1%} on {ev.count} examples.']
+    lines = [
+        ngettext(
+            'Test {id} of {model}: accuracy {accuracy} on {count} example.',
+            'Test {id} of {model}: accuracy {accuracy} on {count} examples.',
+            ev.count,
+        ).format(id=ev.id, model=ev.model, accuracy=format_percent(ev.accuracy), count=format_number(ev.count))
+    ]
     for label, m in ev.per_label.items():
         lines.append(
-            f'- {label}: precision {m["precision"]:.2f}, recall {m["recall"]:.2f}, f1 {m["f1"]:.2f} (n={m["support"]})'
+            _('- {label}: precision {precision}, recall {recall}, f1 {f1} (n={n})').format(
+                label=label,
+                precision=format_number(m['precision'], 2),
+                recall=format_number(m['recall'], 2),
+                f1=format_number(m['f1'], 2),
+                n=m['support'],
+            )
         )
     if ev.misclassified:
-        lines.append(f'{len(ev.misclassified)} misclassified (saved as test {ev.id}), e.g.:')
+        wrong = len(ev.misclassified)
+        lines.append(
+            ngettext(
+                '{count} misclassified (saved as test {id}), e.g.:',
+                '{count} misclassified (saved as test {id}), e.g.:',
+                wrong,
+            ).format(count=wrong, id=ev.id)
+        )
         for item in ev.misclassified[:examples]:
             text = item['text'] if len(item['text']) <= 80 else item['text'][:77] + '...'
-            lines.append(f'  "{text}": expected {item["label"]}, got {item["predicted"]}')
+            lines.append(
+                _('  "{text}": expected {label}, got {predicted}').format(
+                    text=text, label=item['label'], predicted=item['predicted']
+                )
+            )
     return '\n'.join(lines)

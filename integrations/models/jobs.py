@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from engine.i18n import N_, _
 from engine.states.actions import ActionError, Notifier
 from engine.store import Store
 from integrations.models.datasets import Example, read_jsonl, write_jsonl
@@ -34,7 +35,7 @@ from integrations.models.providers.base import TERMINAL, Job, ModelProvider, Pro
 if TYPE_CHECKING:
     from integrations.models.workers import JobQueue
 
-__all__ = ['JobManager', 'job_payload', 'job_text', 'place_of']
+__all__ = ['JobManager', 'job_payload', 'job_text', 'place_of', 'status_text']
 
 _log = logging.getLogger(__name__)
 _RESULT_ATTEMPTS = 5
@@ -45,19 +46,40 @@ _TRAIN, _VALID = 'train.jsonl', 'valid.jsonl'
 checks test data against ``train.jsonl`` (the model's training data)."""
 
 
+_STATUS = {
+    'starting': N_('starting'),
+    'queued': N_('queued'),
+    'validating_files': N_('validating files'),
+    'running': N_('running'),
+    'succeeded': N_('succeeded'),
+    'failed': N_('failed'),
+    'cancelled': N_('cancelled'),
+}
+"""Job states as users read them (providers' own names otherwise)."""
+
+
+def status_text(status: str) -> str:
+    """A job state in the reply language."""
+    return _(_STATUS[status]) if status in _STATUS else status
+
+
 def job_text(job: Job) -> str:
     """A short human summary of a job, used in notifications and listings."""
     if job.status == 'succeeded':
         metrics = ', '.join(f'{k} {v:.3g}' for k, v in job.metrics.items() if k != 'trained_tokens')
-        text = f'Training job {job.id} finished: model {job.model_id}'
+        text = _('Training job {id} finished: model {model_id}').format(id=job.id, model_id=job.model_id)
         text += f' ({metrics}).' if metrics else '.'
-        return text + (f' Note: {job.error}' if job.error else '')
+        return text + (' ' + _('Note: {error}').format(error=job.error) if job.error else '')
     if job.status == 'failed':
-        return f'Training job {job.id} failed: {job.error or "no reason given"}'
+        return _('Training job {id} failed: {value}').format(id=job.id, value=job.error or _('no reason given'))
     if job.status == 'cancelled':
-        return f'Training job {job.id} was cancelled.'
-    text = f'Training job {job.id} is {job.status}' + (f' ({job.progress})' if job.progress else '') + '.'
-    return text + (f' Last problem: {job.error}' if job.error else '')
+        return _('Training job {id} was cancelled.').format(id=job.id)
+    text = (
+        _('Training job {id} is {status}').format(id=job.id, status=status_text(job.status))
+        + (f' ({job.progress})' if job.progress else '')
+        + '.'
+    )
+    return text + (' ' + _('Last problem: {error}').format(error=job.error) if job.error else '')
 
 
 def job_payload(job: Job) -> dict[str, Any]:
@@ -116,7 +138,7 @@ class JobManager:
     async def get(self, job_id: str) -> Job:
         record = await self.store.get_job(job_id.strip())
         if record is None:
-            raise ActionError(f'unknown job {job_id!r}; use jobs to list them')
+            raise ActionError(_('unknown job {job_id!r}; use jobs to list them').format(job_id=job_id))
         return _job(record)
 
     async def list(self) -> list[Job]:
@@ -203,7 +225,7 @@ class JobManager:
         """Record the wish to cancel (so a restart still cancels), then ask the provider once."""
         job = await self.get(job_id)
         if job.status in TERMINAL:
-            raise ActionError(f'job {job.id} has already {job.status}')
+            raise ActionError(_('job {id} has already {status}').format(id=job.id, status=status_text(job.status)))
         provider = self._provider(job)
         job.extra['cancel'] = time.time()
         await self.save(job)
@@ -286,7 +308,9 @@ class JobManager:
     def _provider(self, job: Job) -> ModelProvider:
         provider = self.providers.get(job.provider)
         if provider is None:
-            raise ActionError(f'job {job.id} ran on {job.provider}, which is not configured now')
+            raise ActionError(
+                _('job {id} ran on {provider}, which is not configured now').format(id=job.id, provider=job.provider)
+            )
         return provider
 
     def _watch(self, job: Job) -> None:

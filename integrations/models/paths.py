@@ -11,6 +11,7 @@ import pathlib
 import re
 
 from engine.files import FileRefusedError, check_name
+from engine.i18n import _
 from engine.states.actions import ActionError
 
 __all__ = ['PathRefusedError', 'inside', 'resolve_inside', 'safe_member_name', 'slug']
@@ -34,14 +35,14 @@ def inside(path: pathlib.Path, root: pathlib.Path) -> bool:
 def safe_member_name(name: str) -> str | None:
     """The reason a relative name is unsafe (absolute, ``..``, drive, NUL), or ``None`` when it is fine."""
     if not name or not name.strip():
-        return 'empty path'
+        return _('empty path')
     if '\x00' in name:
-        return 'path contains a NUL character'
+        return _('path contains a NUL character')
     normal = name.replace('\\', '/')
     if normal.startswith('/') or _DRIVE.match(normal):
-        return 'absolute paths are not allowed'
+        return _('absolute paths are not allowed')
     if '..' in normal.split('/'):
-        return "'..' is not allowed"
+        return _("'..' is not allowed")
     return None
 
 
@@ -50,25 +51,32 @@ def _quoted(name: str) -> str:
     return f"'{name}'" if name.isprintable() and "'" not in name else repr(name)
 
 
-def resolve_inside(root: pathlib.Path, name: str, *, what: str = 'path') -> pathlib.Path:
+def resolve_inside(root: pathlib.Path, name: str, *, what: str | None = None) -> pathlib.Path:
     """Resolve the user-typed ``name`` inside ``root``, refusing anything that leads out of it.
 
     :param root: the folder the user may reach (the data root or the archive folder).
     :param name: what the user typed, relative to ``root``.
-    :param what: how to call the path in messages (``dataset folder``, ``file``...).
+    :param what: how to call the path in messages, translated (``_('dataset folder')``); default ``path``.
     :raises PathRefusedError: with a message fit for the user.
     """
+    what = what or _('path')
     try:
         check_name(name, what)
     except FileRefusedError as exc:
-        raise PathRefusedError(f'{what} refused: {exc}') from None
+        raise PathRefusedError(_('{what} refused: {reason}').format(what=what, reason=exc)) from None
     reason = safe_member_name(name)
     if reason:
-        raise PathRefusedError(f'{what} {_quoted(name)} refused: {reason}; give a path inside the data folder')
+        raise PathRefusedError(
+            _('{what} {value} refused: {reason}; give a path inside the data folder').format(
+                what=what, value=_quoted(name), reason=reason
+            )
+        )
     candidate = root / name.replace('\\', '/').strip('/')
     if not inside(candidate, root):
         _log.warning('path %r resolves outside %s (symlink) and was refused', name, root)
-        raise PathRefusedError(f'{what} {_quoted(name)} refused: it leads outside the data folder')
+        raise PathRefusedError(
+            _('{what} {value} refused: it leads outside the data folder').format(what=what, value=_quoted(name))
+        )
     return candidate.resolve()
 
 

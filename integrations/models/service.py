@@ -19,6 +19,7 @@ import attrs
 from engine.api import Attachment
 from engine.config import Config, ConfigError, read_secret
 from engine.files import FileGate, FileRefusedError
+from engine.i18n import N_, _, format_number, ngettext
 from engine.states.actions import ActionError, Notifier
 from engine.store import Store
 from integrations.models.config import ModelsConfig
@@ -120,33 +121,44 @@ class ModelsService:
     # datasets
 
     async def select(self, path: str, label: str = 'positive', *, add: bool = False) -> dict[str, Any]:
-        folder = resolve_inside(self.root, path, what='dataset folder')
+        folder = resolve_inside(self.root, path, what=_('dataset folder'))
         result = await asyncio.to_thread(load_folder, folder, self.files, label, self.limits)
         if not result.examples:
-            raise ActionError(f'no usable examples in {path}.\n{result.report()}')
+            raise ActionError(_('no usable examples in {path}.\n{value}').format(path=path, value=result.report()))
         info = await self.datasets.save(slug(path), result.examples, path, add=add)
         return {
             **attrs.asdict(info),
             'report': result.report(),
-            'text': (f'Added to dataset {info.name}. ' if add else f'Dataset {info.name} selected. ') + result.report(),
+            'text': (
+                _('Added to dataset {name}. ').format(name=info.name)
+                if add
+                else _('Dataset {name} selected. ').format(name=info.name)
+            )
+            + result.report(),
         }
 
     async def upload(self, attachments: Sequence[Attachment], label: str | None, *, add: bool) -> dict[str, Any]:
         if not attachments:
-            raise ActionError('attach a ZIP of .txt files, a JSONL or a CSV file')
+            raise ActionError(_('attach a ZIP of .txt files, a JSONL or a CSV file'))
         attachment = attachments[0]
         if attachment.path is None:
-            raise ActionError(f'{attachment.name} was not downloaded; send it again')
+            raise ActionError(_('{name} was not downloaded; send it again').format(name=attachment.name))
         result = await asyncio.to_thread(load_upload, attachment.path, attachment.name, label, self.limits)
         if not result.examples:
-            raise ActionError(f'no usable examples in {attachment.name}.\n{result.report()}')
+            raise ActionError(
+                _('no usable examples in {name}.\n{value}').format(name=attachment.name, value=result.report())
+            )
         name = slug(pathlib.PurePath(attachment.name).stem)
         info = await self.datasets.save(name, result.examples, f'upload {attachment.name}', add=add)
         return {
             **attrs.asdict(info),
             'report': result.report(),
             'problems': result.problem_count,
-            'text': (f'Added to dataset {info.name}. ' if add else f'Dataset {info.name} saved and selected. ')
+            'text': (
+                _('Added to dataset {name}. ').format(name=info.name)
+                if add
+                else _('Dataset {name} saved and selected. ').format(name=info.name)
+            )
             + result.report(),
         }
 
@@ -157,23 +169,28 @@ class ModelsService:
         return {'dataset': info.name, **summary, 'text': summary_text(info.name, summary)}
 
     async def archive(self, path: str) -> dict[str, Any]:
-        folder = resolve_inside(self.root, path, what='folder')
+        folder = resolve_inside(self.root, path, what=_('folder'))
         if not folder.is_dir():
-            raise ActionError(f'{path} is not a folder under the data root')
+            raise ActionError(_('{path} is not a folder under the data root').format(path=path))
         if folder == self.root or inside(self.archive_dir, folder):
-            raise ActionError('archive a dataset folder, not the data root or the archive folder itself')
+            raise ActionError(_('archive a dataset folder, not the data root or the archive folder itself'))
         target = await asyncio.to_thread(
             archive_folder, folder, self.files, self.archive_dir, self.limits.max_archive_bytes
         )
         size = target.stat().st_size
         _log.info('archived %s to %s (%d bytes)', folder, target, size)
-        return {'path': str(target), 'name': target.name, 'size': size, 'text': f'Archived {path} as {target.name}.'}
+        return {
+            'path': str(target),
+            'name': target.name,
+            'size': size,
+            'text': _('Archived {path} as {name}.').format(path=path, name=target.name),
+        }
 
     async def getfile(self, name: str) -> dict[str, Any]:
         error: ActionError | None = None
         for root in (self.root, self.archive_dir):
             try:
-                candidate = resolve_inside(root, name, what='file')
+                candidate = resolve_inside(root, name, what=_('file'))
             except PathRefusedError as exc:
                 error = error or exc
                 continue
@@ -181,7 +198,7 @@ class ModelsService:
                 return self._sendable(candidate, name)
         if error is not None:
             raise error
-        raise ActionError(f'no file {name!r} in the data folder or the archive')
+        raise ActionError(_('no file {name!r} in the data folder or the archive').format(name=name))
 
     def _sendable(self, path: pathlib.Path, name: str) -> dict[str, Any]:
         try:
@@ -191,14 +208,16 @@ class ModelsService:
         size = path.stat().st_size
         if size > self.limits.max_getfile_bytes:
             raise ActionError(
-                f'{name} is {size} bytes, larger than the {self.limits.max_getfile_bytes} bytes I can send'
+                _('{name} is {size} bytes, larger than the {limit} bytes I can send').format(
+                    name=name, size=format_number(size), limit=format_number(self.limits.max_getfile_bytes)
+                )
             )
         return {
             'path': str(path),
             'name': path.name,
             'size': size,
             'files': [str(path)],
-            'text': f'Here is {path.name}.',
+            'text': _('Here is {name}.').format(name=path.name),
         }
 
     # training
@@ -214,20 +233,29 @@ class ModelsService:
         running = await self._running_on(info.name)
         if running:
             problems.append(running)
-        text = f'Training {self.provider.name} on {info.name}: {estimate.examples} examples'
-        text += f' ({len(held)} more held out for testing)' if held else ''
+        text = ngettext(
+            'Training {provider} on {dataset}: {count} example',
+            'Training {provider} on {dataset}: {count} examples',
+            estimate.examples,
+        ).format(provider=self.provider.name, dataset=info.name, count=format_number(estimate.examples))
+        if held:
+            text += ' ' + _('({count} more held out for testing)').format(count=len(held))
         if self.provider.name == 'openai':
-            text += (
-                f', about {estimate.tokens} tokens x {estimate.epochs} epochs, '
-                f'estimated cost ${estimate.cost:.2f} ({self.config.base_model}).'
+            text += _(', about {tokens} tokens x {epochs} epochs, estimated cost ${cost} ({model}).').format(
+                tokens=format_number(estimate.tokens),
+                epochs=estimate.epochs,
+                cost=format_number(estimate.cost, 2),
+                model=self.config.base_model,
             )
             recommended = self.limits.recommended_openai_examples
             if len(train) < recommended:
-                text += f'\nWarning: OpenAI recommends at least {recommended} training examples; this has {len(train)}.'
+                text += '\n' + _(
+                    'Warning: OpenAI recommends at least {recommended} training examples; this has {count}.'
+                ).format(recommended=recommended, count=len(train))
         else:
-            text += ', runs locally at no cost.'
+            text += _(', runs locally at no cost.')
         if problems:
-            text += '\nProblems:\n' + '\n'.join(f'- {p}' for p in problems[:10])
+            text += '\n' + _('Problems:') + '\n' + '\n'.join(f'- {p}' for p in problems[:10])
         return {
             'dataset': info.name,
             'provider': self.provider.name,
@@ -263,7 +291,7 @@ class ModelsService:
         train, held = split_holdout(examples, fraction, self.config.split_seed)
         problems = self.provider.check(train)
         if problems:
-            raise ActionError('cannot train on this dataset:\n' + '\n'.join(f'- {p}' for p in problems[:10]))
+            raise ActionError(_('cannot train on this dataset:\n') + '\n'.join(f'- {p}' for p in problems[:10]))
         holdout = None
         if held:
             info = await self.datasets.set_holdout(info, held)
@@ -282,14 +310,23 @@ class ModelsService:
 
     def _started(self, job: Job, *, again: bool = False) -> dict[str, Any]:
         if again:
-            text = f'Training job {job.id} on {job.provider} was started before the restart; I will report when it is done.'
+            text = _(
+                'Training job {id} on {provider} was started before the restart; I will report when it is done.'
+            ).format(id=job.id, provider=job.provider)
         elif job.status == 'starting':
-            text = (
-                f'Training job {job.id} on {job.provider} with {job.examples} examples could not start yet '
-                f'({job.error}); I keep trying and will report when it is done.'
-            )
+            text = ngettext(
+                'Training job {id} on {provider} with {count} example could not start yet ({error}); '
+                'I keep trying and will report when it is done.',
+                'Training job {id} on {provider} with {count} examples could not start yet ({error}); '
+                'I keep trying and will report when it is done.',
+                job.examples,
+            ).format(id=job.id, provider=job.provider, count=job.examples, error=job.error)
         else:
-            text = f'Training started: job {job.id} on {job.provider} with {job.examples} examples. I will report when it is done.'
+            text = ngettext(
+                'Training started: job {id} on {provider} with {count} example. I will report when it is done.',
+                'Training started: job {id} on {provider} with {count} examples. I will report when it is done.',
+                job.examples,
+            ).format(id=job.id, provider=job.provider, count=job.examples)
         return {
             'job': job.id,
             'provider': job.provider,
@@ -306,10 +343,9 @@ class ModelsService:
         job = next((j for j in await self.jobs.list() if j.dataset == dataset and j.status not in TERMINAL), None)
         if job is None:
             return ''
-        return (
-            f'job {job.id} is still training {dataset}; wait for its report, '
-            f'or cancel it with: jobs {job.id} cancel=true'
-        )
+        return _(
+            'job {id} is still training {dataset}; wait for its report, or cancel it with: jobs {id} cancel=true'
+        ).format(id=job.id, dataset=dataset)
 
     async def list_jobs(self) -> dict[str, Any]:
         jobs = await self.jobs.list()
@@ -317,7 +353,7 @@ class ModelsService:
             {'job': j.id, 'status': j.status, 'provider': j.provider, 'dataset': j.dataset, 'model': j.model_id or ''}
             for j in jobs
         ]
-        text = '\n'.join(job_text(j) + _delivery(j) for j in jobs[-20:]) or 'No training jobs yet.'
+        text = '\n'.join(job_text(j) + _delivery(j) for j in jobs[-20:]) or _('No training jobs yet.')
         active = [j['job'] for j in items if j['status'] not in ('succeeded', 'failed', 'cancelled')]
         return {'jobs': items, 'active': active, 'text': text}
 
@@ -325,7 +361,9 @@ class ModelsService:
         job = await self.jobs.cancel(job_id)
         return {
             'job': job.id,
-            'text': f'Cancelling job {job.id}; its outcome will be reported where it was started when it stops.',
+            'text': _('Cancelling job {id}; its outcome will be reported where it was started when it stops.').format(
+                id=job.id
+            ),
         }
 
     async def _switch(self, job: Job) -> None:
@@ -344,9 +382,13 @@ class ModelsService:
     def _text(self, text: Any, what: str) -> str:
         value = str(text or '').strip()
         if not value:
-            raise ActionError(f'give a text to {what}')
+            raise ActionError(_('give a text to {what}').format(what=what))
         if len(value) > self.limits.max_predict_chars:
-            raise ActionError(f'the text is {len(value)} characters; the limit is {self.limits.max_predict_chars}')
+            raise ActionError(
+                _('the text is {count} characters; the limit is {max_predict_chars}').format(
+                    count=len(value), max_predict_chars=self.limits.max_predict_chars
+                )
+            )
         return value
 
     async def predict(self, text: Any) -> dict[str, Any]:
@@ -354,7 +396,7 @@ class ModelsService:
         model = await self.current_model()
         [label] = await self.provider.predict(model, [value])
         name = model or self.config.chat_model or self.config.base_model
-        return {'label': label, 'model': name, 'text': f'{label} (model {name})'}
+        return {'label': label, 'model': name, 'text': _('{label} (model {name})').format(label=label, name=name)}
 
     async def _model_job(self) -> Job | None:
         """The job that trained the current model, when it is known."""
@@ -373,26 +415,30 @@ class ModelsService:
             holdout = job.holdout
             if not holdout:
                 raise ActionError(
-                    f'the current model {job.model_id} was trained on all of {job.dataset}, so nothing was held out: '
-                    'attach a JSON list of {"text", "label"} objects, or train with validation_split (e.g. 0.2)'
+                    _(
+                        'the current model {model} was trained on all of {dataset}, so nothing was held out: '
+                        'attach a JSON list of {{"text", "label"}} objects, or train with validation_split (e.g. 0.2)'
+                    ).format(model=job.model_id, dataset=job.dataset)
                 )
         else:
             info = await self.datasets.get(None)
             holdout = info.holdout
             if not holdout:
                 raise ActionError(
-                    'no test data: attach a JSON list of {"text", "label"} objects, '
-                    'or train with validation_split (e.g. 0.2) to hold out part of the dataset'
+                    _(
+                        'no test data: attach a JSON list of {{"text", "label"}} objects, '
+                        'or train with validation_split (e.g. 0.2) to hold out part of the dataset'
+                    ).format()
                 )
         try:
             examples = await asyncio.to_thread(read_jsonl, self.root / holdout)
         except (OSError, ValueError, KeyError) as exc:
             _log.error('the held-out examples %s cannot be read: %s', holdout, exc)
-            raise ActionError('the held-out examples of the current model are gone; attach test data') from exc
+            raise ActionError(_('the held-out examples of the current model are gone; attach test data')) from exc
         report = ''
         if len(examples) > self.limits.max_test_examples:
-            report = (
-                f'the held-out split has {len(examples)} examples; tested the first {self.limits.max_test_examples}'
+            report = _('the held-out split has {count} examples; tested the first {limit}').format(
+                count=len(examples), limit=self.limits.max_test_examples
             )
             examples = examples[: self.limits.max_test_examples]
         return examples, report
@@ -414,9 +460,9 @@ class ModelsService:
         report = ''
         trained_by = await self._model_job()
         if data:
-            path = resolve_inside(self.root, data, what='test file')
+            path = resolve_inside(self.root, data, what=_('test file'))
             if not path.exists():
-                raise ActionError(f'no test file {data!r} under the data root')
+                raise ActionError(_('no test file {data!r} under the data root').format(data=data))
             try:
                 path = self.files.check(path, name=data)
             except FileRefusedError as exc:
@@ -428,7 +474,7 @@ class ModelsService:
             examples, report = await self._holdout(trained_by)
         model = await self.current_model()
         if model is None and self.provider is self.local:
-            raise ActionError('the local model is not trained yet; use train first')
+            raise ActionError(_('the local model is not trained yet; use train first'))
         overlap = await self._overlap(trained_by, examples)
         predicted = await self.provider.predict(model, [e.text for e in examples])
         test_id = uuid.uuid4().hex[:8]
@@ -439,21 +485,21 @@ class ModelsService:
         await self.store.put_record('test', test_id, {**attrs.asdict(evaluation), 'created': time.time()})
         text = evaluation_text(evaluation)
         if overlap:  # right under the headline with the accuracy it qualifies
-            headline, _, rest = text.partition('\n')
-            warning = (
-                f'Warning: {overlap} of {len(examples)} test examples are in the training data of the current model '
-                f'(job {trained_by.id if trained_by else "?"}); the accuracy on them says little.'
-            )
+            headline, _sep, rest = text.partition('\n')
+            warning = _(
+                'Warning: {overlap} of {count} test examples are in the training data of the current model '
+                '(job {job}); the accuracy on them says little.'
+            ).format(overlap=overlap, count=len(examples), job=trained_by.id if trained_by else '?')
             text = '\n'.join(part for part in (headline, warning, rest) if part)
         if report:
-            text += '\nTest data problems:\n' + report
+            text += '\n' + _('Test data problems:') + '\n' + report
         files = [evaluation.plot]
         if len(text) > self.limits.max_report_chars:
             full = self.root / 'tests' / test_id / 'report.txt'
             mistakes = self._mistakes(evaluation, self.limits.max_getfile_bytes // 2)
             full.write_text(text + '\n\nAll misclassified:\n' + mistakes, encoding='utf-8')
             files.append(str(full))
-            text = text[: self.limits.max_report_chars].rsplit('\n', 1)[0] + '\n(full report attached)'
+            text = text[: self.limits.max_report_chars].rsplit('\n', 1)[0] + '\n' + _('(full report attached)')
         return {
             'test': test_id,
             'model': name,
@@ -486,17 +532,21 @@ class ModelsService:
         if test:
             record = await self.store.get_record('test', test)
             if record is None:
-                raise ActionError(f'unknown test {test!r}')
+                raise ActionError(_('unknown test {test!r}').format(test=test))
         else:
             records = await self.store.list_records('test')
             if not records:
-                raise ActionError('no test has been run yet')
+                raise ActionError(_('no test has been run yet'))
             record = records[-1]
         wrong = [Example(m['text'], m['label'], f'test {record["id"]}') for m in record['misclassified']]
         if not wrong:
-            raise ActionError(f'test {record["id"]} has no misclassified examples')
+            raise ActionError(_('test {id} has no misclassified examples').format(id=record['id']))
         info = await self.datasets.save('', wrong, f'test {record["id"]}', add=True)
-        return {**attrs.asdict(info), 'added': len(wrong), 'text': f'Added {len(wrong)} example(s) to {info.name}.'}
+        return {
+            **attrs.asdict(info),
+            'added': len(wrong),
+            'text': _('Added {count} example(s) to {name}.').format(count=len(wrong), name=info.name),
+        }
 
     async def chat(self, key: str, text: Any, *, reset: bool = False) -> dict[str, Any]:
         value = self._text(text, 'answer')
@@ -514,7 +564,9 @@ def _fraction(value: Any) -> float:
     try:
         return float(value or 0)
     except (TypeError, ValueError) as exc:
-        raise ActionError(f'validation_split must be a number such as 0.2, not {value!r}') from exc
+        raise ActionError(
+            _('validation_split must be a number such as 0.2, not {value!r}').format(value=value)
+        ) from exc
 
 
 def _normal(text: str) -> str:
@@ -524,9 +576,10 @@ def _normal(text: str) -> str:
 
 def _delivery(job: Job) -> str:
     """Where a finished job's outcome went, for the listing."""
-    return {
-        'inline': ' (reported in its conversation)',
-        'posted': ' (posted to its channel)',
-        'undeliverable': ' (its channel refused the report)',
+    where = {
+        'inline': N_('(reported in its conversation)'),
+        'posted': N_('(posted to its channel)'),
+        'undeliverable': N_('(its channel refused the report)'),
         'shown': '',
-    }.get(job.delivered, ' (report pending)' if job.status in TERMINAL else '')
+    }.get(job.delivered, N_('(report pending)') if job.status in TERMINAL else '')
+    return ' ' + _(where) if where else ''

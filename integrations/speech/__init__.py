@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.api import Attachment
 from engine.config import section
+from engine.i18n import _, format_number
 from engine.plugins import SetupContext
 from engine.states.actions import ActionContext, ActionError
 from integrations.speech.audio import AUDIO_SUFFIXES, AudioError
@@ -63,19 +64,21 @@ def register_actions(ctx: SetupContext, service: SpeechService) -> None:
         """Recognise the voice message (or audio file) the user sent."""
         att = find_audio(actx.attachments)
         if att is None:
-            raise ActionError('Please send a voice message or an audio file: I found no audio in your message.')
+            raise ActionError(_('Please send a voice message or an audio file: I found no audio in your message.'))
         if att.path is None:
             _log.error('audio attachment %r of %s was not downloaded (url %s)', att.name, actx.key, att.url)
-            raise ActionError('I could not fetch your audio file; please send it again.')
+            raise ActionError(_('I could not fetch your audio file; please send it again.'))
         if att.size and att.size > config.max_bytes:
             raise ActionError(
-                f'The audio file is too big ({att.size / 1048576:.1f} MB); '
-                f'the limit is {config.max_bytes / 1048576:.1f} MB.'
+                _('The audio file is too big ({size} MB); the limit is {limit} MB.').format(
+                    size=format_number(att.size / 1048576, 1), limit=format_number(config.max_bytes / 1048576, 1)
+                )
             )
         if att.duration is not None and att.duration > config.max_seconds + 0.5:
             raise ActionError(
-                f'The audio is too long ({att.duration:.0f} s); the limit is {config.max_seconds:.0f} s. '
-                'Please send a shorter one.'
+                _('The audio is too long ({seconds} s); the limit is {limit} s. Please send a shorter one.').format(
+                    seconds=round(att.duration), limit=round(config.max_seconds)
+                )
             )
         try:
             result = await service.recognize_file(att.path, language, grammar=grammar)
@@ -83,7 +86,7 @@ def register_actions(ctx: SetupContext, service: SpeechService) -> None:
             _log.info('cannot recognise %s from %s: %s', att.name, actx.key, exc)
             raise ActionError(str(exc)) from exc
         if not result.text:
-            raise ActionError('no words were recognised in it')
+            raise ActionError(_('no words were recognised in it'))
         return {
             'text': result.text,
             'language': result.language,
@@ -97,7 +100,7 @@ def register_actions(ctx: SetupContext, service: SpeechService) -> None:
     ) -> dict[str, Any]:
         """Speak a text, optionally as a Discord voice message."""
         if not isinstance(text, str):
-            raise ActionError('There is no text to speak.')
+            raise ActionError(_('There is no text to speak.'))
         try:
             if voice_message:
                 synthesis, voice = await service.voice_message(text, language, workdir=actx.workdir)

@@ -23,6 +23,8 @@ import av.error
 from av.audio.frame import AudioFrame
 from av.audio.resampler import AudioResampler
 
+from engine.i18n import _, format_number
+
 __all__ = [
     'AUDIO_SUFFIXES',
     'AudioDecodeError',
@@ -111,22 +113,24 @@ def decode_audio(
         info = path.stat()
     except (OSError, ValueError) as exc:
         _log.error('audio file %s cannot be read: %s', path, exc)
-        raise AudioDecodeError('The audio file could not be read.') from exc
+        raise AudioDecodeError(_('The audio file could not be read.')) from exc
     if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
         _log.error('audio file %s is not a regular file (mode %o)', path, info.st_mode)
-        raise AudioDecodeError('The audio file could not be read.')
+        raise AudioDecodeError(_('The audio file could not be read.'))
     size = info.st_size
     if max_bytes is not None and size > max_bytes:
         raise AudioTooLargeError(
-            f'The audio file is too big ({_mb(size)}); the limit is {_mb(max_bytes)}. Please send a shorter one.'
+            _('The audio file is too big ({size}); the limit is {limit}. Please send a shorter one.').format(
+                size=_mb(size), limit=_mb(max_bytes)
+            )
         )
     if size == 0:
-        raise AudioDecodeError('The audio file is empty.')
+        raise AudioDecodeError(_('The audio file is empty.'))
     limit_samples = math.ceil(max_seconds * sample_rate) if max_seconds is not None else None
     try:
         with av.open(str(path), mode='r') as container:
             if not container.streams.audio:
-                raise AudioDecodeError('This file has no sound in it: please send a voice message or an audio file.')
+                raise AudioDecodeError(_('This file has no sound in it: please send a voice message or an audio file.'))
             stream = container.streams.audio[0]
             reported = _reported_duration(container, stream)
             if max_seconds is not None and reported is not None and reported > max_seconds + 0.5:
@@ -150,13 +154,15 @@ def decode_audio(
     except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as exc:
         _log.warning('cannot decode audio %s (%d bytes): %s', path, size, exc)
         raise AudioDecodeError(
-            'I could not read this audio file: it is damaged or in a format I do not know '
-            '(OGG/Opus, MP3, WAV, M4A and WebM work).'
+            _(
+                'I could not read this audio file: it is damaged or in a format I do not know '
+                '(OGG/Opus, MP3, WAV, M4A and WebM work).'
+            )
         ) from exc
     if limit_samples is not None and total > limit_samples + sample_rate // 2:
         raise _too_long(total / sample_rate, max_seconds or 0)
     if total == 0:
-        raise AudioDecodeError('The audio file contains no sound.')
+        raise AudioDecodeError(_('The audio file contains no sound.'))
     return DecodedAudio(b''.join(chunks), sample_rate)
 
 
@@ -168,7 +174,7 @@ def probe_duration(source: pathlib.Path | str, *, exact: bool = False) -> float:
     try:
         with av.open(str(source), mode='r') as container:
             if not container.streams.audio:
-                raise AudioDecodeError('This file has no sound in it.')
+                raise AudioDecodeError(_('This file has no sound in it.'))
             stream = container.streams.audio[0]
             reported = None if exact else _reported_duration(container, stream)
             if reported is not None:
@@ -177,7 +183,7 @@ def probe_duration(source: pathlib.Path | str, *, exact: bool = False) -> float:
             return samples / (stream.rate or 1)
     except av.error.FFmpegError as exc:
         _log.warning('cannot probe audio %s: %s', source, exc)
-        raise AudioDecodeError('The audio file could not be read.') from exc
+        raise AudioDecodeError(_('The audio file could not be read.')) from exc
 
 
 def resample_pcm(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
@@ -210,7 +216,7 @@ def encode_voice_message(
     else:
         pcm = decode_audio(source, sample_rate=VOICE_RATE).pcm
     if not pcm:
-        raise AudioDecodeError('There is no sound to send.')
+        raise AudioDecodeError(_('There is no sound to send.'))
     out = pathlib.Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -225,7 +231,7 @@ def encode_voice_message(
                 container.mux(packet)
     except av.error.FFmpegError as exc:
         _log.error('cannot encode voice message %s: %s', out, exc)
-        raise AudioError('The voice message could not be made.') from exc
+        raise AudioError(_('The voice message could not be made.')) from exc
     return VoiceMessage(out, round(len(pcm) / 2 / VOICE_RATE, 3), waveform(pcm, VOICE_RATE))
 
 
@@ -310,9 +316,11 @@ def _reported_duration(container: av.container.InputContainer, stream: av.audio.
 
 def _too_long(seconds: float, limit: float) -> AudioTooLongError:
     return AudioTooLongError(
-        f'The audio is too long ({seconds:.0f} s); the limit is {limit:.0f} s. Please send a shorter one.'
+        _('The audio is too long ({seconds} s); the limit is {limit} s. Please send a shorter one.').format(
+            seconds=round(seconds), limit=round(limit)
+        )
     )
 
 
 def _mb(size: int) -> str:
-    return f'{size / 1024 / 1024:.1f} MB'
+    return _('{size} MB').format(size=format_number(size / 1024 / 1024, 1))

@@ -15,7 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
+from engine import i18n
 from engine.config import ConfigError
+from engine.i18n import _
 from integrations.speech.audio import VoiceMessage, decode_audio, encode_voice_message
 from integrations.speech.config import SpeechConfig
 from integrations.speech.decoder import DerivedModels
@@ -66,11 +68,20 @@ class SpeechService:
         )
         return audio.pcm, audio.sample_rate
 
+    def language(self, language: str | None = None) -> str:
+        """The speech language, for hearing and speaking alike: the flow's, else the reply language (the user's,
+        the server's or ``bot.language``) when ``[speech.models]`` sets it up, else ``[speech] language``.
+        """
+        if language:
+            return language
+        reply = i18n.current()
+        return reply if reply in self.config.models else self.config.language
+
     async def recognize_file(
         self, path: pathlib.Path, language: str | None = None, *, grammar: Sequence[str] | None = None
     ) -> Transcript:
         """Decode and recognise an audio file (raises ``AudioError`` or ``RecognitionError``)."""
-        language = language or self.config.language
+        language = self.language(language)
         pcm, rate = await self.decode(path)
         result = await self.recognizer.recognize(pcm, rate, language, grammar=grammar)
         return Transcript(result.text, language, round(len(pcm) / 2 / rate, 3), result.confidence)
@@ -81,14 +92,16 @@ class SpeechService:
         """Speak ``text`` (raises ``SynthesisError``, also for empty or oversize text)."""
         text = text.strip()
         if not text:
-            raise SynthesisError('There is no text to speak.')
+            raise SynthesisError(_('There is no text to speak.'))
         if len(text) > self.config.max_text_chars:
             raise SynthesisError(
-                f'The text is too long to speak ({len(text)} characters; the limit is {self.config.max_text_chars}).'
+                _('The text is too long to speak ({count} characters; the limit is {limit}).').format(
+                    count=len(text), limit=self.config.max_text_chars
+                )
             )
         if workdir is None:
             await self._prune()
-        return await self.synthesizer.synthesize(text, language or self.config.language, workdir=workdir)
+        return await self.synthesizer.synthesize(text, self.language(language), workdir=workdir)
 
     async def _prune(self) -> None:
         """Delete old files of the shared work folder (at most once a minute): nobody else cleans it."""

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from engine.i18n import _
 from integrations.speech.audio import AudioError, probe_duration
 
 __all__ = [
@@ -71,7 +72,7 @@ def _duration(path: pathlib.Path) -> float:
     try:
         return round(probe_duration(path, exact=True), 3)
     except AudioError as exc:
-        raise SynthesisError('The synthesised speech could not be read back.') from exc
+        raise SynthesisError(_('The synthesised speech could not be read back.')) from exc
 
 
 class GTTSSynthesizer(SpeechSynthesizer):
@@ -101,7 +102,7 @@ class GTTSSynthesizer(SpeechSynthesizer):
         base = lang.split('-', 1)[0]
         if base in langs:
             return langs[base]
-        raise SynthesisError(f'Google speech does not speak {language!r}.')
+        raise SynthesisError(_('Google speech does not speak {language!r}.').format(language=language))
 
     async def synthesize(self, text: str, language: str, *, workdir: pathlib.Path | None = None) -> Synthesis:
         lang = self.language(language)
@@ -118,10 +119,10 @@ class GTTSSynthesizer(SpeechSynthesizer):
         except (gTTSError, requests.RequestException, OSError) as exc:
             path.unlink(missing_ok=True)
             _log.warning('gTTS failed for %d characters in %s (tld %s): %s', len(text), lang, self.tld, exc)
-            raise SynthesisError('Google speech is unavailable right now.') from exc
+            raise SynthesisError(_('Google speech is unavailable right now.')) from exc
         except AssertionError as exc:  # gTTS asserts there is something to say after its cleaning
             path.unlink(missing_ok=True)
-            raise SynthesisError('There is nothing to say in this text.') from exc
+            raise SynthesisError(_('There is nothing to say in this text.')) from exc
 
 
 class EspeakSynthesizer(SpeechSynthesizer):
@@ -181,12 +182,12 @@ class EspeakSynthesizer(SpeechSynthesizer):
         exe = shutil.which(self.command)
         if exe is None:
             _log.error('%s is not installed; cannot speak', self.command)
-            raise SynthesisError('Offline speech (espeak-ng) is not installed on the bot host.')
+            raise SynthesisError(_('Offline speech (espeak-ng) is not installed on the bot host.'))
         voice = self.voice(language)
         known = await self.known_voices(exe)
         if known and voice.split('+', 1)[0].lower() not in known:
             _log.error('espeak-ng has no voice %r (for language %r)', voice, language)
-            raise SynthesisError(f'Offline speech does not speak {language!r}.')
+            raise SynthesisError(_('Offline speech does not speak {language!r}.').format(language=language))
         path = self._new_path(workdir, '.wav')
         proc = await asyncio.create_subprocess_exec(
             exe,
@@ -202,18 +203,18 @@ class EspeakSynthesizer(SpeechSynthesizer):
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            _, stderr = await asyncio.wait_for(proc.communicate(text.encode('utf-8')), self.timeout)
+            stderr = (await asyncio.wait_for(proc.communicate(text.encode('utf-8')), self.timeout))[1]
         except TimeoutError as exc:
             proc.kill()
             await proc.wait()
             path.unlink(missing_ok=True)
             _log.error('espeak-ng timed out after %s s on %d characters', self.timeout, len(text))
-            raise SynthesisError('Speaking took too long.') from exc
+            raise SynthesisError(_('Speaking took too long.')) from exc
         message = stderr.decode('utf-8', 'replace').strip()
         if proc.returncode != 0 or not path.exists() or path.stat().st_size <= 44:
             path.unlink(missing_ok=True)
             _log.error('espeak-ng -v %s failed (exit %s): %s', voice, proc.returncode, message)
-            raise SynthesisError(f'Offline speech failed for language {language!r}.')
+            raise SynthesisError(_('Offline speech failed for language {language!r}.').format(language=language))
         if message:
             _log.warning('espeak-ng -v %s: %s', voice, message)
         return Synthesis(path, await asyncio.to_thread(_duration, path), self.name)
@@ -240,4 +241,4 @@ class FallbackSynthesizer(SpeechSynthesizer):
             return await self.fallback.synthesize(text, language, workdir=workdir)
         except SynthesisError as exc:
             _log.error('fallback %s failed too: %s', self.fallback.name, exc)
-            raise SynthesisError(f'I cannot speak right now: {first} {exc}') from exc
+            raise SynthesisError(_('I cannot speak right now: {first} {error}').format(first=first, error=exc)) from exc

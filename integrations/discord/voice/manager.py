@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import hikari
 
+from engine.i18n import _
 from engine.states.actions import ActionError
 from integrations.discord.voice.connection import DaveVoiceConnection
 from integrations.discord.voice.listen import Listener
@@ -98,7 +99,7 @@ class VoiceManager:
                 )
             except hikari.VoiceError as exc:  # our VoiceConnectError included
                 _log.error('joining voice channel %s in guild %s failed: %s', channel_id, guild_id, exc)
-                raise ActionError(f'I could not join the voice channel: {exc}') from exc
+                raise ActionError(_('I could not join the voice channel: {error}').format(error=exc)) from exc
             state = _Guild(connection)
             state.worker = asyncio.create_task(self._work(guild_id, state), name=f'voice queue {guild_id}')
             self._guilds[guild_id] = state
@@ -119,9 +120,9 @@ class VoiceManager:
         """
         guild = self._guilds.get(int(guild_id))
         if guild is None or not guild.connection.is_alive:
-            raise ActionError('I am not in a voice channel in this server; ask me to join one first.')
+            raise ActionError(_('I am not in a voice channel in this server; ask me to join one first.'))
         if not audio.is_file():
-            raise ActionError('There is no audio to speak: the file is missing.')
+            raise ActionError(_('There is no audio to speak: the file is missing.'))
         speech = _Speech(audio, asyncio.get_running_loop().create_future(), user_id)
         guild.queue.put_nowait(speech)
         return await speech.done
@@ -137,7 +138,7 @@ class VoiceManager:
         """
         guild = self._guilds.get(int(guild_id))
         if guild is None or not guild.connection.is_alive:
-            raise ActionError('I am not in a voice channel in this server; ask me to join one first.')
+            raise ActionError(_('I am not in a voice channel in this server; ask me to join one first.'))
         previous, guild.listener = guild.listener, listener
         guild.connection.listen(listener)
         if previous is not None:
@@ -228,13 +229,13 @@ class VoiceManager:
             result = await state.connection.play(frames, stop=speech.stop)
         except AudioError as exc:
             _log.warning('cannot speak %s in guild %s: %s', speech.audio, guild_id, exc)
-            _settle(speech, ActionError(f'That audio cannot be played: {exc}'))
+            _settle(speech, ActionError(_('That audio cannot be played: {error}').format(error=exc)))
         except ConnectionError as exc:
             _log.warning('voice playback in guild %s interrupted: %s', guild_id, exc)
-            _settle(speech, ActionError('The voice connection was lost while speaking.'))
+            _settle(speech, ActionError(_('The voice connection was lost while speaking.')))
         except Exception as exc:
             _log.exception('voice playback of %s in guild %s failed', speech.audio, guild_id)
-            _settle(speech, ActionError('Speaking in the voice channel failed.'), cause=exc)
+            _settle(speech, ActionError(_('Speaking in the voice channel failed.')), cause=exc)
         else:
             _settle(speech, result)
         finally:

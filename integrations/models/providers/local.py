@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from engine.i18n import _, format_number
 from integrations.models.datasets import Example, Issue, read_jsonl, split_holdout, write_jsonl
 from integrations.models.plots import plot_training
 from integrations.models.providers.base import (
@@ -142,7 +143,11 @@ def train_local(
         rows.append(row)
         if progress is not None:
             accuracy = row.get('valid_accuracy', row['train_accuracy'])
-            progress(f'learning curve {index}/{len(_CURVE)}: {len(subset)} examples, accuracy {accuracy:.2f}')
+            progress(
+                _('learning curve {index}/{total}: {count} examples, accuracy {accuracy}').format(
+                    index=index, total=len(_CURVE), count=len(subset), accuracy=format_number(accuracy, 2)
+                )
+            )
     if stop is not None and stop.is_set():
         raise Cancelled
     classifier = _fit(vectorizer, [e.text for e in train], [e.label for e in train])
@@ -179,13 +184,17 @@ class LocalProvider(ModelProvider):
         if len(labels) < 2:
             issues.append(
                 Issue(
-                    'dataset',
-                    f'the local model needs at least two labels, found {len(labels)} ({", ".join(labels) or "none"}); '
-                    'add examples of another label (select a folder with a different label and add=true)',
+                    _('dataset'),
+                    _(
+                        'the local model needs at least two labels, found {count} ({labels}); '
+                        'add examples of another label (select a folder with a different label and add=true)'
+                    ).format(count=len(labels), labels=', '.join(labels) or _('none')),
                 )
             )
         if len(examples) < 4:
-            issues.append(Issue('dataset', f'only {len(examples)} example(s); at least 4 are needed'))
+            issues.append(
+                Issue(_('dataset'), _('only {count} example(s); at least 4 are needed').format(count=len(examples)))
+            )
         return issues
 
     async def estimate(self, examples: Sequence[Example]) -> Estimate:
@@ -217,7 +226,12 @@ class LocalProvider(ModelProvider):
             await asyncio.to_thread(self._keep_examples, folder, train, valid)
         except OSError as exc:
             _log.error('job %s: cannot keep its examples in %s: %s', job.id, folder, exc)
-            raise ProviderError(f'cannot write the training files of {model_id}: {exc.strerror}', fatal=True) from exc
+            raise ProviderError(
+                _('cannot write the training files of {model_id}: {strerror}').format(
+                    model_id=model_id, strerror=exc.strerror
+                ),
+                fatal=True,
+            ) from exc
         job.remote_id = model_id
         await save()
         self._launch(job, model_id, folder, train, valid)
@@ -266,12 +280,12 @@ class LocalProvider(ModelProvider):
                 }
                 await asyncio.to_thread(self._save, folder, model, meta)
                 run.status = 'succeeded'
-                run.progress = f'trained {model_id} on {len(train)} examples'
+                run.progress = _('trained {model} on {count} examples').format(model=model_id, count=len(train))
             except Cancelled:
                 run.status, run.progress = 'cancelled', 'cancelled'
             except Exception as exc:
                 _log.exception('local training of job %s failed', job.id)
-                run.status, run.error = 'failed', f'training failed: {exc}'
+                run.status, run.error = 'failed', _('training failed: {error}').format(error=exc)
 
         run.task = asyncio.get_running_loop().create_task(work())
         return run
@@ -290,8 +304,10 @@ class LocalProvider(ModelProvider):
             return None
         _log.info('job %s: local training was interrupted by a restart; training %s again', job.id, model_id)
         self._launch(job, model_id, folder, train, valid)
-        text = f'training {model_id} again after a restart ({len(train)} examples)'
-        return Update('running', f'running: {text}', [text], last_event='0')
+        text = _('training {model_id} again after a restart ({count} examples)').format(
+            model_id=model_id, count=len(train)
+        )
+        return Update('running', _('running: {text}').format(text=text), [text], last_event='0')
 
     @staticmethod
     def _save(folder: pathlib.Path, model: LocalModel, meta: dict[str, Any]) -> None:
@@ -321,7 +337,7 @@ class LocalProvider(ModelProvider):
     async def cancel(self, job: Job) -> None:
         run = self._runs.get(job.id)
         if run is None or run.status != 'running':
-            raise ProviderError(f'job {job.id} is not running')
+            raise ProviderError(_('job {id} is not running').format(id=job.id))
         run.stop.set()
 
     async def result(self, job: Job, folder: pathlib.Path) -> TrainResult:
@@ -329,7 +345,9 @@ class LocalProvider(ModelProvider):
         try:
             meta = json.loads((self.models / model_id / 'meta.json').read_text(encoding='utf-8'))
         except (OSError, ValueError) as exc:
-            raise ProviderError(f'model {model_id} has no readable metadata: {exc}', fatal=True) from exc
+            raise ProviderError(
+                _('model {model_id} has no readable metadata: {error}').format(model_id=model_id, error=exc), fatal=True
+            ) from exc
         rows = meta.get('rows', [])
         plot = await asyncio.to_thread(
             plot_training, rows, folder / 'training.png', title=f'{model_id} learning curve', xlabel='training examples'
@@ -355,7 +373,7 @@ class LocalProvider(ModelProvider):
             return None
         if model not in self._cache:
             if not _MODEL_DIR.match(model):
-                raise ProviderError(f'{model!r} is not a local model name', fatal=True)
+                raise ProviderError(_('{model!r} is not a local model name').format(model=model), fatal=True)
             path = self.models / model / 'model.joblib'
             try:
                 import joblib
@@ -363,25 +381,33 @@ class LocalProvider(ModelProvider):
                 self._cache[model] = await asyncio.to_thread(joblib.load, path)
             except (OSError, EOFError, ValueError, AttributeError, ImportError) as exc:
                 _log.error('local model %s cannot be loaded from %s: %s', model, path, exc)
-                raise ProviderError(f'local model {model} cannot be loaded; train again', fatal=True) from exc
+                raise ProviderError(
+                    _('local model {model} cannot be loaded; train again').format(model=model), fatal=True
+                ) from exc
         return model, self._cache[model]
 
     async def predict(self, model: str | None, texts: Sequence[str]) -> list[str]:
         loaded = await self.load(model)
         if loaded is None:
-            raise ProviderError('the local model is not trained yet; use train first', fatal=True)
+            raise ProviderError(_('the local model is not trained yet; use train first'), fatal=True)
         return await asyncio.to_thread(loaded[1].predict, texts)
 
     async def chat(self, model: str | None, history: Sequence[Turn], text: str) -> str:
         loaded = await self.load(model)
         if loaded is None:
-            return 'The local model is not trained yet, so I cannot answer; use train first.'
+            return _('The local model is not trained yet, so I cannot answer; use train first.')
         name, local = loaded
         label, probability, nearest, nearest_label = await asyncio.to_thread(local.explain, text)
         quote = nearest if len(nearest) <= 200 else nearest[:197] + '...'
-        return (
-            f'[local model {name}] This looks like "{label}" (probability {probability:.2f}). '
-            f'Closest training example ({nearest_label}): "{quote}"'
+        return _(
+            '[local model {name}] This looks like "{label}" (probability {probability}). '
+            'Closest training example ({nearest_label}): "{quote}"'
+        ).format(
+            name=name,
+            label=label,
+            probability=format_number(probability, 2),
+            nearest_label=nearest_label,
+            quote=quote,
         )
 
     async def close(self) -> None:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import openai
 from openai import AsyncOpenAI
 
+from engine.i18n import _
 from integrations.models.chatformat import chat_example, check_chat_example, estimate_epochs, estimate_example_tokens
 from integrations.models.config import ModelsConfig
 from integrations.models.datasets import Example, Issue
@@ -78,24 +79,43 @@ def _retry_after(exc: openai.OpenAIError, default: float) -> float:
 def _explain(exc: openai.OpenAIError, what: str) -> ProviderError:
     """Turn an SDK exception into a message for the user; ``fatal`` when retrying later cannot help."""
     if isinstance(exc, openai.AuthenticationError):
-        return ProviderError(f'OpenAI rejected the API key while trying to {what} (401); check [models] api_key')
+        return ProviderError(
+            _('OpenAI rejected the API key while trying to {what} (401); check [models] api_key').format(what=what)
+        )
     if isinstance(exc, openai.PermissionDeniedError):
-        return ProviderError(f'OpenAI refused to {what}: permission denied (403)', fatal=True)
+        return ProviderError(_('OpenAI refused to {what}: permission denied (403)').format(what=what), fatal=True)
     if isinstance(exc, openai.RateLimitError):
-        return ProviderError(f'OpenAI rate limit or quota reached while trying to {what} (429); try again later')
+        return ProviderError(
+            _('OpenAI rate limit or quota reached while trying to {what} (429); try again later').format(what=what)
+        )
     if isinstance(exc, openai.NotFoundError):
-        return ProviderError(f'OpenAI could not find what was needed to {what} (404): {_message(exc)}', fatal=True)
+        return ProviderError(
+            _('OpenAI could not find what was needed to {what} (404): {value}').format(what=what, value=_message(exc)),
+            fatal=True,
+        )
     if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
-        return ProviderError(f'OpenAI refused to {what}: {_message(exc)}', fatal=True)
+        return ProviderError(_('OpenAI refused to {what}: {value}').format(what=what, value=_message(exc)), fatal=True)
     if isinstance(exc, openai.InternalServerError):
-        return ProviderError(f'OpenAI had a server error ({exc.status_code}) while trying to {what}; try again later')
+        return ProviderError(
+            _('OpenAI had a server error ({status_code}) while trying to {what}; try again later').format(
+                status_code=exc.status_code, what=what
+            )
+        )
     if isinstance(exc, openai.APIStatusError):
-        return ProviderError(f'OpenAI answered {exc.status_code} while trying to {what}: {_message(exc)}')
+        return ProviderError(
+            _('OpenAI answered {status_code} while trying to {what}: {value}').format(
+                status_code=exc.status_code, what=what, value=_message(exc)
+            )
+        )
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(f'OpenAI did not answer in time while trying to {what}; try again later')
+        return ProviderError(
+            _('OpenAI did not answer in time while trying to {what}; try again later').format(what=what)
+        )
     if isinstance(exc, openai.APIConnectionError):
-        return ProviderError(f'cannot reach the OpenAI server to {what}; check [models] base_url and the network')
-    return ProviderError(f'OpenAI failed to {what}: {exc}')
+        return ProviderError(
+            _('cannot reach the OpenAI server to {what}; check [models] base_url and the network').format(what=what)
+        )
+    return ProviderError(_('OpenAI failed to {what}: {error}').format(what=what, error=exc))
 
 
 def _message(exc: openai.APIStatusError) -> str:
@@ -167,10 +187,15 @@ class OpenAIProvider(ModelProvider):
         issues = []
         for index, line in enumerate(self._lines(examples), 1):
             for error in check_chat_example(line, max_tokens=limits.max_tokens_per_example):
-                issues.append(Issue(examples[index - 1].source or f'example {index}', error))
+                issues.append(Issue(examples[index - 1].source or _('example {index}').format(index=index), error))
         if len(examples) < limits.min_openai_examples:  # checked on the training part: what is billed
             issues.append(
-                Issue('dataset', f'OpenAI needs at least {limits.min_openai_examples} examples, found {len(examples)}')
+                Issue(
+                    _('dataset'),
+                    _('OpenAI needs at least {min_openai_examples} examples, found {count}').format(
+                        min_openai_examples=limits.min_openai_examples, count=len(examples)
+                    ),
+                )
             )
         return issues
 
@@ -257,7 +282,9 @@ class OpenAIProvider(ModelProvider):
             return job
         issues = self.check(train)
         if issues:
-            raise ProviderError('the dataset is not valid for OpenAI: ' + '; '.join(map(str, issues[:5])), fatal=True)
+            raise ProviderError(
+                _('the dataset is not valid for OpenAI: ') + '; '.join(map(str, issues[:5])), fatal=True
+            )
         training_file = await self._upload(job, save, 'train', train)
         validation_file = await self._upload(job, save, 'valid', valid) if valid else None
         extra: dict[str, Any] = {}
@@ -269,7 +296,7 @@ class OpenAIProvider(ModelProvider):
                 'supervised': {'hyperparameters': {'n_epochs': self.config.n_epochs}},
             }
         if job.extra.get('cancel') and not job.extra.get('create_sent'):
-            raise ProviderError(f'job {job.id} was cancelled before it started', fatal=True)
+            raise ProviderError(_('job {id} was cancelled before it started').format(id=job.id), fatal=True)
 
         async def create() -> Any:
             return await self.once_client.fine_tuning.jobs.create(
@@ -309,7 +336,7 @@ class OpenAIProvider(ModelProvider):
 
     async def poll(self, job: Job) -> Update:
         if job.remote_id is None:
-            raise ProviderError(f'job {job.id} has not reached OpenAI', fatal=True)
+            raise ProviderError(_('job {id} has not reached OpenAI').format(id=job.id), fatal=True)
         remote = await self._call('check the fine-tuning job', self.client.fine_tuning.jobs.retrieve(job.remote_id))
         page = await self._call(
             'read the job events', self.client.fine_tuning.jobs.list_events(job.remote_id, limit=20)
@@ -333,7 +360,7 @@ class OpenAIProvider(ModelProvider):
 
     async def cancel(self, job: Job) -> None:
         if job.remote_id is None:
-            raise ProviderError(f'job {job.id} has not reached OpenAI yet')
+            raise ProviderError(_('job {id} has not reached OpenAI yet').format(id=job.id))
         remote_id = job.remote_id
 
         async def cancel() -> Any:
@@ -350,10 +377,10 @@ class OpenAIProvider(ModelProvider):
 
     async def result(self, job: Job, folder: pathlib.Path) -> TrainResult:
         if job.remote_id is None:
-            raise ProviderError(f'job {job.id} has no OpenAI id', fatal=True)
+            raise ProviderError(_('job {id} has no OpenAI id').format(id=job.id), fatal=True)
         remote = await self._call('read the finished job', self.client.fine_tuning.jobs.retrieve(job.remote_id))
         if not remote.fine_tuned_model:
-            raise ProviderError(f'OpenAI reports no fine-tuned model for job {remote.id}', fatal=True)
+            raise ProviderError(_('OpenAI reports no fine-tuned model for job {id}').format(id=remote.id), fatal=True)
         rows: list[dict[str, float]] = []
         if remote.result_files:
             content = await self._call('download the result file', self.client.files.content(remote.result_files[0]))
@@ -384,7 +411,7 @@ class OpenAIProvider(ModelProvider):
             ),
         )
         if not response.choices:
-            raise ProviderError('OpenAI returned no answer')
+            raise ProviderError(_('OpenAI returned no answer'))
         return (response.choices[0].message.content or '').strip()
 
     def _system(self) -> list[dict[str, str]]:

@@ -167,7 +167,10 @@ async def test_ask_with_choices_offers_buttons_and_takes_a_press(engine_harness:
     ask = h.adapter.sent[0]
     assert ask.kind == 'ask' and [(o.value, o.label) for o in ask.options] == [('red', 'red'), ('blue', 'Синий')]
     await h.press('blue')
-    assert [(o.value, o.label) for o in h.adapter.sent[-1].options] == [('yes', 'Yes'), ('no', 'No')]
+    assert [(o.value, o.label) for o in h.adapter.sent[-1].options] == [
+        ('yes', 'Да'),
+        ('no', 'Нет'),
+    ]  # yes/no buttons in the user's language
     await h.press('no')
     assert h.last == 'blue False'
 
@@ -326,7 +329,7 @@ async def test_unknown_command_suggests_the_closest(engine_harness: HarnessFacto
     await h.command('hii')
     assert h.texts() == ['Unknown command "hii" (did you mean "hi"?). Try !instruction for the list.']
     await h.command('zzz', locale='ru')
-    assert h.last == 'Неизвестная команда "zzz". Список: !instruction.'
+    assert h.last == 'Неизвестная команда «zzz». Список команд: !instruction.'
 
 
 async def test_permission_groups_by_user_and_role(engine_harness: HarnessFactory) -> None:

@@ -117,7 +117,7 @@ async def test_unlabelled_zip_and_jsonl_are_imported_by_select_dataset(bot: Runn
     assert 'content_type' not in attachment
     await _say(emu, '!select_dataset', attachments=[attachment])
     result = await _until(emu, 'saved and selected')
-    assert 'reviews saved and selected. 24 example(s) read (neg: 12, pos: 12), no problems.' in result['content']
+    assert 'reviews saved and selected. 24 examples read (neg: 12, pos: 12), no problems.' in result['content']
     # One message: "Reading the uploaded file…", then edited into the result; nothing else was posted.
     (post,) = _posts(emu)
     assert post.content == 'Reading the uploaded file…'
@@ -134,7 +134,7 @@ async def test_unlabelled_zip_and_jsonl_train_and_test_through_slash_and_prefix(
     await _say(emu, '!train', attachments=[train_file])
     confirm = await _until(emu, 'Start training?')
     assert (
-        'Dataset reviews saved and selected. 24 example(s) read' in (await _until(emu, 'saved and selected'))['content']
+        'Dataset reviews saved and selected. 24 examples read' in (await _until(emu, 'saved and selected'))['content']
     )
     await _press(emu, confirm, 'start')
     report = await _until(emu, 'finished: model local-', timeout=60)
@@ -182,7 +182,7 @@ async def test_train_without_a_dataset_offers_the_data_root_folders_as_buttons(b
     await _press(emu, question, 'reviews')  # subfolders are the labels
     confirm = await _until(emu, 'Start training?')
     imported = await _until(emu, 'Dataset reviews selected.')
-    assert '8 example(s) read (neg: 4, pos: 4), no problems.' in imported['content']
+    assert '8 examples read (neg: 4, pos: 4), no problems.' in imported['content']
     await _press(emu, confirm, 'cancel')
     await _until(emu, 'Training cancelled; nothing was started.')
 
@@ -193,7 +193,7 @@ async def test_train_without_a_dataset_takes_a_file_attached_to_the_answer(bot: 
     await _until(emu, 'No dataset is selected yet.')
     await _say(emu, '', attachments=[emu.add_file(_jsonl(), 'reviews.jsonl', None)])
     await _until(emu, 'Start training?')
-    assert 'reviews saved and selected. 24 example(s)' in (await _until(emu, 'saved and selected'))['content']
+    assert 'reviews saved and selected. 24 examples' in (await _until(emu, 'saved and selected'))['content']
 
 
 async def test_train_without_a_dataset_takes_a_typed_folder(bot: Running) -> None:
@@ -202,7 +202,7 @@ async def test_train_without_a_dataset_takes_a_typed_folder(bot: Running) -> Non
     await _until(emu, 'No dataset is selected yet.')
     await _say(emu, 'reviews/pos')
     invalid = await _until(emu, 'cannot be used for training yet')
-    assert 'Dataset reviews_pos selected. 4 example(s) read (positive: 4)' in invalid['content'] or any(
+    assert 'Dataset reviews_pos selected. 4 examples read (positive: 4)' in invalid['content'] or any(
         'reviews_pos selected' in (m.get('content') or '') for m in emu.messages.values()
     )
 

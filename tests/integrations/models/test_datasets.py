@@ -47,7 +47,7 @@ async def test_adding_a_folder_says_added_not_selected(make_plugin: MakePlugin) 
     plugin = make_plugin()
     await plugin.call('dataset.select', path='reviews/pos')
     result = await plugin.call('dataset.select', path='reviews/neg', label='negative', add='true')
-    assert result['text'].startswith('Added to dataset reviews_pos. 12 example(s) read (negative: 12)')
+    assert result['text'].startswith('Added to dataset reviews_pos. 12 examples read (negative: 12)')
     assert result['count'] == 24
 
 

@@ -45,7 +45,7 @@ async def _finish_jobs(harness: Harness) -> None:
 
 async def test_select_then_train_with_confirmation_reports_with_plot(harness: Harness) -> None:
     await harness.command('select_dataset', 'reviews/pos')
-    assert 'Dataset reviews_pos selected. 8 example(s) read (positive: 8)' in harness.last
+    assert 'Dataset reviews_pos selected. 8 examples read (positive: 8)' in harness.last
     await harness.command('select_dataset', 'reviews/neg label=negative add=true')
     assert 'negative: 8' in harness.last
 
@@ -86,7 +86,7 @@ async def test_train_with_an_uploaded_zip_and_cancel_at_confirmation(harness: Ha
             zf.writestr(f'pos/{i}.txt', f'nice thing {i}')
             zf.writestr(f'neg/{i}.txt', f'awful thing {i}')
     await harness.command('train', attachments=[Attachment('upload.zip', path=path, size=path.stat().st_size)])
-    assert any('Dataset upload saved and selected. 10 example(s) read (neg: 5, pos: 5)' in t for t in harness.texts())
+    assert any('Dataset upload saved and selected. 10 examples read (neg: 5, pos: 5)' in t for t in harness.texts())
     await harness.press('cancel')
     assert harness.last == 'Training cancelled; nothing was started.'
     service = harness.app.plugins.services['models']

@@ -215,7 +215,7 @@ async def test_train_restart_report_test_and_chat_loop(bot: Bot, provider: Provi
 
     # 1. A dataset with two labels, from two folders.
     start = await bot.command('select_dataset', 'reviews/pos')
-    assert 'Dataset reviews_pos selected. 8 example(s) read (positive: 8)' in since(adapter, start)[-1].text
+    assert 'Dataset reviews_pos selected. 8 examples read (positive: 8)' in since(adapter, start)[-1].text
     start = await bot.command('select_dataset', 'reviews/neg label=negative add=true')
     assert 'negative: 8' in since(adapter, start)[-1].text
 

@@ -15,6 +15,7 @@ import av
 import pytest
 import responses
 
+from engine import i18n
 from engine.api import Attachment, ConversationKey, User
 from engine.config import Config, ConfigError
 from engine.plugins import SetupContext
@@ -54,13 +55,14 @@ def _korean(tmp_path: pathlib.Path, **speech: Any) -> SetupContext:
     return _plugin(tmp_path, language='ko', models={'ko': str(model)}, **speech)
 
 
-def _actx(tmp_path: pathlib.Path, *attachments: Attachment) -> ActionContext:
+def _actx(tmp_path: pathlib.Path, *attachments: Attachment, locale: str = 'en') -> ActionContext:
     return ActionContext(
         key=KEY,
         user=User('u1'),
         adapter=RecordingAdapter(),
         data={},
         attachments=attachments,
+        locale=locale,
         workdir=tmp_path / 'conv',
     )
 
@@ -68,7 +70,8 @@ def _actx(tmp_path: pathlib.Path, *attachments: Attachment) -> ActionContext:
 async def _call(ctx: SetupContext, name: str, actx: ActionContext, **args: Any) -> Any:
     action = ctx.actions.get(name)
     assert action is not None
-    return await action.fn(actx, **args)
+    with i18n.use(actx.locale):  # as the engine runs actions: in the reply language
+        return await action.fn(actx, **args)
 
 
 def _voice_attachment(path: pathlib.Path) -> Attachment:
@@ -198,7 +201,9 @@ async def test_missing_model_tells_how_to_install_it(tmp_path: pathlib.Path) -> 
     voice = encode_voice_message(sine_pcm(1, 16000), tmp_path / 'voice.ogg')
 
     with pytest.raises(ActionError, match=r'flowbot speech install vosk-model-small-ru-0\.22'):
-        await _call(ctx, 'speech.recognize', _actx(tmp_path, _voice_attachment(voice.path)))
+        await _call(ctx, 'speech.recognize', _actx(tmp_path, _voice_attachment(voice.path), locale='ru'))
+    with pytest.raises(ActionError, match=r'flowbot speech install vosk-model-small-en-us-0\.15'):
+        await _call(ctx, 'speech.recognize', _actx(tmp_path, _voice_attachment(voice.path), locale='en-US'))
 
 
 async def test_text_is_spoken_as_a_discord_voice_message(tmp_path: pathlib.Path) -> None:
@@ -206,7 +211,11 @@ async def test_text_is_spoken_as_a_discord_voice_message(tmp_path: pathlib.Path)
     ctx = _plugin(tmp_path, tts_primary='espeak')
 
     result = await _call(
-        ctx, 'speech.synthesize', _actx(tmp_path), text='Здравствуйте! Чем могу помочь?', voice_message=True
+        ctx,
+        'speech.synthesize',
+        _actx(tmp_path, locale='ru'),
+        text='Здравствуйте! Чем могу помочь?',
+        voice_message=True,
     )
 
     path = pathlib.Path(result['path'])

@@ -1,0 +1,90 @@
+"""The reply language on Discord: the user's locale (interactions carry it), else the server's preferred locale;
+and the slash menu in Russian for Russian clients."""
+
+from __future__ import annotations
+
+import hikari
+
+from engine.app import App
+from engine.flows.loader import load_paths
+from integrations.discord.commands import command_specs, slash_builder
+
+from .conftest import CHANNEL, GUILD, REPO, start_bot
+from .emulator import DiscordEmulator
+
+ANN, BOB, CARL = 11, 12, 13
+
+
+async def _interaction_reply(emu: DiscordEmulator, sent: dict[str, str]) -> str:
+    (callback,) = await emu.wait_for_call('POST', rf'/interactions/{sent["id"]}/{sent["token"]}/callback')
+    content: str = callback.json['data']['content']
+    return content
+
+
+async def test_a_ru_user_gets_russian_and_an_en_us_user_english_in_the_same_guild(
+    emulator: DiscordEmulator, app: App
+) -> None:
+    emulator.guilds = [{**emulator.guild(GUILD, channels=[CHANNEL]), 'preferred_locale': 'ru'}]
+    run = await start_bot(emulator, app)
+    try:
+        ru = await emulator.slash_command(
+            'hi', channel_id=CHANNEL, guild_id=GUILD, user=emulator.user(ANN, 'anna'), locale='ru'
+        )
+        assert (
+            await _interaction_reply(emulator, ru)
+            == 'Привет, anna! Я flowbot. Напишите !instruction, чтобы узнать, что я умею.'
+        )
+        en = await emulator.slash_command(
+            'hi', channel_id=CHANNEL, guild_id=GUILD, user=emulator.user(BOB, 'bob'), locale='en-US'
+        )
+        assert (
+            await _interaction_reply(emulator, en) == 'Hi, bob! I am flowbot. Type !instruction to see what I can do.'
+        )
+        # A typed message carries no user locale: the server's preferred one (ru) answers.
+        await emulator.message_create(
+            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!hi'
+        )
+        await emulator.message_create(
+            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!nope'
+        )
+        first, second = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages', count=2)
+        assert first.content is not None and first.content.startswith('Привет, carl!')
+        assert second.content is not None and second.content.startswith('Неизвестная команда «nope»')
+    finally:
+        await run.bot.close()
+    assert run.errors == []
+
+
+async def test_a_guild_preferring_english_answers_typed_commands_in_english(
+    emulator: DiscordEmulator, app: App
+) -> None:
+    emulator.guilds = [emulator.guild(GUILD, channels=[CHANNEL])]  # preferred_locale en-US
+    run = await start_bot(emulator, app)
+    try:
+        await emulator.message_create(
+            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!hi'
+        )
+        (reply,) = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages')
+        assert reply.content is not None and reply.content.startswith('Hi, carl!')
+    finally:
+        await run.bot.close()
+
+
+def test_every_shipped_slash_command_and_option_has_a_russian_description_within_discords_limit() -> None:
+    flows, problems = load_paths([REPO / 'flows'])
+    assert not problems
+    specs = command_specs(flows)
+    assert len(specs) >= 13
+    for spec in specs:
+        builder = slash_builder(spec)
+        assert builder.name.isascii(), builder.name  # names stay ASCII
+        ru = builder.description_localizations.get(hikari.Locale.RU)
+        assert ru and len(ru) <= 100 and ru != builder.description, (spec.name, ru)
+        for option in builder.options:
+            assert option.name.isascii()
+            option_ru = option.description_localizations.get(hikari.Locale.RU)
+            assert option_ru and option_ru != option.description, (spec.name, option.name)
+    for flow in flows:  # nothing was cut to fit: Discord's limit is 100 characters
+        for option in flow.trigger.options:
+            assert isinstance(option.description, dict) and len(option.description['ru']) <= 100, option.name
+        assert isinstance(flow.trigger.description, dict) or flow.trigger.command is None, flow.name
