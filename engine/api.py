@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from engine.errors import FlowbotError
+
 __all__ = [
     'Adapter',
     'Attachment',
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 
-class NotSupportedError(Exception):
+class NotSupportedError(FlowbotError):
     """Raised by an adapter for an outgoing operation its channel cannot carry (e.g. voice in a console)."""
 
 

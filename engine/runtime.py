@@ -24,7 +24,8 @@ import attrs
 from engine.api import Adapter, ChoicePress, Command, ConversationKey, Event, Message, User
 from engine.commands import UsageError, parse_arguments
 from engine.config import Config
-from engine.files import FileGate, FileRefusedError, sendable_roots
+from engine.errors import user_message
+from engine.files import FileGate, sendable_roots
 from engine.flows import model
 from engine.flows.compile import CompiledFlow
 from engine.flows.library import FlowLibrary
@@ -32,7 +33,6 @@ from engine.flows.loader import did_you_mean
 from engine.states import kinds
 from engine.states.actions import ActionRegistry
 from engine.store import ShardLostError, Shards, Store, StoredConversation
-from engine.templates import TemplateError
 
 __all__ = ['Conversation', 'Engine', 'Internal']
 
@@ -538,7 +538,7 @@ class Engine:
                 del self._live[conv.key]
         except Exception as exc:
             _log.exception('conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, event)
-            message = str(exc) if isinstance(exc, TemplateError | FileRefusedError) else 'an internal error (logged)'
+            message = user_message(exc)
             await self._reply(conv.key, self._text('error', conv.locale, error=message))
             if self._live.get(conv.key) is conv:
                 await self.finish(conv)

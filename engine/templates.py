@@ -28,6 +28,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
+from engine.errors import UserError
+
 __all__ = [
     'MAX_RENDERED_CHARS',
     'TemplateError',
@@ -187,7 +189,7 @@ _env.filters.update(
 )
 
 
-class TemplateError(Exception):
+class TemplateError(UserError):
     """A template failed to parse or render; the message names the template."""
 
 

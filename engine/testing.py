@@ -32,6 +32,7 @@ import cattrs
 
 from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, Option, User
 from engine.config import Config
+from engine.errors import FlowbotError
 from engine.flows import model
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import Diagnostic, LineIndex, did_you_mean, load_paths
@@ -71,7 +72,7 @@ ENDED = 'end'
 """The ``state`` value meaning "no conversation is running any more"."""
 
 
-class ScriptError(Exception):
+class ScriptError(FlowbotError):
     """A script file cannot be read or does not follow the format; the message says where."""
 
 
@@ -468,7 +469,7 @@ class CaseResult:
     """The conversation as ``user>``/``bot>`` lines (``flowbot test --show`` prints it)."""
 
 
-class _Failure(Exception):
+class _Failure(FlowbotError):
     pass
 
 

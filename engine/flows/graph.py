@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from engine.errors import FlowbotError
 from engine.flows import model
 from engine.flows.validate import edges
 
@@ -54,7 +55,7 @@ _KIND_STYLE = {
 }
 
 
-class GraphvizMissingError(RuntimeError):
+class GraphvizMissingError(FlowbotError, RuntimeError):
     """Graphviz ``dot`` is not installed, so only Mermaid (and DOT text) can be produced."""
 
 

@@ -20,6 +20,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from engine.config import format_exception
+from engine.errors import FlowbotError
 from engine.files import FileRefusedError, check_name
 from engine.flows import model
 
@@ -51,7 +52,7 @@ class Diagnostic:
         return f'{where}: {self.message} [{self.code}]'
 
 
-class FlowError(Exception):
+class FlowError(FlowbotError):
     """A flow cannot be used; carries every diagnostic found."""
 
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:

@@ -19,6 +19,7 @@ import attrs
 from engine import patterns
 from engine.api import Attachment, ChoicePress, Event, Message, Option
 from engine.commands import parse_bool
+from engine.errors import FlowbotError, UserError
 from engine.flows import model
 from engine.flows.compile import END
 from engine.states.actions import ActionContext, ActionError
@@ -35,7 +36,7 @@ MAX_AUTOMATIC_STEPS = 200
 """Automatic states in a row before the engine calls it a loop (say → choice → say …)."""
 
 
-class FlowRuntimeError(Exception):
+class FlowRuntimeError(FlowbotError):
     """A flow did something only detectable at run time (no condition matched, a loop)."""
 
 
@@ -348,7 +349,7 @@ async def on_internal(engine: Engine, conv: Conversation, event: Internal) -> No
         await move(engine, conv, 'next')
     elif event.kind == 'error' and isinstance(spec, model.Call):
         error = event.payload
-        if isinstance(error, ActionError):
+        if isinstance(error, UserError):
             message = str(error)
         else:
             _log.error(

@@ -23,6 +23,8 @@ import av.error
 from av.audio.frame import AudioFrame
 from av.audio.resampler import AudioResampler
 
+from engine.errors import FlowbotError
+
 __all__ = [
     'AUDIO_SUFFIXES',
     'AudioDecodeError',
@@ -51,7 +53,7 @@ WAVEFORM_MAX = 256
 """Discord keeps at most 256 amplitude bytes per voice message."""
 
 
-class AudioError(Exception):
+class AudioError(FlowbotError):
     """Audio that cannot be used; the message is fit for the user."""
 
 
