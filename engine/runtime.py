@@ -32,6 +32,7 @@ from engine.flows.library import FlowLibrary
 from engine.flows.loader import did_you_mean
 from engine.states import kinds
 from engine.states.actions import ActionRegistry
+from engine.states.handlers import handler_for, question
 from engine.store import ShardLostError, Shards, Store, StoredConversation
 
 __all__ = ['Conversation', 'Engine', 'Internal']
@@ -472,7 +473,7 @@ class Engine:
         if conv.deadline is not None:
             deadline = conv.deadline
             self._when_connected(key, lambda: self._arm_timer(conv, max(0.0, deadline - time.time())))
-        if isinstance(conv.spec, model.Call):
+        if conv.spec is not None and handler_for(conv.spec).reruns_on_restore:
             rerun = Internal(kind='rerun', epoch=conv.epoch)
             self._when_connected(key, lambda: self._spawn(self.dispatch(rerun, key), key))
         return True
@@ -567,7 +568,7 @@ class Engine:
                 text = self._text('unknown_command', conv.locale, name=event.name, hint=hint)
                 await self._reply(
                     conv.key,
-                    text + ('\n' + self._text('interrupts', conv.locale) if isinstance(spec, model.Ask) else ''),
+                    text + ('\n' + self._text('interrupts', conv.locale) if question(spec) else ''),
                 )
                 return
             await self._reply(conv.key, self._stopped_text(conv, 'stopped'))
@@ -575,9 +576,9 @@ class Engine:
             await self.finish(conv)
             self._spawn(self._dispatch_then(event, deferred), conv.key)
             return
-        if isinstance(spec, model.Ask):
+        if (ask := question(spec)) is not None:
             conv.event = event
-            await kinds.answer(self, conv, spec, event)
+            await kinds.answer(self, conv, ask, event)
             return
         if isinstance(event, ChoicePress):
             await self._reply(conv.key, self._text('stale_choice', conv.locale), notice=True)
@@ -615,16 +616,16 @@ class Engine:
 
     def _stopped_text(self, conv: Conversation, message: str) -> str:
         """Leaving a ``wait`` does not stop what it waits for (a training job): say so, not "Cancelled"."""
-        if isinstance(conv.spec, model.Wait):
+        if conv.spec is not None and handler_for(conv.spec).work_outlives_state:
             message = 'stopped_waiting'
         return self._text(message, conv.locale, flow=conv.compiled.name)
 
     async def _interrupt(self, conv: Conversation, command: str, event: Event) -> None:
-        spec = conv.spec
+        spec = question(conv.spec)
         if command == 'cancel':
             await self._reply(conv.key, self._stopped_text(conv, 'cancelled'))
             await self.finish(conv)
-        elif not isinstance(spec, model.Ask):
+        elif spec is None:
             await self._reply(conv.key, self._text('busy', conv.locale, flow=conv.compiled.name))
         elif command == 'help':
             text = kinds.render_text(self, conv, spec.help or spec.prompt)

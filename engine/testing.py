@@ -40,6 +40,7 @@ from engine.plugins import SetupContext, load_plugins
 from engine.runtime import Conversation, Engine, Internal
 from engine.shipped import flow_folders
 from engine.states.actions import ActionContext, ActionError, ActionFn, ActionRegistry
+from engine.states.handlers import question
 from engine.states.kinds import jsonable
 from engine.store import MemoryStore
 from engine.templates import render_value
@@ -640,8 +641,8 @@ class _Run:
         """Accept a button's label as well as its value, like a user reading the buttons."""
         offered = [o for o in reversed(self.adapter.sent) if o.kind == 'ask'][:1]
         conv = self.engine.conversation(self.key)
-        spec = conv.spec if conv else None
-        if offered and isinstance(spec, model.Ask) and event.value in offered[0].choices:
+        spec = question(conv.spec) if conv else None
+        if offered and spec is not None and event.value in offered[0].choices:
             for i, label in enumerate(offered[0].choices):
                 if label == event.value and i < len(spec.choices):
                     return attrs.evolve(event, value=spec.choices[i].value)
