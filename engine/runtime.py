@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import logging
 import pathlib
 import re
@@ -33,6 +32,7 @@ from engine.flows.loader import did_you_mean
 from engine.states import kinds
 from engine.states.actions import ActionRegistry
 from engine.states.handlers import handler_for, question
+from engine.states.scope import StateScope
 from engine.store import ShardLostError, Shards, Store, StoredConversation
 
 __all__ = ['Conversation', 'Engine', 'Internal']
@@ -51,12 +51,8 @@ class Internal:
     payload: Any = None
 
 
-_EPOCHS = itertools.count(1)
-"""State entries are numbered across all conversations, so a stale internal event of an ended
-conversation can never match a new conversation on the same key."""
-
-_TRANSIENT = frozenset({'deferred', 'progress_at', 'progress_sending'})
-"""Runtime bookkeeping not persisted as it is (rate-limit clocks; deferred messages are stored as text)."""
+_TRANSIENT = frozenset({'deferred'})
+"""Runtime bookkeeping not persisted as it is (deferred messages are stored as text)."""
 
 
 class Conversation:
@@ -66,17 +62,14 @@ class Conversation:
         'busy',
         'compiled',
         'data',
-        'deadline',
-        'epoch',
         'event',
         'extra',
         'key',
         'queue',
+        'scope',
         'stack',
         'state',
         'stored',
-        'task',
-        'timer',
         'user',
     )
 
@@ -88,20 +81,23 @@ class Conversation:
         self.data = data
         self.stack: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}
-        self.deadline: float | None = None
-        self.epoch = next(_EPOCHS)
+        self.scope = StateScope()
+        """What the current state entry armed (timer, task, topic, progress message)."""
         self.busy = False
         self.queue: collections.deque[tuple[Event | Internal, asyncio.Future[None]]] | None = None
         self.stored = False
         """Whether the store may hold a row for it; one that never waited (``!hi``) ends without a write."""
-        self.timer: asyncio.TimerHandle | None = None
-        self.task: asyncio.Task[None] | None = None
         self.event: Event | None = None
         """The last user event, for locale and attachments."""
 
     @property
     def spec(self) -> model.State | None:
         return self.compiled.flow.states.get(self.state)
+
+    @property
+    def epoch(self) -> int:
+        """The number of the current state entry (:attr:`StateScope.epoch`)."""
+        return self.scope.epoch
 
     @property
     def locale(self) -> str | None:
@@ -124,9 +120,10 @@ class Conversation:
             state=self.state,
             data=self.data,
             stack=self.stack,
-            deadline=self.deadline,
+            deadline=self.scope.deadline,
             extra={
                 **{k: v for k, v in self.extra.items() if k not in _TRANSIENT},
+                **self.scope.persisted(),
                 **(
                     {'deferred': [_stored_message(m) for m in deferred]}
                     if (deferred := self.extra.get('deferred'))
@@ -318,8 +315,8 @@ class Engine:
             conv = self._live.get(key)
             if conv is not None and key.adapter in self.adapters:
                 await self.show_progress(conv, text)
-                if conv.extra.get('progress_id'):
-                    shown.append(str(conv.extra['progress_id']))
+                if conv.scope.progress_id:
+                    shown.append(str(conv.scope.progress_id))
         return shown
 
     async def post(
@@ -372,10 +369,7 @@ class Engine:
 
     async def stop(self) -> None:
         for conv in self._live.values():
-            if conv.timer:
-                conv.timer.cancel()
-            if conv.task:
-                conv.task.cancel()
+            conv.scope.disarm()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -463,15 +457,16 @@ class Engine:
             self._when_connected(key, lambda: self._spawn(self._removed(key, row), key))
             return False
         conv = Conversation(key, compiled, who, row.data)
-        conv.state, conv.stack, conv.extra, conv.deadline = row.state, row.stack, extra, row.deadline
+        conv.state, conv.stack, conv.extra, conv.scope.deadline = row.state, row.stack, extra, row.deadline
+        conv.scope.restore(extra)
         conv.stored = True
         if 'deferred' in extra:
             extra['deferred'] = [_message(key, who, stored) for stored in extra['deferred']]
         self._live[key] = conv
-        if 'topic' in extra:
-            self._waiting.setdefault(extra['topic'], set()).add(key)
-        if conv.deadline is not None:
-            deadline = conv.deadline
+        if conv.scope.topic is not None:
+            self._waiting.setdefault(conv.scope.topic, set()).add(key)
+        if conv.scope.deadline is not None:
+            deadline = conv.scope.deadline
             self._when_connected(key, lambda: self._arm_timer(conv, max(0.0, deadline - time.time())))
         if conv.spec is not None and handler_for(conv.spec).reruns_on_restore:
             rerun = Internal(kind='rerun', epoch=conv.epoch)
@@ -671,32 +666,23 @@ class Engine:
 
     def leave_state(self, conv: Conversation) -> None:
         """Disarm what the current state started (timer, task, topic, progress) before any transition."""
-        conv.epoch = next(_EPOCHS)
-        conv.deadline = None
-        if conv.timer is not None:
-            conv.timer.cancel()
-            conv.timer = None
-        if conv.task is not None and conv.task is not asyncio.current_task():
-            conv.task.cancel()
-        conv.task = None
-        topic = conv.extra.pop('topic', None)
-        if topic is not None:
-            waiting = self._waiting.get(topic)
+        scope, conv.scope = conv.scope, StateScope()
+        scope.disarm()
+        if scope.topic is not None:
+            waiting = self._waiting.get(scope.topic)
             if waiting is not None:
                 waiting.discard(conv.key)
                 if not waiting:
-                    del self._waiting[topic]
-        progress_id = conv.extra.pop('progress_id', None)
+                    del self._waiting[scope.topic]
         adapter = self.adapters.get(conv.key.adapter)
-        if progress_id is not None and adapter is not None:
-            adapter.progress_done(conv.key, progress_id)
-        conv.extra.pop('call', None)
+        if scope.progress_id is not None and adapter is not None:
+            adapter.progress_done(conv.key, scope.progress_id)
 
     def arm(self, conv: Conversation, seconds: float | None) -> None:
         """Start the state's timeout (called on every state entry)."""
         if seconds is None:
             return
-        conv.deadline = time.time() + seconds
+        conv.scope.deadline = time.time() + seconds
         self._arm_timer(conv, seconds)
 
     def _arm_timer(self, conv: Conversation, delay: float) -> None:
@@ -706,10 +692,10 @@ class Engine:
         def fire() -> None:
             self._spawn(self.dispatch(Internal(kind='timeout', epoch=epoch), key), key)
 
-        conv.timer = asyncio.get_running_loop().call_later(delay, fire)
+        conv.scope.timer = asyncio.get_running_loop().call_later(delay, fire)
 
     def wait_for(self, conv: Conversation, topic: str) -> None:
-        conv.extra['topic'] = topic
+        conv.scope.topic = topic
         self._waiting.setdefault(topic, set()).add(conv.key)
 
     def _spawn(self, coro: Awaitable[Any], key: ConversationKey) -> asyncio.Task[Any]:
@@ -739,27 +725,28 @@ class Engine:
                 return
             await self.dispatch(Internal(kind='done', epoch=epoch, payload=result), key)
 
-        conv.task = self._spawn(run(), key)
+        conv.scope.task = self._spawn(run(), key)
 
     async def show_progress(self, conv: Conversation, text: str) -> None:
         """Show the step's progress message once, then edit it in place at most once per interval; when the
         state is left the adapter is told (``progress_done``), so the step's result can replace it."""
         adapter = self.adapter(conv)
         now = time.monotonic()
-        message_id = conv.extra.get('progress_id')
+        scope = conv.scope
+        message_id = scope.progress_id
         try:
             if message_id is None:
-                if conv.extra.get('progress_sending'):  # the first message is on its way: this update is dropped
+                if scope.progress_sending:  # the first message is on its way: this update is dropped
                     return
-                conv.extra['progress_sending'] = True
+                scope.progress_sending = True
                 try:
-                    conv.extra['progress_id'] = await adapter.progress(conv.key, text)
+                    scope.progress_id = await adapter.progress(conv.key, text)
                 finally:
-                    conv.extra.pop('progress_sending', None)
-                conv.extra['progress_at'] = now
-            elif now - conv.extra.get('progress_at', 0.0) >= self.progress_interval:
-                conv.extra['progress_at'] = now
-                conv.extra['progress_id'] = await adapter.progress(conv.key, text, message_id)  # it may start anew
+                    scope.progress_sending = False
+                scope.progress_at = now
+            elif now - scope.progress_at >= self.progress_interval:
+                scope.progress_at = now
+                scope.progress_id = await adapter.progress(conv.key, text, message_id)  # it may start anew
         except Exception:
             _log.exception('progress update for %s failed', conv.key)
 

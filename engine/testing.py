@@ -626,7 +626,7 @@ class _Run:
             conv = self.engine.conversation(self.key)
             if conv is None:
                 raise _Failure('no conversation is running, so nothing can time out')
-            if conv.timer is None:
+            if conv.scope.timer is None:
                 raise _Failure(f'state "{conv.state}" of flow {conv.compiled.name} has no timeout')
             await self.engine.dispatch(Internal(kind='timeout', epoch=conv.epoch), self.key)
         else:

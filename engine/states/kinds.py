@@ -249,7 +249,9 @@ def start_call(engine: Engine, conv: Conversation, spec: model.Call) -> None:
     action = engine.actions.get(spec.action)
     context = template_context(engine, conv)
     event = conv.event
-    call_id = conv.extra.setdefault('call', uuid.uuid4().hex[:12])  # persisted with the state, kept on a re-run
+    if conv.scope.call is None:  # persisted with the state, kept on a re-run
+        conv.scope.call = uuid.uuid4().hex[:12]
+    call_id = conv.scope.call
 
     async def work() -> Any:
         if action is None:

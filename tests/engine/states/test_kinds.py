@@ -860,3 +860,30 @@ async def test_long_work_is_owned_by_the_process_running_the_shard_of_its_guild(
     h.engine.shards = Shards((1,), 2)
     assert h.engine.owns({'guild': str(1 << 22)})
     assert not h.engine.owns({'guild': None})  # direct messages and the console are shard 0's
+
+
+async def test_leaving_a_state_disarms_everything_its_entry_armed(engine_harness: HarnessFactory) -> None:
+    """Timer, action task, topic and progress message belong to the state entry and go with it."""
+    gate = asyncio.Event()
+
+    async def slow(ctx: ActionContext) -> None:
+        await ctx.progress('working')
+        await gate.wait()
+
+    states = (
+        '[states.work]\nkind = "call"\naction = "t.slow"\ntimeout = 30\nprogress = "started"\n'
+        '[states.w]\nkind = "wait"\nuntil = "job"\n'
+    )
+    h = await engine_harness({'job': cmd_flow('job', states)}, actions={'t.slow': slow})
+    await h.command('job')
+    await asyncio.sleep(0.05)
+    conv = h.engine.conversation(h.key)
+    assert conv is not None
+    scope = conv.scope
+    assert scope.timer is not None and scope.task is not None and scope.progress_id is not None
+    task = scope.task
+    await h.say('cancel')
+    await asyncio.sleep(0)
+    assert scope.timer is None and scope.task is None
+    assert task.cancelled() or task.done()
+    assert not h.live()
