@@ -18,11 +18,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import attrs
-
 from engine.api import Adapter, ChoicePress, Command, ConversationKey, Event, Message, User
 from engine.commands import UsageError, parse_arguments
 from engine.config import Config
+from engine.conversation import Conversation, Internal, jsonable, store_key, stored_event
 from engine.errors import user_message
 from engine.files import FileGate, sendable_roots
 from engine.flows import model
@@ -30,7 +29,7 @@ from engine.flows.compile import CompiledFlow
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import did_you_mean
 from engine.states import kinds
-from engine.states.actions import ActionRegistry
+from engine.states.actions import Action, ActionRegistry
 from engine.states.handlers import handler_for, question
 from engine.states.scope import StateScope
 from engine.store import ShardLostError, Shards, Store, StoredConversation
@@ -38,101 +37,6 @@ from engine.store import ShardLostError, Shards, Store, StoredConversation
 __all__ = ['Conversation', 'Engine', 'Internal']
 
 _log = logging.getLogger(__name__)
-
-
-@attrs.frozen(kw_only=True)
-class Internal:
-    """An event the engine posts to itself: an action finished, a timeout fell due, a topic fired."""
-
-    kind: str
-    """``done``, ``error``, ``timeout`` or ``notify``."""
-    epoch: int
-    """The state entry it belongs to; stale ones (the conversation moved on) are dropped."""
-    payload: Any = None
-
-
-_TRANSIENT = frozenset({'deferred'})
-"""Runtime bookkeeping not persisted as it is (deferred messages are stored as text)."""
-
-
-class Conversation:
-    """A live conversation: the model the machines move, plus what the runtime needs."""
-
-    __slots__ = (
-        'busy',
-        'compiled',
-        'data',
-        'event',
-        'extra',
-        'key',
-        'queue',
-        'scope',
-        'stack',
-        'state',
-        'stored',
-        'user',
-    )
-
-    def __init__(self, key: ConversationKey, compiled: CompiledFlow, user: User, data: dict[str, Any]) -> None:
-        self.key = key
-        self.compiled = compiled
-        self.state = compiled.flow.initial
-        self.user = user
-        self.data = data
-        self.stack: list[dict[str, Any]] = []
-        self.extra: dict[str, Any] = {}
-        self.scope = StateScope()
-        """What the current state entry armed (timer, task, topic, progress message)."""
-        self.busy = False
-        self.queue: collections.deque[tuple[Event | Internal, asyncio.Future[None]]] | None = None
-        self.stored = False
-        """Whether the store may hold a row for it; one that never waited (``!hi``) ends without a write."""
-        self.event: Event | None = None
-        """The last user event, for locale and attachments."""
-
-    @property
-    def spec(self) -> model.State | None:
-        return self.compiled.flow.states.get(self.state)
-
-    @property
-    def epoch(self) -> int:
-        """The number of the current state entry (:attr:`StateScope.epoch`)."""
-        return self.scope.epoch
-
-    @property
-    def locale(self) -> str | None:
-        locale: str | None = self.extra.get('locale')
-        return locale
-
-    def context(self) -> Mapping[str, Any]:
-        return {
-            **self.data,
-            'data': self.data,
-            'user': {'id': self.user.id, 'name': self.user.name},
-            'locale': self.locale or '',
-        }
-
-    def snapshot(self) -> StoredConversation:
-        return StoredConversation(
-            key=_store_key(self.key),
-            flow=self.compiled.name,
-            version=self.compiled.version,
-            state=self.state,
-            data=self.data,
-            stack=self.stack,
-            deadline=self.scope.deadline,
-            extra={
-                **{k: v for k, v in self.extra.items() if k not in _TRANSIENT},
-                **self.scope.persisted(),
-                **(
-                    {'deferred': [_stored_message(m) for m in deferred]}
-                    if (deferred := self.extra.get('deferred'))
-                    else {}
-                ),
-                'user': [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild],
-            },
-            guild=self.user.guild,
-        )
 
 
 MESSAGES: dict[str, model.Text] = {
@@ -221,6 +125,14 @@ class Engine:
 
     def flows(self) -> list[model.Flow]:
         return [c.flow for c in self.library.active()]
+
+    def action(self, name: str) -> Action | None:
+        """The registered action ``name``, for ``call`` states."""
+        return self.actions.get(name)
+
+    def flow(self, name: str) -> CompiledFlow | None:
+        """The served version of flow ``name``, for ``flow`` states."""
+        return self.library.get(name)
 
     def conversation(self, key: ConversationKey) -> Conversation | None:
         return self._live.get(key)
@@ -461,7 +373,7 @@ class Engine:
         conv.scope.restore(extra)
         conv.stored = True
         if 'deferred' in extra:
-            extra['deferred'] = [_message(key, who, stored) for stored in extra['deferred']]
+            extra['deferred'] = [stored_event(key, who, stored) for stored in extra['deferred']]
         self._live[key] = conv
         if conv.scope.topic is not None:
             self._waiting.setdefault(conv.scope.topic, set()).add(key)
@@ -504,7 +416,7 @@ class Engine:
         self.leave_state(conv)
         self._live.pop(conv.key, None)
         if conv.stored:
-            await self.store.delete(_store_key(conv.key))
+            await self.store.delete(store_key(conv.key))
         adapter = self.adapters.get(conv.key.adapter)
         if adapter is not None:
             try:
@@ -597,11 +509,11 @@ class Engine:
                     return
             else:
                 options = {**_defaults(conv.compiled.flow.trigger), **event.options}
-            options = {k: kinds.jsonable(v) for k, v in options.items()}
+            options = {k: jsonable(v) for k, v in options.items()}
         elif isinstance(event, Message):
             conv.data['input'] = event.text
         conv.data['options'] = options
-        conv.data['attachments'] = [kinds.jsonable(a) for a in getattr(event, 'attachments', ())]
+        conv.data['attachments'] = [jsonable(a) for a in getattr(event, 'attachments', ())]
         await kinds.enter(self, conv)
 
     def _outside_dialog(self, interrupt: str, locale: str | None) -> str:
@@ -786,10 +698,6 @@ class Engine:
         return out
 
 
-def _store_key(key: ConversationKey) -> str:
-    return f'{key.adapter}\x1f{key.channel}\x1f{key.user}'
-
-
 _UNSAFE = re.compile(r'[\W_]')
 """Characters that are not ``str.isalnum()`` (checked over every code point)."""
 
@@ -807,29 +715,6 @@ def _as_command(event: Message, name: str) -> Command:
     """A typed word taken as the command ``name`` (``help`` outside a dialog runs the help flow)."""
     return Command(
         key=event.key, user=event.user, locale=event.locale, message_id=event.message_id, is_dm=event.is_dm, name=name
-    )
-
-
-def _stored_message(event: Event) -> dict[str, Any]:
-    """A deferred message as the store keeps it (only messages are deferred; commands stop a flow)."""
-    return {
-        'text': getattr(event, 'text', ''),
-        'attachments': [kinds.jsonable(a) for a in getattr(event, 'attachments', ())],
-        'locale': event.locale,
-        'message_id': event.message_id,
-        'is_dm': event.is_dm,
-    }
-
-
-def _message(key: ConversationKey, user: User, stored: Mapping[str, Any]) -> Message:
-    return Message(
-        key=key,
-        user=user,
-        text=str(stored.get('text', '')),
-        attachments=tuple(kinds.attachment(a) for a in stored.get('attachments', [])),
-        locale=stored.get('locale'),
-        message_id=stored.get('message_id'),
-        is_dm=bool(stored.get('is_dm')),
     )
 
 

@@ -10,17 +10,16 @@ class, so a new kind is one class here (plus its model in :mod:`engine.flows.mod
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar, cast
 
+from engine.conversation import Conversation, Internal
 from engine.flows import model
 from engine.flows.loader import did_you_mean
 from engine.patterns import PatternError, compile_pattern
 from engine.states import kinds
 from engine.states.actions import ActionRegistry
+from engine.states.port import Runtime
 from engine.templates import render
-
-if TYPE_CHECKING:
-    from engine.runtime import Conversation, Engine, Internal
 
 __all__ = [
     'HANDLERS',
@@ -114,13 +113,13 @@ class Handler:
 
     # -- run time -----------------------------------------------------------------------------
 
-    async def enter(self, engine: Engine, conv: Conversation, spec: model.State) -> str | Rest:
+    async def enter(self, engine: Runtime, conv: Conversation, spec: model.State) -> str | Rest:
         """Do the state's work on entry: the trigger to fire next, :data:`REST` to wait, or :data:`STAY`."""
         say = cast(model.Say, spec)
         await kinds.say(engine, conv, say.text, say.files, getattr(say, 'voice', False))
         return self.automatic_trigger
 
-    async def on_result(self, engine: Engine, conv: Conversation, spec: model.State, event: Internal) -> None:
+    async def on_result(self, engine: Runtime, conv: Conversation, spec: model.State, event: Internal) -> None:
         """An action's result or a notification for this state; other kinds have none and ignore it."""
 
 
@@ -198,7 +197,7 @@ class AskHandler(Handler):
         ask = cast(model.Ask, spec)
         return [f'asks {short(ask.prompt)}', f'expects {ask.expect}' + (f' → {ask.save_as}' if ask.save_as else '')]
 
-    async def enter(self, engine: Engine, conv: Conversation, spec: model.State) -> str | Rest:
+    async def enter(self, engine: Runtime, conv: Conversation, spec: model.State) -> str | Rest:
         conv.extra.pop('attempts', None)
         # Durable first: after a crash here the user can type ``help`` to see the question again,
         # instead of being taken back to an answer they already gave.
@@ -254,7 +253,7 @@ class CallHandler(Handler):
         call = cast(model.Call, spec)
         return [f'action {call.action}' + (f' → {call.save_as}' if call.save_as else '')]
 
-    async def enter(self, engine: Engine, conv: Conversation, spec: model.State) -> str | Rest:
+    async def enter(self, engine: Runtime, conv: Conversation, spec: model.State) -> str | Rest:
         call = cast(model.Call, spec)
         if call.progress:  # first, so the action's own reports edit this message instead of racing it
             await engine.show_progress(conv, kinds.render_text(engine, conv, call.progress))
@@ -262,7 +261,7 @@ class CallHandler(Handler):
         await engine.save(conv)
         return REST
 
-    async def on_result(self, engine: Engine, conv: Conversation, spec: model.State, event: Internal) -> None:
+    async def on_result(self, engine: Runtime, conv: Conversation, spec: model.State, event: Internal) -> None:
         await kinds.on_call_result(engine, conv, cast(model.Call, spec), event)
 
 
@@ -313,7 +312,7 @@ class ChoiceHandler(Handler):
     def describe(self, spec: model.State) -> list[str]:
         return []
 
-    async def enter(self, engine: Engine, conv: Conversation, spec: model.State) -> str | Rest:
+    async def enter(self, engine: Runtime, conv: Conversation, spec: model.State) -> str | Rest:
         return self.automatic_trigger
 
 
@@ -327,7 +326,7 @@ class WaitHandler(Handler):
     def describe(self, spec: model.State) -> list[str]:
         return [f'until {cast(model.Wait, spec).until}']
 
-    async def enter(self, engine: Engine, conv: Conversation, spec: model.State) -> str | Rest:
+    async def enter(self, engine: Runtime, conv: Conversation, spec: model.State) -> str | Rest:
         wait = cast(model.Wait, spec)
         engine.wait_for(conv, render(wait.until, kinds.template_context(engine, conv)))
         if wait.progress:
@@ -335,7 +334,7 @@ class WaitHandler(Handler):
         await engine.save(conv)
         return REST
 
-    async def on_result(self, engine: Engine, conv: Conversation, spec: model.State, event: Internal) -> None:
+    async def on_result(self, engine: Runtime, conv: Conversation, spec: model.State, event: Internal) -> None:
         if event.kind != 'notify':
             return
         wait = cast(model.Wait, spec)
@@ -371,7 +370,7 @@ class FlowHandler(Handler):
         sub = cast(model.SubFlow, spec)
         return [f'sub-flow {sub.flow}' + (f' → {sub.save_as}' if sub.save_as else '')]
 
-    async def enter(self, engine: Engine, conv: Conversation, spec: model.State) -> str | Rest:
+    async def enter(self, engine: Runtime, conv: Conversation, spec: model.State) -> str | Rest:
         kinds.enter_subflow(engine, conv, cast(model.SubFlow, spec))
         return STAY
 

@@ -11,22 +11,18 @@ from __future__ import annotations
 import logging
 import pathlib
 import uuid
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import Any
 
 from engine import patterns
 from engine.api import Attachment, ChoicePress, Event, Message, Option
 from engine.commands import parse_bool
+from engine.conversation import Conversation, Internal, attachment, jsonable
 from engine.errors import FlowbotError, UserError
 from engine.flows import model
 from engine.states import handlers
 from engine.states.actions import ActionContext, ActionError
+from engine.states.port import Runtime
 from engine.templates import compile_condition, is_template, render, render_value
-
-if TYPE_CHECKING:
-    from engine.runtime import Conversation, Engine, Internal
 
 __all__ = [
     'answer',
@@ -54,35 +50,12 @@ class FlowRuntimeError(FlowbotError):
     """A flow did something only detectable at run time (no condition matched, a loop)."""
 
 
-def jsonable(value: Any) -> Any:
-    """Make a value storable: attachments become tables, paths strings."""
-    if isinstance(value, Attachment):
-        return {
-            'name': value.name,
-            'content_type': value.content_type,
-            'size': value.size,
-            'path': str(value.path) if value.path else None,
-            'url': value.url,
-            'duration': value.duration,
-            'audio': value.is_audio,
-        }
-    if isinstance(value, pathlib.PurePath):
-        return str(value)
-    if attrs.has(type(value)):
-        return jsonable(attrs.asdict(value, recurse=False))
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
-def render_text(engine: Engine, conv: Conversation, text: model.Text | None) -> str:
+def render_text(engine: Runtime, conv: Conversation, text: model.Text | None) -> str:
     source = model.localize(text, conv.locale, engine.config.bot.language)
     return render(source, template_context(engine, conv)) if is_template(source) else source
 
 
-def template_context(engine: Engine, conv: Conversation) -> dict[str, Any]:
+def template_context(engine: Runtime, conv: Conversation) -> dict[str, Any]:
     """What a state's templates can read: the conversation's data plus ``bot`` and ``flows``."""
     context = dict(conv.context())
     context['bot'] = {'name': engine.config.bot.name, 'prefix': engine.prefix}
@@ -90,7 +63,7 @@ def template_context(engine: Engine, conv: Conversation) -> dict[str, Any]:
     return context
 
 
-async def move(engine: Engine, conv: Conversation, trigger: str) -> None:
+async def move(engine: Runtime, conv: Conversation, trigger: str) -> None:
     """Leave the current state by ``trigger`` and enter whatever comes next."""
     engine.leave_state(conv)
     if not await conv.compiled.fire(conv, trigger):
@@ -98,7 +71,7 @@ async def move(engine: Engine, conv: Conversation, trigger: str) -> None:
     await enter(engine, conv)
 
 
-async def enter(engine: Engine, conv: Conversation) -> None:
+async def enter(engine: Runtime, conv: Conversation) -> None:
     """Do the work of the state just entered, following automatic states until rest."""
     for _ in range(MAX_AUTOMATIC_STEPS):
         if conv.state == model.END:
@@ -121,7 +94,7 @@ async def enter(engine: Engine, conv: Conversation) -> None:
     raise FlowRuntimeError(f'flow {conv.compiled.name}: more than {MAX_AUTOMATIC_STEPS} automatic states in a row')
 
 
-async def say(engine: Engine, conv: Conversation, text: model.Text | None, files: list[str], voice: bool) -> None:
+async def say(engine: Runtime, conv: Conversation, text: model.Text | None, files: list[str], voice: bool) -> None:
     """Send a ``say``/``end`` state's text, or its files with the text as the first one's caption."""
     body = render_text(engine, conv, text)
     adapter = engine.adapter(conv)
@@ -133,7 +106,7 @@ async def say(engine: Engine, conv: Conversation, text: model.Text | None, files
         await adapter.send_text(conv.key, body)
 
 
-async def prompt(engine: Engine, conv: Conversation, spec: model.Ask, text: str | None = None) -> None:
+async def prompt(engine: Runtime, conv: Conversation, spec: model.Ask, text: str | None = None) -> None:
     """Ask ``spec``'s question (or ``text`` instead, such as its help) with its choices as buttons."""
     text = render_text(engine, conv, spec.prompt) if text is None else text
     choices = [Option(c.value, render_text(engine, conv, c.label) or c.value) for c in spec.choices]
@@ -148,7 +121,7 @@ async def prompt(engine: Engine, conv: Conversation, spec: model.Ask, text: str 
         await adapter.send_text(conv.key, text)
 
 
-def _dynamic_choices(engine: Engine, conv: Conversation, expression: str) -> list[Option]:
+def _dynamic_choices(engine: Runtime, conv: Conversation, expression: str) -> list[Option]:
     """The choices ``choices_from`` gives now; anything that is not a list of tables or strings is an error."""
     found = compile_condition(expression)(template_context(engine, conv))
     if found is None:
@@ -218,7 +191,7 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
     return True, raw, ''
 
 
-async def answer(engine: Engine, conv: Conversation, spec: model.Ask, event: Event) -> None:
+async def answer(engine: Runtime, conv: Conversation, spec: model.Ask, event: Event) -> None:
     """Validate an answer: save it and go on, or re-prompt, or give up after ``attempts``."""
     ok, value, reason = _parse(spec, event)
     if not ok:
@@ -245,8 +218,8 @@ async def answer(engine: Engine, conv: Conversation, spec: model.Ask, event: Eve
     await move(engine, conv, 'next')
 
 
-def start_call(engine: Engine, conv: Conversation, spec: model.Call) -> None:
-    action = engine.actions.get(spec.action)
+def start_call(engine: Runtime, conv: Conversation, spec: model.Call) -> None:
+    action = engine.action(spec.action)
     context = template_context(engine, conv)
     event = conv.event
     if conv.scope.call is None:  # persisted with the state, kept on a re-run
@@ -282,22 +255,9 @@ def _attachments(conv: Conversation, event: Event | None) -> list[Attachment]:
     return files
 
 
-def attachment(stored: Mapping[str, Any]) -> Attachment:
-    """An attachment back from its stored form (:func:`jsonable`)."""
-    path = stored.get('path')
-    return Attachment(
-        name=stored.get('name', ''),
-        content_type=stored.get('content_type', 'application/octet-stream'),
-        size=stored.get('size', 0),
-        path=pathlib.Path(path) if path else None,
-        url=stored.get('url'),
-        duration=stored.get('duration'),
-    )
-
-
-def enter_subflow(engine: Engine, conv: Conversation, spec: model.SubFlow) -> None:
+def enter_subflow(engine: Runtime, conv: Conversation, spec: model.SubFlow) -> None:
     """Push the current flow and start ``spec``'s flow with its ``with`` values as ``options``."""
-    child = engine.library.get(spec.flow)
+    child = engine.flow(spec.flow)
     if child is None:
         raise FlowRuntimeError(f'sub-flow "{spec.flow}" is not loaded')
     args = jsonable(render_value(spec.args, template_context(engine, conv)))
@@ -310,7 +270,7 @@ def enter_subflow(engine: Engine, conv: Conversation, spec: model.SubFlow) -> No
     conv.data = {'options': args, 'attachments': conv.data.get('attachments', [])}
 
 
-async def _return_from_subflow(engine: Engine, conv: Conversation) -> bool:
+async def _return_from_subflow(engine: Runtime, conv: Conversation) -> bool:
     if not conv.stack:
         return False
     frame = conv.stack.pop()
@@ -328,7 +288,7 @@ async def _return_from_subflow(engine: Engine, conv: Conversation) -> bool:
     return True
 
 
-async def on_internal(engine: Engine, conv: Conversation, event: Internal) -> None:
+async def on_internal(engine: Runtime, conv: Conversation, event: Internal) -> None:
     """An action result, a timeout or a notification for the state the conversation is in."""
     spec = conv.spec
     if event.kind == 'timeout':
@@ -340,7 +300,7 @@ async def on_internal(engine: Engine, conv: Conversation, event: Internal) -> No
         await handlers.handler_for(spec).on_result(engine, conv, spec, event)
 
 
-async def on_call_result(engine: Engine, conv: Conversation, spec: model.Call, event: Internal) -> None:
+async def on_call_result(engine: Runtime, conv: Conversation, spec: model.Call, event: Internal) -> None:
     """A ``call`` state's action finished (``done``/``error``), or is to run again after a restart (``rerun``)."""
     if event.kind == 'done':
         result = jsonable(event.payload)
