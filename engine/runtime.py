@@ -12,8 +12,6 @@ import asyncio
 import collections
 import logging
 import pathlib
-import re
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -28,11 +26,13 @@ from engine.flows import model
 from engine.flows.compile import CompiledFlow
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import did_you_mean
+from engine.permissions import refusal
 from engine.states import kinds
 from engine.states.actions import Action, ActionRegistry
 from engine.states.handlers import handler_for, question
 from engine.states.scope import StateScope
 from engine.store import ShardLostError, Shards, Store, StoredConversation
+from engine.workdirs import WorkFolders
 
 __all__ = ['Conversation', 'Engine', 'Internal']
 
@@ -105,12 +105,11 @@ class Engine:
         self._summary: tuple[int, list[dict[str, Any]]] | None = None
         self._held: dict[str, list[Callable[[], object]]] = {}
         """Restored work (timers, re-runs, endings) waiting for its adapter to be added."""
-        self.workroot = config.resolve(config.bot.data_root) / 'tmp'
+        self.workdirs = WorkFolders(config.resolve(config.bot.data_root) / 'tmp')
+        """The conversations' work folders."""
+        self.workroot = self.workdirs.root
         self.files = FileGate.from_config(config, extra_roots=sendable_roots(config)[1:])
         """What ``say``/``end`` ``files`` pass before an adapter sends them."""
-        self._workdirs: set[str] | None = None
-        """Names of the conversation folders in ``workroot`` (listed once, then tracked), so ending a
-        conversation that never had one, as most do, costs no file system call."""
         self.shards: Shards | None = None
         """The shards this process runs (set by :meth:`start`); ``None``: all of them."""
         self.progress_interval = config.bot.progress_interval
@@ -339,21 +338,30 @@ class Engine:
         return conv
 
     async def _allowed(self, compiled: CompiledFlow, event: Event) -> bool:
-        flow = compiled.flow
-        name = flow.trigger.command or flow.name
-        if event.is_dm and not flow.trigger.dm:
-            await self._reply(event.key, self._text('no_dm', event.locale, name=name), notice=True)
-            return False
-        group = flow.permission
-        adapter = self.adapters.get(event.key.adapter)
-        if group is None or (adapter is not None and adapter.grants_all_permissions):
+        text = self._refusal(compiled, event.key, event.user, event.is_dm, event.locale)
+        if text is None:
             return True
-        members = self.config.permissions.get(group)
-        if members and (event.user.id in members.users or event.user.roles & set(members.roles)):
-            return True
-        _log.info('denied %s to user %s (not in group %s)', flow.name, event.user.id, group)
-        await self._reply(event.key, self._text('denied', event.locale, name=name, group=group), notice=True)
+        await self._reply(event.key, text, notice=True)
         return False
+
+    def _refusal(
+        self, compiled: CompiledFlow, key: ConversationKey, user: User, is_dm: bool, locale: str | None
+    ) -> str | None:
+        adapter = self.adapters.get(key.adapter)
+        grants_all = adapter is not None and adapter.grants_all_permissions
+        found = refusal(compiled.flow, user, is_dm=is_dm, config=self.config, grants_all=grants_all)
+        return None if found is None else self._text(found[0], locale, **found[1])
+
+    def may_start(
+        self, command: str, key: ConversationKey, user: User, *, is_dm: bool, locale: str | None = None
+    ) -> str | None:
+        """Why ``user`` may not start ``command`` here (the text to show them), or ``None`` if they may.
+
+        Adapters ask before they download a command's attachments, so a refused command costs nothing;
+        the engine checks again when the command arrives. Unknown commands are not refused here.
+        """
+        compiled = self.library.command(command)
+        return None if compiled is None else self._refusal(compiled, key, user, is_dm, locale)
 
     async def _restore(self, row: StoredConversation, sources: Mapping[tuple[str, str], str]) -> bool:
         adapter, channel, user = row.key.split('\x1f')
@@ -423,11 +431,7 @@ class Engine:
                 await adapter.close_conversation(conv.key)
             except Exception:
                 _log.exception('adapter %s failed to close conversation %s', conv.key.adapter, conv.key)
-        name = _workdir_name(conv.key)
-        workdirs = self._existing_workdirs()
-        if name in workdirs:
-            workdirs.discard(name)
-            shutil.rmtree(self.workroot / name, ignore_errors=True)
+        self.workdirs.remove(conv.key)
         deferred = conv.extra.get('deferred')
         if deferred:
             for event in deferred:
@@ -555,22 +559,8 @@ class Engine:
         return adapter
 
     def workdir(self, conv: Conversation) -> pathlib.Path:
-        name = _workdir_name(conv.key)
-        path = self.workroot / name
-        path.mkdir(parents=True, exist_ok=True)
-        self._existing_workdirs().add(name)
-        return path
-
-    def _existing_workdirs(self) -> set[str]:
-        if self._workdirs is None:
-            try:
-                self._workdirs = {p.name for p in self.workroot.iterdir() if p.is_dir()}
-            except FileNotFoundError:
-                self._workdirs = set()
-            except OSError as exc:
-                _log.warning('cannot list the conversation folders in %s: %r', self.workroot, exc)
-                self._workdirs = set()
-        return self._workdirs
+        """The conversation's work folder (see :class:`~engine.workdirs.WorkFolders`)."""
+        return self.workdirs.path(conv.key)
 
     async def save(self, conv: Conversation) -> None:
         conv.stored = True
@@ -696,14 +686,6 @@ class Engine:
             )
         self._summary = (self.library.generation, out)
         return out
-
-
-_UNSAFE = re.compile(r'[\W_]')
-"""Characters that are not ``str.isalnum()`` (checked over every code point)."""
-
-
-def _workdir_name(key: ConversationKey) -> str:
-    return _UNSAFE.sub('_', f'{key.adapter}_{key.channel}_{key.user}')
 
 
 def _defaults(trigger: model.Trigger) -> dict[str, Any]:

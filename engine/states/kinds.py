@@ -9,7 +9,6 @@ to rest (``ask``, ``call``, ``wait``) and then persists it.
 from __future__ import annotations
 
 import logging
-import pathlib
 import uuid
 from typing import Any
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from engine.api import Adapter
 from engine.config import Config
 from engine.conversation import Conversation
+from engine.files import FileGate
 from engine.states.actions import Action
 
 if TYPE_CHECKING:  # annotations only: compiling a flow needs the handlers, which need this protocol
@@ -32,6 +33,10 @@ class Runtime(Protocol):
     @property
     def prefix(self) -> str:
         """How commands are written in messages, for templates (``bot.prefix``) and messages."""
+
+    @property
+    def files(self) -> FileGate:
+        """What a ``say``/``end`` state's files pass before they are sent (inside the allowed folders)."""
 
     def action(self, name: str) -> Action | None:
         """The registered action ``name`` (``None`` if no plugin provides it)."""
