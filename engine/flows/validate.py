@@ -14,7 +14,7 @@ from engine.files import FileGate, FileRefusedError, check_name
 from engine.flows import model
 from engine.flows.loader import Diagnostic, LineIndex, did_you_mean
 from engine.states.actions import ActionRegistry
-from engine.states.handlers import check_regex, handler_for
+from engine.states.handlers import Lint, check_regex, handler_for
 from engine.templates import TemplateError, find_variables
 
 __all__ = ['BUILTIN_VARIABLES', 'edges', 'validate', 'validate_flow']
@@ -170,7 +170,7 @@ def _check_state(
     save_as = getattr(spec, 'save_as', None)
     if save_as is not None and (not _VARIABLE.match(save_as) or save_as in BUILTIN_VARIABLES):
         report([*path, 'save_as'], f'save_as "{save_as}" must be a plain name, not a built-in variable', 'bad-value')
-    handler_for(spec).check(flow, name, spec, report, actions, flow_names)
+    handler_for(spec).check(name, spec, Lint(flow, report, actions, flow_names))
 
 
 def _saved_names(flow: model.Flow) -> Iterator[str]:

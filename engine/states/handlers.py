@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, ClassVar, cast
 
+import attrs
+
 from engine.conversation import Conversation, Internal
 from engine.flows import model
 from engine.flows.loader import did_you_mean
@@ -37,6 +39,18 @@ __all__ = [
 
 Report = Callable[[Sequence[str | int], str, str], None]
 """How a check reports a problem: (path in the file, message, rule code)."""
+
+
+@attrs.frozen
+class Lint:
+    """What a definition-time check sees besides the state: the flow, where to report, what exists."""
+
+    flow: model.Flow
+    report: Report
+    actions: ActionRegistry | None = None
+    """The registered actions; ``None`` skips the checks that need them."""
+    flow_names: Collection[str] | None = None
+    """The flows loaded together; ``None`` skips the sub-flow name check."""
 
 
 class Rest:
@@ -68,7 +82,14 @@ class Handler:
         """Every (label, target) the state can move to by its own fields; ``end`` targets are not states."""
         following = flow.following(name)
         out = [('answer' if self.takes_answers else 'next', following)] if following else []
+        failure = self.failure(spec)
+        if failure is not None and failure[1]:
+            out.append((failure[0], failure[1]))
         return out + self._timeout_edge(spec)
+
+    def failure(self, spec: model.State) -> tuple[str, str | None] | None:
+        """The kind's own failure edge: its trigger and target (``None``: the end), or no such edge."""
+        return None
 
     @staticmethod
     def _timeout_edge(spec: model.State) -> list[tuple[str, str]]:
@@ -81,21 +102,15 @@ class Handler:
     def transitions(self, flow: model.Flow, name: str, spec: model.State) -> Iterator[tuple[str, str | None, str]]:
         """(trigger, destination or ``None`` for the end, condition expression or ``''``) of the machine."""
         yield 'next', flow.following(name), ''
+        if (failure := self.failure(spec)) is not None:
+            yield failure[0], failure[1], ''
         yield 'timeout', spec.on_timeout, ''
 
     def edge_key(self, label: str) -> str:
         """The file key an edge with ``label`` was written as (for the line of a diagnostic)."""
         return {'timeout': 'on_timeout', 'fail': 'on_fail', 'error': 'on_error', 'else': 'else'}.get(label, 'next')
 
-    def check(
-        self,
-        flow: model.Flow,
-        name: str,
-        spec: model.State,
-        report: Report,
-        actions: ActionRegistry | None,
-        flow_names: Collection[str] | None,
-    ) -> None:
+    def check(self, name: str, spec: model.State, lint: Lint) -> None:
         """Report what is wrong with the state's own fields (``lint``)."""
 
     def templates(self, spec: model.State) -> Iterator[tuple[str, str, bool]]:
@@ -140,53 +155,27 @@ class EndHandler(Handler):
         yield 'next', None, ''
         yield 'timeout', spec.on_timeout, ''
 
-    def check(
-        self,
-        flow: model.Flow,
-        name: str,
-        spec: model.State,
-        report: Report,
-        actions: ActionRegistry | None,
-        flow_names: Collection[str] | None,
-    ) -> None:
+    def check(self, name: str, spec: model.State, lint: Lint) -> None:
         if spec.next is not None:
-            report(['states', name, 'next'], f'end state "{name}" cannot have next: it ends the flow', 'bad-value')
+            lint.report(['states', name, 'next'], f'end state "{name}" cannot have next: it ends the flow', 'bad-value')
 
 
 class AskHandler(Handler):
     kind = 'ask'
     takes_answers = True
 
-    def edges(self, flow: model.Flow, name: str, spec: model.State) -> list[tuple[str, str]]:
-        ask = cast(model.Ask, spec)
-        following = flow.following(name)
-        out = [('answer', following)] if following else []
-        if ask.on_fail:
-            out.append(('fail', ask.on_fail))
-        return out + self._timeout_edge(spec)
+    def failure(self, spec: model.State) -> tuple[str, str | None] | None:
+        return 'fail', cast(model.Ask, spec).on_fail
 
-    def transitions(self, flow: model.Flow, name: str, spec: model.State) -> Iterator[tuple[str, str | None, str]]:
-        yield 'next', flow.following(name), ''
-        yield 'fail', cast(model.Ask, spec).on_fail, ''
-        yield 'timeout', spec.on_timeout, ''
-
-    def check(
-        self,
-        flow: model.Flow,
-        name: str,
-        spec: model.State,
-        report: Report,
-        actions: ActionRegistry | None,
-        flow_names: Collection[str] | None,
-    ) -> None:
+    def check(self, name: str, spec: model.State, lint: Lint) -> None:
         ask = cast(model.Ask, spec)
         path: list[str | int] = ['states', name]
         if ask.expect == 'choice' and not ask.choices:
-            report([*path, 'choices'], f'state "{name}" expects a choice but lists no choices', 'bad-value')
+            lint.report([*path, 'choices'], f'state "{name}" expects a choice but lists no choices', 'bad-value')
         if ask.attempts < 1:
-            report([*path, 'attempts'], 'attempts must be at least 1', 'bad-value')
+            lint.report([*path, 'attempts'], 'attempts must be at least 1', 'bad-value')
         if ask.pattern:
-            check_regex(ask.pattern, [*path, 'pattern'], report)
+            check_regex(ask.pattern, [*path, 'pattern'], lint.report)
 
     def templates(self, spec: model.State) -> Iterator[tuple[str, str, bool]]:
         ask = cast(model.Ask, spec)
@@ -210,41 +199,27 @@ class CallHandler(Handler):
     kind = 'call'
     reruns_on_restore = True
 
-    def edges(self, flow: model.Flow, name: str, spec: model.State) -> list[tuple[str, str]]:
-        call = cast(model.Call, spec)
-        following = flow.following(name)
-        out = [('next', following)] if following else []
-        return out + ([('error', call.on_error)] if call.on_error else []) + self._timeout_edge(spec)
+    def failure(self, spec: model.State) -> tuple[str, str | None] | None:
+        return 'error', cast(model.Call, spec).on_error
 
-    def transitions(self, flow: model.Flow, name: str, spec: model.State) -> Iterator[tuple[str, str | None, str]]:
-        yield 'next', flow.following(name), ''
-        yield 'error', cast(model.Call, spec).on_error, ''
-        yield 'timeout', spec.on_timeout, ''
-
-    def check(
-        self,
-        flow: model.Flow,
-        name: str,
-        spec: model.State,
-        report: Report,
-        actions: ActionRegistry | None,
-        flow_names: Collection[str] | None,
-    ) -> None:
+    def check(self, name: str, spec: model.State, lint: Lint) -> None:
         call = cast(model.Call, spec)
-        if actions is None:
+        if lint.actions is None:
             return
         path: list[str | int] = ['states', name]
-        action = actions.get(call.action)
+        action = lint.actions.get(call.action)
         if action is None:
-            hint = did_you_mean(call.action, actions)
-            report([*path, 'action'], f'unknown action "{call.action}"{hint}', 'unknown-action')
+            hint = did_you_mean(call.action, lint.actions)
+            lint.report([*path, 'action'], f'unknown action "{call.action}"{hint}', 'unknown-action')
             return
         if action.params is not None:
             for arg in sorted(call.args.keys() - action.params):
                 hint = did_you_mean(arg, action.params)
-                report([*path, 'args'], f'action "{call.action}" has no argument "{arg}"{hint}', 'unknown-argument')
+                lint.report(
+                    [*path, 'args'], f'action "{call.action}" has no argument "{arg}"{hint}', 'unknown-argument'
+                )
         for arg in sorted(action.required - call.args.keys()):
-            report([*path, 'args'], f'action "{call.action}" needs argument "{arg}"', 'missing-argument')
+            lint.report([*path, 'args'], f'action "{call.action}" needs argument "{arg}"', 'missing-argument')
 
     def templates(self, spec: model.State) -> Iterator[tuple[str, str, bool]]:
         yield from (('args', t, False) for t in strings(cast(model.Call, spec).args))
@@ -290,21 +265,13 @@ class ChoiceHandler(Handler):
     def edge_key(self, label: str) -> str:
         return 'else' if label == 'else' else 'on_timeout' if label == 'timeout' else 'when'
 
-    def check(
-        self,
-        flow: model.Flow,
-        name: str,
-        spec: model.State,
-        report: Report,
-        actions: ActionRegistry | None,
-        flow_names: Collection[str] | None,
-    ) -> None:
+    def check(self, name: str, spec: model.State, lint: Lint) -> None:
         decide = cast(model.Decide, spec)
         path: list[str | int] = ['states', name]
         if not decide.when:
-            report([*path, 'when'], f'choice state "{name}" has no conditions', 'bad-value')
+            lint.report([*path, 'when'], f'choice state "{name}" has no conditions', 'bad-value')
         if decide.next is not None:
-            report([*path, 'next'], 'a choice state goes by its conditions; use else instead of next', 'bad-value')
+            lint.report([*path, 'next'], 'a choice state goes by its conditions; use else instead of next', 'bad-value')
 
     def templates(self, spec: model.State) -> Iterator[tuple[str, str, bool]]:
         yield from (('when', branch.when, True) for branch in cast(model.Decide, spec).when)
@@ -347,21 +314,13 @@ class WaitHandler(Handler):
 class FlowHandler(Handler):
     kind = 'flow'
 
-    def check(
-        self,
-        flow: model.Flow,
-        name: str,
-        spec: model.State,
-        report: Report,
-        actions: ActionRegistry | None,
-        flow_names: Collection[str] | None,
-    ) -> None:
+    def check(self, name: str, spec: model.State, lint: Lint) -> None:
         sub = cast(model.SubFlow, spec)
         path: list[str | int] = ['states', name, 'flow']
-        if flow_names is not None and sub.flow not in flow_names:
-            report(path, f'unknown flow "{sub.flow}"{did_you_mean(sub.flow, flow_names)}', 'unknown-flow')
-        if sub.flow == flow.name:
-            report(path, f'flow "{flow.name}" cannot run itself as a sub-flow', 'bad-value')
+        if lint.flow_names is not None and sub.flow not in lint.flow_names:
+            lint.report(path, f'unknown flow "{sub.flow}"{did_you_mean(sub.flow, lint.flow_names)}', 'unknown-flow')
+        if sub.flow == lint.flow.name:
+            lint.report(path, f'flow "{lint.flow.name}" cannot run itself as a sub-flow', 'bad-value')
 
     def templates(self, spec: model.State) -> Iterator[tuple[str, str, bool]]:
         yield from (('args', t, False) for t in strings(cast(model.SubFlow, spec).args))
