@@ -88,6 +88,7 @@ class Conversation:
 
     @property
     def spec(self) -> model.State | None:
+        """The definition of the current state (``None`` at the end)."""
         return self.compiled.flow.states.get(self.state)
 
     @property
@@ -97,10 +98,12 @@ class Conversation:
 
     @property
     def locale(self) -> str | None:
+        """The language of the user's last event, if the adapter knew it."""
         locale: str | None = self.extra.get('locale')
         return locale
 
     def context(self) -> Mapping[str, Any]:
+        """What templates and conditions read: the data, plus ``data``, ``user`` and ``locale``."""
         return {
             **self.data,
             'data': self.data,
@@ -109,6 +112,7 @@ class Conversation:
         }
 
     def snapshot(self) -> StoredConversation:
+        """The row the store keeps for this conversation (scope fields and deferred messages included)."""
         return StoredConversation(
             key=store_key(self.key),
             flow=self.compiled.name,

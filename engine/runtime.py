@@ -118,11 +118,13 @@ class Engine:
     # -- public API -----------------------------------------------------------------------
 
     def add_adapter(self, adapter: Adapter) -> None:
+        """Serve conversations keyed by ``adapter.name``; restored work held for it runs now."""
         self.adapters[adapter.name] = adapter
         for work in self._held.pop(adapter.name, []):
             work()
 
     def flows(self) -> list[model.Flow]:
+        """The flows served now (their active versions)."""
         return [c.flow for c in self.library.active()]
 
     def action(self, name: str) -> Action | None:
@@ -134,9 +136,11 @@ class Engine:
         return self.library.get(name)
 
     def conversation(self, key: ConversationKey) -> Conversation | None:
+        """The live conversation on ``key``, if any."""
         return self._live.get(key)
 
     def live_count(self) -> int:
+        """How many conversations are live (open or at rest) in this process."""
         return len(self._live)
 
     async def dispatch(self, event: Event | Internal, key: ConversationKey | None = None) -> None:
@@ -279,6 +283,7 @@ class Engine:
             _log.info('restored %d conversation(s)', restored)
 
     async def stop(self) -> None:
+        """Disarm every conversation's state and cancel background work (conversations stay stored)."""
         for conv in self._live.values():
             conv.scope.disarm()
         for task in list(self._tasks):
@@ -553,6 +558,7 @@ class Engine:
     # -- helpers the state kinds use -------------------------------------------------------
 
     def adapter(self, conv: Conversation) -> Adapter:
+        """The adapter the conversation is on; an error if it is not connected."""
         adapter = self.adapters.get(conv.key.adapter)
         if adapter is None:
             raise RuntimeError(f'no adapter named {conv.key.adapter!r}')
@@ -563,6 +569,7 @@ class Engine:
         return self.workdirs.path(conv.key)
 
     async def save(self, conv: Conversation) -> None:
+        """Persist the conversation as it is now (it may be restored after a restart)."""
         conv.stored = True
         await self.store.save(conv.snapshot())
 
@@ -597,6 +604,7 @@ class Engine:
         conv.scope.timer = asyncio.get_running_loop().call_later(delay, fire)
 
     def wait_for(self, conv: Conversation, topic: str) -> None:
+        """Resume the conversation when ``topic`` is notified (until its state is left)."""
         conv.scope.topic = topic
         self._waiting.setdefault(topic, set()).add(conv.key)
 
@@ -653,9 +661,11 @@ class Engine:
             _log.exception('progress update for %s failed', conv.key)
 
     def text(self, message: str, conv: Conversation, **values: Any) -> str:
+        """An engine message (:data:`MESSAGES`) in the conversation's language, with the adapter's values."""
         return self._text(message, conv.locale, **values)
 
     async def reply(self, conv: Conversation, text: str) -> None:
+        """Send ``text`` to the conversation; an adapter failure is logged, not raised."""
         await self._reply(conv.key, text)
 
     def flows_summary(self) -> list[dict[str, Any]]:

@@ -76,6 +76,8 @@ def version_id(flow: model.Flow) -> str:
 
 @attrs.frozen
 class CompiledFlow:
+    """One flow version and its machine, with what the runtime looks up per state (timeouts, asks)."""
+
     flow: model.Flow
     version: str
     machine: FlowMachine
@@ -85,6 +87,7 @@ class CompiledFlow:
 
     @property
     def name(self) -> str:
+        """The flow's name."""
         return self.flow.name
 
     async def fire(self, conv: Model, event: str) -> bool:

@@ -50,6 +50,7 @@ class FlowRuntimeError(FlowbotError):
 
 
 def render_text(engine: Runtime, conv: Conversation, text: model.Text | None) -> str:
+    """A flow text in the conversation's language, rendered as a template if it is one."""
     source = model.localize(text, conv.locale, engine.config.bot.language)
     return render(source, template_context(engine, conv)) if is_template(source) else source
 
@@ -218,6 +219,7 @@ async def answer(engine: Runtime, conv: Conversation, spec: model.Ask, event: Ev
 
 
 def start_call(engine: Runtime, conv: Conversation, spec: model.Call) -> None:
+    """Start a ``call`` state's action as a task (its result comes back as an ``Internal`` event)."""
     action = engine.action(spec.action)
     context = template_context(engine, conv)
     event = conv.event
