@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from engine import i18n
+from engine.errors import FlowbotError
 
 __all__ = [
     'Adapter',
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 
-class NotSupportedError(Exception):
+class NotSupportedError(FlowbotError):
     """Raised by an adapter for an outgoing operation its channel cannot carry (e.g. voice in a console)."""
 
 

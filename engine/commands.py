@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.api import Attachment
+from engine.errors import UserError
 from engine.flows import model
 from engine.i18n import _
 
@@ -31,7 +32,7 @@ def parse_bool(text: str) -> bool | None:
     return True if lowered in _TRUE else False if lowered in _FALSE else None
 
 
-class UsageError(ValueError):
+class UsageError(UserError, ValueError):
     """The arguments do not fit the command; the message includes the usage line."""
 
 

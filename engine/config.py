@@ -19,6 +19,8 @@ import cattrs
 import cattrs.v
 from cattrs.gen import make_dict_structure_fn
 
+from engine.errors import FlowbotError
+
 __all__ = [
     'BotConfig',
     'Config',
@@ -129,7 +131,7 @@ _converter.register_structure_hook_func(lambda t: _origin(t) is list, _strict_li
 _converter.register_structure_hook_factory(lambda t: _origin(t) is dict, _strict_dict)
 
 
-class ConfigError(Exception):
+class ConfigError(FlowbotError):
     """The configuration cannot be used; the message says where and why."""
 
 

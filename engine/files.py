@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from engine.config import Config, ConfigError
+from engine.errors import UserError
 from engine.i18n import _
 
 __all__ = [
@@ -46,7 +47,7 @@ _SECRET_ENV = re.compile(r'_(TOKEN|KEY|SECRET|PASSWORD|CREDENTIALS?)_FILE$')
 _STORE_SUFFIXES = ('', '-wal', '-shm', '-journal')
 
 
-class FileRefusedError(Exception):
+class FileRefusedError(UserError):
     """A file may not leave the bot; the message says why in words fit for the user."""
 
     def __init__(self, message: str, reason: str | None = None) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import re2
 
+from engine.errors import FlowbotError
+
 __all__ = ['MAX_MATCH_CHARS', 'MAX_PATTERN_CHARS', 'PatternError', 'compile_pattern', 'fullmatch', 'search']
 
 MAX_MATCH_CHARS = 4_000
@@ -26,7 +28,7 @@ _options.log_errors = False
 _options.max_mem = _MAX_MEM
 
 
-class PatternError(ValueError):
+class PatternError(FlowbotError, ValueError):
     """A pattern RE2 cannot run; the message says why in words for the maintainer."""
 
 

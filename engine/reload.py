@@ -26,6 +26,7 @@ import attrs
 
 from engine.api import ConversationKey
 from engine.config import Config
+from engine.errors import FlowbotError
 from engine.flows import model
 from engine.flows.compile import version_id
 from engine.flows.loader import Diagnostic
@@ -44,7 +45,7 @@ MAX_POSTED_LINES = 25
 """Lint messages posted to the maintainers channel per rejection (the log has all of them)."""
 
 
-class ReloadSignalError(Exception):
+class ReloadSignalError(FlowbotError):
     """``flowbot reload`` cannot reach a running bot; the message says why."""
 
 

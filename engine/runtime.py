@@ -10,133 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import logging
 import pathlib
-import re
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
-
-import attrs
 
 from engine import i18n
 from engine.api import Adapter, ChoicePress, Command, ConversationKey, Event, Message, User
 from engine.commands import UsageError, parse_arguments
 from engine.config import Config
-from engine.files import FileGate, FileRefusedError, sendable_roots
+from engine.conversation import Conversation, Internal, jsonable, store_key, stored_event
+from engine.errors import user_message
+from engine.files import FileGate, sendable_roots
 from engine.flows import model
 from engine.flows.compile import CompiledFlow
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import did_you_mean
 from engine.i18n import N_
+from engine.permissions import refusal
 from engine.states import kinds
-from engine.states.actions import ActionRegistry
+from engine.states.actions import Action, ActionRegistry
+from engine.states.handlers import handler_for, question
+from engine.states.scope import StateScope
 from engine.store import ShardLostError, Shards, Store, StoredConversation
-from engine.templates import TemplateError
+from engine.workdirs import WorkFolders
 
 __all__ = ['Conversation', 'Engine', 'Internal']
 
 _log = logging.getLogger(__name__)
-
-
-@attrs.frozen(kw_only=True)
-class Internal:
-    """An event the engine posts to itself: an action finished, a timeout fell due, a topic fired."""
-
-    kind: str
-    """``done``, ``error``, ``timeout`` or ``notify``."""
-    epoch: int
-    """The state entry it belongs to; stale ones (the conversation moved on) are dropped."""
-    payload: Any = None
-
-
-_EPOCHS = itertools.count(1)
-"""State entries are numbered across all conversations, so a stale internal event of an ended
-conversation can never match a new conversation on the same key."""
-
-_TRANSIENT = frozenset({'deferred', 'progress_at', 'progress_sending'})
-"""Runtime bookkeeping not persisted as it is (rate-limit clocks; deferred messages are stored as text)."""
-
-
-class Conversation:
-    """A live conversation: the model the machines move, plus what the runtime needs."""
-
-    __slots__ = (
-        'busy',
-        'compiled',
-        'data',
-        'deadline',
-        'epoch',
-        'event',
-        'extra',
-        'key',
-        'queue',
-        'stack',
-        'state',
-        'stored',
-        'task',
-        'timer',
-        'user',
-    )
-
-    def __init__(self, key: ConversationKey, compiled: CompiledFlow, user: User, data: dict[str, Any]) -> None:
-        self.key = key
-        self.compiled = compiled
-        self.state = compiled.flow.initial
-        self.user = user
-        self.data = data
-        self.stack: list[dict[str, Any]] = []
-        self.extra: dict[str, Any] = {}
-        self.deadline: float | None = None
-        self.epoch = next(_EPOCHS)
-        self.busy = False
-        self.queue: collections.deque[tuple[Event | Internal, asyncio.Future[None]]] | None = None
-        self.stored = False
-        """Whether the store may hold a row for it; one that never waited (``!hi``) ends without a write."""
-        self.timer: asyncio.TimerHandle | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.event: Event | None = None
-        """The last user event, for locale and attachments."""
-
-    @property
-    def spec(self) -> model.State | None:
-        return self.compiled.flow.states.get(self.state)
-
-    @property
-    def locale(self) -> str | None:
-        locale: str | None = self.extra.get('locale')
-        return locale
-
-    def context(self) -> Mapping[str, Any]:
-        return {
-            **self.data,
-            'data': self.data,
-            'user': {'id': self.user.id, 'name': self.user.name},
-            'locale': self.locale or '',
-        }
-
-    def snapshot(self) -> StoredConversation:
-        return StoredConversation(
-            key=_store_key(self.key),
-            flow=self.compiled.name,
-            version=self.compiled.version,
-            state=self.state,
-            data=self.data,
-            stack=self.stack,
-            deadline=self.deadline,
-            extra={
-                **{k: v for k, v in self.extra.items() if k not in _TRANSIENT},
-                **(
-                    {'deferred': [_stored_message(m) for m in deferred]}
-                    if (deferred := self.extra.get('deferred'))
-                    else {}
-                ),
-                'user': [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild],
-            },
-            guild=self.user.guild,
-        )
 
 
 MESSAGES: dict[str, str] = {
@@ -180,12 +82,11 @@ class Engine:
         self._summary: tuple[tuple[int, str], list[dict[str, Any]]] | None = None
         self._held: dict[str, list[Callable[[], object]]] = {}
         """Restored work (timers, re-runs, endings) waiting for its adapter to be added."""
-        self.workroot = config.resolve(config.bot.data_root) / 'tmp'
+        self.workdirs = WorkFolders(config.resolve(config.bot.data_root) / 'tmp')
+        """The conversations' work folders."""
+        self.workroot = self.workdirs.root
         self.files = FileGate.from_config(config, extra_roots=sendable_roots(config)[1:])
         """What ``say``/``end`` ``files`` pass before an adapter sends them."""
-        self._workdirs: set[str] | None = None
-        """Names of the conversation folders in ``workroot`` (listed once, then tracked), so ending a
-        conversation that never had one, as most do, costs no file system call."""
         self.shards: Shards | None = None
         """The shards this process runs (set by :meth:`start`); ``None``: all of them."""
         self.progress_interval = config.bot.progress_interval
@@ -195,17 +96,29 @@ class Engine:
     # -- public API -----------------------------------------------------------------------
 
     def add_adapter(self, adapter: Adapter) -> None:
+        """Serve conversations keyed by ``adapter.name``; restored work held for it runs now."""
         self.adapters[adapter.name] = adapter
         for work in self._held.pop(adapter.name, []):
             work()
 
     def flows(self) -> list[model.Flow]:
+        """The flows served now (their active versions)."""
         return [c.flow for c in self.library.active()]
 
+    def action(self, name: str) -> Action | None:
+        """The registered action ``name``, for ``call`` states."""
+        return self.actions.get(name)
+
+    def flow(self, name: str) -> CompiledFlow | None:
+        """The served version of flow ``name``, for ``flow`` states."""
+        return self.library.get(name)
+
     def conversation(self, key: ConversationKey) -> Conversation | None:
+        """The live conversation on ``key``, if any."""
         return self._live.get(key)
 
     def live_count(self) -> int:
+        """How many conversations are live (open or at rest) in this process."""
         return len(self._live)
 
     async def dispatch(self, event: Event | Internal, key: ConversationKey | None = None) -> None:
@@ -300,8 +213,8 @@ class Engine:
             conv = self._live.get(key)
             if conv is not None and key.adapter in self.adapters:
                 await self.show_progress(conv, text)
-                if conv.extra.get('progress_id'):
-                    shown.append(str(conv.extra['progress_id']))
+                if conv.scope.progress_id:
+                    shown.append(str(conv.scope.progress_id))
         return shown
 
     async def post(
@@ -353,11 +266,9 @@ class Engine:
             _log.info('restored %d conversation(s)', restored)
 
     async def stop(self) -> None:
+        """Disarm every conversation's state and cancel background work (conversations stay stored)."""
         for conv in self._live.values():
-            if conv.timer:
-                conv.timer.cancel()
-            if conv.task:
-                conv.task.cancel()
+            conv.scope.disarm()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -416,21 +327,30 @@ class Engine:
         return conv
 
     async def _allowed(self, compiled: CompiledFlow, event: Event) -> bool:
-        flow = compiled.flow
-        name = flow.trigger.command or flow.name
-        if event.is_dm and not flow.trigger.dm:
-            await self._reply(event.key, self._text('no_dm', event.locale, name=name), notice=True)
-            return False
-        group = flow.permission
-        adapter = self.adapters.get(event.key.adapter)
-        if group is None or (adapter is not None and adapter.grants_all_permissions):
+        text = self._refusal(compiled, event.key, event.user, event.is_dm, event.locale)
+        if text is None:
             return True
-        members = self.config.permissions.get(group)
-        if members and (event.user.id in members.users or event.user.roles & set(members.roles)):
-            return True
-        _log.info('denied %s to user %s (not in group %s)', flow.name, event.user.id, group)
-        await self._reply(event.key, self._text('denied', event.locale, name=name, group=group), notice=True)
+        await self._reply(event.key, text, notice=True)
         return False
+
+    def _refusal(
+        self, compiled: CompiledFlow, key: ConversationKey, user: User, is_dm: bool, locale: str | None
+    ) -> str | None:
+        adapter = self.adapters.get(key.adapter)
+        grants_all = adapter is not None and adapter.grants_all_permissions
+        found = refusal(compiled.flow, user, is_dm=is_dm, config=self.config, grants_all=grants_all)
+        return None if found is None else self._text(found[0], locale, **found[1])
+
+    def may_start(
+        self, command: str, key: ConversationKey, user: User, *, is_dm: bool, locale: str | None = None
+    ) -> str | None:
+        """Why ``user`` may not start ``command`` here (the text to show them), or ``None`` if they may.
+
+        Adapters ask before they download a command's attachments, so a refused command costs nothing;
+        the engine checks again when the command arrives. Unknown commands are not refused here.
+        """
+        compiled = self.library.command(command)
+        return None if compiled is None else self._refusal(compiled, key, user, is_dm, locale)
 
     async def _restore(self, row: StoredConversation, sources: Mapping[tuple[str, str], str]) -> bool:
         adapter, channel, user = row.key.split('\x1f')
@@ -446,17 +366,18 @@ class Engine:
             self._when_connected(key, lambda: self._spawn(self._removed(key, row), key))
             return False
         conv = Conversation(key, compiled, who, row.data)
-        conv.state, conv.stack, conv.extra, conv.deadline = row.state, row.stack, extra, row.deadline
+        conv.state, conv.stack, conv.extra, conv.scope.deadline = row.state, row.stack, extra, row.deadline
+        conv.scope.restore(extra)
         conv.stored = True
         if 'deferred' in extra:
-            extra['deferred'] = [_message(key, who, stored) for stored in extra['deferred']]
+            extra['deferred'] = [stored_event(key, who, stored) for stored in extra['deferred']]
         self._live[key] = conv
-        if 'topic' in extra:
-            self._waiting.setdefault(extra['topic'], set()).add(key)
-        if conv.deadline is not None:
-            deadline = conv.deadline
+        if conv.scope.topic is not None:
+            self._waiting.setdefault(conv.scope.topic, set()).add(key)
+        if conv.scope.deadline is not None:
+            deadline = conv.scope.deadline
             self._when_connected(key, lambda: self._arm_timer(conv, max(0.0, deadline - time.time())))
-        if isinstance(conv.spec, model.Call):
+        if conv.spec is not None and handler_for(conv.spec).reruns_on_restore:
             rerun = Internal(kind='rerun', epoch=conv.epoch)
             self._when_connected(key, lambda: self._spawn(self.dispatch(rerun, key), key))
         return True
@@ -492,18 +413,14 @@ class Engine:
         self.leave_state(conv)
         self._live.pop(conv.key, None)
         if conv.stored:
-            await self.store.delete(_store_key(conv.key))
+            await self.store.delete(store_key(conv.key))
         adapter = self.adapters.get(conv.key.adapter)
         if adapter is not None:
             try:
                 await adapter.close_conversation(conv.key)
             except Exception:
                 _log.exception('adapter %s failed to close conversation %s', conv.key.adapter, conv.key)
-        name = _workdir_name(conv.key)
-        workdirs = self._existing_workdirs()
-        if name in workdirs:
-            workdirs.discard(name)
-            shutil.rmtree(self.workroot / name, ignore_errors=True)
+        self.workdirs.remove(conv.key)
         deferred = conv.extra.get('deferred')
         if deferred:
             for event in deferred:
@@ -522,9 +439,7 @@ class Engine:
                 del self._live[conv.key]
         except Exception as exc:
             _log.exception('conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, event)
-            message = (
-                str(exc) if isinstance(exc, TemplateError | FileRefusedError) else i18n._('an internal error (logged)')
-            )
+            message = user_message(exc)
             await self._reply(conv.key, self._text('error', conv.locale, error=message))
             if self._live.get(conv.key) is conv:
                 await self.finish(conv)
@@ -553,7 +468,7 @@ class Engine:
                 text = self._text('unknown_command', conv.locale, name=event.name, hint=hint)
                 await self._reply(
                     conv.key,
-                    text + ('\n' + self._text('interrupts', conv.locale) if isinstance(spec, model.Ask) else ''),
+                    text + ('\n' + self._text('interrupts', conv.locale) if question(spec) else ''),
                 )
                 return
             await self._reply(conv.key, self._stopped_text(conv, 'stopped'))
@@ -561,9 +476,9 @@ class Engine:
             await self.finish(conv)
             self._spawn(self._dispatch_then(event, deferred), conv.key)
             return
-        if isinstance(spec, model.Ask):
+        if (ask := question(spec)) is not None:
             conv.event = event
-            await kinds.answer(self, conv, spec, event)
+            await kinds.answer(self, conv, ask, event)
             return
         if isinstance(event, ChoicePress):
             await self._reply(conv.key, self._text('stale_choice', conv.locale), notice=True)
@@ -587,11 +502,11 @@ class Engine:
                     return
             else:
                 options = {**_defaults(conv.compiled.flow.trigger), **event.options}
-            options = {k: kinds.jsonable(v) for k, v in options.items()}
+            options = {k: jsonable(v) for k, v in options.items()}
         elif isinstance(event, Message):
             conv.data['input'] = event.text
         conv.data['options'] = options
-        conv.data['attachments'] = [kinds.jsonable(a) for a in getattr(event, 'attachments', ())]
+        conv.data['attachments'] = [jsonable(a) for a in getattr(event, 'attachments', ())]
         await kinds.enter(self, conv)
 
     def _outside_dialog(self, interrupt: str, locale: str | None) -> str:
@@ -601,16 +516,16 @@ class Engine:
 
     def _stopped_text(self, conv: Conversation, message: str) -> str:
         """Leaving a ``wait`` does not stop what it waits for (a training job): say so, not "Cancelled"."""
-        if isinstance(conv.spec, model.Wait):
+        if conv.spec is not None and handler_for(conv.spec).work_outlives_state:
             message = 'stopped_waiting'
         return self._text(message, conv.locale, flow=conv.compiled.name)
 
     async def _interrupt(self, conv: Conversation, command: str, event: Event) -> None:
-        spec = conv.spec
+        spec = question(conv.spec)
         if command == 'cancel':
             await self._reply(conv.key, self._stopped_text(conv, 'cancelled'))
             await self.finish(conv)
-        elif not isinstance(spec, model.Ask):
+        elif spec is None:
             await self._reply(conv.key, self._text('busy', conv.locale, flow=conv.compiled.name))
         elif command == 'help':
             text = kinds.render_text(self, conv, spec.help or spec.prompt)
@@ -627,61 +542,40 @@ class Engine:
     # -- helpers the state kinds use -------------------------------------------------------
 
     def adapter(self, conv: Conversation) -> Adapter:
+        """The adapter the conversation is on; an error if it is not connected."""
         adapter = self.adapters.get(conv.key.adapter)
         if adapter is None:
             raise RuntimeError(f'no adapter named {conv.key.adapter!r}')
         return adapter
 
     def workdir(self, conv: Conversation) -> pathlib.Path:
-        name = _workdir_name(conv.key)
-        path = self.workroot / name
-        path.mkdir(parents=True, exist_ok=True)
-        self._existing_workdirs().add(name)
-        return path
-
-    def _existing_workdirs(self) -> set[str]:
-        if self._workdirs is None:
-            try:
-                self._workdirs = {p.name for p in self.workroot.iterdir() if p.is_dir()}
-            except FileNotFoundError:
-                self._workdirs = set()
-            except OSError as exc:
-                _log.warning('cannot list the conversation folders in %s: %r', self.workroot, exc)
-                self._workdirs = set()
-        return self._workdirs
+        """The conversation's work folder (see :class:`~engine.workdirs.WorkFolders`)."""
+        return self.workdirs.path(conv.key)
 
     async def save(self, conv: Conversation) -> None:
+        """Persist the conversation as it is now (it may be restored after a restart)."""
         conv.stored = True
         await self.store.save(conv.snapshot())
 
     def leave_state(self, conv: Conversation) -> None:
         """Disarm what the current state started (timer, task, topic, progress) before any transition."""
-        conv.epoch = next(_EPOCHS)
-        conv.deadline = None
-        if conv.timer is not None:
-            conv.timer.cancel()
-            conv.timer = None
-        if conv.task is not None and conv.task is not asyncio.current_task():
-            conv.task.cancel()
-        conv.task = None
-        topic = conv.extra.pop('topic', None)
-        if topic is not None:
-            waiting = self._waiting.get(topic)
+        scope, conv.scope = conv.scope, StateScope()
+        scope.disarm()
+        if scope.topic is not None:
+            waiting = self._waiting.get(scope.topic)
             if waiting is not None:
                 waiting.discard(conv.key)
                 if not waiting:
-                    del self._waiting[topic]
-        progress_id = conv.extra.pop('progress_id', None)
+                    del self._waiting[scope.topic]
         adapter = self.adapters.get(conv.key.adapter)
-        if progress_id is not None and adapter is not None:
-            adapter.progress_done(conv.key, progress_id)
-        conv.extra.pop('call', None)
+        if scope.progress_id is not None and adapter is not None:
+            adapter.progress_done(conv.key, scope.progress_id)
 
     def arm(self, conv: Conversation, seconds: float | None) -> None:
         """Start the state's timeout (called on every state entry)."""
         if seconds is None:
             return
-        conv.deadline = time.time() + seconds
+        conv.scope.deadline = time.time() + seconds
         self._arm_timer(conv, seconds)
 
     def _arm_timer(self, conv: Conversation, delay: float) -> None:
@@ -691,10 +585,11 @@ class Engine:
         def fire() -> None:
             self._spawn(self.dispatch(Internal(kind='timeout', epoch=epoch), key), key)
 
-        conv.timer = asyncio.get_running_loop().call_later(delay, fire)
+        conv.scope.timer = asyncio.get_running_loop().call_later(delay, fire)
 
     def wait_for(self, conv: Conversation, topic: str) -> None:
-        conv.extra['topic'] = topic
+        """Resume the conversation when ``topic`` is notified (until its state is left)."""
+        conv.scope.topic = topic
         self._waiting.setdefault(topic, set()).add(conv.key)
 
     def _spawn(self, coro: Awaitable[Any], key: ConversationKey) -> asyncio.Task[Any]:
@@ -724,34 +619,37 @@ class Engine:
                 return
             await self.dispatch(Internal(kind='done', epoch=epoch, payload=result), key)
 
-        conv.task = self._spawn(run(), key)
+        conv.scope.task = self._spawn(run(), key)
 
     async def show_progress(self, conv: Conversation, text: str) -> None:
         """Show the step's progress message once, then edit it in place at most once per interval; when the
         state is left the adapter is told (``progress_done``), so the step's result can replace it."""
         adapter = self.adapter(conv)
         now = time.monotonic()
-        message_id = conv.extra.get('progress_id')
+        scope = conv.scope
+        message_id = scope.progress_id
         try:
             if message_id is None:
-                if conv.extra.get('progress_sending'):  # the first message is on its way: this update is dropped
+                if scope.progress_sending:  # the first message is on its way: this update is dropped
                     return
-                conv.extra['progress_sending'] = True
+                scope.progress_sending = True
                 try:
-                    conv.extra['progress_id'] = await adapter.progress(conv.key, text)
+                    scope.progress_id = await adapter.progress(conv.key, text)
                 finally:
-                    conv.extra.pop('progress_sending', None)
-                conv.extra['progress_at'] = now
-            elif now - conv.extra.get('progress_at', 0.0) >= self.progress_interval:
-                conv.extra['progress_at'] = now
-                conv.extra['progress_id'] = await adapter.progress(conv.key, text, message_id)  # it may start anew
+                    scope.progress_sending = False
+                scope.progress_at = now
+            elif now - scope.progress_at >= self.progress_interval:
+                scope.progress_at = now
+                scope.progress_id = await adapter.progress(conv.key, text, message_id)  # it may start anew
         except Exception:
             _log.exception('progress update for %s failed', conv.key)
 
     def text(self, message: str, conv: Conversation, **values: Any) -> str:
+        """An engine message (:data:`MESSAGES`) in the conversation's language, with the adapter's values."""
         return self._text(message, conv.locale, **values)
 
     async def reply(self, conv: Conversation, text: str) -> None:
+        """Send ``text`` to the conversation; an adapter failure is logged, not raised."""
         await self._reply(conv.key, text)
 
     def flows_summary(self) -> list[dict[str, Any]]:
@@ -785,18 +683,6 @@ class Engine:
         return out
 
 
-def _store_key(key: ConversationKey) -> str:
-    return f'{key.adapter}\x1f{key.channel}\x1f{key.user}'
-
-
-_UNSAFE = re.compile(r'[\W_]')
-"""Characters that are not ``str.isalnum()`` (checked over every code point)."""
-
-
-def _workdir_name(key: ConversationKey) -> str:
-    return _UNSAFE.sub('_', f'{key.adapter}_{key.channel}_{key.user}')
-
-
 def _defaults(trigger: model.Trigger) -> dict[str, Any]:
     """Every option present (``None`` when not given), so templates can test them."""
     return {o.name: o.default for o in trigger.options}
@@ -806,29 +692,6 @@ def _as_command(event: Message, name: str) -> Command:
     """A typed word taken as the command ``name`` (``help`` outside a dialog runs the help flow)."""
     return Command(
         key=event.key, user=event.user, locale=event.locale, message_id=event.message_id, is_dm=event.is_dm, name=name
-    )
-
-
-def _stored_message(event: Event) -> dict[str, Any]:
-    """A deferred message as the store keeps it (only messages are deferred; commands stop a flow)."""
-    return {
-        'text': getattr(event, 'text', ''),
-        'attachments': [kinds.jsonable(a) for a in getattr(event, 'attachments', ())],
-        'locale': event.locale,
-        'message_id': event.message_id,
-        'is_dm': event.is_dm,
-    }
-
-
-def _message(key: ConversationKey, user: User, stored: Mapping[str, Any]) -> Message:
-    return Message(
-        key=key,
-        user=user,
-        text=str(stored.get('text', '')),
-        attachments=tuple(kinds.attachment(a) for a in stored.get('attachments', [])),
-        locale=stored.get('locale'),
-        message_id=stored.get('message_id'),
-        is_dm=bool(stored.get('is_dm')),
     )
 
 

@@ -14,6 +14,7 @@ import shutil
 
 import attrs
 
+from engine.errors import FlowbotError
 from engine.shipped import shipped_flows
 
 __all__ = ['BOT_TOML', 'GITIGNORE', 'InitError', 'InitResult', 'init_folder', 'next_steps']
@@ -70,7 +71,7 @@ __pycache__/
 """
 
 
-class InitError(Exception):
+class InitError(FlowbotError):
     """The folder cannot be made; the message names the paths and what to do."""
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import attrs
 
+from engine.errors import FlowbotError
+
 __all__ = [
     'MemoryStore',
     'SQLiteStore',
@@ -43,7 +45,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class StoreError(Exception):
+class StoreError(FlowbotError):
     """The store cannot be used: unreachable, a schema from a newer flowbot, a shard owned elsewhere."""
 
 

@@ -30,6 +30,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
 from engine import i18n
+from engine.errors import UserError
 
 __all__ = [
     'MAX_RENDERED_CHARS',
@@ -238,7 +239,7 @@ _env.filters['plural'] = plural
 _env.filters['number'] = number
 
 
-class TemplateError(Exception):
+class TemplateError(UserError):
     """A template failed to parse or render; the message names the template."""
 
 

@@ -32,6 +32,7 @@ import cattrs
 
 from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, Option, User
 from engine.config import Config
+from engine.errors import FlowbotError
 from engine.flows import model
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import Diagnostic, LineIndex, did_you_mean, load_paths
@@ -39,6 +40,7 @@ from engine.plugins import SetupContext, load_plugins
 from engine.runtime import Conversation, Engine, Internal
 from engine.shipped import flow_folders
 from engine.states.actions import ActionContext, ActionError, ActionFn, ActionRegistry
+from engine.states.handlers import question
 from engine.states.kinds import jsonable
 from engine.store import MemoryStore
 from engine.templates import render_value
@@ -71,7 +73,7 @@ ENDED = 'end'
 """The ``state`` value meaning "no conversation is running any more"."""
 
 
-class ScriptError(Exception):
+class ScriptError(FlowbotError):
     """A script file cannot be read or does not follow the format; the message says where."""
 
 
@@ -468,7 +470,7 @@ class CaseResult:
     """The conversation as ``user>``/``bot>`` lines (``flowbot test --show`` prints it)."""
 
 
-class _Failure(Exception):
+class _Failure(FlowbotError):
     pass
 
 
@@ -624,7 +626,7 @@ class _Run:
             conv = self.engine.conversation(self.key)
             if conv is None:
                 raise _Failure('no conversation is running, so nothing can time out')
-            if conv.timer is None:
+            if conv.scope.timer is None:
                 raise _Failure(f'state "{conv.state}" of flow {conv.compiled.name} has no timeout')
             await self.engine.dispatch(Internal(kind='timeout', epoch=conv.epoch), self.key)
         else:
@@ -639,8 +641,8 @@ class _Run:
         """Accept a button's label as well as its value, like a user reading the buttons."""
         offered = [o for o in reversed(self.adapter.sent) if o.kind == 'ask'][:1]
         conv = self.engine.conversation(self.key)
-        spec = conv.spec if conv else None
-        if offered and isinstance(spec, model.Ask) and event.value in offered[0].choices:
+        spec = question(conv.spec) if conv else None
+        if offered and spec is not None and event.value in offered[0].choices:
             for i, label in enumerate(offered[0].choices):
                 if label == event.value and i < len(spec.choices):
                     return attrs.evolve(event, value=spec.choices[i].value)

@@ -18,6 +18,7 @@ from transitions import EventData
 from transitions.extensions.asyncio import AsyncEvent, AsyncEventData, AsyncMachine
 
 from engine.flows import model
+from engine.states.handlers import handler_for
 from engine.templates import compile_condition
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ['END', 'CompiledFlow', 'FlowMachine', 'Model', 'compile_flow', 'version_id']
 
-END = '__end__'
+END = model.END
 """The final state every flow has; reaching it ends the conversation (or returns from a sub-flow)."""
 
 
@@ -75,6 +76,8 @@ def version_id(flow: model.Flow) -> str:
 
 @attrs.frozen
 class CompiledFlow:
+    """One flow version and its machine, with what the runtime looks up per state (timeouts, asks)."""
+
     flow: model.Flow
     version: str
     machine: FlowMachine
@@ -84,6 +87,7 @@ class CompiledFlow:
 
     @property
     def name(self) -> str:
+        """The flow's name."""
         return self.flow.name
 
     async def fire(self, conv: Model, event: str) -> bool:
@@ -109,22 +113,10 @@ def compile_flow(flow: model.Flow) -> CompiledFlow:
     def add(trigger: str, source: str, dest: str | None, **extra: Any) -> None:
         transitions.append({'trigger': trigger, 'source': source, 'dest': dest or END, **extra})
 
-    asks = tuple(name for name, spec in flow.states.items() if isinstance(spec, model.Ask))
+    asks = tuple(name for name, spec in flow.states.items() if handler_for(spec).takes_answers)
     for name, spec in flow.states.items():
-        if isinstance(spec, model.Decide):
-            for branch in spec.when:
-                add('decide', name, branch.goto, conditions=[_condition(branch.when)])
-            if spec.otherwise:
-                add('decide', name, spec.otherwise)
-        elif not isinstance(spec, model.End):
-            add('next', name, flow.following(name))
-        if isinstance(spec, model.Ask):
-            add('fail', name, spec.on_fail)
-        if isinstance(spec, model.Call):
-            add('error', name, spec.on_error)
-        if isinstance(spec, model.End):
-            add('next', name, END)
-        add('timeout', name, spec.on_timeout)
+        for trigger, dest, condition in handler_for(spec).transitions(flow, name, spec):
+            add(trigger, name, dest, **({'conditions': [_condition(condition)]} if condition else {}))
         add('cancel', name, END)
     for ask in asks:
         add(f'back_{ask}', [a for a in asks if a != ask], ask)  # type: ignore[arg-type]

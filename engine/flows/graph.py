@@ -15,8 +15,10 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from engine.errors import FlowbotError
 from engine.flows import model
 from engine.flows.validate import edges
+from engine.states.handlers import handler_for, question, short
 
 __all__ = [
     'GRAPHVIZ_FORMATS',
@@ -54,7 +56,7 @@ _KIND_STYLE = {
 }
 
 
-class GraphvizMissingError(RuntimeError):
+class GraphvizMissingError(FlowbotError, RuntimeError):
     """Graphviz ``dot`` is not installed, so only Mermaid (and DOT text) can be produced."""
 
 
@@ -67,11 +69,6 @@ class DiagramEdge:
     label: str
     style: str = 'normal'
     """``normal``, ``timeout``, ``error`` or ``interrupt`` (drawn lighter)."""
-
-
-def _short(text: model.Text | None, limit: int = 48) -> str:
-    value = ' '.join(model.localize(text, 'en').split())
-    return value if len(value) <= limit else value[: limit - 1] + '…'
 
 
 def _timeout_text(spec: model.State) -> str:
@@ -99,7 +96,7 @@ def _earlier_asks(flow: model.Flow, ask: str) -> list[str]:
         if name in seen:
             continue
         seen.add(name)
-        if isinstance(flow.states[name], model.Ask):
+        if handler_for(flow.states[name]).takes_answers:
             found.append(name)
         else:
             stack.extend(sorted(incoming[name]))
@@ -116,14 +113,14 @@ def diagram_edges(flow: model.Flow) -> list[DiagramEdge]:
             label = kind
             if kind == 'timeout':
                 label = f'timeout {_timeout_text(spec)}'
-            elif kind == 'fail' and isinstance(spec, model.Ask):
-                label = f'fail after {spec.attempts} tries'
+            elif kind == 'fail' and (ask := question(spec)) is not None:
+                label = f'fail after {ask.attempts} tries'
             out.append(DiagramEdge(name, target, label, style))
-        if isinstance(spec, model.End) or (not isinstance(spec, model.Decide) and flow.following(name) is None):
+        if handler_for(spec).ends(flow, name):
             out.append(DiagramEdge(name, None, '', 'normal'))
         if spec.timeout is not None and spec.on_timeout is None:
             out.append(DiagramEdge(name, None, f'timeout {_timeout_text(spec)}', 'timeout'))
-        if isinstance(spec, model.Ask):
+        if handler_for(spec).takes_answers:
             out.extend(DiagramEdge(name, earlier, 'back', 'interrupt') for earlier in _earlier_asks(flow, name))
             out.append(DiagramEdge(name, None, 'cancel', 'interrupt'))
     return out
@@ -131,21 +128,7 @@ def diagram_edges(flow: model.Flow) -> list[DiagramEdge]:
 
 def _describe(name: str, spec: model.State) -> list[str]:
     """Short description lines of a state: its kind and what it does."""
-    lines = [spec.kind]
-    if isinstance(spec, model.Say | model.End) and spec.text:
-        lines.append(_short(spec.text))
-    if isinstance(spec, model.Say | model.End) and spec.files:
-        lines.append(f'{"voice" if getattr(spec, "voice", False) else "files"}: {", ".join(spec.files)}')
-    elif isinstance(spec, model.Ask):
-        lines.append(f'asks {_short(spec.prompt)}')
-        lines.append(f'expects {spec.expect}' + (f' → {spec.save_as}' if spec.save_as else ''))
-    elif isinstance(spec, model.Call):
-        lines.append(f'action {spec.action}' + (f' → {spec.save_as}' if spec.save_as else ''))
-    elif isinstance(spec, model.Wait):
-        lines.append(f'until {spec.until}')
-    elif isinstance(spec, model.SubFlow):
-        lines.append(f'sub-flow {spec.flow}' + (f' → {spec.save_as}' if spec.save_as else ''))
-    return lines
+    return [spec.kind, *handler_for(spec).describe(spec)]
 
 
 def _trigger_text(flow: model.Flow) -> str:
@@ -290,7 +273,7 @@ def docs_section(flows: Iterable[model.Flow]) -> str:
         '',
     ]
     for flow in sorted(flows, key=lambda f: f.name):
-        description = _short(flow.flow.description, 200)
+        description = short(flow.flow.description, 200)
         parts += [f'### {flow.name}', '']
         if description:
             parts += [f'{description} (`{_trigger_text(flow)}`, file `flows/{pathlib.Path(flow.path).name}`)', '']

@@ -21,6 +21,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from engine import i18n
 from engine.config import format_exception
+from engine.errors import FlowbotError
 from engine.files import FileRefusedError, check_name
 from engine.flows import model
 
@@ -52,7 +53,7 @@ class Diagnostic:
         return f'{where}: {self.message} [{self.code}]'
 
 
-class FlowError(Exception):
+class FlowError(FlowbotError):
     """A flow cannot be used; carries every diagnostic found."""
 
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:

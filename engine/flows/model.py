@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 __all__ = [
+    'END',
     'INTERRUPTS',
     'OPTION_TYPES',
     'STATE_KINDS',
@@ -40,6 +41,9 @@ Text = str | dict[str, str]
 
 OptionType = Literal['string', 'integer', 'number', 'boolean', 'attachment', 'user', 'channel']
 OPTION_TYPES: tuple[str, ...] = ('string', 'integer', 'number', 'boolean', 'attachment', 'user', 'channel')
+END = '__end__'
+"""The final state every flow has; reaching it ends the conversation (or returns from a sub-flow)."""
+
 INTERRUPTS: tuple[str, ...] = ('cancel', 'back', 'help')
 """Words every ``ask`` understands (typed as ``cancel`` or ``!cancel``, or pressed)."""
 

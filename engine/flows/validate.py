@@ -13,8 +13,8 @@ from typing import Any
 from engine.files import FileGate, FileRefusedError, check_name
 from engine.flows import model
 from engine.flows.loader import Diagnostic, LineIndex, did_you_mean
-from engine.patterns import PatternError, compile_pattern
 from engine.states.actions import ActionRegistry
+from engine.states.handlers import Lint, check_regex, handler_for
 from engine.templates import TemplateError, find_variables
 
 __all__ = ['BUILTIN_VARIABLES', 'edges', 'validate', 'validate_flow']
@@ -31,26 +31,11 @@ _VARIABLE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 def edges(flow: model.Flow, name: str) -> list[tuple[str, str]]:
     """Every (label, target) a state can move to; ``end`` targets are not states."""
     spec = flow.states[name]
-    out: list[tuple[str, str]] = []
-    following = flow.following(name)
-    if isinstance(spec, model.Decide):
-        out += [(branch.when, branch.goto) for branch in spec.when]
-        if spec.otherwise:
-            out.append(('else', spec.otherwise))
-    elif not isinstance(spec, model.End) and following:
-        out.append(('answer' if isinstance(spec, model.Ask) else 'next', following))
-    if isinstance(spec, model.Ask) and spec.on_fail:
-        out.append(('fail', spec.on_fail))
-    if isinstance(spec, model.Call) and spec.on_error:
-        out.append(('error', spec.on_error))
-    if spec.on_timeout:
-        out.append(('timeout', spec.on_timeout))
-    return out
+    return handler_for(spec).edges(flow, name, spec)
 
 
 def _ends(flow: model.Flow, name: str) -> bool:
-    spec = flow.states[name]
-    return isinstance(spec, model.End) or (not isinstance(spec, model.Decide) and flow.following(name) is None)
+    return handler_for(flow.states[name]).ends(flow, name)
 
 
 def validate_flow(
@@ -85,7 +70,7 @@ def validate_flow(
         path = ['states', name]
         for label, target in edges(flow, name):
             if target not in flow.states:
-                key = _edge_key(spec, label)
+                key = handler_for(spec).edge_key(label)
                 hint = did_you_mean(target, flow.states)
                 report([*path, key], f'state "{name}" goes to unknown state "{target}"{hint}', 'unknown-state')
         _check_state(flow, name, spec, report, actions, flow_names)
@@ -150,13 +135,6 @@ def _check_translations(flow: model.Flow, languages: Sequence[str], report: Any)
             )
 
 
-def _edge_key(spec: model.State, label: str) -> str:
-    keys = {'timeout': 'on_timeout', 'fail': 'on_fail', 'error': 'on_error', 'else': 'else'}
-    if label in keys:
-        return keys[label]
-    return 'when' if isinstance(spec, model.Decide) else 'next'
-
-
 def _check_trigger(flow: model.Flow, report: Any) -> None:
     trigger = flow.trigger
     for name in [trigger.command, *trigger.aliases]:
@@ -186,7 +164,7 @@ def _check_trigger(flow: model.Flow, report: Any) -> None:
             report(['trigger', 'options', i], f'required option "{option.name}" follows an optional one', 'bad-value')
         required_after_optional |= not option.is_required
     if trigger.filter and trigger.filter.pattern:
-        _check_regex(trigger.filter.pattern, ['trigger', 'filter', 'pattern'], report)
+        check_regex(trigger.filter.pattern, ['trigger', 'filter', 'pattern'], report)
     if trigger.filter and not trigger.message:
         report(['trigger', 'filter'], 'a filter needs message = true', 'bad-value')
 
@@ -220,14 +198,6 @@ def _check_file(file: str, roots: Sequence[pathlib.Path], path: list[str | int],
         )
 
 
-def _check_regex(pattern: str, path: list[str | int], report: Any) -> None:
-    try:
-        compile_pattern(pattern)
-    except PatternError as exc:
-        shown = pattern if len(pattern) <= 80 else pattern[:77] + '...'
-        report(path, f'invalid regular expression {shown!r}: {exc}', 'bad-value')
-
-
 def _check_state(
     flow: model.Flow,
     name: str,
@@ -243,40 +213,10 @@ def _check_state(
         report([*path, 'timeout'], str(exc), 'bad-value')
     if spec.on_timeout and spec.timeout is None:
         report([*path, 'on_timeout'], f'state "{name}" has on_timeout but no timeout', 'bad-value')
-    if isinstance(spec, model.End) and spec.next is not None:
-        report([*path, 'next'], f'end state "{name}" cannot have next: it ends the flow', 'bad-value')
     save_as = getattr(spec, 'save_as', None)
     if save_as is not None and (not _VARIABLE.match(save_as) or save_as in BUILTIN_VARIABLES):
         report([*path, 'save_as'], f'save_as "{save_as}" must be a plain name, not a built-in variable', 'bad-value')
-    if isinstance(spec, model.Ask):
-        if spec.expect == 'choice' and not spec.choices:
-            report([*path, 'choices'], f'state "{name}" expects a choice but lists no choices', 'bad-value')
-        if spec.attempts < 1:
-            report([*path, 'attempts'], 'attempts must be at least 1', 'bad-value')
-        if spec.pattern:
-            _check_regex(spec.pattern, [*path, 'pattern'], report)
-    elif isinstance(spec, model.Call) and actions is not None:
-        action = actions.get(spec.action)
-        if action is None:
-            hint = did_you_mean(spec.action, actions)
-            report([*path, 'action'], f'unknown action "{spec.action}"{hint}', 'unknown-action')
-        else:
-            if action.params is not None:
-                for arg in sorted(spec.args.keys() - action.params):
-                    hint = did_you_mean(arg, action.params)
-                    report([*path, 'args'], f'action "{spec.action}" has no argument "{arg}"{hint}', 'unknown-argument')
-            for arg in sorted(action.required - spec.args.keys()):
-                report([*path, 'args'], f'action "{spec.action}" needs argument "{arg}"', 'missing-argument')
-    elif isinstance(spec, model.Decide):
-        if not spec.when:
-            report([*path, 'when'], f'choice state "{name}" has no conditions', 'bad-value')
-        if spec.next is not None:
-            report([*path, 'next'], 'a choice state goes by its conditions; use else instead of next', 'bad-value')
-    elif isinstance(spec, model.SubFlow):
-        if flow_names is not None and spec.flow not in flow_names:
-            report([*path, 'flow'], f'unknown flow "{spec.flow}"{did_you_mean(spec.flow, flow_names)}', 'unknown-flow')
-        if spec.flow == flow.name:
-            report([*path, 'flow'], f'flow "{flow.name}" cannot run itself as a sub-flow', 'bad-value')
+    handler_for(spec).check(name, spec, Lint(flow, report, actions, flow_names))
 
 
 def _saved_names(flow: model.Flow) -> Iterator[str]:
@@ -292,31 +232,13 @@ def _templates(spec: model.State) -> Iterator[tuple[str, str, bool]]:
         yield from ((key, t, False) for t in _texts(getattr(spec, key, None)))
     for key in ('files',):
         yield from ((key, f, False) for f in getattr(spec, key, []))
-    if isinstance(spec, model.Call | model.SubFlow):
-        yield from (('args', t, False) for t in _strings(spec.args))
-    if isinstance(spec, model.Wait):
-        yield ('until', spec.until, False)
-    if isinstance(spec, model.Decide):
-        yield from (('when', branch.when, True) for branch in spec.when)
-    if isinstance(spec, model.Ask) and spec.choices_from:
-        yield ('choices_from', spec.choices_from, True)
+    yield from handler_for(spec).templates(spec)
 
 
 def _texts(text: model.Text | None) -> Iterable[str]:
     if text is None:
         return []
     return [text] if isinstance(text, str) else list(text.values())
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
 
 
 def _check_graph(flow: model.Flow, report: Any) -> None:

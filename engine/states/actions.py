@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import attrs
 
 from engine.api import Adapter, Attachment, ConversationKey, User
+from engine.errors import UserError
 
 __all__ = [
     'Action',
@@ -29,7 +30,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class ActionError(Exception):
+class ActionError(UserError):
     """An expected failure whose message is fit to show the user (bad input, service down)."""
 
 

@@ -9,25 +9,35 @@ to rest (``ask``, ``call``, ``wait``) and then persists it.
 from __future__ import annotations
 
 import logging
-import pathlib
 import uuid
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import Any
 
 from engine import i18n, patterns
 from engine.api import Attachment, ChoicePress, Event, Message, Option
 from engine.commands import parse_bool
+from engine.conversation import Conversation, Internal, attachment, jsonable
+from engine.errors import FlowbotError, UserError
 from engine.flows import model
-from engine.flows.compile import END
+from engine.states import handlers
 from engine.states.actions import ActionContext, ActionError
+from engine.states.port import Runtime
 from engine.templates import compile_condition, is_template, render, render_value
 
-if TYPE_CHECKING:
-    from engine.runtime import Conversation, Engine, Internal
-
-__all__ = ['answer', 'attachment', 'enter', 'jsonable', 'move', 'on_internal', 'prompt', 'render_text']
+__all__ = [
+    'answer',
+    'attachment',
+    'enter',
+    'enter_subflow',
+    'jsonable',
+    'move',
+    'on_call_result',
+    'on_internal',
+    'prompt',
+    'render_text',
+    'say',
+    'start_call',
+    'template_context',
+]
 
 _log = logging.getLogger(__name__)
 
@@ -35,46 +45,25 @@ MAX_AUTOMATIC_STEPS = 200
 """Automatic states in a row before the engine calls it a loop (say → choice → say …)."""
 
 
-class FlowRuntimeError(Exception):
+class FlowRuntimeError(FlowbotError):
     """A flow did something only detectable at run time (no condition matched, a loop)."""
 
 
-def jsonable(value: Any) -> Any:
-    """Make a value storable: attachments become tables, paths strings."""
-    if isinstance(value, Attachment):
-        return {
-            'name': value.name,
-            'content_type': value.content_type,
-            'size': value.size,
-            'path': str(value.path) if value.path else None,
-            'url': value.url,
-            'duration': value.duration,
-            'audio': value.is_audio,
-        }
-    if isinstance(value, pathlib.PurePath):
-        return str(value)
-    if attrs.has(type(value)):
-        return jsonable(attrs.asdict(value, recurse=False))
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
-def render_text(engine: Engine, conv: Conversation, text: model.Text | None) -> str:
+def render_text(engine: Runtime, conv: Conversation, text: model.Text | None) -> str:
+    """A flow text in the conversation's language, rendered as a template if it is one."""
     source = model.localize(text, conv.locale, engine.config.bot.language)
-    return render(source, _context(engine, conv)) if is_template(source) else source
+    return render(source, template_context(engine, conv)) if is_template(source) else source
 
 
-def _context(engine: Engine, conv: Conversation) -> dict[str, Any]:
+def template_context(engine: Runtime, conv: Conversation) -> dict[str, Any]:
+    """What a state's templates can read: the conversation's data plus ``bot`` and ``flows``."""
     context = dict(conv.context())
     context['bot'] = {'name': engine.config.bot.name, 'prefix': engine.prefix}
     context['flows'] = engine.flows_summary()
     return context
 
 
-async def move(engine: Engine, conv: Conversation, trigger: str) -> None:
+async def move(engine: Runtime, conv: Conversation, trigger: str) -> None:
     """Leave the current state by ``trigger`` and enter whatever comes next."""
     engine.leave_state(conv)
     if not await conv.compiled.fire(conv, trigger):
@@ -82,10 +71,10 @@ async def move(engine: Engine, conv: Conversation, trigger: str) -> None:
     await enter(engine, conv)
 
 
-async def enter(engine: Engine, conv: Conversation) -> None:
+async def enter(engine: Runtime, conv: Conversation) -> None:
     """Do the work of the state just entered, following automatic states until rest."""
     for _ in range(MAX_AUTOMATIC_STEPS):
-        if conv.state == END:
+        if conv.state == model.END:
             if not await _return_from_subflow(engine, conv):
                 await engine.finish(conv)
                 return
@@ -93,35 +82,11 @@ async def enter(engine: Engine, conv: Conversation) -> None:
         spec = conv.spec
         assert spec is not None
         engine.arm(conv, conv.compiled.timeouts[conv.state])
-        if isinstance(spec, model.Say | model.End):
-            await _say(engine, conv, spec.text, spec.files, getattr(spec, 'voice', False))
-            trigger = 'next'
-        elif isinstance(spec, model.Decide):
-            trigger = 'decide'
-        elif isinstance(spec, model.SubFlow):
-            _enter_subflow(engine, conv, spec)
+        trigger = await handlers.handler_for(spec).enter(engine, conv, spec)
+        if isinstance(trigger, handlers.Rest):
+            return
+        if trigger == handlers.STAY:
             continue
-        elif isinstance(spec, model.Ask):
-            conv.extra.pop('attempts', None)
-            # Durable first: after a crash here the user can type ``help`` to see the question again,
-            # instead of being taken back to an answer they already gave.
-            await engine.save(conv)
-            await prompt(engine, conv, spec)
-            return
-        elif isinstance(spec, model.Call):
-            if spec.progress:  # first, so the action's own reports edit this message instead of racing it
-                await engine.show_progress(conv, render_text(engine, conv, spec.progress))
-            start_call(engine, conv, spec)
-            await engine.save(conv)
-            return
-        elif isinstance(spec, model.Wait):
-            engine.wait_for(conv, render(spec.until, _context(engine, conv)))
-            if spec.progress:
-                await engine.show_progress(conv, render_text(engine, conv, spec.progress))
-            await engine.save(conv)
-            return
-        else:  # pragma: no cover - the loader knows no other kinds
-            raise FlowRuntimeError(f'unknown state kind {spec.kind}')
         state = conv.state
         engine.leave_state(conv)
         if not await conv.compiled.fire(conv, trigger):
@@ -129,10 +94,11 @@ async def enter(engine: Engine, conv: Conversation) -> None:
     raise FlowRuntimeError(f'flow {conv.compiled.name}: more than {MAX_AUTOMATIC_STEPS} automatic states in a row')
 
 
-async def _say(engine: Engine, conv: Conversation, text: model.Text | None, files: list[str], voice: bool) -> None:
+async def say(engine: Runtime, conv: Conversation, text: model.Text | None, files: list[str], voice: bool) -> None:
+    """Send a ``say``/``end`` state's text, or its files with the text as the first one's caption."""
     body = render_text(engine, conv, text)
     adapter = engine.adapter(conv)
-    context = _context(engine, conv) if files else {}
+    context = template_context(engine, conv) if files else {}
     paths = [engine.files.check(render(f, context)) for f in files]  # all checked before any is sent
     for i, path in enumerate(paths):
         await adapter.send_file(conv.key, path, text=body if i == 0 and body else None, voice_message=voice)
@@ -140,7 +106,7 @@ async def _say(engine: Engine, conv: Conversation, text: model.Text | None, file
         await adapter.send_text(conv.key, body)
 
 
-async def prompt(engine: Engine, conv: Conversation, spec: model.Ask, text: str | None = None) -> None:
+async def prompt(engine: Runtime, conv: Conversation, spec: model.Ask, text: str | None = None) -> None:
     """Ask ``spec``'s question (or ``text`` instead, such as its help) with its choices as buttons."""
     text = render_text(engine, conv, spec.prompt) if text is None else text
     choices = [Option(c.value, render_text(engine, conv, c.label) or c.value) for c in spec.choices]
@@ -155,9 +121,9 @@ async def prompt(engine: Engine, conv: Conversation, spec: model.Ask, text: str 
         await adapter.send_text(conv.key, text)
 
 
-def _dynamic_choices(engine: Engine, conv: Conversation, expression: str) -> list[Option]:
+def _dynamic_choices(engine: Runtime, conv: Conversation, expression: str) -> list[Option]:
     """The choices ``choices_from`` gives now; anything that is not a list of tables or strings is an error."""
-    found = compile_condition(expression)(_context(engine, conv))
+    found = compile_condition(expression)(template_context(engine, conv))
     if found is None:
         return []
     if not isinstance(found, list):
@@ -255,7 +221,7 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
     return True, raw, ''
 
 
-async def answer(engine: Engine, conv: Conversation, spec: model.Ask, event: Event) -> None:
+async def answer(engine: Runtime, conv: Conversation, spec: model.Ask, event: Event) -> None:
     """Validate an answer: save it and go on, or re-prompt, or give up after ``attempts``."""
     ok, value, reason = _parse(spec, event)
     if not ok:
@@ -288,11 +254,14 @@ async def answer(engine: Engine, conv: Conversation, spec: model.Ask, event: Eve
     await move(engine, conv, 'next')
 
 
-def start_call(engine: Engine, conv: Conversation, spec: model.Call) -> None:
-    action = engine.actions.get(spec.action)
-    context = _context(engine, conv)
+def start_call(engine: Runtime, conv: Conversation, spec: model.Call) -> None:
+    """Start a ``call`` state's action as a task (its result comes back as an ``Internal`` event)."""
+    action = engine.action(spec.action)
+    context = template_context(engine, conv)
     event = conv.event
-    call_id = conv.extra.setdefault('call', uuid.uuid4().hex[:12])  # persisted with the state, kept on a re-run
+    if conv.scope.call is None:  # persisted with the state, kept on a re-run
+        conv.scope.call = uuid.uuid4().hex[:12]
+    call_id = conv.scope.call
 
     async def work() -> Any:
         if action is None:
@@ -324,24 +293,12 @@ def _attachments(conv: Conversation, event: Event | None) -> list[Attachment]:
     return files
 
 
-def attachment(stored: Mapping[str, Any]) -> Attachment:
-    """An attachment back from its stored form (:func:`jsonable`)."""
-    path = stored.get('path')
-    return Attachment(
-        name=stored.get('name', ''),
-        content_type=stored.get('content_type', 'application/octet-stream'),
-        size=stored.get('size', 0),
-        path=pathlib.Path(path) if path else None,
-        url=stored.get('url'),
-        duration=stored.get('duration'),
-    )
-
-
-def _enter_subflow(engine: Engine, conv: Conversation, spec: model.SubFlow) -> None:
-    child = engine.library.get(spec.flow)
+def enter_subflow(engine: Runtime, conv: Conversation, spec: model.SubFlow) -> None:
+    """Push the current flow and start ``spec``'s flow with its ``with`` values as ``options``."""
+    child = engine.flow(spec.flow)
     if child is None:
         raise FlowRuntimeError(f'sub-flow "{spec.flow}" is not loaded')
-    args = jsonable(render_value(spec.args, _context(engine, conv)))
+    args = jsonable(render_value(spec.args, template_context(engine, conv)))
     conv.stack.append(
         {'flow': conv.compiled.name, 'version': conv.compiled.version, 'state': conv.state, 'data': conv.data}
     )
@@ -351,7 +308,7 @@ def _enter_subflow(engine: Engine, conv: Conversation, spec: model.SubFlow) -> N
     conv.data = {'options': args, 'attachments': conv.data.get('attachments', [])}
 
 
-async def _return_from_subflow(engine: Engine, conv: Conversation) -> bool:
+async def _return_from_subflow(engine: Runtime, conv: Conversation) -> bool:
     if not conv.stack:
         return False
     frame = conv.stack.pop()
@@ -360,16 +317,16 @@ async def _return_from_subflow(engine: Engine, conv: Conversation) -> bool:
         raise FlowRuntimeError(f'the flow "{frame["flow"]}" that started a sub-flow is gone')
     result = {k: v for k, v in conv.data.items() if k not in ('options', 'attachments')}
     conv.compiled, conv.state, conv.data = parent, frame['state'], frame['data']
-    spec = conv.spec
-    if isinstance(spec, model.SubFlow) and spec.save_as:
-        conv.data[spec.save_as] = result
+    save_as = getattr(conv.spec, 'save_as', None)  # the sub-flow state the conversation returned to
+    if save_as:
+        conv.data[save_as] = result
     engine.leave_state(conv)
     if not await conv.compiled.fire(conv, 'next'):
         raise FlowRuntimeError(f'flow {parent.name}: no way on from sub-flow state "{conv.state}"')
     return True
 
 
-async def on_internal(engine: Engine, conv: Conversation, event: Internal) -> None:
+async def on_internal(engine: Runtime, conv: Conversation, event: Internal) -> None:
     """An action result, a timeout or a notification for the state the conversation is in."""
     spec = conv.spec
     if event.kind == 'timeout':
@@ -377,15 +334,21 @@ async def on_internal(engine: Engine, conv: Conversation, event: Internal) -> No
         if spec is None or spec.on_timeout is None:
             await engine.reply(conv, engine.text('timeout', conv))
         await move(engine, conv, 'timeout')
-    elif event.kind == 'done' and isinstance(spec, model.Call):
+    elif spec is not None:
+        await handlers.handler_for(spec).on_result(engine, conv, spec, event)
+
+
+async def on_call_result(engine: Runtime, conv: Conversation, spec: model.Call, event: Internal) -> None:
+    """A ``call`` state's action finished (``done``/``error``), or is to run again after a restart (``rerun``)."""
+    if event.kind == 'done':
         result = jsonable(event.payload)
         conv.data['result'] = result
         if spec.save_as:
             conv.data[spec.save_as] = result
         await move(engine, conv, 'next')
-    elif event.kind == 'error' and isinstance(spec, model.Call):
+    elif event.kind == 'error':
         error = event.payload
-        if isinstance(error, ActionError):
+        if isinstance(error, UserError):
             message = str(error)
         else:
             _log.error(
@@ -401,10 +364,5 @@ async def on_internal(engine: Engine, conv: Conversation, event: Internal) -> No
         if spec.on_error is None:
             await engine.reply(conv, engine.text('error', conv, error=message))
         await move(engine, conv, 'error')
-    elif event.kind == 'notify' and isinstance(spec, model.Wait):
-        conv.data['payload'] = event.payload
-        if spec.save_as:
-            conv.data[spec.save_as] = event.payload
-        await move(engine, conv, 'next')
-    elif event.kind == 'rerun' and isinstance(spec, model.Call):
+    elif event.kind == 'rerun':
         start_call(engine, conv, spec)

@@ -1,4 +1,4 @@
-"""Built-in actions every flowbot has: feedback, corrections, help text, voice channel control."""
+"""The builtin plugin: actions every flowbot has (feedback, corrections, help text, voice channel control)."""
 
 from __future__ import annotations
 

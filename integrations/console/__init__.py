@@ -1,4 +1,4 @@
-"""The console adapter: ``flowbot chat``, a REPL that runs the real flows locally."""
+"""The console adapter (a channel, not a plugin): ``flowbot chat``, a REPL that runs the real flows locally."""
 
 from integrations.console.adapter import ConsoleAdapter, run_console
 

@@ -23,10 +23,10 @@ from typing import TextIO
 
 from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, Option, User
 from engine.commands import split_command
-from engine.flows import model
 from engine.i18n import _
 from engine.runtime import Engine
 from engine.states import kinds
+from engine.states.handlers import question
 
 __all__ = ['ConsoleAdapter', 'run_console']
 
@@ -156,8 +156,8 @@ async def _remind(engine: Engine, key: ConversationKey, out: TextIO) -> None:
     conv = engine.conversation(key)
     if conv is None:
         return
-    spec = conv.spec
-    if isinstance(spec, model.Ask):
+    spec = question(conv.spec)
+    if spec is not None:
         out.write(f'(the {conv.compiled.name} dialog is still open: answer it, or type cancel)\n')
         out.flush()
         try:

@@ -88,6 +88,10 @@ class EngineLike(Protocol):
 
     def add_adapter(self, adapter: Adapter) -> None: ...
 
+    def may_start(
+        self, command: str, key: ConversationKey, user: User, *, is_dm: bool, locale: str | None = None
+    ) -> str | None: ...
+
 
 VoiceFactory = Callable[[hikari.GatewayBot], VoiceControl | None]
 """Builds the voice manager for a started bot; returning ``None`` turns voice off."""
@@ -270,6 +274,11 @@ class DiscordBot:
         except UsageError as exc:
             await self._refuse(key, str(exc))
             return
+        if message.attachments and (
+            refused := self.engine.may_start(command.command, key, common['user'], is_dm=common['is_dm'])
+        ):
+            await self._refuse(key, refused)  # before downloading anything
+            return
         attachments: list[Attachment] = []
         for remote in message.attachments:
             try:
@@ -314,6 +323,13 @@ class DiscordBot:
             return
         self.adapter.begin_interaction(key, ctx.interaction, int(ctx.guild_id) if ctx.guild_id else None)
         by_name = {o.name: o for o in spec.options}
+        user = self._user(ctx.user, ctx.member, ctx.guild_id)
+        with_files = any((o := by_name.get(given.name)) is not None and o.type == 'attachment' for given in ctx.options)
+        if with_files and (
+            refused := self.engine.may_start(spec.command, key, user, is_dm=is_dm, locale=str(interaction.locale))
+        ):
+            await self._refuse(key, refused)  # before downloading anything
+            return
         options: dict[str, Any] = {}
         attachments: list[Attachment] = []
         resolved = interaction.resolved
@@ -343,7 +359,6 @@ class DiscordBot:
         for opt in spec.options:
             if opt.name not in options and opt.default is not None:
                 options[opt.name] = opt.default
-        user = self._user(ctx.user, ctx.member, ctx.guild_id)
         await self._dispatch(
             Command(
                 key=key,

@@ -1,4 +1,4 @@
-"""Datasets, fine-tuning, testing and chat: the plugin that gives flows the ``dataset.*`` and ``model.*`` actions.
+"""The models plugin: datasets, fine-tuning, testing and chat; gives flows the ``dataset.*`` and ``model.*`` actions.
 
 With an OpenAI key (``[models] provider = "auto"`` or ``"openai"``) training is OpenAI fine-tuning;
 without one the same actions train a local scikit-learn model, so flows never change.

@@ -1,4 +1,4 @@
-"""Speech plugin: understand voice messages (vosk, offline) and answer aloud (gTTS, espeak-ng fallback).
+"""The speech plugin: understand voice messages (vosk, offline) and answer aloud (gTTS, espeak-ng fallback).
 
 ``setup`` reads ``[speech]`` (see :mod:`integrations.speech.config`), shares a
 :class:`~integrations.speech.service.SpeechService` as ``ctx.services['speech']`` and registers:

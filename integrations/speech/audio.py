@@ -23,6 +23,7 @@ import av.error
 from av.audio.frame import AudioFrame
 from av.audio.resampler import AudioResampler
 
+from engine.errors import FlowbotError
 from engine.i18n import _, format_number
 
 __all__ = [
@@ -53,7 +54,7 @@ WAVEFORM_MAX = 256
 """Discord keeps at most 256 amplitude bytes per voice message."""
 
 
-class AudioError(Exception):
+class AudioError(FlowbotError):
     """Audio that cannot be used; the message is fit for the user."""
 
 

@@ -22,6 +22,8 @@ import tempfile
 import threading
 from collections.abc import Mapping
 
+from engine.errors import FlowbotError
+
 __all__ = ['KALDI_DEFAULTS', 'DecoderSettingsError', 'DerivedModels', 'parse_model_conf', 'rewrite_model_conf']
 
 _log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ KALDI_DEFAULTS = {'--beam': '16.0', '--max-active': '2147483647', '--min-active'
 _OPTION = re.compile(r'^(--[A-Za-z0-9._-]+)(?:=(.*))?$')
 
 
-class DecoderSettingsError(ValueError):
+class DecoderSettingsError(FlowbotError, ValueError):
     """The decoder settings cannot be used with this model; the message says which and why."""
 
 

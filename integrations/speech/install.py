@@ -20,6 +20,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable
 
+from engine.errors import FlowbotError
 from integrations.speech.config import SpeechConfig
 
 __all__ = ['ModelInstallError', 'install_model', 'model_url']
@@ -30,7 +31,7 @@ _NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
 _CHUNK = 1 << 20
 
 
-class ModelInstallError(Exception):
+class ModelInstallError(FlowbotError):
     """The model could not be installed; the message says why and what to do."""
 
 

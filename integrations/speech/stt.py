@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from engine.errors import FlowbotError
 from integrations.speech.decoder import DecoderSettingsError, DerivedModels
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class RecognitionError(Exception):
+class RecognitionError(FlowbotError):
     """Recognition cannot run; the message is fit for the user (or the operator, for set-up problems)."""
 
 

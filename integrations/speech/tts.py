@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from engine.errors import FlowbotError
 from engine.i18n import _
 from integrations.speech.audio import AudioError, probe_duration
 
@@ -31,7 +32,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class SynthesisError(Exception):
+class SynthesisError(FlowbotError):
     """Speech could not be made; the message is fit for the user."""
 
 

@@ -188,7 +188,7 @@ async def test_a_timeout_still_to_come_is_rearmed_on_start(
 
     second = await engine_harness(flows, store=SQLiteStore(path))
     conv = second.engine.conversation(KEY)
-    assert conv is not None and conv.deadline == deadline
+    assert conv is not None and conv.scope.deadline == deadline
     assert second.texts() == []
     await until(lambda: not second.live())
     assert second.texts() == ['timed out']

@@ -22,6 +22,7 @@ from hikari.api import VoiceComponent, VoiceConnection
 from hikari.events import voice_events
 from typing_extensions import override
 
+from engine.errors import FlowbotError
 from integrations.discord.voice import player
 from integrations.discord.voice.crypto import TransportCipher, choose_mode, cipher_for
 from integrations.discord.voice.dave import BinaryOut, DaveOp, DaveState, JsonOut, Outgoing
@@ -41,7 +42,7 @@ _UNMAPPED_FRAMES = 25
 RECONNECT_ATTEMPTS = 5
 
 
-class VoiceConnectError(hikari.errors.VoiceError):
+class VoiceConnectError(FlowbotError, hikari.errors.VoiceError):
     """The voice session could not be established or was refused; the message says why."""
 
     def __init__(self, message: str, close_code: int | None = None) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import av
 import av.error
 
+from engine.errors import FlowbotError
 from integrations.discord.voice.rtp import FRAME_SAMPLES
 
 __all__ = ['SAMPLE_RATE', 'AudioError', 'opus_frames']
@@ -22,7 +23,7 @@ _log = logging.getLogger(__name__)
 SAMPLE_RATE = 48_000
 
 
-class AudioError(Exception):
+class AudioError(FlowbotError):
     """The file cannot be played: not audio, damaged, or unreadable; the message says which."""
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from engine.errors import FlowbotError
 from engine.i18n import _, format_number
 from integrations.models.datasets import Example, Issue, read_jsonl, split_holdout, write_jsonl
 from integrations.models.plots import plot_training
@@ -52,7 +53,7 @@ _TRAIN, _VALID = 'train.jsonl', 'valid.jsonl'
 """The examples a job keeps in its model folder until the model is saved."""
 
 
-class Cancelled(Exception):
+class Cancelled(FlowbotError):
     """Raised inside the worker thread when the job was cancelled."""
 
 

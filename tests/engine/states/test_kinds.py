@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from engine.api import Attachment, ConversationKey, User
+from engine.runtime import Internal
 from engine.states.actions import ActionContext, ActionError
 from engine.testing import RecordingAdapter
 from tests.engine.conftest import HarnessFactory
@@ -61,7 +62,7 @@ async def test_say_sends_files_and_voice_messages(engine_harness: HarnessFactory
     assert files == [('file', 'Here', audio, False), ('file', '', audio, True)]
 
 
-async def test_say_of_a_missing_file_ends_with_a_message(
+async def test_say_of_a_missing_file_ends_with_a_message_naming_it(
     engine_harness: HarnessFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     states = '[states.file]\nkind = "say"\nfiles = ["x.ogg"]\n[states.done]\nkind = "end"\n'
@@ -69,7 +70,44 @@ async def test_say_of_a_missing_file_ends_with_a_message(
     with caplog.at_level(logging.ERROR):
         await h.command('send')
     assert h.texts() == ["Something went wrong: 'x.ogg' does not exist"]
+    assert 'failed in send/file' in caplog.text
     assert not h.live()
+
+
+class _RefusingAdapter(RecordingAdapter):
+    """Refuses every file as a real channel does one that is too large."""
+
+    async def send_file(
+        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
+    ) -> str:
+        raise ActionError(f'The file {path.name} is too large to send.')
+
+
+async def test_a_file_the_channel_refuses_in_an_end_state_reaches_the_user_with_its_reason(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / 'data').mkdir(exist_ok=True)
+    big = tmp_path / 'data' / 'big.bin'
+    big.write_bytes(b'x')
+    states = f'[states.done]\nkind = "end"\ntext = "Here"\nfiles = ["{big}"]\n'
+    h = await engine_harness({'send': cmd_flow('send', states)}, adapter=_RefusingAdapter())
+    await h.command('send')
+    assert h.texts() == ['Something went wrong: The file big.bin is too large to send.']
+    assert not h.live()
+
+
+async def test_an_error_that_is_not_for_the_user_stays_internal(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    class Broken(RecordingAdapter):
+        async def send_text(self, key: ConversationKey, text: str) -> str:
+            if text == 'Hi':
+                raise OSError('/secret/path: disk full')
+            return await super().send_text(key, text)
+
+    h = await engine_harness({'hi': cmd_flow('hi', '[states.done]\nkind = "end"\ntext = "Hi"\n')}, adapter=Broken())
+    await h.command('hi')
+    assert h.texts() == ['Something went wrong: an internal error (logged)']
 
 
 # -- ask ---------------------------------------------------------------------------------------
@@ -602,6 +640,32 @@ async def test_an_answer_in_time_disarms_the_timeout(engine_harness: HarnessFact
     assert h.live()
 
 
+async def test_a_timeout_that_fell_due_for_a_question_already_answered_is_dropped(
+    engine_harness: HarnessFactory,
+) -> None:
+    """The timer of a state can fire after the state was left (its event queued behind the answer):
+    the event names the state entry it belongs to, and the engine drops it for the next state."""
+    states = (
+        '[states.q]\nkind = "ask"\nprompt = "Quick?"\ntimeout = 30\non_timeout = "late"\n'
+        '[states.r]\nkind = "ask"\nprompt = "Next?"\ntimeout = 30\non_timeout = "late"\n'
+        '[states.done]\nkind = "end"\ntext = "in time"\n'
+        '[states.late]\nkind = "end"\ntext = "too late"\n'
+    )
+    h = await engine_harness({'q': cmd_flow('q', states)})
+    await h.command('q')
+    conv = h.engine.conversation(h.key)
+    assert conv is not None
+    left = conv.epoch
+    await h.say('yes')
+    assert conv.state == 'r'
+    for kind in ('timeout', 'done', 'error', 'notify'):
+        await h.engine.dispatch(Internal(kind=kind, epoch=left, payload=None), h.key)
+    assert h.texts() == ['Quick?', 'Next?']
+    assert conv.state == 'r'
+    await h.engine.dispatch(Internal(kind='timeout', epoch=conv.epoch), h.key)  # the current entry's does count
+    assert h.texts() == ['Quick?', 'Next?', 'too late']
+
+
 async def test_going_back_disarms_the_timeout_of_the_question_left(engine_harness: HarnessFactory) -> None:
     states = (
         '[states.q]\nkind = "ask"\nprompt = "First?"\n'
@@ -799,3 +863,30 @@ async def test_long_work_is_owned_by_the_process_running_the_shard_of_its_guild(
     h.engine.shards = Shards((1,), 2)
     assert h.engine.owns({'guild': str(1 << 22)})
     assert not h.engine.owns({'guild': None})  # direct messages and the console are shard 0's
+
+
+async def test_leaving_a_state_disarms_everything_its_entry_armed(engine_harness: HarnessFactory) -> None:
+    """Timer, action task, topic and progress message belong to the state entry and go with it."""
+    gate = asyncio.Event()
+
+    async def slow(ctx: ActionContext) -> None:
+        await ctx.progress('working')
+        await gate.wait()
+
+    states = (
+        '[states.work]\nkind = "call"\naction = "t.slow"\ntimeout = 30\nprogress = "started"\n'
+        '[states.w]\nkind = "wait"\nuntil = "job"\n'
+    )
+    h = await engine_harness({'job': cmd_flow('job', states)}, actions={'t.slow': slow})
+    await h.command('job')
+    await asyncio.sleep(0.05)
+    conv = h.engine.conversation(h.key)
+    assert conv is not None
+    scope = conv.scope
+    assert scope.timer is not None and scope.task is not None and scope.progress_id is not None
+    task = scope.task
+    await h.say('cancel')
+    await asyncio.sleep(0)
+    assert scope.timer is None and scope.task is None
+    assert task.cancelled() or task.done()
+    assert not h.live()

@@ -102,6 +102,8 @@ class DiscordEmulator(GatewayServer):
         self.messages: dict[int, dict[str, Any]] = {}
         self.files: dict[str, tuple[str, bytes]] = {}
         """Attachment downloads: path -> (content type, data)."""
+        self.downloaded: list[str] = []
+        """Paths of the attachments the bot downloaded, in order."""
         self.guilds: list[dict[str, Any]] = []
         """Guild objects sent as GUILD_CREATE after READY (fill before the bot connects)."""
         self.session_id = 'emulated-session'
@@ -553,6 +555,7 @@ class DiscordEmulator(GatewayServer):
     # -- REST ------------------------------------------------------------------------------------------------------
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
+        self.downloaded.append(request.path)
         if self.download_delay:
             await asyncio.sleep(self.download_delay)
         found = self.files.get(request.path)

@@ -216,3 +216,29 @@ async def test_a_path_with_backslashes_is_shown_as_typed(bot: Running) -> None:
         r"The dataset was not changed: dataset folder '..\\..\\x' refused: '..' is not allowed; "
         'give a path inside the data folder'
     )
+
+
+async def test_a_command_the_user_may_not_start_is_refused_before_its_files_are_downloaded(bot: Running) -> None:
+    emu = bot.emulator
+    stranger = emu.user(99, 'eve')
+    await emu.message_create(
+        channel_id=CHANNEL,
+        guild_id=GUILD,
+        author=stranger,
+        content='!train',
+        attachments=[emu.add_file(_jsonl(), 'a.jsonl', None)],
+    )
+    refusal = await _until(emu, 'only for the "admins" group')
+    assert refusal['content'] == 'Sorry, !train is only for the "admins" group.'
+    file = emu.add_file(_jsonl(), 'b.jsonl', None)
+    sent = await emu.slash_command(
+        'test',
+        channel_id=CHANNEL,
+        guild_id=GUILD,
+        user=stranger,
+        options=[{'name': 'file', 'type': 11, 'value': file['id']}],
+        resolved={'attachments': {file['id']: file}},
+    )
+    (callback,) = await emu.wait_for_call('POST', rf'/interactions/{sent["id"]}/{sent["token"]}/callback')
+    assert callback.json['data']['content'] == 'Sorry, !test is only for the "admins" group.'
+    assert emu.downloaded == []

@@ -1,0 +1,200 @@
+"""A live conversation and the stored forms of what it holds.
+
+:class:`Conversation` is the model the flow machines move (its ``state``) plus what the runtime
+keeps per user and channel; :class:`Internal` is an event the engine posts to itself. This module
+knows no engine and no state kind, so the state handlers and the engine both import it without a
+cycle. :func:`jsonable` and :func:`attachment` turn attachments and paths into what the store keeps
+and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import pathlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from engine.api import Attachment, ConversationKey, Event, Message, User
+from engine.flows import model
+from engine.states.scope import StateScope
+from engine.store import StoredConversation
+
+if TYPE_CHECKING:
+    from engine.flows.compile import CompiledFlow
+
+__all__ = [
+    'Conversation',
+    'Internal',
+    'attachment',
+    'jsonable',
+    'store_key',
+    'stored_event',
+    'stored_message',
+]
+
+
+@attrs.frozen(kw_only=True)
+class Internal:
+    """An event the engine posts to itself: an action finished, a timeout fell due, a topic fired."""
+
+    kind: str
+    """``done``, ``error``, ``timeout`` or ``notify``."""
+    epoch: int
+    """The state entry it belongs to; stale ones (the conversation moved on) are dropped."""
+    payload: Any = None
+
+
+_TRANSIENT = frozenset({'deferred'})
+"""Runtime bookkeeping not persisted as it is (deferred messages are stored as text)."""
+
+
+class Conversation:
+    """A live conversation: the model the machines move, plus what the runtime needs."""
+
+    __slots__ = (
+        'busy',
+        'compiled',
+        'data',
+        'event',
+        'extra',
+        'key',
+        'queue',
+        'scope',
+        'stack',
+        'state',
+        'stored',
+        'user',
+    )
+
+    def __init__(self, key: ConversationKey, compiled: CompiledFlow, user: User, data: dict[str, Any]) -> None:
+        self.key = key
+        self.compiled = compiled
+        self.state = compiled.flow.initial
+        self.user = user
+        self.data = data
+        self.stack: list[dict[str, Any]] = []
+        self.extra: dict[str, Any] = {}
+        self.scope = StateScope()
+        """What the current state entry armed (timer, task, topic, progress message)."""
+        self.busy = False
+        self.queue: collections.deque[tuple[Event | Internal, asyncio.Future[None]]] | None = None
+        self.stored = False
+        """Whether the store may hold a row for it; one that never waited (``!hi``) ends without a write."""
+        self.event: Event | None = None
+        """The last user event, for locale and attachments."""
+
+    @property
+    def spec(self) -> model.State | None:
+        """The definition of the current state (``None`` at the end)."""
+        return self.compiled.flow.states.get(self.state)
+
+    @property
+    def epoch(self) -> int:
+        """The number of the current state entry (:attr:`StateScope.epoch`)."""
+        return self.scope.epoch
+
+    @property
+    def locale(self) -> str | None:
+        """The language of the user's last event, if the adapter knew it."""
+        locale: str | None = self.extra.get('locale')
+        return locale
+
+    def context(self) -> Mapping[str, Any]:
+        """What templates and conditions read: the data, plus ``data``, ``user`` and ``locale``."""
+        return {
+            **self.data,
+            'data': self.data,
+            'user': {'id': self.user.id, 'name': self.user.name},
+            'locale': self.locale or '',
+        }
+
+    def snapshot(self) -> StoredConversation:
+        """The row the store keeps for this conversation (scope fields and deferred messages included)."""
+        return StoredConversation(
+            key=store_key(self.key),
+            flow=self.compiled.name,
+            version=self.compiled.version,
+            state=self.state,
+            data=self.data,
+            stack=self.stack,
+            deadline=self.scope.deadline,
+            extra={
+                **{k: v for k, v in self.extra.items() if k not in _TRANSIENT},
+                **self.scope.persisted(),
+                **(
+                    {'deferred': [stored_message(m) for m in deferred]}
+                    if (deferred := self.extra.get('deferred'))
+                    else {}
+                ),
+                'user': [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild],
+            },
+            guild=self.user.guild,
+        )
+
+
+def jsonable(value: Any) -> Any:
+    """Make a value storable: attachments become tables, paths strings."""
+    if isinstance(value, Attachment):
+        return {
+            'name': value.name,
+            'content_type': value.content_type,
+            'size': value.size,
+            'path': str(value.path) if value.path else None,
+            'url': value.url,
+            'duration': value.duration,
+            'audio': value.is_audio,
+        }
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    if attrs.has(type(value)):
+        return jsonable(attrs.asdict(value, recurse=False))
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def attachment(stored: Mapping[str, Any]) -> Attachment:
+    """An attachment back from its stored form (:func:`jsonable`)."""
+    path = stored.get('path')
+    return Attachment(
+        name=stored.get('name', ''),
+        content_type=stored.get('content_type', 'application/octet-stream'),
+        size=stored.get('size', 0),
+        path=pathlib.Path(path) if path else None,
+        url=stored.get('url'),
+        duration=stored.get('duration'),
+    )
+
+
+def store_key(key: ConversationKey) -> str:
+    """The store's key of a conversation (adapter, channel and user joined by a unit separator)."""
+    return f'{key.adapter}\x1f{key.channel}\x1f{key.user}'
+
+
+def stored_message(event: Event) -> dict[str, Any]:
+    """A deferred message as the store keeps it (only messages are deferred; commands stop a flow)."""
+    return {
+        'text': getattr(event, 'text', ''),
+        'attachments': [jsonable(a) for a in getattr(event, 'attachments', ())],
+        'locale': event.locale,
+        'message_id': event.message_id,
+        'is_dm': event.is_dm,
+    }
+
+
+def stored_event(key: ConversationKey, user: User, stored: Mapping[str, Any]) -> Message:
+    """A deferred message back from its stored form (:func:`stored_message`)."""
+    return Message(
+        key=key,
+        user=user,
+        text=str(stored.get('text', '')),
+        attachments=tuple(attachment(a) for a in stored.get('attachments', [])),
+        locale=stored.get('locale'),
+        message_id=stored.get('message_id'),
+        is_dm=bool(stored.get('is_dm')),
+    )

@@ -1,0 +1,79 @@
+"""What one entry into a state armed, owned in one place and disarmed together when it is left.
+
+A conversation gets a new :class:`StateScope` each time it enters a state. The scope holds the
+state's timer, its action task, the topic it waits on, its progress message and the id of its
+action call. :meth:`StateScope.disarm` stops the timer and the task; the engine then forgets the
+topic and closes the progress message. The scope's :attr:`~StateScope.epoch` numbers the entry:
+an event the state started (an action's result, a timeout) carries it, and one that arrives after
+the state was left no longer matches and is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+__all__ = ['PERSISTED', 'StateScope']
+
+_EPOCHS = itertools.count(1)
+"""State entries are numbered across all conversations, so a stale internal event of an ended
+conversation can never match a new conversation on the same key."""
+
+PERSISTED = ('topic', 'progress_id', 'call')
+"""Scope fields stored with a waiting conversation, under these names (a restart re-arms them)."""
+
+
+class StateScope:
+    """The resources of one state entry; see the module docs."""
+
+    __slots__ = (
+        'call',
+        'deadline',
+        'epoch',
+        'progress_at',
+        'progress_id',
+        'progress_sending',
+        'task',
+        'timer',
+        'topic',
+    )
+
+    def __init__(self) -> None:
+        self.epoch = next(_EPOCHS)
+        """This entry's number; events of earlier entries do not match it."""
+        self.deadline: float | None = None
+        """Wall-clock time of the state's timeout, persisted so a restart re-arms it."""
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        """The ``call`` state's action."""
+        self.topic: str | None = None
+        """What a ``wait`` state waits on."""
+        self.progress_id: str | None = None
+        """The progress message shown while the state works, edited in place."""
+        self.progress_at = 0.0
+        """When the progress message was last edited (monotonic), for rate limiting."""
+        self.progress_sending = False
+        """The first progress message is on its way (updates meanwhile are dropped)."""
+        self.call: str | None = None
+        """The id of the action call, kept when a restart runs it again (its idempotency key)."""
+
+    def disarm(self) -> None:
+        """Stop the timer and the task (unless the task is the one leaving: it ends by itself)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+        self.task = None
+
+    def persisted(self) -> dict[str, Any]:
+        """The fields a stored conversation keeps (see :data:`PERSISTED`), those that are set."""
+        return {name: value for name in PERSISTED if (value := getattr(self, name)) is not None}
+
+    def restore(self, stored: dict[str, Any]) -> None:
+        """Take back :meth:`persisted` fields, removing them from ``stored``."""
+        for name in PERSISTED:
+            value = stored.pop(name, None)
+            if value is not None:
+                setattr(self, name, value)
