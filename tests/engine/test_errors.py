@@ -6,6 +6,7 @@ import importlib
 
 import pytest
 
+from engine import i18n
 from engine.errors import FlowbotError, UserError, user_message
 
 ERRORS = [
@@ -55,5 +56,7 @@ def test_other_errors_are_reported_as_internal() -> None:
     from engine.store import StoreError
 
     assert user_message(StoreError('/var/lib/secret')) == 'an internal error (logged)'
-    assert user_message(ValueError('x'), 'hidden') == 'hidden'
+    assert user_message(ValueError('x')) == 'an internal error (logged)'
+    with i18n.use('ru', 'en'):
+        assert user_message(ValueError('x')) != 'an internal error (logged)'  # in the reply language
     assert not issubclass(StoreError, UserError)
