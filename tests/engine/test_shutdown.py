@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import pathlib
 import time
@@ -18,10 +19,8 @@ from engine.shutdown import close_within
 async def _hang_ignoring_cancellation(release: asyncio.Event) -> None:
     """A close that never ends by itself and swallows every cancellation until ``release`` is set."""
     while not release.is_set():
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await release.wait()
-        except asyncio.CancelledError:
-            pass
 
 
 async def test_a_step_that_ignores_its_cancellation_is_cut_short_with_a_warning(
