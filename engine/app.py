@@ -15,6 +15,7 @@ from engine.plugins import SetupContext, load_plugins
 from engine.reload import FlowReloader
 from engine.runtime import Engine
 from engine.shipped import flow_folders
+from engine.shutdown import close_within
 from engine.states.actions import ActionRegistry
 from engine.store import Shards, Store, open_store
 
@@ -47,16 +48,15 @@ class App:
             await self.reloader.start()
 
     async def stop(self) -> None:
+        """Stop in reverse order of :meth:`start`; every step is bounded (:mod:`engine.shutdown`) and a step
+        that fails or hangs is logged, then the next one runs: the store is closed whatever came before."""
         if self.reloader is not None:
-            await self.reloader.stop()
+            await close_within(self.reloader.stop(), 'stopping the flow reloader')
             self.reloader = None
         for hook in self.plugins.on_stop:
-            try:
-                await hook()
-            except Exception:
-                _log.exception('plugin stop hook failed')
-        await self.engine.stop()
-        await self.engine.store.close()
+            await close_within(hook(), f'plugin stop hook {getattr(hook, "__qualname__", hook)}')
+        await close_within(self.engine.stop(), 'stopping the engine')
+        await close_within(self.engine.store.close(), 'closing the store')
 
 
 def build_app(config: Config, *, store: Store | None = None, plugins: Sequence[str] | None = None) -> App:

@@ -13,12 +13,14 @@ import os
 import pathlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
-from engine import __version__
+from engine import __version__, shutdown
 from engine.config import Config, ConfigError, load_config
 from engine.flows.loader import Diagnostic, FlowError
 from engine.shipped import flow_folders
+from engine.shutdown import wait_within
 from engine.store import Shards, StoreError
 
 __all__ = ['main']
@@ -80,12 +82,11 @@ async def _run(config: Config) -> int:
     discord_config = load_discord_config(config)
     app = build_app(config)
     lost: list[str] = []
-    bot: asyncio.Future[None] | None = None
+    stopping = asyncio.Event()  # a signal, or the shards lost: serve() is cancelled and closes the bot
 
     def on_lost(reason: str) -> None:  # another process runs our shards now: stop at once
         lost.append(reason)
-        if bot is not None:
-            bot.cancel()
+        stopping.set()
 
     app.engine.store.on_lost = on_lost
     # Unsharded, the process claims "every shard" all the same: a second one on the same PostgreSQL
@@ -99,12 +100,14 @@ async def _run(config: Config) -> int:
         await app.stop()
         print(f'flowbot run: stopped: {lost[0]}', file=sys.stderr)
         return 1
-    bot = asyncio.ensure_future(serve(app.engine, discord_config, announce=lambda line: print(line, flush=True)))
+    bot = asyncio.ensure_future(
+        serve(app.engine, discord_config, announce=lambda line: print(line, flush=True), stopping=stopping)
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, bot.cancel)  # serve() closes the bot on the way out
+        loop.add_signal_handler(sig, stopping.set)
     try:
-        await bot
+        await _serve_until(bot, stopping)
     except asyncio.CancelledError:
         if lost:
             print(f'flowbot run: stopped: {lost[0]}', file=sys.stderr)
@@ -117,6 +120,50 @@ async def _run(config: Config) -> int:
     finally:
         await app.stop()
     return 0
+
+
+async def _serve_until(bot: asyncio.Future[None], stopping: asyncio.Event) -> None:
+    """Await ``bot`` until it ends or ``stopping`` is set; then give its close a bounded time.
+
+    ``bot`` is also cancelled, to cut a start short (Discord unreachable), but it does not rely on that:
+    under load a library can absorb the cancellation, and serve() then stops on ``stopping`` after its start.
+    """
+    signalled = asyncio.ensure_future(stopping.wait())
+    try:
+        waiting: set[asyncio.Future[Any]] = {bot, signalled}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        signalled.cancel()
+    if not bot.done():
+        bot.cancel()
+        await wait_within(bot, 'closing the Discord bot')
+        if not bot.done() or (not bot.cancelled() and bot.exception() is None):
+            raise asyncio.CancelledError  # stopped: the same outcome whether or not the cancel was absorbed
+    bot.result()  # its error, or CancelledError when it was stopped
+
+
+async def _exit_promptly(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main``, then cancel the tasks still running (event handlers in flight, a shard a cut-short start
+    left behind) with a bounded wait: ``asyncio.run`` would wait without limit for every one to finish.
+    Tasks that ignore their cancellation are named in the log and the process exits without them."""
+    code = await main
+    timeout = shutdown.STEP_TIMEOUT
+    tasks = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return code
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    if pending:
+        names = ', '.join(sorted(t.get_name() for t in pending))
+        _log.warning(
+            'shutdown: %d task(s) ignored cancellation for %gs, exiting without them: %s', len(pending), timeout, names
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def _lint(config: Config, paths: list[pathlib.Path], fmt: str) -> int:
@@ -311,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         if args.command == 'run':
-            return asyncio.run(_run(config))
+            return asyncio.run(_exit_promptly(_run(config)))
         if args.command == 'chat':
             return asyncio.run(_chat(config))
         if args.command == 'lint':

@@ -8,6 +8,7 @@ awaits ``engine.dispatch``; replies come back through :class:`~.adapter.DiscordA
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pathlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ from engine import i18n
 from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, User
 from engine.config import Config
 from engine.i18n import _
+from engine.shutdown import close_within
 
 from .adapter import DiscordAdapter, VoiceControl, parse_custom_id
 from .attachments import AttachmentError, Downloads
@@ -180,17 +182,17 @@ class DiscordBot:
             await self.engine.store.put_record(_SYNCED, str(self.application_id), {'hash': self.commands.synced_hash})
 
     async def close(self) -> None:
+        """Stop everything the bot started; each step is bounded (:mod:`engine.shutdown`), so one that hangs
+        (the gateway's close handshake under load, a voice channel) cannot keep the process from exiting."""
         if self.flows_changed in self.engine.on_flows_changed:
             self.engine.on_flows_changed.remove(self.flows_changed)
-        await self.client.stop()
-        await self.adapter.aclose()
+        await close_within(self.client.stop(), 'stopping the lightbulb client')
+        await close_within(self.adapter.aclose(), 'cancelling the Discord adapter work')
         if self.adapter.voice is not None:
-            try:
-                await self.adapter.voice.close()
-            except Exception:
-                _log.exception('leaving the voice channels at shutdown failed')
-        await self.bot.close()
-        await self.adapter.downloads.aclose()
+            await close_within(self.adapter.voice.close(), 'leaving the voice channels')
+        if self.bot.is_alive:  # a start cut short before hikari began has nothing to close
+            await close_within(self.bot.close(), 'closing the Discord gateway')
+        await close_within(self.adapter.downloads.aclose(), 'closing the attachment downloads')
 
     # -- helpers ---------------------------------------------------------------------------------------------------
 
@@ -452,11 +454,14 @@ async def serve(
     config: Config | DiscordConfig,
     *,
     announce: Callable[[str], object] | None = None,
+    stopping: asyncio.Event | None = None,
     **hikari_options: Any,
 ) -> None:
-    """Run the Discord adapter for ``engine`` until the bot is closed (signal or ``bot.close()``).
+    """Run the Discord adapter for ``engine`` until the bot is closed (``stopping``, cancel or ``bot.close()``).
 
     :param announce: told the invite link once connected (``flowbot run`` prints it).
+    :param stopping: set to stop. Unlike a cancellation, which a library can absorb while the bot starts
+        (under load a cancel landing as an awaited step completes is lost), it is still seen after the start.
     """
     discord_config = config if isinstance(config, DiscordConfig) else load_discord_config(config)
     bot = DiscordBot(engine, discord_config, **hikari_options)
@@ -464,6 +469,16 @@ async def serve(
         await bot.start()
         if announce is not None and bot.application_id is not None:
             announce(f'Connected to Discord. Invite the bot to a server: {invite_url(bot.application_id)}')
-        await bot.bot.join()
+        if stopping is None:
+            await bot.bot.join()
+        elif not stopping.is_set():
+            waits = {asyncio.ensure_future(bot.bot.join()), asyncio.ensure_future(stopping.wait())}
+            try:
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+            for finished in done:
+                finished.result()  # the gateway's error, if it ended on its own
     finally:
         await bot.close()
