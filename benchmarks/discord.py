@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 from multiprocessing.connection import Connection
+from typing import Any
 
 import hikari
 
@@ -27,11 +28,46 @@ from integrations.discord.bot import DiscordBot
 from integrations.discord.config import DiscordConfig
 from tests.integrations.discord.emulator import DiscordEmulator, RestCall
 
-__all__ = ['main', 'run']
+__all__ = ['HiTimer', 'main', 'run']
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CHANNEL = 600_000_000_000_000_001
 GUILD = 500_000_000_000_000_001
+
+
+class HiTimer:
+    """Times each ``!hi`` from the emulator sending it to the bot's reply reaching the emulator's REST side.
+
+    The reply ``Hi, NAME!`` names the sender, so a unique user name per command pairs them.
+    """
+
+    def __init__(self, emu: DiscordEmulator) -> None:
+        self.emu = emu
+        self.latencies: list[float] = []
+        self._sent_at: dict[str, float] = {}
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+        original = emu._answer
+
+        def answer(call: RestCall) -> tuple[int, Any]:
+            if call.method == 'POST' and call.path.endswith('/messages'):
+                name = (call.content or '').removeprefix('Hi, ').split('!')[0]
+                if name in self._sent_at:
+                    self.latencies.append(time.perf_counter() - self._sent_at.pop(name))
+                    fut = self._waiting.pop(name, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)
+            return original(call)
+
+        emu._answer = answer  # type: ignore[method-assign]
+
+    async def hi(self, *, channel_id: int, guild_id: int, user: int, name: str) -> None:
+        """Send ``!hi`` as ``user`` named ``name`` (unique per command) and wait for its reply."""
+        self._waiting[name] = asyncio.get_running_loop().create_future()
+        self._sent_at[name] = time.perf_counter()
+        await self.emu.message_create(
+            channel_id=channel_id, guild_id=guild_id, author=self.emu.user(user, name), content='!hi'
+        )
+        await asyncio.wait_for(self._waiting[name], 60)
 
 
 def _emulator_process(conn: Connection, messages: int, users: int, rate: float, concurrency: int) -> None:
@@ -44,31 +80,12 @@ async def _drive(conn: Connection, messages: int, users: int, rate: float, concu
         conn.send((emu.rest_url, emu.token))
         await asyncio.wait_for(emu.wait_connected(), 30)
         await asyncio.sleep(0.5)  # let the bot finish its command sync
-        sent_at: dict[str, float] = {}
-        latencies: list[float] = []
-        waiting: dict[str, asyncio.Future[None]] = {}
-        original = emu._answer
-
-        def answer(call: RestCall) -> tuple[int, object]:
-            if call.method == 'POST' and call.path == f'/channels/{CHANNEL}/messages':
-                name = (call.content or '').removeprefix('Hi, ').split('!')[0]
-                if name in sent_at:
-                    latencies.append(time.perf_counter() - sent_at.pop(name))
-                    fut = waiting.pop(name, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)
-            return original(call)
-
-        emu._answer = answer  # type: ignore[method-assign]
-        loop = asyncio.get_running_loop()
+        timer = HiTimer(emu)
+        latencies = timer.latencies
 
         async def send(i: int) -> None:
             user = 10_000 + i % users
-            name = f'u{user}x{i}'
-            waiting[name] = loop.create_future()
-            sent_at[name] = time.perf_counter()
-            await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(user, name), content='!hi')
-            await asyncio.wait_for(waiting[name], 60)
+            await timer.hi(channel_id=CHANNEL, guild_id=GUILD, user=user, name=f'u{user}x{i}')
 
         figures: dict[str, dict[str, float]] = {}
         # open loop: commands arrive at a steady rate, as from many independent users

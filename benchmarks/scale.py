@@ -27,11 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
 
+from benchmarks.discord import HiTimer
 from benchmarks.engine import STEPS, _engine, _events
 from engine.store import Shards, Store, open_store
-from tests.integrations.discord.emulator import RestCall
 from tests.integrations.discord.sharded import ShardedEmulator, guild_on_shard
 from tests.postgres import PostgresServer, find_bindir
 
@@ -151,34 +150,15 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _drive(emu: ShardedEmulator, shards: int, commands: int, concurrency: int) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    sent_at: dict[str, float] = {}
-    waiting: dict[str, asyncio.Future[None]] = {}
-    latencies: list[float] = []
-    original = emu._answer
-
-    def answer(call: RestCall) -> tuple[int, Any]:
-        if call.method == 'POST' and call.path.endswith('/messages'):
-            name = (call.content or '').removeprefix('Hi, ').split('!')[0]
-            if name in sent_at:
-                latencies.append(time.perf_counter() - sent_at.pop(name))
-                fut = waiting.pop(name, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(None)
-        return original(call)
-
-    emu._answer = answer  # type: ignore[method-assign]
+    timer = HiTimer(emu)
+    latencies = timer.latencies
     gate = asyncio.Semaphore(concurrency)
 
     async def send(i: int) -> None:
         async with gate:
             guild = guild_on_shard(i % shards, shards, i % 20)
             user = 10_000 + i % 200
-            name = f'u{user}x{i}'
-            waiting[name] = loop.create_future()
-            sent_at[name] = time.perf_counter()
-            await emu.message_create(channel_id=guild + 1, guild_id=guild, author=emu.user(user, name), content='!hi')
-            await asyncio.wait_for(waiting[name], 60)
+            await timer.hi(channel_id=guild + 1, guild_id=guild, user=user, name=f'u{user}x{i}')
 
     started = time.perf_counter()
     await asyncio.gather(*(send(i) for i in range(commands)))
