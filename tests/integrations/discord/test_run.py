@@ -23,22 +23,7 @@ def _env(tmp_path: pathlib.Path, **extra: str) -> dict[str, str]:
 
 async def test_run_with_a_token_serves_discord_until_sigterm(tmp_path: pathlib.Path) -> None:
     async with DiscordEmulator() as emu:
-        (tmp_path / 'bot.toml').write_text(
-            f'[bot]\nflows = ["{REPO / "flows" / "hi.toml"}"]\nplugins = []\nreload = false\n\n'
-            f'[discord]\nrest_url = "{emu.rest_url}"\n',
-            encoding='utf-8',
-        )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            '-m',
-            'engine.cli',
-            'run',
-            cwd=tmp_path,
-            env=_env(tmp_path, DISCORD_TOKEN=emu.token),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await _run_against(emu, tmp_path)
         try:
             await emu.wait_connected(timeout=30)
             await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(4242, 'ann'), content='!hi')
