@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ['Limits', 'ModelsConfig']
+__all__ = ['WORKER_TASKS', 'Limits', 'ModelsConfig']
 
 
 @attrs.define(kw_only=True)
@@ -49,6 +49,10 @@ def _provider(instance: object, attribute: attrs.Attribute[str], value: str) -> 
         raise ValueError(f"provider must be 'auto', 'openai' or 'local', not {value!r}")
 
 
+WORKER_TASKS = ('speech.recognize', 'speech.synthesize', 'dataset.import', 'model.test')
+"""The task kinds that can run in ``flowbot worker`` processes (besides watching training jobs)."""
+
+
 @attrs.define(kw_only=True)
 class ModelsConfig:
     """Structured from ``[models]``; the defaults run fully offline on the local provider."""
@@ -87,6 +91,9 @@ class ModelsConfig:
     """Seconds between a worker's heartbeats."""
     worker_stalled_after: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
     """Seconds without a heartbeat after which a worker counts as dead and its tasks go to another."""
+    worker_tasks: list[str] = attrs.field(factory=lambda: list(WORKER_TASKS))
+    """With ``workers``: the task kinds (:mod:`engine.tasks`) run in workers too; the others run in the bot
+    process. Known kinds: :data:`WORKER_TASKS`."""
     delete_files: bool = True
     """Delete the uploaded training files from OpenAI when their job ends (any way)."""
     archive_dir: str = 'archive'

@@ -41,6 +41,8 @@ _log = logging.getLogger(__name__)
 _RESULT_ATTEMPTS = 5
 _POST_ATTEMPTS = 10
 """Failed posts (the adapter raised) before a result is left for ``jobs`` to show."""
+_PROGRESS = 'job_progress'
+"""With workers: the record holding the id of a job's progress message (see ``_keep_progress_message``)."""
 _TRAIN, _VALID = 'train.jsonl', 'valid.jsonl'
 """The examples of a job, kept in ``<folder>/<job id>/``: a start after a crash reads them, and ``test``
 checks test data against ``train.jsonl`` (the model's training data)."""
@@ -287,8 +289,8 @@ class JobManager:
         job = _job(record)
         if not self.notifier.owns(job.place or place_of(job.who)):
             return  # the process running that guild's shard shows and delivers it
-        if 'progress' in message:
-            await self.notifier.progress(job.topic, str(message.get('text', '')))
+        if 'progress' in message:  # the waiting conversation's message, else the job's own
+            await self._progress(job, str(message.get('text', '')))
         elif not job.reported and job.finished is not None and job.id not in self._tasks:
             self._watch(job)  # finished: only the delivery is left
 
@@ -326,16 +328,34 @@ class JobManager:
         task.add_done_callback(done)
 
     async def _progress(self, job: Job, text: str) -> None:
-        """Show progress where the job reports: the waiting conversation's message, else the job's own."""
+        """Show progress where the job reports: the waiting conversation's message, else the job's own
+        (the last message a waiting conversation showed it in, edited in place)."""
         try:
             shown = await self.notifier.progress(job.topic, text)
-            if shown and job.place.get('progress') != shown[0]:
-                job.place['progress'] = shown[0]
-                await self.save(job)
-            elif not shown and job.place.get('progress'):
-                await self.notifier.post(job.place, text, edit=str(job.place['progress']))
+            known = await self._progress_message(job)
+            if shown and known != shown[0]:
+                await self._keep_progress_message(job, shown[0])
+            elif not shown and known:
+                await self.notifier.post(job.place, text, edit=known)
         except Exception:
             _log.exception('progress update for job %s failed', job.id)
+
+    async def _progress_message(self, job: Job) -> str | None:
+        if self.queue is not None:  # see _keep_progress_message
+            record = await self.store.get_record(_PROGRESS, job.id)
+            if record is not None:
+                return str(record['message'])
+        message = job.place.get('progress')
+        return str(message) if message else None
+
+    async def _keep_progress_message(self, job: Job, message: str) -> None:
+        """Remember the job's progress message. With workers, in a record of its own: the job's record is
+        the worker's to write while it runs, and a bot process writing it too could undo the worker's step."""
+        if self.queue is not None:
+            await self.store.put_record(_PROGRESS, job.id, {'message': message})
+        else:
+            job.place['progress'] = message
+            await self.save(job)
 
     async def _run(self, job: Job) -> None:
         await self._finish(job)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
+import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -22,8 +23,10 @@ from engine.files import FileGate, FileRefusedError
 from engine.i18n import N_, _, format_number, ngettext
 from engine.states.actions import ActionError, Notifier
 from engine.store import Store
+from engine.tasks import Tasks
 from integrations.models.config import ModelsConfig
 from integrations.models.datasets import (
+    DatasetInfo,
     DatasetRepo,
     Example,
     archive_folder,
@@ -33,6 +36,7 @@ from integrations.models.datasets import (
     split_holdout,
     summarize,
     summary_text,
+    write_jsonl,
 )
 from integrations.models.evaluate import Evaluation, evaluate, evaluation_text, load_test_data
 from integrations.models.jobs import JobManager, job_text, place_of
@@ -59,8 +63,12 @@ class ModelsService:
         notifier: Notifier,
         *,
         openai_client: Any = None,
+        tasks: Tasks | None = None,
     ) -> None:
-        """:param openai_client: an ``AsyncOpenAI`` to use instead of building one (tests)."""
+        """:param openai_client: an ``AsyncOpenAI`` to use instead of building one (tests).
+        :param tasks: the app's shared :class:`~engine.tasks.Tasks` (default: one of its own); with
+            ``workers`` it gets the queue, and imports and tests are registered as task kinds.
+        """
         self.config = models
         self.limits = models.limits
         self.store = store
@@ -90,6 +98,11 @@ class ModelsService:
             from integrations.models.workers import JobQueue
 
             self.queue = JobQueue(dsn, heartbeat=models.worker_heartbeat, stalled_after=models.worker_stalled_after)
+        self.tasks = tasks or Tasks(store, self.root)
+        if self.queue is not None:
+            self.tasks.queue, self.tasks.offloaded = self.queue, frozenset(models.worker_tasks)
+        self.tasks.register('dataset.import', self._import)
+        self.tasks.register('model.test', self._test)
         self.jobs = JobManager(
             store,
             notifier,
@@ -108,8 +121,16 @@ class ModelsService:
         listen to them first, so that no job they finish meanwhile is missed)."""
         if self.queue is not None:
             await self.queue.open()
-            await self.queue.listen(self.jobs.on_message)
+            await self.queue.listen(self._on_message)
+            await self.tasks.prune()
         await self.jobs.resume()
+
+    async def _on_message(self, message: Mapping[str, Any]) -> None:
+        """A worker's message: a finished task wakes the calls waiting for it; the rest is about jobs."""
+        if 'task' in message:
+            self.tasks.on_message(message)
+        else:
+            await self.jobs.on_message(message)
 
     async def stop(self) -> None:
         await self.jobs.stop()
@@ -120,47 +141,85 @@ class ModelsService:
 
     # datasets
 
-    async def select(self, path: str, label: str = 'positive', *, add: bool = False) -> dict[str, Any]:
-        folder = resolve_inside(self.root, path, what=_('dataset folder'))
-        result = await asyncio.to_thread(load_folder, folder, self.files, label, self.limits)
-        if not result.examples:
-            raise ActionError(_('no usable examples in {path}.\n{value}').format(path=path, value=result.report()))
-        info = await self.datasets.save(slug(path), result.examples, path, add=add)
-        return {
-            **attrs.asdict(info),
-            'report': result.report(),
-            'text': (
-                _('Added to dataset {name}. ').format(name=info.name)
-                if add
-                else _('Dataset {name} selected. ').format(name=info.name)
-            )
-            + result.report(),
-        }
+    async def select(self, path: str, label: str = 'positive', *, add: bool = False, call: str = '') -> dict[str, Any]:
+        """Import a data-root folder as a dataset (read and checked in a worker with ``workers``).
 
-    async def upload(self, attachments: Sequence[Attachment], label: str | None, *, add: bool) -> dict[str, Any]:
+        :param call: the action call's id, so that a call run again after a restart imports once.
+        """
+        resolve_inside(self.root, path, what=_('dataset folder'))  # refused here, before anything is queued
+
+        async def save(loaded: dict[str, Any]) -> dict[str, Any]:
+            info = await self._save_import(slug(path), loaded, path, add=add)
+            text = _('Added to dataset {name}. ') if add else _('Dataset {name} selected. ')
+            return {
+                **attrs.asdict(info),
+                'report': loaded['report'],
+                'text': text.format(name=info.name) + loaded['report'],
+            }
+
+        return await self._run_import({'folder': path, 'label': label}, (), call, save)
+
+    async def upload(
+        self, attachments: Sequence[Attachment], label: str | None, *, add: bool, call: str = ''
+    ) -> dict[str, Any]:
+        """Import an uploaded ZIP, JSONL or CSV as a dataset (read and checked in a worker with ``workers``)."""
         if not attachments:
             raise ActionError(_('attach a ZIP of .txt files, a JSONL or a CSV file'))
         attachment = attachments[0]
         if attachment.path is None:
             raise ActionError(_('{name} was not downloaded; send it again').format(name=attachment.name))
-        result = await asyncio.to_thread(load_upload, attachment.path, attachment.name, label, self.limits)
-        if not result.examples:
-            raise ActionError(
-                _('no usable examples in {name}.\n{value}').format(name=attachment.name, value=result.report())
+
+        async def save(loaded: dict[str, Any]) -> dict[str, Any]:
+            name = slug(pathlib.PurePath(attachment.name).stem)
+            info = await self._save_import(name, loaded, f'upload {attachment.name}', add=add)
+            text = _('Added to dataset {name}. ') if add else _('Dataset {name} saved and selected. ')
+            return {
+                **attrs.asdict(info),
+                'report': loaded['report'],
+                'problems': loaded['problems'],
+                'text': text.format(name=info.name) + loaded['report'],
+            }
+
+        return await self._run_import({'label': label}, [attachment], call, save)
+
+    async def _run_import(
+        self,
+        args: Mapping[str, Any],
+        inputs: Sequence[Attachment],
+        call: str,
+        save: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix='flowbot-import-') as tmp:  # the examples, when read here
+            return await self.tasks.run(
+                'dataset.import', args, call=call, inputs=inputs, out=pathlib.Path(tmp), apply=save
             )
-        name = slug(pathlib.PurePath(attachment.name).stem)
-        info = await self.datasets.save(name, result.examples, f'upload {attachment.name}', add=add)
-        return {
-            **attrs.asdict(info),
-            'report': result.report(),
-            'problems': result.problem_count,
-            'text': (
-                _('Added to dataset {name}. ').format(name=info.name)
-                if add
-                else _('Dataset {name} saved and selected. ').format(name=info.name)
-            )
-            + result.report(),
-        }
+
+    async def _import(
+        self, args: Mapping[str, Any], inputs: Sequence[Attachment], out: pathlib.Path | None
+    ) -> dict[str, Any]:
+        """The ``dataset.import`` task: read and check a folder or an upload; the examples go to ``out``."""
+        label = args.get('label')
+        if inputs:
+            upload = inputs[0]
+            assert upload.path is not None
+            result = await asyncio.to_thread(load_upload, upload.path, upload.name, label, self.limits)
+            shown = upload.name
+            if not result.examples:
+                raise ActionError(_('no usable examples in {name}.\n{value}').format(name=shown, value=result.report()))
+        else:
+            shown = str(args['folder'])
+            folder = resolve_inside(self.root, shown, what=_('dataset folder'))
+            result = await asyncio.to_thread(load_folder, folder, self.files, label or 'positive', self.limits)
+            if not result.examples:
+                raise ActionError(_('no usable examples in {path}.\n{value}').format(path=shown, value=result.report()))
+        assert out is not None
+        target = out / 'examples.jsonl'
+        await asyncio.to_thread(write_jsonl, target, result.examples)
+        return {'examples': str(target), 'report': result.report(), 'problems': result.problem_count}
+
+    async def _save_import(self, name: str, loaded: Mapping[str, Any], source: str, *, add: bool) -> DatasetInfo:
+        examples = await asyncio.to_thread(read_jsonl, pathlib.Path(loaded['examples']))
+        return await self.datasets.save(name, examples, source, add=add)
 
     async def summary(self, dataset: str | None) -> dict[str, Any]:
         info = await self.datasets.get(dataset)
@@ -456,7 +515,19 @@ class ModelsService:
         seen = {_normal(e.text) for e in trained}
         return sum(1 for e in examples if _normal(e.text) in seen)
 
-    async def test(self, data: str | None, attachments: Sequence[Attachment]) -> dict[str, Any]:
+    async def test(self, data: str | None, attachments: Sequence[Attachment], *, call: str = '') -> dict[str, Any]:
+        """Score the current model (in a worker with ``workers``): data-root file, attachment or hold-out.
+
+        :param call: the action call's id: a call run again after a restart gets the same test.
+        """
+        args = {'data': data, 'test': uuid.uuid4().hex[:8]}
+        return await self.tasks.run('model.test', args, call=call, inputs=attachments[:1])
+
+    async def _test(
+        self, args: Mapping[str, Any], attachments: Sequence[Attachment], out: pathlib.Path | None
+    ) -> dict[str, Any]:
+        """The ``model.test`` task; its id comes from the caller, so a second run rewrites the same test."""
+        data, test_id = args.get('data'), str(args['test'])
         report = ''
         trained_by = await self._model_job()
         if data:
@@ -477,7 +548,6 @@ class ModelsService:
             raise ActionError(_('the local model is not trained yet; use train first'))
         overlap = await self._overlap(trained_by, examples)
         predicted = await self.provider.predict(model, [e.text for e in examples])
-        test_id = uuid.uuid4().hex[:8]
         name = model or self.config.chat_model or self.config.base_model
         evaluation = await asyncio.to_thread(
             evaluate, test_id, name, examples, predicted, self.root / 'tests' / test_id

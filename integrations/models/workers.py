@@ -23,13 +23,15 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from engine.store import StoreError
+from engine.tasks import RUN_TASK
 
 __all__ = ['CHANNEL', 'TASK', 'JobQueue', 'RelayNotifier', 'run_worker']
 
 _log = logging.getLogger(__name__)
 
 CHANNEL = 'flowbot_jobs'
-"""The LISTEN/NOTIFY channel: ``{"done": id}`` when a worker finished a job, ``{"progress": id, "text": t}``."""
+"""The LISTEN/NOTIFY channel: ``{"done": id}`` when a worker finished a job, ``{"progress": id, "text": t}``,
+``{"task": id}`` when it finished a task of :mod:`engine.tasks`."""
 TASK = 'flowbot.watch_job'
 QUEUE = 'flowbot_jobs'
 _SCHEMA_LOCK = (0x666C6F77, -2)
@@ -87,15 +89,16 @@ class JobQueue:
             self._opened = False
             await self.app.close_async()
 
-    async def defer(self, job_id: str) -> None:
-        """Queue the watcher of ``job_id`` (once: a task for it still waiting in the queue is enough)."""
+    async def defer(self, job_id: str, *, task: str = TASK) -> None:
+        """Queue ``task`` (the watcher of a training job, or :data:`engine.tasks.RUN_TASK`) for ``job_id``,
+        once: a task for it still waiting in the queue is enough."""
         procrastinate = _import_procrastinate()
         try:
-            await self.app.configure_task(TASK, queue=QUEUE, queueing_lock=job_id).defer_async(job_id=job_id)
+            await self.app.configure_task(task, queue=QUEUE, queueing_lock=job_id).defer_async(job_id=job_id)
         except procrastinate.exceptions.AlreadyEnqueued:
-            _log.debug('job %s: its watch task is already queued', job_id)
+            _log.debug('%s %s is already queued', task, job_id)
             return
-        _log.info('job %s: watch task queued for a worker', job_id)
+        _log.info('%s %s queued for a worker', task, job_id)
 
     async def listen(self, handler: Callable[[Mapping[str, Any]], Coroutine[Any, Any, None]]) -> None:
         """Call ``handler`` with every message a worker sends (on a connection of its own)."""
@@ -177,6 +180,8 @@ async def run_worker(config: Any, *, concurrency: int = 4, stalled_check: float 
     await queue.open()
     jobs = service.jobs
     jobs.notifier = RelayNotifier(queue)
+    tasks = service.tasks
+    await tasks.prune()
 
     async def watch_job(job_id: str) -> None:
         try:
@@ -186,9 +191,14 @@ async def run_worker(config: Any, *, concurrency: int = 4, stalled_check: float 
             return
         await queue.send({'done': job_id})
 
+    async def run_task(job_id: str) -> None:
+        if await tasks.execute(job_id):
+            await queue.send({'task': job_id})
+
     # A task that raised (the database was unreachable a moment) runs again later, from the record.
     retry = procrastinate.RetryStrategy(max_attempts=_ATTEMPTS, wait=queue.stalled_after)
     queue.app.task(name=TASK, queue=QUEUE, pass_context=False, retry=retry)(watch_job)
+    queue.app.task(name=RUN_TASK, queue=QUEUE, pass_context=False, retry=retry)(run_task)
 
     async def check_stalled() -> None:
         while True:
@@ -212,7 +222,8 @@ async def run_worker(config: Any, *, concurrency: int = 4, stalled_check: float 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.cancel)
-    print(f'flowbot worker: watching queued jobs (concurrency {concurrency})', flush=True)
+    kinds = ', '.join(k for k in tasks.kinds if tasks.remote(k)) or 'none'
+    print(f'flowbot worker: watching queued jobs and running tasks ({kinds}; concurrency {concurrency})', flush=True)
     try:
         await worker
     except asyncio.CancelledError:

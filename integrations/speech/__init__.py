@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.api import Attachment
@@ -22,6 +22,7 @@ from engine.config import section
 from engine.i18n import _, format_number
 from engine.plugins import SetupContext
 from engine.states.actions import ActionContext, ActionError
+from engine.tasks import tasks_of
 from integrations.speech.audio import AUDIO_SUFFIXES, AudioError
 from integrations.speech.config import SpeechConfig
 from integrations.speech.service import SpeechService, Transcript
@@ -55,7 +56,8 @@ def find_audio(attachments: Iterable[Attachment]) -> Attachment | None:
 
 
 def register_actions(ctx: SetupContext, service: SpeechService) -> None:
-    """Register ``speech.recognize`` and ``speech.synthesize`` bound to ``service``."""
+    """Register ``speech.recognize`` and ``speech.synthesize`` bound to ``service``, and their work as task
+    kinds of the same names (:mod:`engine.tasks`): in ``flowbot worker`` processes with ``[models] workers``."""
     config = service.config
 
     async def recognize(
@@ -80,20 +82,12 @@ def register_actions(ctx: SetupContext, service: SpeechService) -> None:
                     seconds=round(att.duration), limit=round(config.max_seconds)
                 )
             )
-        try:
-            result = await service.recognize_file(att.path, language, grammar=grammar)
-        except (AudioError, RecognitionError) as exc:
-            _log.info('cannot recognise %s from %s: %s', att.name, actx.key, exc)
-            raise ActionError(str(exc)) from exc
-        if not result.text:
+        result = await tasks.run(
+            'speech.recognize', {'language': language, 'grammar': grammar}, call=actx.call_id, inputs=[att]
+        )
+        if not result['text']:
             raise ActionError(_('no words were recognised in it'))
-        return {
-            'text': result.text,
-            'language': result.language,
-            'duration': result.duration,
-            'confidence': result.confidence,
-            'voice_reply': config.voice_reply,
-        }
+        return {**result, 'voice_reply': config.voice_reply}
 
     async def synthesize(
         actx: ActionContext, *, text: str, language: str | None = None, voice_message: bool = False
@@ -101,20 +95,49 @@ def register_actions(ctx: SetupContext, service: SpeechService) -> None:
         """Speak a text, optionally as a Discord voice message."""
         if not isinstance(text, str):
             raise ActionError(_('There is no text to speak.'))
+        args = {'text': text, 'language': language, 'voice_message': bool(voice_message)}
+        return await tasks.run('speech.synthesize', args, call=actx.call_id, out=actx.workdir)
+
+    async def recognize_task(
+        args: Mapping[str, Any], inputs: Sequence[Attachment], out: pathlib.Path | None
+    ) -> dict[str, Any]:
+        """The ``speech.recognize`` task (here or in a worker): the audio file of ``inputs``."""
+        [audio] = inputs
+        assert audio.path is not None
         try:
-            if voice_message:
-                synthesis, voice = await service.voice_message(text, language, workdir=actx.workdir)
+            result = await service.recognize_file(audio.path, args.get('language'), grammar=args.get('grammar'))
+        except (AudioError, RecognitionError) as exc:
+            _log.info('cannot recognise %s: %s', audio.name, exc)
+            raise ActionError(str(exc)) from exc
+        return {
+            'text': result.text,
+            'language': result.language,
+            'duration': result.duration,
+            'confidence': result.confidence,
+        }
+
+    async def synthesize_task(
+        args: Mapping[str, Any], inputs: Sequence[Attachment], out: pathlib.Path | None
+    ) -> dict[str, Any]:
+        """The ``speech.synthesize`` task (here or in a worker): its files go to ``out``."""
+        text, language = str(args['text']), args.get('language')
+        try:
+            if args.get('voice_message'):
+                synthesis, voice = await service.voice_message(text, language, workdir=out)
                 return {
                     'path': str(voice.path),
                     'duration': voice.duration,
                     'engine': synthesis.engine,
                     'waveform': voice.waveform,
                 }
-            synthesis = await service.synthesize(text, language, workdir=actx.workdir)
+            synthesis = await service.synthesize(text, language, workdir=out)
         except (SynthesisError, AudioError) as exc:
-            _log.info('cannot speak %d characters for %s: %s', len(text), actx.key, exc)
+            _log.info('cannot speak %d characters: %s', len(text), exc)
             raise ActionError(str(exc)) from exc
         return {'path': str(synthesis.path), 'duration': synthesis.duration, 'engine': synthesis.engine}
 
+    tasks = tasks_of(ctx)
+    tasks.register('speech.recognize', recognize_task)
+    tasks.register('speech.synthesize', synthesize_task)
     ctx.actions.add('speech.recognize', recognize)
     ctx.actions.add('speech.synthesize', synthesize)

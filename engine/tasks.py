@@ -1,0 +1,266 @@
+"""Work that may leave the bot process: one mechanism for every kind of long task.
+
+A plugin registers a *kind* once (:meth:`Tasks.register`): an async function of JSON arguments, the
+input files and an output folder that returns a JSON dict. Its action runs it with :meth:`Tasks.run`.
+Without a queue (the default, and always with SQLite) the function runs right there, in the bot process.
+With a queue (``[models] workers = true`` on PostgreSQL, see :mod:`integrations.models.workers`) the bot
+process records the task (a store record of kind ``task``), copies its input files to
+``<data_root>/tasks/<id>/in/`` and queues it; a ``flowbot worker`` runs the function, writes the result
+into the same record and announces it (``{"task": id}`` on the queue's channel); the action waiting in
+the bot process wakes and returns it.
+
+At-least-once becomes exactly-once in effect through the record:
+
+* the task's id is derived from the action call's id, which a conversation keeps when it is restored
+  after its process died; so the call, run again by whichever process now owns the conversation, finds
+  the same record and waits for (or returns) its result instead of queueing new work;
+* a worker that finds the record finished does nothing; one killed mid-task leaves it unfinished, and
+  another runs it again from the start (a kind's function has no side effects outside its output folder
+  except ones keyed by the task's id, which a second run overwrites with the same value);
+* what the bot process does with a result (``apply``: save a dataset) is recorded as done in the record,
+  so a call run again returns the recorded outcome instead of applying it twice. A crash in the
+  milliseconds between the two applies it once more (at-least-once in that window, as job reports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import pathlib
+import shutil
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from engine import i18n
+from engine.api import Attachment
+from engine.conversation import attachment, jsonable
+from engine.errors import UserError, user_message
+from engine.plugins import SetupContext
+from engine.states.actions import ActionError
+from engine.store import Store
+
+__all__ = ['RECORD', 'TaskFn', 'TaskQueue', 'Tasks', 'tasks_of']
+
+_log = logging.getLogger(__name__)
+
+RECORD = 'task'
+"""The store record kind of queued tasks."""
+RUN_TASK = 'flowbot.run_task'
+"""The queue's task name that runs a recorded task in a worker."""
+
+TaskFn = Callable[[Mapping[str, Any], Sequence[Attachment], pathlib.Path | None], Awaitable[dict[str, Any]]]
+"""``async def kind(args, inputs, out) -> dict``: ``out`` is where files it makes go (``None``: its own
+choice, in the bot process only); raise :class:`~engine.errors.UserError` for a failure the user may read."""
+
+
+class TaskQueue(Protocol):
+    """What :class:`Tasks` needs of a queue (:class:`integrations.models.workers.JobQueue`)."""
+
+    async def defer(self, job_id: str, *, task: str = ...) -> None:
+        """Queue ``task`` for ``job_id`` (once while an earlier one still waits)."""
+
+
+class Tasks:
+    """The kinds plugins registered, run here or queued for a worker.
+
+    :param root: the data root; task folders go to ``<root>/tasks/<id>/`` (bot processes and workers
+        share it, as they share the files of training jobs).
+    """
+
+    def __init__(self, store: Store, root: pathlib.Path, *, recheck: float = 5.0, keep: float = 86400.0) -> None:
+        self.store = store
+        self.folder = root / 'tasks'
+        self.recheck = recheck
+        """Seconds between looks at a waited-for record (a missed announcement still wakes the call)."""
+        self.keep = keep
+        """Seconds a finished task's folder is kept (a call run again after a restart may need its files)."""
+        self.queue: TaskQueue | None = None
+        self.offloaded: Collection[str] = ()
+        """The kinds sent to workers when there is a queue."""
+        self._kinds: dict[str, TaskFn] = {}
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+
+    def register(self, kind: str, fn: TaskFn) -> None:
+        if kind in self._kinds:
+            raise ValueError(f'task kind {kind!r} is registered twice')
+        self._kinds[kind] = fn
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted(self._kinds)
+
+    def remote(self, kind: str) -> bool:
+        """Whether ``kind`` runs in a worker."""
+        return self.queue is not None and kind in self.offloaded
+
+    async def run(
+        self,
+        kind: str,
+        args: Mapping[str, Any],
+        *,
+        call: str = '',
+        inputs: Sequence[Attachment] = (),
+        out: pathlib.Path | None = None,
+        apply: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
+    ) -> dict[str, Any]:
+        """Run ``kind`` here or in a worker and return its result (after ``apply``, when given).
+
+        :param call: the action call's id: a call run again after a restart finds its task.
+        :param inputs: downloaded files the task reads (copied for a worker).
+        :param out: where files go when it runs here.
+        :param apply: what the bot process does with the result, once (its return value is recorded).
+        """
+        fn = self._kinds[kind]
+        if not self.remote(kind):
+            result = await fn(args, inputs, out)
+            return await apply(result) if apply is not None else result
+        task_id = hashlib.sha256(f'{kind}\0{call}'.encode()).hexdigest()[:16] if call else uuid.uuid4().hex[:16]
+        record = await self.store.get_record(RECORD, task_id)
+        if record is None:
+            record = await self._submit(task_id, kind, args, inputs)
+        if record.get('status') != 'finished':
+            assert self.queue is not None
+            waiting = self._waiter(task_id)
+            try:
+                await self.queue.defer(task_id, task=RUN_TASK)
+                record = await self._wait(task_id, waiting)
+            finally:
+                self._waiters[task_id].discard(waiting)
+                if not self._waiters[task_id]:
+                    del self._waiters[task_id]
+        if record.get('error') is not None:
+            raise ActionError(str(record['error']))
+        result = dict(record.get('result') or {})
+        if apply is None:
+            return result
+        if 'applied' in record:  # a call run again after its process died: applied already
+            return dict(record['applied'])
+        record['applied'] = await apply(result)
+        await self.store.put_record(RECORD, task_id, record)
+        return dict(record['applied'])
+
+    async def _submit(
+        self, task_id: str, kind: str, args: Mapping[str, Any], inputs: Sequence[Attachment]
+    ) -> dict[str, Any]:
+        """Copy the inputs where workers read them, then record the task (the record means they are there)."""
+        folder = self.folder / task_id
+        copied: list[dict[str, Any]] = []
+        for i, given in enumerate(inputs):
+            if given.path is None:
+                raise ActionError(i18n._('{name} was not downloaded; send it again').format(name=given.name))
+            target = folder / 'in' / str(i)
+            await asyncio.to_thread(_copy, given.path, target)
+            copied.append(jsonable(attrs.evolve(given, path=target)))
+        record = {
+            'id': task_id,
+            'kind': kind,
+            'args': jsonable(dict(args)),
+            'inputs': copied,
+            'locale': i18n.current(),
+            'status': 'queued',
+            'attempts': 0,
+            'created': time.time(),
+            'finished': None,
+            'result': None,
+            'error': None,
+        }
+        await self.store.put_record(RECORD, task_id, record)
+        _log.info('task %s (%s) queued for a worker', task_id, kind)
+        return record
+
+    def _waiter(self, task_id: str) -> asyncio.Event:
+        event = asyncio.Event()
+        self._waiters.setdefault(task_id, set()).add(event)
+        return event
+
+    async def _wait(self, task_id: str, event: asyncio.Event) -> dict[str, Any]:
+        while True:
+            record = await self.store.get_record(RECORD, task_id)
+            if record is None:
+                raise ActionError(i18n._('the queued work was lost; please try again'))
+            if record.get('status') == 'finished':
+                return record
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), self.recheck)
+            event.clear()
+
+    def on_message(self, message: Mapping[str, Any]) -> None:
+        """A worker announced a finished task: wake the calls waiting for it in this process."""
+        for event in self._waiters.get(str(message.get('task', '')), ()):
+            event.set()
+
+    async def execute(self, task_id: str) -> bool:
+        """A worker's side: run a recorded task unless it is finished. Returns whether it is finished now.
+
+        The record is the commit point: it is written finished with the result (or the error a user may
+        read) in one write, so a run killed before that leaves it to the next run.
+        """
+        record = await self.store.get_record(RECORD, task_id)
+        if record is None:
+            _log.error('task %s: no record; nothing to run', task_id)
+            return False
+        if record.get('status') == 'finished':
+            return True
+        kind = str(record.get('kind'))
+        record['status'], record['attempts'] = 'running', int(record.get('attempts', 0)) + 1
+        await self.store.put_record(RECORD, task_id, record)
+        out = self.folder / task_id / 'out'
+        result: dict[str, Any] | None = None
+        error: str | None = None
+        with i18n.use(str(record.get('locale') or 'en')):
+            fn = self._kinds.get(kind)
+            if fn is None:
+                _log.error('task %s: this worker has no task kind %r (its plugin is not in bot.plugins)', task_id, kind)
+                error = i18n._('this work cannot be done now: no worker knows how ({kind})').format(kind=kind)
+            else:
+                await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+                inputs = [attachment(a) for a in record.get('inputs', [])]
+                try:
+                    result = jsonable(await fn(record.get('args', {}), inputs, out))
+                except UserError as exc:
+                    error = user_message(exc)
+                except Exception as exc:  # a bug: the user gets the internal-error text, the log the traceback
+                    _log.exception('task %s (%s) failed', task_id, kind)
+                    error = user_message(exc)
+        record.update(status='finished', result=result, error=error, finished=time.time())
+        await self.store.put_record(RECORD, task_id, record)
+        _log.info('task %s (%s) finished%s', task_id, kind, f' with an error: {error}' if error else '')
+        return True
+
+    async def prune(self) -> int:
+        """Delete the folders of tasks older than :attr:`keep`. Returns how many."""
+        return await asyncio.to_thread(_prune, self.folder, time.time() - self.keep)
+
+
+def tasks_of(ctx: SetupContext) -> Tasks:
+    """The app's one :class:`Tasks`, shared as ``ctx.services['tasks']`` (made by whichever plugin asks first)."""
+    tasks = ctx.services.get('tasks')
+    if not isinstance(tasks, Tasks):
+        tasks = Tasks(ctx.store, ctx.config.resolve(ctx.config.bot.data_root).resolve())
+        ctx.services['tasks'] = tasks
+    return tasks
+
+
+def _copy(source: pathlib.Path, target: pathlib.Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+
+
+def _prune(folder: pathlib.Path, before: float) -> int:
+    count = 0
+    if not folder.is_dir():
+        return 0
+    for path in folder.iterdir():
+        try:
+            if path.is_dir() and not path.is_symlink() and path.stat().st_mtime < before:
+                shutil.rmtree(path)
+                count += 1
+        except OSError as exc:
+            _log.warning('cannot delete the old task folder %s: %s', path, exc)
+    return count

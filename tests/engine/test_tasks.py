@@ -1,0 +1,194 @@
+"""One mechanism for work that may leave the bot process (engine/tasks.py), on the in-memory store.
+
+The queue here is a list: a test plays the worker by calling :meth:`Tasks.execute`, as ``flowbot worker``
+does (tests/test_worker_tasks.py runs the real queue and workers on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from engine.api import Attachment
+from engine.errors import UserError
+from engine.states.actions import ActionError
+from engine.store import MemoryStore
+from engine.tasks import RECORD, RUN_TASK, Tasks
+
+__all__: list[str] = []
+
+
+class ListQueue:
+    def __init__(self) -> None:
+        self.deferred: list[tuple[str, str]] = []
+
+    async def defer(self, job_id: str, *, task: str = '') -> None:
+        self.deferred.append((task, job_id))
+
+
+class Counter:
+    """A task kind that counts its runs and reads its one input file."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.seen: list[pathlib.Path] = []
+
+    async def __call__(
+        self, args: Mapping[str, Any], inputs: Sequence[Attachment], out: pathlib.Path | None
+    ) -> dict[str, Any]:
+        self.runs += 1
+        text = ''
+        for given in inputs:
+            assert given.path is not None
+            self.seen.append(given.path)
+            text += given.path.read_text(encoding='utf-8')
+        if args.get('fail'):
+            raise UserError(f'cannot count {text!r}')
+        return {'words': len(text.split()), 'name': inputs[0].name if inputs else ''}
+
+
+def _tasks(store: MemoryStore, root: pathlib.Path, queue: ListQueue | None) -> tuple[Tasks, Counter]:
+    tasks, kind = Tasks(store, root, recheck=0.05), Counter()
+    tasks.register('count', kind)
+    if queue is not None:
+        tasks.queue, tasks.offloaded = queue, {'count'}
+    return tasks, kind
+
+
+def _upload(tmp_path: pathlib.Path, text: str = 'one two three') -> Attachment:
+    path = tmp_path / 'upload.txt'
+    path.write_text(text, encoding='utf-8')
+    return Attachment('notes.txt', 'text/plain', path.stat().st_size, path)
+
+
+async def _play_worker(tasks: Tasks, queue: ListQueue) -> None:
+    """Run every deferred task as a worker would, announcing it when finished."""
+    while not queue.deferred:
+        await asyncio.sleep(0.01)
+    task, task_id = queue.deferred.pop(0)
+    assert task == RUN_TASK
+    if await tasks.execute(task_id):
+        tasks.on_message({'task': task_id})
+
+
+async def test_without_a_queue_the_kind_runs_in_the_bot_process_with_the_original_file(tmp_path: pathlib.Path) -> None:
+    tasks, kind = _tasks(MemoryStore(), tmp_path, None)
+    upload = _upload(tmp_path)
+    assert await tasks.run('count', {}, call='c1', inputs=[upload]) == {'words': 3, 'name': 'notes.txt'}
+    assert kind.seen == [upload.path] and not (tmp_path / 'tasks').exists()
+
+
+async def test_a_queued_task_runs_in_the_worker_on_a_copy_and_wakes_the_waiting_call(tmp_path: pathlib.Path) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _tasks(store, tmp_path, queue)
+    worker, kind = _tasks(store, tmp_path, None)  # a worker: same store and data folder, its own process
+    upload = _upload(tmp_path)
+    result, _none = await asyncio.gather(bot.run('count', {}, call='c1', inputs=[upload]), _play_worker(worker, queue))
+    assert result == {'words': 3, 'name': 'notes.txt'}
+    [copy] = kind.seen
+    assert copy != upload.path and copy.is_relative_to(tmp_path / 'tasks')
+    [record] = await store.list_records(RECORD)
+    assert record['status'] == 'finished' and record['attempts'] == 1
+
+
+async def test_a_call_run_again_after_a_restart_gets_the_recorded_result_and_applies_it_once(
+    tmp_path: pathlib.Path,
+) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    worker, kind = _tasks(store, tmp_path, None)
+    applied: list[dict[str, Any]] = []
+
+    async def apply(result: dict[str, Any]) -> dict[str, Any]:
+        applied.append(result)
+        return {**result, 'saved': len(applied)}
+
+    first, _ = _tasks(store, tmp_path, queue)
+    upload = _upload(tmp_path)
+    done, _none = await asyncio.gather(
+        first.run('count', {}, call='c1', inputs=[upload], apply=apply), _play_worker(worker, queue)
+    )
+    again, _ = _tasks(store, tmp_path, queue)  # the process that restored the conversation
+    upload.path.unlink()  # its input may be gone with the old process's work folder
+    assert await again.run('count', {}, call='c1', inputs=[upload], apply=apply) == done == {**done, 'saved': 1}
+    assert kind.runs == 1 and len(applied) == 1
+
+
+async def test_a_worker_that_finds_its_task_finished_runs_nothing(tmp_path: pathlib.Path) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _tasks(store, tmp_path, queue)
+    worker, kind = _tasks(store, tmp_path, None)
+    call = asyncio.ensure_future(bot.run('count', {}, call='c1', inputs=[_upload(tmp_path)]))
+    await _play_worker(worker, queue)
+    [(_task, task_id)] = [(RUN_TASK, r['id']) for r in await store.list_records(RECORD)]
+    assert await worker.execute(task_id)  # the same task, retried after its worker was thought dead
+    assert kind.runs == 1 and (await call)['words'] == 3
+
+
+async def test_a_killed_run_leaves_the_task_to_the_next_worker(tmp_path: pathlib.Path) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _tasks(store, tmp_path, queue)
+    call = asyncio.ensure_future(bot.run('count', {}, call='c1', inputs=[_upload(tmp_path)]))
+    while not queue.deferred:
+        await asyncio.sleep(0.01)
+    [(_task, task_id)] = queue.deferred
+
+    async def dies(*_: Any) -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        raise AssertionError('unreachable')
+
+    dying = Tasks(store, tmp_path)
+    dying.register('count', dies)
+    killed = asyncio.ensure_future(dying.execute(task_id))
+    await asyncio.sleep(0.05)
+    killed.cancel()  # the worker process dies mid-task: the record stays unfinished
+    record = await store.get_record(RECORD, task_id)
+    assert record is not None and record['status'] == 'running'
+    second, kind = _tasks(store, tmp_path, None)
+    assert await second.execute(task_id)  # no announcement: the waiting call finds it on its next look
+    assert (await asyncio.wait_for(call, 5))['words'] == 3
+    record = await store.get_record(RECORD, task_id)
+    assert record is not None and record['attempts'] == 2 and kind.runs == 1
+
+
+async def test_a_failure_the_user_may_read_reaches_the_call_as_an_action_error(tmp_path: pathlib.Path) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _tasks(store, tmp_path, queue)
+    worker, _ = _tasks(store, tmp_path, None)
+    with pytest.raises(ActionError, match="cannot count 'one two three'"):
+        await asyncio.gather(
+            bot.run('count', {'fail': True}, call='c1', inputs=[_upload(tmp_path)]), _play_worker(worker, queue)
+        )
+
+
+async def test_a_worker_without_the_kinds_plugin_tells_the_user_instead_of_leaving_them_waiting(
+    tmp_path: pathlib.Path,
+) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _tasks(store, tmp_path, queue)
+    bare = Tasks(store, tmp_path)  # a worker whose bot.toml lacks the plugin
+    with pytest.raises(ActionError, match=r'no worker knows how \(count\)'):
+        await asyncio.gather(bot.run('count', {}, call='c1'), _play_worker(bare, queue))
+
+
+async def test_an_input_that_was_not_downloaded_is_refused_before_anything_is_queued(tmp_path: pathlib.Path) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _tasks(store, tmp_path, queue)
+    with pytest.raises(ActionError, match='was not downloaded'):
+        await bot.run('count', {}, call='c1', inputs=[Attachment('voice.ogg', url='https://x/voice.ogg')])
+    assert queue.deferred == [] and await store.list_records(RECORD) == []
+
+
+async def test_old_task_folders_are_pruned(tmp_path: pathlib.Path) -> None:
+    import os
+
+    tasks = Tasks(MemoryStore(), tmp_path, keep=60)
+    old, new = tmp_path / 'tasks' / 'old', tmp_path / 'tasks' / 'new'
+    (old / 'in').mkdir(parents=True)
+    new.mkdir()
+    os.utime(old, (1, 1))
+    assert await tasks.prune() == 1
+    assert not old.exists() and new.exists()
