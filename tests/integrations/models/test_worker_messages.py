@@ -112,7 +112,7 @@ class Queue:
     def __init__(self) -> None:
         self.deferred: list[str] = []
 
-    async def defer(self, job_id: str) -> None:
+    async def defer(self, job_id: str, *, task: str = '') -> None:
         self.deferred.append(job_id)
 
 
@@ -129,3 +129,34 @@ async def test_with_workers_a_remote_job_is_queued_and_a_local_one_stays_in_the_
     assert await jobs.resume() == 2
     assert queue.deferred == ['r1'] and 'l1' in jobs._tasks and 'r1' not in jobs._tasks
     await jobs.stop()
+
+
+class Conversation(Recorder):
+    """A notifier whose conversation waits on the job (progress shown in message ``m9``) until it moves on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = True
+        self.edits: list[tuple[str, str | None]] = []
+
+    async def progress(self, topic: str, text: str) -> list[str]:
+        self.progressed.append(text)
+        return ['m9'] if self.waiting else []
+
+    async def post(self, place: Mapping[str, Any], text: str, **extra: Any) -> str | None:
+        self.edits.append((text, extra.get('edit')))
+        return 'm9'
+
+
+async def test_a_workers_progress_edits_the_jobs_progress_message_once_nobody_waits(tmp_path: pathlib.Path) -> None:
+    store, notifier = MemoryStore(), Conversation()
+    running = Job(id='r1', provider='openai', who='console:c1:u1', dataset='d', status='running')
+    await store.put_job(attrs.asdict(running))
+    jobs = _manager(store, notifier, tmp_path)
+    jobs.queue = Queue()  # type: ignore[assignment]
+    await jobs.on_message({'progress': 'r1', 'text': 'running: step 1'})
+    notifier.waiting = False  # the user typed another command
+    await jobs.on_message({'progress': 'r1', 'text': 'running: step 2'})
+    assert notifier.progressed == ['running: step 1', 'running: step 2']
+    assert notifier.edits == [('running: step 2', 'm9')]  # edited in place, not a new message
+    assert await store.get_job('r1') == attrs.asdict(running)  # the worker's record is left to the worker
