@@ -53,6 +53,12 @@ WORKER_TASKS = ('speech.recognize', 'speech.synthesize', 'dataset.import', 'mode
 """The task kinds that can run in ``flowbot worker`` processes (besides watching training jobs)."""
 
 
+def _worker_tasks(_instance: object, _attribute: object, value: list[str]) -> None:
+    unknown = sorted(set(value) - set(WORKER_TASKS))
+    if unknown:
+        raise ValueError(f'[models] worker_tasks: unknown task kind(s) {unknown}; known: {list(WORKER_TASKS)}')
+
+
 @attrs.define(kw_only=True)
 class ModelsConfig:
     """Structured from ``[models]``; the defaults run fully offline on the local provider."""
@@ -91,7 +97,7 @@ class ModelsConfig:
     """Seconds between a worker's heartbeats."""
     worker_stalled_after: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
     """Seconds without a heartbeat after which a worker counts as dead and its tasks go to another."""
-    worker_tasks: list[str] = attrs.field(factory=lambda: list(WORKER_TASKS))
+    worker_tasks: list[str] = attrs.field(factory=lambda: list(WORKER_TASKS), validator=_worker_tasks)
     """With ``workers``: the task kinds (:mod:`engine.tasks`) run in workers too; the others run in the bot
     process. Known kinds: :data:`WORKER_TASKS`."""
     delete_files: bool = True
