@@ -53,6 +53,8 @@ RECORD = 'task'
 """The store record kind of queued tasks."""
 RUN_TASK = 'flowbot.run_task'
 """The queue's task name that runs a recorded task in a worker."""
+_UNCLAIMED = 60.0
+"""Seconds a task may wait for a worker before the bot process logs that none seems to run."""
 
 TaskFn = Callable[[Mapping[str, Any], Sequence[Attachment], pathlib.Path | None], Awaitable[dict[str, Any]]]
 """``async def kind(args, inputs, out) -> dict``: ``out`` is where files it makes go (``None``: its own
@@ -85,6 +87,7 @@ class Tasks:
         """The kinds sent to workers when there is a queue."""
         self._kinds: dict[str, TaskFn] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._pruned_at = time.monotonic()  # the bot and the worker prune at start
 
     def register(self, kind: str, fn: TaskFn) -> None:
         if kind in self._kinds:
@@ -128,7 +131,8 @@ class Tasks:
             assert self.queue is not None
             waiting = self._waiter(task_id)
             try:
-                await self.queue.defer(task_id, task=RUN_TASK)
+                if record.get('status') == 'queued':  # once running, a worker has it (or takes it over)
+                    await self.queue.defer(task_id, task=RUN_TASK)
                 record = await self._wait(task_id, waiting)
             finally:
                 self._waiters[task_id].discard(waiting)
@@ -149,13 +153,20 @@ class Tasks:
         self, task_id: str, kind: str, args: Mapping[str, Any], inputs: Sequence[Attachment]
     ) -> dict[str, Any]:
         """Copy the inputs where workers read them, then record the task (the record means they are there)."""
+        if time.monotonic() - self._pruned_at > 3600:
+            self._pruned_at = time.monotonic()
+            await self.prune()
         folder = self.folder / task_id
         copied: list[dict[str, Any]] = []
         for i, given in enumerate(inputs):
             if given.path is None:
                 raise ActionError(i18n._('{name} was not downloaded; send it again').format(name=given.name))
             target = folder / 'in' / str(i)
-            await asyncio.to_thread(_copy, given.path, target)
+            try:
+                await asyncio.to_thread(_copy, given.path, target)
+            except OSError as exc:  # the download is gone (its work folder was cleaned) or the disk is full
+                _log.error('task %s (%s): cannot copy %s for the workers: %s', task_id, kind, given.path, exc)
+                raise ActionError(i18n._('{name} was not downloaded; send it again').format(name=given.name)) from exc
             copied.append(jsonable(attrs.evolve(given, path=target)))
         record = {
             'id': task_id,
@@ -180,12 +191,21 @@ class Tasks:
         return event
 
     async def _wait(self, task_id: str, event: asyncio.Event) -> dict[str, Any]:
+        started, warned = time.monotonic(), False
         while True:
             record = await self.store.get_record(RECORD, task_id)
             if record is None:
                 raise ActionError(i18n._('the queued work was lost; please try again'))
             if record.get('status') == 'finished':
                 return record
+            if not warned and record.get('status') == 'queued' and time.monotonic() - started > _UNCLAIMED:
+                warned = True
+                _log.warning(
+                    'task %s (%s) is still queued after %.0f s: is a flowbot worker running?',
+                    task_id,
+                    record.get('kind'),
+                    _UNCLAIMED,
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), self.recheck)
             event.clear()

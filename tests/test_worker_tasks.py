@@ -168,3 +168,35 @@ def test_a_worker_killed_mid_test_another_finishes_and_the_report_arrives_once(
     assert status == 'succeeded' and worker != doing_worker
     [(stored,)] = fetch(dsn, "SELECT count(*) FROM records WHERE kind = 'test'")
     assert stored == 1
+
+
+def test_a_bot_killed_while_its_test_runs_in_a_worker_gets_the_report_once_after_the_restart(
+    bot_dir: pathlib.Path, fake: ThreadedFake, dsn: str, workers: list[Worker], tmp_path: pathlib.Path
+) -> None:
+    with (bot_dir / 'bot.toml').open('a', encoding='utf-8') as fh:
+        fh.write(_WORKERS)
+    data = tmp_path / 'tests.json'
+    data.write_text(json.dumps([{'text': f'good {i}', 'label': 'positive'} for i in range(3)]), encoding='utf-8')
+    held = fake.server.hold('POST', '/v1/chat/completions')
+    first = start(bot_dir, dsn)
+    try:
+        workers.append(Worker(bot_dir, dsn, 'a'))
+        first.send(f':attach {data} !test')
+        wait_for(lambda: held.arrived, 'the worker predicting')
+        first.kill()  # the bot process dies while the worker works for its conversation
+    finally:
+        first.close()
+    second = start(bot_dir, dsn)  # restores the conversation; its call runs again and finds the task
+    try:
+        time.sleep(1)
+        held.released = True
+        second.expect(r'Test \w+ of .*: accuracy 100', timeout=40)
+        time.sleep(1.5)
+        lines = second.finish()
+    finally:
+        second.close()
+    reports = [line for line in [*first.lines, *lines] if 'accuracy' in line]
+    assert len(reports) == 1, (reports, lines, second.stderr)
+    [record] = _tasks(dsn)
+    assert record['attempts'] == 1  # run once, by the one worker
+    assert len(fetch(dsn, 'SELECT id FROM procrastinate_jobs')) == 1  # and queued once

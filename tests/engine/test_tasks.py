@@ -192,3 +192,38 @@ async def test_old_task_folders_are_pruned(tmp_path: pathlib.Path) -> None:
     os.utime(old, (1, 1))
     assert await tasks.prune() == 1
     assert not old.exists() and new.exists()
+
+
+async def test_a_call_run_again_while_a_worker_runs_its_task_waits_for_it_without_queueing_it_again(
+    tmp_path: pathlib.Path,
+) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    first, _ = _tasks(store, tmp_path, queue)
+    call = asyncio.ensure_future(first.run('count', {}, call='c1', inputs=[_upload(tmp_path)]))
+    while not queue.deferred:
+        await asyncio.sleep(0.01)
+    [(_task, task_id)] = queue.deferred
+    record = await store.get_record(RECORD, task_id)
+    assert record is not None
+    await store.put_record(RECORD, task_id, {**record, 'status': 'running'})  # a worker took it
+    call.cancel()  # the bot process dies; another restores the conversation and runs the call again
+    again, _ = _tasks(store, tmp_path, queue)
+    rerun = asyncio.ensure_future(again.run('count', {}, call='c1'))
+    await asyncio.sleep(0.1)
+    assert len(queue.deferred) == 1 and not rerun.done()
+    worker, kind = _tasks(store, tmp_path, None)
+    await store.put_record(RECORD, task_id, record)  # as the worker read it
+    assert await worker.execute(task_id)
+    again.on_message({'task': task_id})
+    assert (await asyncio.wait_for(rerun, 5))['words'] == 3 and kind.runs == 1
+
+
+async def test_a_download_gone_before_it_was_copied_is_asked_for_again(tmp_path: pathlib.Path) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _tasks(store, tmp_path, queue)
+    upload = _upload(tmp_path)
+    assert upload.path is not None
+    upload.path.unlink()
+    with pytest.raises(ActionError, match='was not downloaded; send it again'):
+        await bot.run('count', {}, call='c1', inputs=[upload])
+    assert queue.deferred == [] and await store.list_records(RECORD) == []
