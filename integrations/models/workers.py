@@ -12,6 +12,9 @@ mid-task, its task retried by another) goes on from the record, so the remote jo
 and a finished job is only delivered by its owner, once. A worker that dies stops sending heartbeats;
 every worker looks for such stalled tasks every ``stalled_check`` seconds and puts them back in the queue.
 A bot process that was down when the NOTIFY came finds the finished, unreported job when it starts.
+
+The same queue and workers run the task kinds of :mod:`engine.tasks` (speech, imports, model tests) as
+``flowbot.run_task``; a worker announces a finished one with ``{"task": id}`` on the same channel.
 """
 
 from __future__ import annotations
