@@ -16,9 +16,10 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from engine import __version__, shutdown
+from engine import __version__, i18n, shutdown
 from engine.config import Config, ConfigError, load_config
 from engine.flows.loader import Diagnostic, FlowError
+from engine.i18n import _, ngettext
 from engine.shipped import flow_folders
 from engine.shutdown import wait_within
 from engine.store import Shards, StoreError
@@ -72,7 +73,10 @@ async def _run(config: Config) -> int:
     token = read_secret(discord.get('token'), discord.get('token_file'), 'DISCORD_TOKEN')
     if token is None:
         print(
-            'No DISCORD_TOKEN configured (environment, DISCORD_TOKEN_FILE or [discord] token_file): starting the console chat.'
+            _(
+                'No DISCORD_TOKEN configured (environment, DISCORD_TOKEN_FILE or [discord] token_file): '
+                'starting the console chat.'
+            )
         )
         return await _chat(config)
     from engine.app import build_app
@@ -98,7 +102,7 @@ async def _run(config: Config) -> int:
         raise
     if lost:
         await app.stop()
-        print(f'flowbot run: stopped: {lost[0]}', file=sys.stderr)
+        print(_('flowbot run: stopped: {reason}').format(reason=lost[0]), file=sys.stderr)
         return 1
     bot = asyncio.ensure_future(
         serve(app.engine, discord_config, announce=lambda line: print(line, flush=True), stopping=stopping)
@@ -110,7 +114,7 @@ async def _run(config: Config) -> int:
         await _serve_until(bot, stopping)
     except asyncio.CancelledError:
         if lost:
-            print(f'flowbot run: stopped: {lost[0]}', file=sys.stderr)
+            print(_('flowbot run: stopped: {reason}').format(reason=lost[0]), file=sys.stderr)
             return 1
         _log.info('stopping on a signal')
     except Exception as exc:  # a bad token, a refused intent, Discord unreachable: one line, no traceback (-v logs it)
@@ -184,7 +188,9 @@ def _lint(config: Config, paths: list[pathlib.Path], fmt: str) -> int:
     ).check(flows)
     _print_diagnostics(problems, fmt)
     if fmt == 'text':
-        print(f'{len(flows)} flow(s) checked, {len(problems)} problem(s)', file=sys.stderr)
+        checked = ngettext('{count} flow checked', '{count} flows checked', len(flows)).format(count=len(flows))
+        found = ngettext('{count} problem', '{count} problems', len(problems)).format(count=len(problems))
+        print(f'{checked}, {found}', file=sys.stderr)
     return 1 if problems else 0
 
 
@@ -194,7 +200,7 @@ async def _export(config: Config, kind: str, output: pathlib.Path | None) -> int
 
     file = config.store_file
     if file is not None and not file.exists():
-        raise _ConfigError(f'no store at {file}: nothing to export')
+        raise _ConfigError(_('no store at {file}: nothing to export').format(file=file))
     store = open_store(config.store_spec)
     try:
         await store.open()
@@ -207,15 +213,26 @@ async def _export(config: Config, kind: str, output: pathlib.Path | None) -> int
 
         if FileGate.from_config(config).protects(output):
             print(
-                f'flowbot export: refusing to write {output}: it is the store, a secret or the config', file=sys.stderr
+                _('flowbot export: refusing to write {file}: it is the store, a secret or the config').format(
+                    file=output
+                ),
+                file=sys.stderr,
             )
             return 1
         try:
             output.write_text(lines, encoding='utf-8')
         except OSError as exc:
-            print(f'flowbot export: cannot write {output}: {exc.strerror or exc}', file=sys.stderr)
+            print(
+                _('flowbot export: cannot write {file}: {error}').format(file=output, error=exc.strerror or exc),
+                file=sys.stderr,
+            )
             return 1
-        print(f'{len(records)} {kind} written to {output}', file=sys.stderr)
+        print(
+            ngettext('{count} record written to {file}', '{count} records written to {file}', len(records)).format(
+                count=len(records), file=output
+            ),
+            file=sys.stderr,
+        )
     else:
         sys.stdout.write(lines)
     return 0
@@ -229,7 +246,7 @@ async def _test(config: Config, paths: list[pathlib.Path], show: bool = False) -
     try:
         results = await run_paths(paths or default, config)
     except ScriptError as exc:
-        print(f'flowbot test: {exc}', file=sys.stderr)
+        print(_('flowbot test: {error}').format(error=exc), file=sys.stderr)
         return 2
     print(format_results(results, uncovered_flows(results, config) if not paths else (), show=show))
     return 0 if results and all(r.passed for r in results) else 1
@@ -250,16 +267,24 @@ def _graph(
         updated = graph.replace_docs_section(current, flows)
         if check:
             if updated != current:
-                print(f'{docs}: the flow diagrams are out of date; run: flowbot graph --docs {docs}', file=sys.stderr)
+                print(
+                    _('{file}: the flow diagrams are out of date; run: flowbot graph --docs {file}').format(file=docs),
+                    file=sys.stderr,
+                )
                 return 1
-            print(f'{docs}: the flow diagrams are up to date', file=sys.stderr)
+            print(_('{file}: the flow diagrams are up to date').format(file=docs), file=sys.stderr)
             return 0
         docs.parent.mkdir(parents=True, exist_ok=True)
         docs.write_text(updated, encoding='utf-8')
-        print(f'{docs}: diagrams of {len(flows)} flow(s) written', file=sys.stderr)
+        print(
+            ngettext(
+                '{file}: the diagram of {count} flow written', '{file}: diagrams of {count} flows written', len(flows)
+            ).format(file=docs, count=len(flows)),
+            file=sys.stderr,
+        )
         return 0
     if name is None:
-        print('flowbot graph: give a flow name (or a flow file), or --docs FILE', file=sys.stderr)
+        print(_('flowbot graph: give a flow name (or a flow file), or --docs FILE'), file=sys.stderr)
         return 2
     by_name = {f.name: f for f in flows}
     if name in by_name:
@@ -267,7 +292,10 @@ def _graph(
     elif name.endswith('.toml') and pathlib.Path(name).is_file():
         flow = load_file(pathlib.Path(name))
     else:
-        print(f'flowbot graph: no flow named "{name}"{did_you_mean(name, by_name)}', file=sys.stderr)
+        print(
+            _('flowbot graph: no flow named "{name}"{hint}').format(name=name, hint=did_you_mean(name, by_name)),
+            file=sys.stderr,
+        )
         return 2
     if output is None:
         sys.stdout.write(graph.to_mermaid(flow))
@@ -275,12 +303,12 @@ def _graph(
     try:
         graph.render_file(flow, output)
     except graph.GraphvizMissingError as exc:
-        print(f'flowbot graph: {exc}', file=sys.stderr)
+        print(_('flowbot graph: {error}').format(error=exc), file=sys.stderr)
         return 3
     except (OSError, RuntimeError, ValueError) as exc:
-        print(f'flowbot graph: {output}: {str(exc).strip()}', file=sys.stderr)
+        print(_('flowbot graph: {file}: {error}').format(file=output, error=str(exc).strip()), file=sys.stderr)
         return 1
-    print(f'{output}: diagram of flow {flow.name}', file=sys.stderr)
+    print(_('{file}: diagram of flow {name}').format(file=output, name=flow.name), file=sys.stderr)
     return 0
 
 
@@ -291,9 +319,11 @@ def _reload(config: Config) -> int:
     try:
         pid = signal_reload(config)
     except ReloadSignalError as exc:
-        print(f'flowbot reload: {exc}', file=sys.stderr)
+        print(_('flowbot reload: {error}').format(error=exc), file=sys.stderr)
         return 1
-    print(f'asked flowbot (pid {pid}) to reload its flows; rejected edits are logged', file=sys.stderr)
+    print(
+        _('asked flowbot (pid {pid}) to reload its flows; rejected edits are logged').format(pid=pid), file=sys.stderr
+    )
     return 0
 
 
@@ -304,59 +334,110 @@ def _init(folder: pathlib.Path, force: bool) -> int:
     try:
         result = init_folder(folder, force=force)
     except (InitError, ConfigError) as exc:  # ConfigError: an installation without its shipped flows
-        print(f'flowbot init: {exc}', file=sys.stderr)
+        print(_('flowbot init: {error}').format(error=exc), file=sys.stderr)
         return 1
     print(next_steps(result))
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='flowbot', description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog='flowbot',
+        description=_('flowbot: make a bot folder, run the bot, chat in the console, lint flows, export data.'),
+    )
     parser.add_argument('--version', action='version', version=f'flowbot {__version__}')
-    parser.add_argument('-c', '--config', type=pathlib.Path, help='bot.toml (default: $FLOWBOT_CONFIG or ./bot.toml)')
-    parser.add_argument('-v', '--verbose', action='store_true')
+    parser.add_argument(
+        '-c', '--config', type=pathlib.Path, help=_('bot.toml (default: $FLOWBOT_CONFIG or ./bot.toml)')
+    )
+    parser.add_argument('-v', '--verbose', action='store_true', help=_('log everything (debug) to stderr'))
     sub = parser.add_subparsers(dest='command', required=True)
-    sub.add_parser('run', help='the bot on Discord when a token is configured, else the console chat')
-    sub.add_parser('chat', help='talk to the flows in this terminal')
-    init = sub.add_parser('init', help='make a bot folder: bot.toml, a copy of the shipped flows to edit, data/')
-    init.add_argument('folder', nargs='?', type=pathlib.Path, default=pathlib.Path('.'), help='default: here')
-    init.add_argument('--force', action='store_true', help='replace files that exist')
-    lint = sub.add_parser('lint', help='check flow files')
+    sub.add_parser('run', help=_('the bot on Discord when a token is configured, else the console chat'))
+    sub.add_parser('chat', help=_('talk to the flows in this terminal'))
+    init = sub.add_parser('init', help=_('make a bot folder: bot.toml, a copy of the shipped flows to edit, data/'))
+    init.add_argument('folder', nargs='?', type=pathlib.Path, default=pathlib.Path('.'), help=_('default: here'))
+    init.add_argument('--force', action='store_true', help=_('replace files that exist'))
+    lint = sub.add_parser('lint', help=_('check flow files'))
     lint.add_argument('paths', nargs='*', type=pathlib.Path)
     lint.add_argument('--format', choices=['text', 'github'], default='text')
-    export = sub.add_parser('export', help='write stored records as JSON lines')
+    export = sub.add_parser('export', help=_('write stored records as JSON lines'))
     export.add_argument('kind', choices=['corrections', 'feedback', 'jobs'])
     export.add_argument('-o', '--output', type=pathlib.Path)
-    test = sub.add_parser('test', help='run dialog scripts (default: flows/tests/)')
+    test = sub.add_parser('test', help=_('run dialog scripts (default: flows/tests/)'))
     test.add_argument('paths', nargs='*', type=pathlib.Path)
-    test.add_argument('--show', action='store_true', help='print the conversation of passing cases too')
-    graph = sub.add_parser('graph', help='draw a flow: Mermaid text, or SVG/PNG by the -o suffix (needs Graphviz)')
-    graph.add_argument('flow', nargs='?', help='flow name or flow file')
-    graph.add_argument('-o', '--output', type=pathlib.Path, help='FILE.svg/.png/.pdf (Graphviz), .dot, or .mmd')
+    test.add_argument('--show', action='store_true', help=_('print the conversation of passing cases too'))
+    graph = sub.add_parser('graph', help=_('draw a flow: Mermaid text, or SVG/PNG by the -o suffix (needs Graphviz)'))
+    graph.add_argument('flow', nargs='?', help=_('flow name or flow file'))
+    graph.add_argument('-o', '--output', type=pathlib.Path, help=_('FILE.svg/.png/.pdf (Graphviz), .dot, or .mmd'))
     graph.add_argument(
         '--docs',
         type=pathlib.Path,
         nargs='?',
         const=pathlib.Path('docs/flows.md'),
         default=None,
-        help='regenerate the diagrams section of docs/flows.md (or the file given)',
+        help=_('regenerate the diagrams section of docs/flows.md (or the file given)'),
     )
-    graph.add_argument('--check', action='store_true', help='with --docs: only check that it is up to date')
-    worker = sub.add_parser('worker', help='run training jobs queued by bot processes ([models] workers = true)')
-    worker.add_argument('--concurrency', type=int, default=4, help='jobs watched at once (default 4)')
-    sub.add_parser('reload', help='make the running bot reload its flows (SIGHUP through its pid file)')
-    speech = sub.add_parser('speech', help='speech models: flowbot speech install MODEL [--url U] [--sha256 H]')
+    graph.add_argument('--check', action='store_true', help=_('with --docs: only check that it is up to date'))
+    worker = sub.add_parser('worker', help=_('run training jobs queued by bot processes ([models] workers = true)'))
+    worker.add_argument('--concurrency', type=int, default=4, help=_('jobs watched at once (default 4)'))
+    sub.add_parser('reload', help=_('make the running bot reload its flows (SIGHUP through its pid file)'))
+    speech = sub.add_parser('speech', help=_('speech models: flowbot speech install MODEL [--url U] [--sha256 H]'))
     speech.add_argument('speech_args', nargs=argparse.REMAINDER)
     return parser
 
 
+_BOT_COMMANDS = ('run', 'chat', 'worker')
+"""Commands that are the bot: they speak ``[bot] language``, as its replies do without a user locale."""
+
+
+def _language_of_file(path: pathlib.Path | None) -> str | None:
+    """``[bot] language`` read straight from the TOML, for a message about a configuration that did not load."""
+    import tomllib
+
+    try:
+        file = path or pathlib.Path(os.environ.get('FLOWBOT_CONFIG') or 'bot.toml')
+        language = tomllib.loads(file.read_text(encoding='utf-8')).get('bot', {}).get('language')
+    except (OSError, ValueError, AttributeError):
+        return None
+    return language if isinstance(language, str) else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """``flowbot``: its messages are in the terminal's language (``LANGUAGE``, ``LC_ALL``, ``LC_MESSAGES``, ``LANG``),
+    else ``[bot] language``; ``run``, ``chat`` and ``worker`` are the bot and speak ``[bot] language``."""
+    terminal = i18n.environment_language()
+    with i18n.use(terminal or 'en'):
+        args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
     if args.command == 'init':
-        return _init(args.folder, args.force)
+        with i18n.use(terminal or 'en'):
+            return _init(args.folder, args.force)
+    with i18n.use(terminal or _language_of_file(args.config) or 'en'):  # the config's errors, in its language
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            return _fail(exc)
+    if args.command in _BOT_COMMANDS:
+        i18n.set_default(config.bot.language)
+        return _command(args, config)
+    with i18n.use(terminal or config.bot.language):
+        return _command(args, config)
+
+
+def _fail(exc: Exception) -> int:
+    """The one line (or the diagnostics) an error of a command ends with, and its exit code."""
+    if isinstance(exc, FlowError):
+        _print_diagnostics(exc.diagnostics)
+        print(_('flowbot: the flows above are invalid; nothing was started.'), file=sys.stderr)
+        return 1
+    if isinstance(exc, ConfigError):
+        print(_('flowbot: configuration error: {error}').format(error=exc), file=sys.stderr)
+        return 2
+    print(_('flowbot: store error: {error}').format(error=exc), file=sys.stderr)
+    return 1
+
+
+def _command(args: argparse.Namespace, config: Config) -> int:
     try:
-        config = load_config(args.config)
         if args.command == 'run':
             return asyncio.run(_exit_promptly(_run(config)))
         if args.command == 'chat':
@@ -379,16 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from integrations.speech.cli import main as speech_main
 
             return speech_main(list(args.speech_args), config)
-    except FlowError as exc:
-        _print_diagnostics(exc.diagnostics)
-        print('flowbot: the flows above are invalid; nothing was started.', file=sys.stderr)
-        return 1
-    except ConfigError as exc:
-        print(f'flowbot: configuration error: {exc}', file=sys.stderr)
-        return 2
-    except StoreError as exc:
-        print(f'flowbot: store error: {exc}', file=sys.stderr)
-        return 1
+    except (FlowError, ConfigError, StoreError) as exc:
+        return _fail(exc)
     except KeyboardInterrupt:
         return 130
     return 2

@@ -20,6 +20,7 @@ import cattrs.v
 from cattrs.gen import make_dict_structure_fn
 
 from engine.errors import FlowbotError
+from engine.i18n import N_, _, ngettext
 
 __all__ = [
     'BotConfig',
@@ -56,24 +57,24 @@ def redact(text: str) -> str:
 def _kind(value: Any) -> str:
     """What a TOML value is, in words (never the value itself: it may be a secret)."""
     if isinstance(value, bool):
-        return 'true/false'
+        return _('true/false')
     if isinstance(value, int | float):
-        return 'a number'
+        return _('a number')
     if isinstance(value, str):
-        return 'a string'
+        return _('a string')
     if isinstance(value, list):
-        return 'a list'
+        return _('a list')
     if isinstance(value, dict):
-        return 'a table'
-    return f'a {type(value).__name__}'
+        return _('a table')
+    return type(value).__name__
 
 
 def _strict(kind: type | tuple[type, ...], expected: str, convert: Any = None) -> Any:
     """A structure hook that takes exactly TOML's ``kind`` (no ``"no"`` → true, no ``1`` → text)."""
 
-    def hook(value: Any, _: Any) -> Any:
+    def hook(value: Any, _type: Any) -> Any:
         if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
-            raise ValueError(f'expected {expected}, not {_kind(value)}')
+            raise ValueError(_('expected {expected}, not {actual}').format(expected=_(expected), actual=_kind(value)))
         return convert(value) if convert else value
 
     return hook
@@ -85,14 +86,14 @@ def _origin(type_: Any) -> Any:
 
 def _strict_list(value: Any, type_: Any) -> list[Any]:
     if not isinstance(value, list):
-        raise ValueError(f'expected a list (e.g. ["a", "b"]), not {_kind(value)}')
+        raise ValueError(_('expected a list (e.g. ["a", "b"]), not {actual}').format(actual=_kind(value)))
     (item,) = typing.get_args(type_) or (Any,)
     items = []
     for i, entry in enumerate(value):
         try:
             items.append(_converter.structure(entry, item))
         except ValueError as exc:
-            raise ValueError(f'item {i + 1}: {exc}') from None
+            raise ValueError(_('item {number}: {error}').format(number=i + 1, error=exc)) from None
     return items
 
 
@@ -102,7 +103,7 @@ def _strict_dict(type_: Any) -> Any:
 
     def hook(value: Any, t: Any) -> dict[Any, Any]:
         if not isinstance(value, dict):
-            raise ValueError(f'expected a table, not {_kind(value)}')
+            raise ValueError(_('expected a table, not {actual}').format(actual=_kind(value)))
         result: dict[Any, Any] = inner(value, t)
         return result
 
@@ -115,18 +116,18 @@ def _strict_attrs(cls: Any) -> Any:
 
     def hook(value: Any, t: Any) -> Any:
         if not isinstance(value, dict):
-            raise ValueError(f'expected a table, not {_kind(value)}')
+            raise ValueError(_('expected a table, not {actual}').format(actual=_kind(value)))
         return inner(value, t)
 
     return hook
 
 
 _converter.register_structure_hook_factory(attrs.has, _strict_attrs)
-_converter.register_structure_hook(str, _strict(str, 'a string'))
-_converter.register_structure_hook(bool, _strict(bool, 'true or false'))
-_converter.register_structure_hook(int, _strict(int, 'a whole number'))
-_converter.register_structure_hook(float, _strict((int, float), 'a number', float))
-_converter.register_structure_hook(pathlib.Path, _strict(str, 'a path (a string)', pathlib.Path))
+_converter.register_structure_hook(str, _strict(str, N_('a string')))
+_converter.register_structure_hook(bool, _strict(bool, N_('true or false')))
+_converter.register_structure_hook(int, _strict(int, N_('a whole number')))
+_converter.register_structure_hook(float, _strict((int, float), N_('a number'), float))
+_converter.register_structure_hook(pathlib.Path, _strict(str, N_('a path (a string)'), pathlib.Path))
 _converter.register_structure_hook_func(lambda t: _origin(t) is list, _strict_list)
 _converter.register_structure_hook_factory(lambda t: _origin(t) is dict, _strict_dict)
 
@@ -225,13 +226,13 @@ def format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         known = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         names = ', '.join(key + _did_you_mean(key, known) for key in sorted(exc.extra_fields))
-        return f'unknown key{"s" if len(exc.extra_fields) > 1 else ""} {names}'
+        return ngettext('unknown key {names}', 'unknown keys {names}', len(exc.extra_fields)).format(names=names)
     return cattrs.v.format_exception(exc, type_)
 
 
 def _did_you_mean(word: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ''
+    return _(' (did you mean "{word}"?)').format(word=close[0]) if close else ''
 
 
 def _describe(exc: BaseException) -> str:
@@ -249,7 +250,7 @@ def _located(exc: BaseException, file: pathlib.Path | None, text: str, section: 
     index = LineIndex(text)
     lines = []
     for message in cattrs.transform_error(exc, path='$', format_exception=format_exception):
-        what, _, where = message.partition(' @ $')
+        what, _sep, where = message.partition(' @ $')
         keys = [k.strip('[]\'"') for k in re.split(r'\.|(?=\[)', where) if k.strip('[]\'"')]
         toml_path = [section, *keys] if section else keys
         line = index.line(toml_path) if text else None
@@ -265,17 +266,18 @@ def read_secret(value: str | None, file: str | pathlib.Path | None, env: str) ->
         return os.environ[env].strip()
     file = os.environ.get(f'{env}_FILE') or file
     if file:
-        shown = 'the file named' if looks_like_secret(str(file)) or len(str(file)) > 200 else str(file)
+        hidden = looks_like_secret(str(file)) or len(str(file)) > 200
+        shown = _('the file named') if hidden else str(file)
         try:
             return pathlib.Path(file).expanduser().read_text(encoding='utf-8').strip() or None
         except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else 'not a usable file name'
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _('not a usable file name')
             hint = (
-                ' (it looks like the secret itself: put the secret in a file and name that file)'
-                if shown != str(file)
-                else ''
+                _(' (it looks like the secret itself: put the secret in a file and name that file)') if hidden else ''
             )
-            raise ConfigError(f'cannot read {env} file {shown}: {reason}{hint}') from None
+            raise ConfigError(
+                _('cannot read {env} file {file}: {reason}{hint}').format(env=env, file=shown, reason=reason, hint=hint)
+            ) from None
     return value or None
 
 
@@ -285,10 +287,10 @@ def load_config(path: pathlib.Path | str | None = None) -> Config:
     A missing ``./bot.toml`` means all defaults; a file named by ``path`` or ``FLOWBOT_CONFIG`` must exist,
     so a typo in its name never starts the bot on defaults.
     """
-    named = 'the -c option' if path else 'FLOWBOT_CONFIG' if os.environ.get('FLOWBOT_CONFIG') else None
+    named = _('the -c option') if path else 'FLOWBOT_CONFIG' if os.environ.get('FLOWBOT_CONFIG') else None
     path = pathlib.Path(path or os.environ.get('FLOWBOT_CONFIG') or 'bot.toml')
     if named and not path.is_file():
-        raise ConfigError(f'no configuration file at {path} (named by {named})')
+        raise ConfigError(_('no configuration file at {path} (named by {named})').format(path=path, named=named))
     raw: dict[str, Any] = {}
     text = ''
     if path.exists():
@@ -298,11 +300,11 @@ def load_config(path: pathlib.Path | str | None = None) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f'{path}: {redact(str(exc))}') from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f'{path}: cannot read: {exc}') from None
+            raise ConfigError(_('{path}: cannot read: {error}').format(path=path, error=exc)) from None
     core = {k: raw.pop(k) for k in ('bot', 'permissions') if k in raw}
     for key in ('sections', 'path', 'source', 'read_sections'):  # Config's own fields, not tables of the file
         if key in core:
-            raise ConfigError(f'{path}: unknown section [{key}]')
+            raise ConfigError(_('{path}: unknown section [{key}]').format(path=path, key=key))
     try:
         config = _converter.structure(core, Config)
     except Exception as exc:

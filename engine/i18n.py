@@ -21,8 +21,9 @@ import functools
 import gettext
 import io
 import logging
+import os
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import babel
 import babel.dates
@@ -37,6 +38,7 @@ __all__ = [
     'available',
     'current',
     'enter',
+    'environment_language',
     'format_date',
     'format_datetime',
     'format_number',
@@ -67,6 +69,21 @@ def language_of(locale: str | None, default: str = 'en') -> str:
     """``ru-RU``, ``ru_RU``, ``ru`` -> ``ru``; empty -> ``default``."""
     lang = (locale or '').replace('_', '-').split('-')[0].strip().lower()
     return lang or default
+
+
+def environment_language(environ: Mapping[str, str] | None = None) -> str | None:
+    """The terminal's language for ``flowbot`` commands: the first of ``LANGUAGE``, ``LC_ALL``, ``LC_MESSAGES``
+    and ``LANG`` (gettext's order) that names one; ``C`` and ``POSIX`` (containers, services) name none.
+
+    :param environ: the variables to read (default: the process environment).
+    """
+    env = os.environ if environ is None else environ
+    for name in ('LANGUAGE', 'LC_ALL', 'LC_MESSAGES', 'LANG'):
+        value = env.get(name, '').split(':')[0].split('.')[0].split('@')[0]
+        lang = language_of(value, default='')
+        if lang and lang not in ('c', 'posix'):
+            return lang
+    return None
 
 
 def available() -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 import re2
 
 from engine.errors import FlowbotError
+from engine.i18n import _
 
 __all__ = ['MAX_MATCH_CHARS', 'MAX_PATTERN_CHARS', 'PatternError', 'compile_pattern', 'fullmatch', 'search']
 
@@ -39,12 +40,18 @@ def compile_pattern(pattern: str) -> Any:
     :raises PatternError: too long, or a construct RE2 does not support (backreferences, lookaround).
     """
     if len(pattern) > MAX_PATTERN_CHARS:
-        raise PatternError(f'the pattern is {len(pattern)} characters long; the limit is {MAX_PATTERN_CHARS}')
+        raise PatternError(
+            _('the pattern is {length} characters long; the limit is {limit}').format(
+                length=len(pattern), limit=MAX_PATTERN_CHARS
+            )
+        )
     try:
         return re2.compile(pattern, options=_options)
     except re2.error as exc:
         reason = exc.args[0].decode('utf-8', 'replace') if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise PatternError(f'{reason} (patterns run on RE2 in linear time: no backreferences or lookaround)') from None
+        raise PatternError(
+            _('{reason} (patterns run on RE2 in linear time: no backreferences or lookaround)').format(reason=reason)
+        ) from None
 
 
 def fullmatch(pattern: str, text: str) -> bool:

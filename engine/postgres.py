@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from engine.i18n import _
 from engine.store import (
     ShardLostError,
     Shards,
@@ -115,12 +116,16 @@ class PostgresStore(Store):
         try:
             import asyncpg
         except ImportError as exc:  # installed without the [postgres] extra
-            raise StoreError(f'the store {redact(self.dsn)} needs asyncpg: pip install "flowbot[postgres]"') from exc
+            raise StoreError(
+                _('the store {store} needs asyncpg: pip install "flowbot[postgres]"').format(store=redact(self.dsn))
+            ) from exc
 
         try:
             self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
-            raise StoreError(f'cannot connect to the store {redact(self.dsn)}: {exc}') from exc
+            raise StoreError(
+                _('cannot connect to the store {store}: {error}').format(store=redact(self.dsn), error=exc)
+            ) from exc
         async with self._pool.acquire() as conn:
             await self._migrate(conn)
 
@@ -135,7 +140,9 @@ class PostgresStore(Store):
                 current = 0
             if current > len(MIGRATIONS):
                 raise StoreError(
-                    f'{redact(self.dsn)}: schema version {current} is newer than this flowbot knows ({len(MIGRATIONS)})'
+                    _('{path}: schema version {version} is newer than this flowbot knows ({known})').format(
+                        path=redact(self.dsn), version=current, known=len(MIGRATIONS)
+                    )
                 )
             for version in range(current, len(MIGRATIONS)):
                 await conn.execute(MIGRATIONS[version])

@@ -31,6 +31,7 @@ from engine.flows import model
 from engine.flows.compile import version_id
 from engine.flows.loader import Diagnostic
 from engine.flows.worker import LintWorker
+from engine.i18n import _, ngettext
 from engine.shipped import flow_folders
 
 if TYPE_CHECKING:
@@ -65,13 +66,25 @@ class ReloadResult:
 
     def summary(self) -> str:
         parts = [
-            f'{what} {", ".join(names)}'
-            for what, names in (('added', self.added), ('updated', self.updated), ('removed', self.removed))
+            what.format(names=', '.join(names))
+            for what, names in (
+                (_('added {names}'), self.added),
+                (_('updated {names}'), self.updated),
+                (_('removed {names}'), self.removed),
+            )
             if names
         ]
         if self.rejected:
-            parts.append(f'rejected {len(self.rejected)} problem(s) in {len({d.file for d in self.rejected})} file(s)')
-        return '; '.join(parts) or 'no change'
+            problems = ngettext('{count} problem', '{count} problems', len(self.rejected)).format(
+                count=len(self.rejected)
+            )
+            files = len({d.file for d in self.rejected})
+            parts.append(
+                ngettext('rejected {problems} in {count} file', 'rejected {problems} in {count} files', files).format(
+                    problems=problems, count=files
+                )
+            )
+        return '; '.join(parts) or _('no change')
 
 
 def pid_file(config: Config) -> pathlib.Path:
@@ -95,19 +108,27 @@ def signal_reload(config: Config) -> int:
         pid = int(info['pid'])
     except FileNotFoundError:
         raise ReloadSignalError(
-            f'no running flowbot found: {path} does not exist (is it running, with bot.reload = true?)'
+            _('no running flowbot found: {path} does not exist (is it running, with bot.reload = true?)').format(
+                path=path
+            )
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ReloadSignalError(f'{path} is not a flowbot pid file: {exc}') from exc
+        raise ReloadSignalError(_('{path} is not a flowbot pid file: {error}').format(path=path, error=exc)) from exc
     started = info.get('started')
     if started is not None and _start_time(pid) not in (None, started):
-        raise ReloadSignalError(f'{path} is stale: process {pid} is not the flowbot that wrote it')
+        raise ReloadSignalError(
+            _('{path} is stale: process {pid} is not the flowbot that wrote it').format(path=path, pid=pid)
+        )
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
-        raise ReloadSignalError(f'{path} is stale: no process {pid} (flowbot is not running)') from None
+        raise ReloadSignalError(
+            _('{path} is stale: no process {pid} (flowbot is not running)').format(path=path, pid=pid)
+        ) from None
     except PermissionError:
-        raise ReloadSignalError(f'not allowed to signal process {pid} (run as the bot user)') from None
+        raise ReloadSignalError(
+            _('not allowed to signal process {pid} (run as the bot user)').format(pid=pid)
+        ) from None
     return pid
 
 
@@ -222,16 +243,17 @@ class FlowReloader:
         self._last_rejection = result.rejected
         if not self.maintainers_channel:
             return
-        adapter_name, _, channel = self.maintainers_channel.partition(':')
+        adapter_name, _sep, channel = self.maintainers_channel.partition(':')
         adapter = self.engine.adapters.get(adapter_name)
         if adapter is None or not channel:
             _log.error('bot.maintainers_channel %r names no connected adapter:channel', self.maintainers_channel)
             return
         shown = lines[:MAX_POSTED_LINES]
-        more = f'\n… and {len(lines) - len(shown)} more (see the log)' if len(lines) > len(shown) else ''
-        text = 'Flow edit rejected; the previous version keeps serving.\n' + '\n'.join(shown) + more
+        hidden = len(lines) - len(shown)
+        more = '\n' + _('… and {count} more (see the log)').format(count=hidden) if hidden > 0 else ''
+        text = _('Flow edit rejected; the previous version keeps serving.') + '\n' + '\n'.join(shown) + more
         if result.changed:
-            text += f'\nApplied: {result.summary()}'
+            text += '\n' + _('Applied: {summary}').format(summary=result.summary())
         try:
             await adapter.send_text(ConversationKey(adapter_name, channel, 'maintainers'), text)
         except Exception:

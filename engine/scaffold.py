@@ -14,7 +14,9 @@ import shutil
 
 import attrs
 
+from engine import i18n
 from engine.errors import FlowbotError
+from engine.i18n import _
 from engine.shipped import shipped_flows
 
 __all__ = ['BOT_TOML', 'GITIGNORE', 'InitError', 'InitResult', 'init_folder', 'next_steps']
@@ -71,6 +73,10 @@ __pycache__/
 """
 
 
+_SPEECH_MODELS = {'en': 'vosk-model-small-en-us-0.15', 'ru': 'vosk-model-small-ru-0.22'}
+"""The speech model ``next_steps`` suggests, by the language of the terminal (docs/speech.md)."""
+
+
 class InitError(FlowbotError):
     """The folder cannot be made; the message names the paths and what to do."""
 
@@ -113,11 +119,11 @@ def _in_the_way(
     for rel in folders:
         path = folder / rel
         if (path.exists() or path.is_symlink()) and not path.is_dir():
-            replaceable.append(f'{rel} (a file where the folder {rel}/ goes)')
+            replaceable.append(_('{path} (a file where the folder {path}/ goes)').format(path=rel))
     for rel in files:
         path = folder / rel
         if path.is_dir() and not path.is_symlink():
-            blocking.append(f'{rel}/ (a folder where the file {rel} goes)')
+            blocking.append(_('{path}/ (a folder where the file {path} goes)').format(path=rel))
         elif path.exists() or path.is_symlink():
             replaceable.append(str(rel))
     return replaceable, blocking
@@ -141,16 +147,27 @@ def init_folder(folder: pathlib.Path, *, force: bool = False) -> InitResult:
     """
     existing = _first_existing(folder)
     if not existing.is_dir():
-        where = f'{folder} is' if existing == folder else f'{existing}, on the way to {folder}, is'
-        raise InitError(f'{where} a file, not a folder; nothing was written')
+        if existing == folder:
+            raise InitError(_('{folder} is a file, not a folder; nothing was written').format(folder=folder))
+        raise InitError(
+            _('{path}, on the way to {folder}, is a file, not a folder; nothing was written').format(
+                path=existing, folder=folder
+            )
+        )
     files, folders = _plan(folder)
     replaceable, blocking = _in_the_way(folder, list(files), folders)
     if blocking:
-        raise InitError(f'{folder} has folders in the way; nothing was written (move them away):{_listed(blocking)}')
+        raise InitError(
+            _('{folder} has folders in the way; nothing was written (move them away):').format(folder=folder)
+            + _listed(blocking)
+        )
     if replaceable and not force:
         raise InitError(
-            f'{folder} already has these files; nothing was written '
-            f'(rerun with --force to replace them, or choose another FOLDER):{_listed(replaceable)}'
+            _(
+                '{folder} already has these files; nothing was written '
+                '(rerun with --force to replace them, or choose another FOLDER):'
+            ).format(folder=folder)
+            + _listed(replaceable)
         )
     created: list[pathlib.Path] = []
     try:
@@ -179,7 +196,9 @@ def init_folder(folder: pathlib.Path, *, force: bool = False) -> InitResult:
     except OSError as exc:
         _undo(created)
         raise InitError(
-            f'cannot write {exc.filename or folder}: {exc.strerror or exc}; what this run created was removed'
+            _('cannot write {path}: {error}; what this run created was removed').format(
+                path=exc.filename or folder, error=exc.strerror or exc
+            )
         ) from exc
     return InitResult(
         folder=folder,
@@ -202,19 +221,25 @@ def next_steps(result: InitResult) -> str:
     """What was made and what to do next, for people."""
     folder = result.folder
     cd = f'cd {shlex.quote(str(folder))}' if folder.resolve() != pathlib.Path.cwd().resolve() else None
+    speech_model = _SPEECH_MODELS.get(i18n.current(), _SPEECH_MODELS['en'])
+    flows = i18n.ngettext('{count} flow to edit', '{count} flows to edit', result.flows).format(count=result.flows)
     lines = [
-        f'A bot folder is ready in {folder.resolve()}:',
-        '  bot.toml       the settings, commented',
-        f'  flows/         {result.flows} flows to edit; flows/tests/ holds their dialog scripts',
-        '  data/          the store, datasets and models (kept out of git by .gitignore)',
+        _('A bot folder is ready in {folder}:').format(folder=folder.resolve()),
+        '  bot.toml       ' + _('the settings, commented'),
+        '  flows/         ' + _('{flows}; flows/tests/ holds their dialog scripts').format(flows=flows),
+        '  data/          ' + _('the store, datasets and models (kept out of git by .gitignore)'),
         '',
-        'Next:',
+        _('Next:'),
         *([f'  {cd}'] if cd else []),
-        '  flowbot chat                        talk to the bot in this terminal: try !hi and !instruction',
-        '  flowbot test                        run the dialog scripts after editing a flow',
-        '  export DISCORD_TOKEN=...            then `flowbot run` serves Discord (or set [discord] token_file)',
-        '  export OPENAI_API_KEY=...           train and chat with OpenAI models (without it: a local model)',
-        '  flowbot speech install vosk-model-small-en-us-0.15',
-        '                                      a speech model, to answer voice messages in English',
+        '  flowbot chat                        ' + _('talk to the bot in this terminal: try !hi and !instruction'),
+        '  flowbot test                        ' + _('run the dialog scripts after editing a flow'),
+        '  export DISCORD_TOKEN=...            ' + _('then `flowbot run` serves Discord (or set [discord] token_file)'),
+        '  export OPENAI_API_KEY=...           ' + _('train and chat with OpenAI models (without it: a local model)'),
+        f'  flowbot speech install {speech_model}',
+        '                                      ' + _('a speech model, to answer voice messages in your language'),
     ]
+    lang = i18n.current()
+    if lang != 'en' and lang in i18n.available():
+        step = f'  language = "{lang}" ([bot])'
+        lines.insert(lines.index(_('Next:')) + 1, step.ljust(38) + _('in bot.toml: the bot answers in this language'))
     return '\n'.join(lines)

@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 
 from engine.errors import FlowbotError
+from engine.i18n import _
 
 __all__ = [
     'MemoryStore',
@@ -66,7 +67,9 @@ class Shards:
 
     def __attrs_post_init__(self) -> None:
         if self.count < 1 or not self.ids or any(not 0 <= i < self.count for i in self.ids):
-            raise ValueError(f'shard ids {list(self.ids)} do not fit shard_count {self.count}')
+            raise ValueError(
+                _('shard ids {ids} do not fit shard_count {count}').format(ids=list(self.ids), count=self.count)
+            )
 
     @classmethod
     def every(cls, count: int = 1) -> Shards:
@@ -131,8 +134,10 @@ class Store(abc.ABC):
         """
         if not shards.is_every:
             raise StoreError(
-                f'shard_ids {list(shards.ids)} of {shards.count}: several bot processes need a PostgreSQL store '
-                '(store = "postgresql://..."); with this store one process must run every shard'
+                _(
+                    'shard_ids {ids} of {count}: several bot processes need a PostgreSQL store '
+                    '(store = "postgresql://..."); with this store one process must run every shard'
+                ).format(ids=list(shards.ids), count=shards.count)
             )
 
     @abc.abstractmethod
@@ -248,7 +253,11 @@ def _migrate_sqlite(db: sqlite3.Connection, path: str) -> None:
             db.execute('COMMIT')
             if version > len(_SQLITE_MIGRATIONS):
                 known = len(_SQLITE_MIGRATIONS)
-                raise StoreError(f'{path}: schema version {version} is newer than this flowbot knows ({known})')
+                raise StoreError(
+                    _('{path}: schema version {version} is newer than this flowbot knows ({known})').format(
+                        path=path, version=version, known=known
+                    )
+                )
             return
         try:
             for statement in _SQLITE_MIGRATIONS[version].split(';'):
@@ -258,7 +267,11 @@ def _migrate_sqlite(db: sqlite3.Connection, path: str) -> None:
             db.execute('COMMIT')
         except sqlite3.Error as exc:
             db.execute('ROLLBACK')
-            raise StoreError(f'{path}: migrating the schema to version {version + 1} failed: {exc}') from exc
+            raise StoreError(
+                _('{path}: migrating the schema to version {version} failed: {error}').format(
+                    path=path, version=version + 1, error=exc
+                )
+            ) from exc
         _log.info('store %s: schema migrated to version %d', path, version + 1)
 
 
@@ -299,7 +312,7 @@ class SQLiteStore(Store):
             self.db.execute('PRAGMA synchronous=NORMAL')
             _migrate_sqlite(self.db, path)
         except sqlite3.Error as exc:
-            raise StoreError(f'cannot open the store {path}: {exc}') from exc
+            raise StoreError(_('cannot open the store {path}: {error}').format(path=path, error=exc)) from exc
         self._pending: dict[str, tuple[Any, ...] | None] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_handle: asyncio.Handle | None = None

@@ -31,6 +31,7 @@ from jinja2.utils import Namespace
 
 from engine import i18n
 from engine.errors import UserError
+from engine.i18n import _
 
 __all__ = [
     'MAX_RENDERED_CHARS',
@@ -252,9 +253,13 @@ def _template(source: str) -> jinja2.Template:
     try:
         return _env.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f'template {_short(source)}: {exc.message} (line {exc.lineno})') from None
+        raise TemplateError(
+            _('template {source}: {error} (line {line})').format(
+                source=_short(source), error=exc.message, line=exc.lineno
+            )
+        ) from None
     except RecursionError:
-        raise TemplateError(f'template {_short(source)}: nested too deeply') from None
+        raise TemplateError(_('template {source}: nested too deeply').format(source=_short(source))) from None
 
 
 def render(source: str, context: Mapping[str, Any]) -> str:
@@ -270,16 +275,20 @@ def render(source: str, context: Mapping[str, Any]) -> str:
             size += len(chunk)
             if size > MAX_RENDERED_CHARS:
                 raise TemplateError(
-                    f'template {_short(source)}: the text would be longer than {MAX_RENDERED_CHARS:,} characters'
+                    _('template {source}: the text would be longer than {limit} characters').format(
+                        source=_short(source), limit=i18n.format_number(MAX_RENDERED_CHARS)
+                    )
                 )
             parts.append(chunk)
         return ''.join(parts)
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f'template {_short(source)}: {exc.message}') from exc
+        raise TemplateError(_('template {source}: {error}').format(source=_short(source), error=exc.message)) from exc
     except jinja2.TemplateError as exc:
-        raise TemplateError(f'template {_short(source)}: {exc}') from exc
+        raise TemplateError(_('template {source}: {error}').format(source=_short(source), error=exc)) from exc
     except (ArithmeticError, ValueError, TypeError, RecursionError, MemoryError) as exc:
-        raise TemplateError(f'template {_short(source)}: {exc.__class__.__name__}: {exc}') from None
+        raise TemplateError(
+            _('template {source}: {error}').format(source=_short(source), error=f'{exc.__class__.__name__}: {exc}')
+        ) from None
     finally:
         _range_budget.reset(budget)
         _loop_budget.reset(loops)
@@ -313,20 +322,28 @@ def compile_condition(expression: str) -> Callable[[Mapping[str, Any]], Any]:
     try:
         compiled = _env.compile_expression(expression, undefined_to_none=False)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f'expression {_short(expression)}: {exc.message}') from None
+        raise TemplateError(
+            _('expression {source}: {error}').format(source=_short(expression), error=exc.message)
+        ) from None
     except RecursionError:
-        raise TemplateError(f'expression {_short(expression)}: nested too deeply') from None
+        raise TemplateError(_('expression {source}: nested too deeply').format(source=_short(expression))) from None
 
     def evaluate(context: Mapping[str, Any]) -> Any:
         budget = _range_budget.set([MAX_RANGE])
         try:
             return compiled(**context)
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f'expression {_short(expression)}: {exc.message}') from exc
+            raise TemplateError(
+                _('expression {source}: {error}').format(source=_short(expression), error=exc.message)
+            ) from exc
         except jinja2.TemplateError as exc:
-            raise TemplateError(f'expression {_short(expression)}: {exc}') from exc
+            raise TemplateError(_('expression {source}: {error}').format(source=_short(expression), error=exc)) from exc
         except (ArithmeticError, ValueError, TypeError, RecursionError, MemoryError) as exc:
-            raise TemplateError(f'expression {_short(expression)}: {exc.__class__.__name__}: {exc}') from None
+            raise TemplateError(
+                _('expression {source}: {error}').format(
+                    source=_short(expression), error=f'{exc.__class__.__name__}: {exc}'
+                )
+            ) from None
         finally:
             _range_budget.reset(budget)
 
@@ -350,8 +367,14 @@ def find_variables(source: str, *, expression: bool = False) -> frozenset[str]:
     try:
         return frozenset(meta.find_undeclared_variables(_env.parse(text)))
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f'{"expression" if expression else "template"} {_short(source)}: {exc.message}') from None
+        raise TemplateError(
+            (_('expression {source}: {error}') if expression else _('template {source}: {error}')).format(
+                source=_short(source), error=exc.message
+            )
+        ) from None
     except RecursionError:
         raise TemplateError(
-            f'{"expression" if expression else "template"} {_short(source)}: nested too deeply'
+            (
+                _('expression {source}: nested too deeply') if expression else _('template {source}: nested too deeply')
+            ).format(source=_short(source))
         ) from None

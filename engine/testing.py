@@ -36,6 +36,7 @@ from engine.errors import FlowbotError
 from engine.flows import model
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import Diagnostic, LineIndex, did_you_mean, load_paths
+from engine.i18n import _, ngettext
 from engine.plugins import SetupContext, load_plugins
 from engine.runtime import Conversation, Engine, Internal
 from engine.shipped import flow_folders
@@ -216,7 +217,7 @@ _SCRIPT_KEYS = sorted(
 )
 
 
-def _structure_expect(value: Any, _: Any) -> list[Expect] | None:
+def _structure_expect(value: Any, _type: Any) -> list[Expect] | None:
     if value is None:
         return None
     items = value if isinstance(value, list) else [value]
@@ -227,7 +228,11 @@ def _structure_expect(value: Any, _: Any) -> list[Expect] | None:
         elif isinstance(item, dict):
             out.append(_converter.structure(item, Expect))
         else:
-            raise ValueError('an expectation is a string (exact text) or a table such as { contains = "..." }')
+            raise ValueError(
+                _('an expectation is a string (exact text) or a table such as {example}').format(
+                    example='{ contains = "..." }'
+                )
+            )
     return out
 
 
@@ -249,12 +254,14 @@ def _turn_problem(turn: Turn) -> str | None:
         if given
     ]
     if len(kinds) != 1:
-        found = ', '.join(kinds) or 'none'
-        return f'a turn needs exactly one of command, text, attach, press, timeout or notify (found: {found})'
+        found = ', '.join(kinds) or _('none')
+        return _('a turn needs exactly one of command, text, attach, press, timeout or notify (found: {found})').format(
+            found=found
+        )
     if turn.args is not None and turn.options is not None:
-        return 'give either args (typed text) or options (slash command), not both'
+        return _('give either args (typed text) or options (slash command), not both')
     if (turn.args is not None or turn.options is not None) and turn.command is None:
-        return 'args and options belong to a command turn'
+        return _('args and options belong to a command turn')
     return None
 
 
@@ -264,14 +271,14 @@ def load_script(path: pathlib.Path) -> Script:
         text = path.read_text(encoding='utf-8')
         raw = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ScriptError(f'{path}: cannot read the script: {exc}') from exc
+        raise ScriptError(_('{path}: cannot read the script: {error}').format(path=path, error=exc)) from exc
     index = LineIndex(text)
     try:
         script = _converter.structure({**raw, 'path': str(path)}, Script)
     except Exception as exc:
         messages = []
         for message in cattrs.transform_error(exc, path='$'):
-            what, _, where = message.partition(' @ $')
+            what, _sep, where = message.partition(' @ $')
             parts: list[str | int] = [
                 int(p) if p.isdigit() else p.strip('\'"') for p in re.split(r'\.|\[|\]', where) if p
             ]
@@ -279,23 +286,30 @@ def load_script(path: pathlib.Path) -> Script:
             if extra:
                 keys = [k.strip() for k in extra.group(1).split(',')]
                 parts.append(keys[0])
-                what = '; '.join(f'unknown key "{k}"{did_you_mean(k, _SCRIPT_KEYS)}' for k in keys)
+                unknown = _('unknown key "{key}"{hint}')
+                what = '; '.join(unknown.format(key=k, hint=did_you_mean(k, _SCRIPT_KEYS)) for k in keys)
             line = index.line(parts)
-            messages.append(f'{path}{":" + str(line) if line else ""}: {where.lstrip(".") or "script"}: {what}')
+            messages.append(f'{path}{":" + str(line) if line else ""}: {where.lstrip(".") or _("script")}: {what}')
         raise ScriptError('\n'.join(messages)) from exc
     problems = []
     if not script.cases:
-        problems.append(f'{path}: a script needs at least one [[cases]] table')
+        problems.append(_('{path}: a script needs at least one [[cases]] table').format(path=path))
     for c, case in enumerate(script.cases, start=1):
         if not case.turns:
-            problems.append(f'{path}: case {c} "{case.name}" has no [[cases.turns]]')
+            problems.append(
+                _('{path}: case {number} "{name}" has no [[cases.turns]]').format(path=path, number=c, name=case.name)
+            )
         for t, turn in enumerate(case.turns, start=1):
             problem = _turn_problem(turn)
             if problem:
-                problems.append(f'{path}: case "{case.name}", turn {t}: {problem}')
+                problems.append(
+                    _('{path}: case "{name}", turn {number}: {problem}').format(
+                        path=path, name=case.name, number=t, problem=problem
+                    )
+                )
     for name, canned in {**script.actions, **{k: v for c in script.cases for k, v in c.actions.items()}}.items():
         if canned.result is not None and canned.error is not None:
-            problems.append(f'{path}: action "{name}": give result or error, not both')
+            problems.append(_('{path}: action "{name}": give result or error, not both').format(path=path, name=name))
     if problems:
         raise ScriptError('\n'.join(problems))
     return script
@@ -478,24 +492,32 @@ def _mismatch(expected: Any, actual: Any, where: str) -> str | None:
     """Where ``actual`` differs from ``expected`` (tables may have more keys), or ``None``."""
     if isinstance(expected, Mapping):
         if not isinstance(actual, Mapping):
-            return f'{where}: expected a table, actual {actual!r}'
+            return _('{where}: expected a table, actual {actual}').format(where=where, actual=repr(actual))
         for key, value in expected.items():
             if key not in actual:
-                return f'{where}.{key}: expected {value!r}, actual: missing (keys: {", ".join(map(str, actual))})'
+                return _('{where}: expected {expected}, actual: missing (keys: {keys})').format(
+                    where=f'{where}.{key}', expected=repr(value), keys=', '.join(map(str, actual))
+                )
             found = _mismatch(value, actual[key], f'{where}.{key}')
             if found:
                 return found
         return None
     if isinstance(expected, list):
         if not isinstance(actual, list | tuple) or len(actual) != len(expected):
-            return f'{where}: expected {len(expected)} item(s) {expected!r}, actual {actual!r}'
+            return ngettext(
+                '{where}: expected {count} item {expected}, actual {actual}',
+                '{where}: expected {count} items {expected}, actual {actual}',
+                len(expected),
+            ).format(where=where, count=len(expected), expected=repr(expected), actual=repr(actual))
         for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
             found = _mismatch(e, a, f'{where}[{i}]')
             if found:
                 return found
         return None
     if expected != actual or isinstance(expected, bool) != isinstance(actual, bool):
-        return f'{where}: expected {expected!r}, actual {actual!r}'
+        return _('{where}: expected {expected}, actual {actual}').format(
+            where=where, expected=repr(expected), actual=repr(actual)
+        )
     return None
 
 
@@ -515,20 +537,27 @@ def _check_output(expect: Expect, output: Sent) -> str | None:
     if expect.file is not None:
         name = output.path.name if output.path else None
         if output.kind != 'file' or name is None or not fnmatch.fnmatch(name, expect.file):
-            return f'expected a file named {expect.file!r}, actual {output.describe()}'
+            return _('expected a file named {name}, actual {actual}').format(
+                name=repr(expect.file), actual=output.describe()
+            )
     if expect.voice is not None and output.voice != expect.voice:
-        return f'expected voice={expect.voice}, actual {output.describe()}'
+        return _('expected voice={voice}, actual {actual}').format(voice=expect.voice, actual=output.describe())
     if expect.choices is not None and list(output.choices) != expect.choices:
-        return f'expected buttons {expect.choices!r}, actual {list(output.choices)!r}'
-    if expect.text is not None and output.text != expect.text:
-        return (
-            f'expected text {_shown(expect.text)}\n    actual text   {_shown(output.text)}\n'
-            f'    diff (- expected, + actual):\n{_text_diff(expect.text, output.text)}'
+        return _('expected buttons {expected}, actual {actual}').format(
+            expected=repr(expect.choices), actual=repr(list(output.choices))
         )
+    if expect.text is not None and output.text != expect.text:
+        return _(
+            'expected text {expected}\n    actual text   {actual}\n    diff (- expected, + actual):\n{diff}'
+        ).format(expected=_shown(expect.text), actual=_shown(output.text), diff=_text_diff(expect.text, output.text))
     if expect.contains is not None and expect.contains not in output.text:
-        return f'expected text containing {expect.contains!r}\n    actual text {_shown(output.text)}'
+        return _('expected text containing {expected}\n    actual text {actual}').format(
+            expected=repr(expect.contains), actual=_shown(output.text)
+        )
     if expect.regex is not None and not re.search(expect.regex, output.text):
-        return f'expected text matching /{expect.regex}/\n    actual text {_shown(output.text)}'
+        return _('expected text matching /{pattern}/\n    actual text {actual}').format(
+            pattern=expect.regex, actual=_shown(output.text)
+        )
     return None
 
 
@@ -552,7 +581,7 @@ class _Run:
         self._wrap_actions(actions, {**script.actions, **case.actions})
         problems = library.check(flows)
         if problems:
-            raise _Failure('the flows do not pass lint:\n' + '\n'.join(f'    {d}' for d in problems))
+            raise _Failure(_('the flows do not pass lint:') + '\n' + '\n'.join(f'    {d}' for d in problems))
         library.activate(flows)
         self.adapter = RecordingAdapter('console', grants_all=case.trusted)
         self.engine.add_adapter(self.adapter)
@@ -576,7 +605,7 @@ class _Run:
             calls.setdefault(name, []).append(jsonable(args))
             if canned is None:
                 if fn is None:
-                    raise ActionError(f'the action "{name}" is not available')
+                    raise ActionError(_('the action "{name}" is not available').format(name=name))
                 return await fn(ctx, **args)
             if canned.error is not None:
                 raise ActionError(canned.error)
@@ -594,7 +623,7 @@ class _Run:
         if turn.attach is not None:
             path = (self.script.path.parent / turn.attach).resolve()
             if not path.is_file():
-                raise _Failure(f'the file to attach does not exist: {path}')
+                raise _Failure(_('the file to attach does not exist: {path}').format(path=path))
             content_type = turn.content_type or mimetypes.guess_type(path.name)[0] or 'application/octet-stream'
             attachments = (Attachment(name=path.name, content_type=content_type, size=path.stat().st_size, path=path),)
         if turn.command is not None:
@@ -625,17 +654,19 @@ class _Run:
         elif turn.timeout:
             conv = self.engine.conversation(self.key)
             if conv is None:
-                raise _Failure('no conversation is running, so nothing can time out')
+                raise _Failure(_('no conversation is running, so nothing can time out'))
             if conv.scope.timer is None:
-                raise _Failure(f'state "{conv.state}" of flow {conv.compiled.name} has no timeout')
+                raise _Failure(
+                    _('state "{state}" of flow {flow} has no timeout').format(state=conv.state, flow=conv.compiled.name)
+                )
             await self.engine.dispatch(Internal(kind='timeout', epoch=conv.epoch), self.key)
         else:
             assert turn.notify is not None
             payload = render_value(turn.payload, {'script_dir': str(self.script.path.parent.resolve())})
             if not await self.engine.notify(turn.notify, payload):
-                raise _Failure(f'no conversation waits on topic {turn.notify!r}')
+                raise _Failure(_('no conversation waits on topic {topic}').format(topic=repr(turn.notify)))
         if not await self.engine.wait_idle(timeout=30.0):
-            raise _Failure('the engine was still busy 30 s after the turn (an action that never returns?)')
+            raise _Failure(_('the engine was still busy 30 s after the turn (an action that never returns?)'))
 
     def _press(self, event: ChoicePress) -> ChoicePress:
         """Accept a button's label as well as its value, like a user reading the buttons."""
@@ -673,7 +704,7 @@ class _Run:
     async def _turn(self, number: int, turn: Turn) -> None:
         start = len(self.adapter.sent)
         self.transcript.append(f'user> {turn.describe()}')
-        where = f'turn {number} ({turn.describe()})'
+        where = _('turn {number} ({turn})').format(number=number, turn=turn.describe())
         try:
             await self._do(turn)
         except _Failure as exc:
@@ -684,19 +715,34 @@ class _Run:
         self.transcript.extend(f'bot>  [{o.message_id}] {o.describe()}' for o in outputs)
         if turn.expect is not None:
             if len(outputs) != len(turn.expect):
-                expected = '\n'.join(f'      {e.describe()}' for e in turn.expect) or '      (nothing)'
-                actual = '\n'.join(f'      {o.describe()}' for o in outputs) or '      (nothing)'
+                nothing = '      ' + _('(nothing)')
+                expected = '\n'.join(f'      {e.describe()}' for e in turn.expect) or nothing
+                actual = '\n'.join(f'      {o.describe()}' for o in outputs) or nothing
+                wanted = ngettext('{count} output', '{count} outputs', len(turn.expect)).format(count=len(turn.expect))
                 raise _Failure(
-                    f'{where}: expected {len(turn.expect)} output(s), the bot sent {len(outputs)}\n'
-                    f'    expected:\n{expected}\n    actual:\n{actual}'
+                    _('{where}: expected {outputs}, the bot sent {count}').format(
+                        where=where, outputs=wanted, count=len(outputs)
+                    )
+                    + '\n    '
+                    + _('expected:')
+                    + f'\n{expected}\n    '
+                    + _('actual:')
+                    + f'\n{actual}'
                 )
             for i, (expect, output) in enumerate(zip(turn.expect, outputs, strict=True), start=1):
                 problem = _check_output(expect, output)
                 if problem:
-                    raise _Failure(f'{where}, output {i} of {len(outputs)}:\n    {problem}')
+                    raise _Failure(
+                        _('{where}, output {number} of {count}:').format(where=where, number=i, count=len(outputs))
+                        + f'\n    {problem}'
+                    )
         state, data = self._state()
         if turn.state is not None and state != turn.state:
-            raise _Failure(f'{where}: expected state {turn.state!r}, actual {state!r}')
+            raise _Failure(
+                _('{where}: expected state {expected}, actual {actual}').format(
+                    where=where, expected=repr(turn.state), actual=repr(state)
+                )
+            )
         if turn.data is not None:
             problem = _mismatch(turn.data, data, 'data')
             if problem:
@@ -706,19 +752,23 @@ class _Run:
         case = self.case
         state, data = self._state()
         if case.state is not None and state != case.state:
-            raise _Failure(f'at the end: expected state {case.state!r}, actual {state!r}')
+            raise _Failure(
+                _('{where}: expected state {expected}, actual {actual}').format(
+                    where=_('at the end'), expected=repr(case.state), actual=repr(state)
+                )
+            )
         if case.data is not None:
             problem = _mismatch(case.data, data, 'data')
             if problem:
-                raise _Failure(f'at the end: {problem}')
+                raise _Failure(_('at the end') + f': {problem}')
         for kind, expected in case.records.items():
             problem = _mismatch(expected, await self.store.list_records(kind), f'records.{kind}')
             if problem:
-                raise _Failure(f'at the end: {problem}')
+                raise _Failure(_('at the end') + f': {problem}')
         for name, expected in case.calls.items():
             problem = _mismatch(expected, self.calls.get(name, []), f'calls."{name}"')
             if problem:
-                raise _Failure(f'at the end: {problem}')
+                raise _Failure(_('at the end') + f': {problem}')
 
 
 async def run_case(script: Script, case: Case, config: Config, flows: Sequence[model.Flow]) -> CaseResult:
@@ -730,13 +780,14 @@ async def run_case(script: Script, case: Case, config: Config, flows: Sequence[m
             await run.run()
         except _Failure as exc:
             transcript = '\n'.join(f'    {line}' for line in (run.transcript if run else []))
-            message = str(exc) + (f'\n  conversation:\n{transcript}' if transcript else '')
+            message = str(exc) + ('\n  ' + _('conversation:') + f'\n{transcript}' if transcript else '')
             return CaseResult(
                 script=script.path, case=case.name, passed=False, message=message, flows=run.flows_run if run else set()
             )
         except Exception as exc:
             _log.exception('script %s case %s crashed', script.path, case.name)
-            return CaseResult(script=script.path, case=case.name, passed=False, message=f'crashed: {exc!r}')
+            message = _('crashed: {error}').format(error=repr(exc))
+            return CaseResult(script=script.path, case=case.name, passed=False, message=message)
         return CaseResult(
             script=script.path, case=case.name, passed=True, flows=run.flows_run, transcript=run.transcript
         )
@@ -750,11 +801,13 @@ def _script_flows(script: Script, config: Config) -> tuple[list[model.Flow], lis
 async def run_script(script: Script, config: Config) -> list[CaseResult]:
     flows, problems = _script_flows(script, config)
     if problems:
-        message = 'the flows do not load:\n' + '\n'.join(f'    {d}' for d in problems)
+        message = _('the flows do not load:') + '\n' + '\n'.join(f'    {d}' for d in problems)
         return [CaseResult(script=script.path, case=case.name, passed=False, message=message) for case in script.cases]
     names = [f.name for f in flows]
     if script.flow not in names:  # a renamed or deleted flow must not leave a script passing on other flows
-        message = f'the script is for flow "{script.flow}", which does not exist{did_you_mean(script.flow, names)}'
+        message = _('the script is for flow "{flow}", which does not exist{hint}').format(
+            flow=script.flow, hint=did_you_mean(script.flow, names)
+        )
         return [CaseResult(script=script.path, case=case.name, passed=False, message=message) for case in script.cases]
     return [await run_case(script, case, config, flows) for case in script.cases]
 
@@ -764,7 +817,7 @@ async def run_paths(paths: Iterable[pathlib.Path], config: Config) -> list[CaseR
     results: list[CaseResult] = []
     files = script_files(paths)
     if not files:
-        raise ScriptError(f'no dialog scripts (*.toml) in {", ".join(str(p) for p in paths)}')
+        raise ScriptError(_('no dialog scripts (*.toml) in {paths}').format(paths=', '.join(str(p) for p in paths)))
     for file in files:
         try:
             script = load_script(file)
@@ -797,6 +850,9 @@ def format_results(results: Sequence[CaseResult], uncovered: Sequence[str] = (),
     passed = sum(r.passed for r in results)
     failed = len(results) - passed
     if uncovered:
-        lines.append(f'flows without a dialog script: {", ".join(uncovered)}')
-    lines.append(f'{passed} passed, {failed} failed ({len({r.script for r in results})} script file(s))')
+        lines.append(_('flows without a dialog script: {flows}').format(flows=', '.join(uncovered)))
+    # "N passed, N failed" stays English, like PASSED/FAILED: CI tools read this closing line.
+    scripts = len({r.script for r in results})
+    files = ngettext('{count} script file', '{count} script files', scripts).format(count=scripts)
+    lines.append(f'{passed} passed, {failed} failed ({files})')
     return '\n'.join(lines)

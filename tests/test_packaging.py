@@ -108,18 +108,18 @@ def test_the_built_wheel_installed_in_a_new_venv_runs_a_bot_folder_outside_the_c
     empty = tmp_path / 'empty'
     empty.mkdir()
     assert (
-        '15 flow(s) checked, 0 problem(s)'
+        '15 flows checked, 0 problems'
         in subprocess.run(
             [flowbot, 'lint'], cwd=empty, env=env, capture_output=True, text=True, timeout=120, check=True
         ).stderr
     )
-    assert ' 0 failed (15 script file(s))' in _run([flowbot, 'test'], empty, env)
+    assert ' 0 failed (15 script files)' in _run([flowbot, 'test'], empty, env)
 
     assert 'flowbot chat' in _run([flowbot, 'init', 'my bot'], tmp_path, env)
     bot = tmp_path / 'my bot'
     chat = _run([flowbot, 'chat'], bot, env, stdin='!hi\n:quit\n')
     assert 'Hi, ' in chat and 'I am flowbot. Type !instruction to see what I can do.' in chat
-    assert ' 0 failed (15 script file(s))' in _run([flowbot, 'test'], bot, env)
+    assert ' 0 failed (15 script files)' in _run([flowbot, 'test'], bot, env)
     assert (bot / 'data' / 'flowbot.sqlite3').is_file()
     settings = bot / 'bot.toml'  # in Russian: the flows' texts and the installed catalog
     settings.write_text(settings.read_text(encoding='utf-8').replace('language = "en"', 'language = "ru"', 1))

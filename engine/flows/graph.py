@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from engine import i18n
 from engine.errors import FlowbotError
 from engine.flows import model
 from engine.flows.validate import edges
@@ -234,7 +235,11 @@ def render_file(flow: model.Flow, output: pathlib.Path, *, timeout: float = 60.0
     suffix = output.suffix.lower().lstrip('.')
     if suffix not in GRAPHVIZ_FORMATS + TEXT_FORMATS:
         known = ', '.join('.' + s for s in GRAPHVIZ_FORMATS + TEXT_FORMATS)
-        raise ValueError(f'cannot write .{suffix or "(no suffix)"} files; use one of {known}')
+        raise ValueError(
+            i18n._('cannot write .{suffix} files; use one of {known}').format(
+                suffix=suffix or i18n._('(no suffix)'), known=known
+            )
+        )
     if suffix in GRAPHVIZ_FORMATS:
         dot = shutil.which('dot')
         if dot is None:

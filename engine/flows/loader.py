@@ -124,7 +124,11 @@ def _structure_text(value: Any, _: Any) -> model.Text:
         return value
     if isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
         return dict(value)
-    raise ValueError('expected text or a table of translations such as { en = "...", ru = "..." }')
+    raise ValueError(
+        i18n._('expected text or a table of translations such as {example}').format(
+            example='{ en = "...", ru = "..." }'
+        )
+    )
 
 
 def _hook(tp: Any, fn: Any) -> None:
@@ -153,7 +157,7 @@ for _cls, _renames in _RENAMES.items():
 
 def _scalars(value: Any) -> list[str | int | float]:
     if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
-        raise ValueError('expected a list of strings or numbers')
+        raise ValueError(i18n._('expected a list of strings or numbers'))
     return list(value)
 
 
@@ -173,9 +177,11 @@ def load_text(text: str, file: str = '<flow>') -> model.Flow:
         match = re.search(r'\(at line (\d+), column (\d+)\)', str(exc))
         line = int(match.group(1)) if match else None
         message = re.sub(r'\s*\(at line \d+, column \d+\)', '', str(exc))
-        raise FlowError([Diagnostic(file, line, f'TOML syntax error: {message}', 'toml')]) from exc
+        raise FlowError(
+            [Diagnostic(file, line, i18n._('TOML syntax error: {error}').format(error=message), 'toml')]
+        ) from exc
     except RecursionError:
-        raise FlowError([Diagnostic(file, None, 'TOML nested too deeply to read', 'toml')]) from None
+        raise FlowError([Diagnostic(file, None, i18n._('TOML nested too deeply to read'), 'toml')]) from None
     index = LineIndex(text)
     problems: list[Diagnostic] = []
 
@@ -184,27 +190,32 @@ def load_text(text: str, file: str = '<flow>') -> model.Flow:
         problems.append(Diagnostic(file, index.line(path), f'{dotted}: {message}' if dotted else message, code))
 
     for key in raw.keys() - _TOP_KEYS:
-        problem([key], f'unknown key{did_you_mean(key, _TOP_KEYS)}')
+        problem([key], i18n._('unknown key{hint}').format(hint=did_you_mean(key, _TOP_KEYS)))
     flow_info = _structure(raw.get('flow'), model.FlowInfo, ['flow'], problem, required=True)
     trigger = _structure(raw.get('trigger', {}), model.Trigger, ['trigger'], problem)
     permission = raw.get('permission')
     if permission is not None and not isinstance(permission, str):
-        problem(['permission'], 'expected the name of a permission group (a string)')
+        problem(['permission'], i18n._('expected the name of a permission group (a string)'))
     states: dict[str, model.State] = {}
     raw_states = raw.get('states', {})
     if not isinstance(raw_states, dict) or not raw_states:
-        problem(['states'], 'a flow needs at least one [states.NAME] table')
+        problem(['states'], i18n._('a flow needs at least one [states.NAME] table'))
         raw_states = {}
     for name, table in raw_states.items():
         path = ['states', name]
         if not isinstance(table, dict):
-            problem(path, 'expected a table')
+            problem(path, i18n._('expected a table'))
             continue
         kind = table.get('kind')
         cls = model.STATE_KINDS.get(kind) if isinstance(kind, str) else None
         if cls is None:
             hint = did_you_mean(str(kind), model.STATE_KINDS) if kind else ''
-            problem([*path, 'kind'], f'kind must be one of {", ".join(model.STATE_KINDS)}, not {kind!r}{hint}')
+            problem(
+                [*path, 'kind'],
+                i18n._('kind must be one of {kinds}, not {kind}{hint}').format(
+                    kinds=', '.join(model.STATE_KINDS), kind=repr(kind), hint=hint
+                ),
+            )
             continue
         body = {k: v for k, v in table.items() if k != 'kind'}
         state = _structure(body, cls, path, problem)
@@ -225,21 +236,21 @@ def load_text(text: str, file: str = '<flow>') -> model.Flow:
 def _structure(value: Any, cls: type[Any], path: list[str | int], problem: Any, *, required: bool = False) -> Any:
     if value is None:
         if required:
-            problem(path, f'missing [{".".join(map(str, path))}] table')
+            problem(path, i18n._('missing [{table}] table').format(table='.'.join(map(str, path))))
         return None
     if not isinstance(value, Mapping):
-        problem(path, 'expected a table')
+        problem(path, i18n._('expected a table'))
         return None
     unknown = _unknown_keys(value, cls, path)
     for key_path, key, allowed in unknown:
-        problem(key_path, f'unknown key{did_you_mean(key, allowed)}')
+        problem(key_path, i18n._('unknown key{hint}').format(hint=did_you_mean(key, allowed)))
     if unknown:
         return None
     try:
         return _converter.structure(dict(value), cls)
     except Exception as exc:
         for message in cattrs.transform_error(exc, path='$', format_exception=format_exception):
-            text, _, where = message.partition(' @ $')
+            text, _sep, where = message.partition(' @ $')
             sub = [p for p in re.split(r'\.|\[|\]', where) if p]
             sub_path = [*path, *(int(p) if p.isdigit() else p.strip('\'"') for p in sub)]
             problem(sub_path, _friendly(text))
@@ -265,8 +276,9 @@ def _unknown_keys(
 
 
 def _friendly(text: str) -> str:
-    text = text.replace('required field missing', 'missing required key')
-    return re.sub(r'invalid value for type, expected (\w+)', r'wrong type: expected \1', text)
+    text = text.replace('required field missing', i18n._('missing required key'))
+    wrong = i18n._('wrong type: expected {type}')
+    return re.sub(r'invalid value for type, expected (\w+)', lambda m: wrong.format(type=m.group(1)), text)
 
 
 MAX_FLOW_BYTES = 1024 * 1024
@@ -286,24 +298,32 @@ def read_flow_file(path: pathlib.Path) -> str:
     except FileRefusedError as exc:
         raise refuse(str(exc)) from None
     except OSError as exc:
-        raise refuse(f'cannot read: {exc.strerror or exc}') from None
+        raise refuse(i18n._('cannot read: {error}').format(error=exc.strerror or exc)) from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise refuse('not a regular file (a FIFO, device or folder): not read')
+        raise refuse(i18n._('not a regular file (a FIFO, device or folder): not read'))
     with os.fdopen(fd, 'rb') as fh:
         if info.st_size > MAX_FLOW_BYTES:
-            raise refuse(f'{info.st_size:,} bytes; flow files are limited to {MAX_FLOW_BYTES:,}')
+            raise refuse(
+                i18n._('{size} bytes; flow files are limited to {limit}').format(
+                    size=i18n.format_number(info.st_size), limit=i18n.format_number(MAX_FLOW_BYTES)
+                )
+            )
         try:
             data = fh.read(MAX_FLOW_BYTES + 1)
         except OSError as exc:
-            raise refuse(f'cannot read: {exc.strerror or exc}') from None
+            raise refuse(i18n._('cannot read: {error}').format(error=exc.strerror or exc)) from None
     if len(data) > MAX_FLOW_BYTES:
-        raise refuse(f'more than {MAX_FLOW_BYTES:,} bytes; flow files are limited to that')
+        raise refuse(
+            i18n._('more than {limit} bytes; flow files are limited to that').format(
+                limit=i18n.format_number(MAX_FLOW_BYTES)
+            )
+        )
     try:
         return data.decode('utf-8')
     except UnicodeDecodeError as exc:
-        raise refuse(f'not UTF-8 text (byte {exc.start})') from None
+        raise refuse(i18n._('not UTF-8 text (byte {offset})').format(offset=exc.start)) from None
 
 
 def load_file(path: pathlib.Path) -> model.Flow:

@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from engine.i18n import _
+
 __all__ = [
     'END',
     'INTERRUPTS',
@@ -280,7 +282,7 @@ def parse_duration(value: str | float | None) -> float | None:
     elif isinstance(value, str) and value[-1:] in _DURATION and value[:-1].replace('.', '', 1).isdigit():
         seconds = float(value[:-1]) * _DURATION[value[-1]]
     else:
-        raise ValueError(f'{value!r} is not a duration such as 30, "90s", "5m", "2h" or "1d"')
+        raise ValueError(_('{value} is not a duration such as 30, "90s", "5m", "2h" or "1d"').format(value=repr(value)))
     if seconds <= 0:
-        raise ValueError(f'{value!r}: a timeout must be positive')
+        raise ValueError(_('{value}: a timeout must be positive').format(value=repr(value)))
     return seconds

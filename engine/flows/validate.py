@@ -13,6 +13,7 @@ from typing import Any
 from engine.files import FileGate, FileRefusedError, check_name
 from engine.flows import model
 from engine.flows.loader import Diagnostic, LineIndex, did_you_mean
+from engine.i18n import _
 from engine.states.actions import ActionRegistry
 from engine.states.handlers import Lint, check_regex, handler_for
 from engine.templates import TemplateError, find_variables
@@ -62,7 +63,9 @@ def validate_flow(
     if flow.permission is not None and permissions is not None and flow.permission not in permissions:
         report(
             ['permission'],
-            f'unknown permission group "{flow.permission}"{did_you_mean(flow.permission, permissions)}',
+            _('unknown permission group "{name}"{hint}').format(
+                name=flow.permission, hint=did_you_mean(flow.permission, permissions)
+            ),
             'unknown-permission',
         )
     known_vars = BUILTIN_VARIABLES | {name for name in _saved_names(flow)}
@@ -72,7 +75,13 @@ def validate_flow(
             if target not in flow.states:
                 key = handler_for(spec).edge_key(label)
                 hint = did_you_mean(target, flow.states)
-                report([*path, key], f'state "{name}" goes to unknown state "{target}"{hint}', 'unknown-state')
+                report(
+                    [*path, key],
+                    _('state "{name}" goes to unknown state "{target}"{hint}').format(
+                        name=name, target=target, hint=hint
+                    ),
+                    'unknown-state',
+                )
         _check_state(flow, name, spec, report, actions, flow_names)
         if file_roots is not None:
             for file in getattr(spec, 'files', []):
@@ -85,7 +94,11 @@ def validate_flow(
                 continue
             for var in sorted(variables - known_vars):
                 hint = did_you_mean(var, known_vars)
-                report([*path, where], f'state "{name}" uses unknown variable "{var}"{hint}', 'unknown-variable')
+                report(
+                    [*path, where],
+                    _('state "{name}" uses unknown variable "{var}"{hint}').format(name=name, var=var, hint=hint),
+                    'unknown-variable',
+                )
     if not any(d.code == 'unknown-state' for d in found):
         _check_graph(flow, report)
     if languages:
@@ -129,8 +142,12 @@ def _check_translations(flow: model.Flow, languages: Sequence[str], report: Any)
             where = '.'.join(str(p) for p in path)
             report(
                 path,
-                f'{where} has no {", ".join(missing)} translation (languages {list(languages)}); '
-                f'write it as {{ {languages[0]} = "…", {missing[0]} = "…" }}',
+                _('{where} has no {missing} translation (languages {languages}); write it as {example}').format(
+                    where=where,
+                    missing=', '.join(missing),
+                    languages=list(languages),
+                    example=f'{{ {languages[0]} = "…", {missing[0]} = "…" }}',
+                ),
                 'missing-translation',
             )
 
@@ -141,32 +158,48 @@ def _check_trigger(flow: model.Flow, report: Any) -> None:
         if name is not None and not _COMMAND_NAME.match(name):
             report(
                 ['trigger', 'command'],
-                f'command name "{name}" must be 1-32 lowercase letters, digits, - or _',
+                _('command name "{name}" must be 1-32 lowercase letters, digits, - or _').format(name=name),
                 'bad-value',
             )
         if name in model.INTERRUPTS:
-            report(['trigger', 'command'], f'"{name}" is reserved for the interrupt of the same name', 'bad-value')
+            report(
+                ['trigger', 'command'],
+                _('"{name}" is reserved for the interrupt of the same name').format(name=name),
+                'bad-value',
+            )
     if trigger.aliases and trigger.command is None:
-        report(['trigger', 'aliases'], 'aliases need a command', 'bad-value')
+        report(['trigger', 'aliases'], _('aliases need a command'), 'bad-value')
     seen: set[str] = set()
     for i, option in enumerate(trigger.options):
         path = ['trigger', 'options', i]
         if not _COMMAND_NAME.match(option.name):
-            report(path, f'option name "{option.name}" must be 1-32 lowercase letters, digits, - or _', 'bad-value')
+            report(
+                path,
+                _('option name "{name}" must be 1-32 lowercase letters, digits, - or _').format(name=option.name),
+                'bad-value',
+            )
         if option.name in seen:
-            report(path, f'option "{option.name}" is declared twice', 'bad-value')
+            report(path, _('option "{name}" is declared twice').format(name=option.name), 'bad-value')
         seen.add(option.name)
         if option.choices and option.type not in ('string', 'integer', 'number'):
-            report(path, f'option "{option.name}": only string, integer and number options take choices', 'bad-value')
+            report(
+                path,
+                _('option "{name}": only string, integer and number options take choices').format(name=option.name),
+                'bad-value',
+            )
     required_after_optional = False
     for i, option in enumerate(trigger.options):
         if option.is_required and required_after_optional:
-            report(['trigger', 'options', i], f'required option "{option.name}" follows an optional one', 'bad-value')
+            report(
+                ['trigger', 'options', i],
+                _('required option "{name}" follows an optional one').format(name=option.name),
+                'bad-value',
+            )
         required_after_optional |= not option.is_required
     if trigger.filter and trigger.filter.pattern:
         check_regex(trigger.filter.pattern, ['trigger', 'filter', 'pattern'], report)
     if trigger.filter and not trigger.message:
-        report(['trigger', 'filter'], 'a filter needs message = true', 'bad-value')
+        report(['trigger', 'filter'], _('a filter needs message = true'), 'bad-value')
 
 
 def _check_file(file: str, roots: Sequence[pathlib.Path], path: list[str | int], report: Any) -> None:
@@ -193,7 +226,9 @@ def _check_file(file: str, roots: Sequence[pathlib.Path], path: list[str | int],
         shown = file if len(file) <= 80 else file[:77] + '...'
         report(
             path,
-            f'file {shown!r} is outside the data folder and the flow folders; it would never be sent',
+            _('file {path} is outside the data folder and the flow folders; it would never be sent').format(
+                path=repr(shown)
+            ),
             'file-outside',
         )
 
@@ -212,10 +247,14 @@ def _check_state(
     except ValueError as exc:
         report([*path, 'timeout'], str(exc), 'bad-value')
     if spec.on_timeout and spec.timeout is None:
-        report([*path, 'on_timeout'], f'state "{name}" has on_timeout but no timeout', 'bad-value')
+        report([*path, 'on_timeout'], _('state "{name}" has on_timeout but no timeout').format(name=name), 'bad-value')
     save_as = getattr(spec, 'save_as', None)
     if save_as is not None and (not _VARIABLE.match(save_as) or save_as in BUILTIN_VARIABLES):
-        report([*path, 'save_as'], f'save_as "{save_as}" must be a plain name, not a built-in variable', 'bad-value')
+        report(
+            [*path, 'save_as'],
+            _('save_as "{name}" must be a plain name, not a built-in variable').format(name=save_as),
+            'bad-value',
+        )
     handler_for(spec).check(name, spec, Lint(flow, report, actions, flow_names))
 
 
@@ -252,7 +291,11 @@ def _check_graph(flow: model.Flow, report: Any) -> None:
         stack.extend(target for _, target in edges(flow, name))
     for name in flow.states:
         if name not in reachable:
-            report(['states', name], f'state "{name}" is unreachable from "{flow.initial}"', 'unreachable')
+            report(
+                ['states', name],
+                _('state "{name}" is unreachable from "{initial}"').format(name=name, initial=flow.initial),
+                'unreachable',
+            )
     # A state can end if it is terminal or leads to one along its normal (non-timeout) edges: walk the
     # reversed edges from the terminal states once (linear in states + edges).
     incoming: dict[str, list[str]] = {}
@@ -269,7 +312,9 @@ def _check_graph(flow: model.Flow, report: Any) -> None:
                 pending.append(source)
     for name in flow.states:
         if name in reachable and name not in can_end:
-            report(['states', name], f'the flow can never end once it reaches state "{name}"', 'no-end')
+            report(
+                ['states', name], _('the flow can never end once it reaches state "{name}"').format(name=name), 'no-end'
+            )
 
 
 def validate(
@@ -300,7 +345,7 @@ def validate(
                 Diagnostic(
                     flow.path,
                     index.line(['flow', 'name']),
-                    f'flow "{flow.name}" is also defined in {owners[flow.name].path}',
+                    _('flow "{name}" is also defined in {path}').format(name=flow.name, path=owners[flow.name].path),
                     'duplicate-flow',
                 )
             )
@@ -313,7 +358,9 @@ def validate(
                     Diagnostic(
                         flow.path,
                         index.line(['trigger', 'command']),
-                        f'command "{command}" is also defined by flow "{commands[command].name}" ({commands[command].path})',
+                        _('command "{command}" is also defined by flow "{flow}" ({path})').format(
+                            command=command, flow=commands[command].name, path=commands[command].path
+                        ),
                         'duplicate-command',
                     )
                 )

@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from engine import i18n
 from engine.flows import model
 from engine.flows.compile import version_id
 from engine.flows.loader import Diagnostic, flow_files, load_paths
@@ -91,6 +92,8 @@ class _Request:
     actions: dict[str, tuple[frozenset[str] | None, frozenset[str]]]
     permissions: tuple[str, ...]
     file_roots: tuple[pathlib.Path, ...] | None
+    language: str = 'en'
+    """The language of the lint messages (the child is a fresh process: it inherits no language)."""
 
 
 def _limit_memory(limit: int) -> None:
@@ -124,20 +127,33 @@ def _serve(conn: Connection, memory: int, make_check: CheckFactory) -> None:
             request: _Request = conn.recv()
         except (EOFError, OSError):
             return
-        try:
-            actions = ActionRegistry.from_signatures(request.actions)
-            check = make_check(actions, request.permissions, request.file_roots)
-            answer: tuple[str, Any] = ('ok', plan_reload(request.paths, request.current, check))
-        except MemoryError:
-            answer = ('error', f'checking the flows needed more than {memory // (1024 * 1024)} MiB of memory')
-        except RecursionError:
-            answer = ('error', 'a flow file is nested too deeply to check')
-        except Exception as exc:  # reported to the maintainer; the child keeps serving
-            answer = ('error', f'checking the flows failed: {exc.__class__.__name__}: {exc}'[:500])
+        with i18n.use(request.language):
+            answer = _answer(request, memory, make_check)
         try:
             conn.send(answer)
         except (MemoryError, OSError, ValueError) as exc:
-            conn.send(('error', f'the lint result could not be sent back: {exc.__class__.__name__}'))
+            conn.send(
+                (
+                    'error',
+                    i18n._('the lint result could not be sent back: {error}').format(error=exc.__class__.__name__),
+                )
+            )
+
+
+def _answer(request: _Request, memory: int, make_check: CheckFactory) -> tuple[str, Any]:
+    """The child's answer to one request: the plan, or why checking failed (in the request's language)."""
+    try:
+        actions = ActionRegistry.from_signatures(request.actions)
+        check = make_check(actions, request.permissions, request.file_roots)
+        return 'ok', plan_reload(request.paths, request.current, check)
+    except MemoryError:
+        mib = memory // (1024 * 1024)
+        return 'error', i18n._('checking the flows needed more than {size} MiB of memory').format(size=mib)
+    except RecursionError:
+        return 'error', i18n._('a flow file is nested too deeply to check')
+    except Exception as exc:  # reported to the maintainer; the child keeps serving
+        error = f'{exc.__class__.__name__}: {exc}'
+        return 'error', i18n._('checking the flows failed: {error}').format(error=error)[:500]
 
 
 class LintWorker:
@@ -188,13 +204,15 @@ class LintWorker:
                 if not conn.poll(self.timeout):
                     _log.error('flow lint ran longer than %.0f s; its process is killed', self.timeout)
                     self._kill()
-                    return 'error', f'checking the flows took longer than {self.timeout:g} s and was stopped'
+                    return 'error', i18n._('checking the flows took longer than {seconds} s and was stopped').format(
+                        seconds=f'{self.timeout:g}'
+                    )
                 answer: tuple[str, Any] = conn.recv()
                 return answer
             except (EOFError, OSError) as exc:
                 _log.error('the flow lint process died: %r', exc)
                 self._kill()
-                return 'error', 'checking the flows stopped the lint process (out of memory?)'
+                return 'error', i18n._('checking the flows stopped the lint process (out of memory?)')
 
     async def plan(
         self,
@@ -211,6 +229,7 @@ class LintWorker:
             actions.signatures(),
             tuple(permissions),
             tuple(file_roots) if file_roots is not None else None,
+            i18n.current(),
         )
         status, value = await asyncio.to_thread(self._call, request)
         return value if status == 'ok' else str(value)

@@ -17,6 +17,7 @@ import attrs
 from engine.conversation import Conversation, Internal
 from engine.flows import model
 from engine.flows.loader import did_you_mean
+from engine.i18n import _
 from engine.patterns import PatternError, compile_pattern
 from engine.states import kinds
 from engine.states.actions import ActionRegistry
@@ -157,7 +158,11 @@ class EndHandler(Handler):
 
     def check(self, name: str, spec: model.State, lint: Lint) -> None:
         if spec.next is not None:
-            lint.report(['states', name, 'next'], f'end state "{name}" cannot have next: it ends the flow', 'bad-value')
+            lint.report(
+                ['states', name, 'next'],
+                _('end state "{name}" cannot have next: it ends the flow').format(name=name),
+                'bad-value',
+            )
 
 
 class AskHandler(Handler):
@@ -171,9 +176,13 @@ class AskHandler(Handler):
         ask = cast(model.Ask, spec)
         path: list[str | int] = ['states', name]
         if ask.expect == 'choice' and not ask.choices:
-            lint.report([*path, 'choices'], f'state "{name}" expects a choice but lists no choices', 'bad-value')
+            lint.report(
+                [*path, 'choices'],
+                _('state "{name}" expects a choice but lists no choices').format(name=name),
+                'bad-value',
+            )
         if ask.attempts < 1:
-            lint.report([*path, 'attempts'], 'attempts must be at least 1', 'bad-value')
+            lint.report([*path, 'attempts'], _('attempts must be at least 1'), 'bad-value')
         if ask.pattern:
             check_regex(ask.pattern, [*path, 'pattern'], lint.report)
 
@@ -210,16 +219,26 @@ class CallHandler(Handler):
         action = lint.actions.get(call.action)
         if action is None:
             hint = did_you_mean(call.action, lint.actions)
-            lint.report([*path, 'action'], f'unknown action "{call.action}"{hint}', 'unknown-action')
+            lint.report(
+                [*path, 'action'],
+                _('unknown action "{action}"{hint}').format(action=call.action, hint=hint),
+                'unknown-action',
+            )
             return
         if action.params is not None:
             for arg in sorted(call.args.keys() - action.params):
                 hint = did_you_mean(arg, action.params)
                 lint.report(
-                    [*path, 'args'], f'action "{call.action}" has no argument "{arg}"{hint}', 'unknown-argument'
+                    [*path, 'args'],
+                    _('action "{action}" has no argument "{arg}"{hint}').format(action=call.action, arg=arg, hint=hint),
+                    'unknown-argument',
                 )
         for arg in sorted(action.required - call.args.keys()):
-            lint.report([*path, 'args'], f'action "{call.action}" needs argument "{arg}"', 'missing-argument')
+            lint.report(
+                [*path, 'args'],
+                _('action "{action}" needs argument "{arg}"').format(action=call.action, arg=arg),
+                'missing-argument',
+            )
 
     def templates(self, spec: model.State) -> Iterator[tuple[str, str, bool]]:
         yield from (('args', t, False) for t in strings(cast(model.Call, spec).args))
@@ -269,9 +288,11 @@ class ChoiceHandler(Handler):
         decide = cast(model.Decide, spec)
         path: list[str | int] = ['states', name]
         if not decide.when:
-            lint.report([*path, 'when'], f'choice state "{name}" has no conditions', 'bad-value')
+            lint.report([*path, 'when'], _('choice state "{name}" has no conditions').format(name=name), 'bad-value')
         if decide.next is not None:
-            lint.report([*path, 'next'], 'a choice state goes by its conditions; use else instead of next', 'bad-value')
+            lint.report(
+                [*path, 'next'], _('a choice state goes by its conditions; use else instead of next'), 'bad-value'
+            )
 
     def templates(self, spec: model.State) -> Iterator[tuple[str, str, bool]]:
         yield from (('when', branch.when, True) for branch in cast(model.Decide, spec).when)
@@ -318,9 +339,15 @@ class FlowHandler(Handler):
         sub = cast(model.SubFlow, spec)
         path: list[str | int] = ['states', name, 'flow']
         if lint.flow_names is not None and sub.flow not in lint.flow_names:
-            lint.report(path, f'unknown flow "{sub.flow}"{did_you_mean(sub.flow, lint.flow_names)}', 'unknown-flow')
+            lint.report(
+                path,
+                _('unknown flow "{flow}"{hint}').format(flow=sub.flow, hint=did_you_mean(sub.flow, lint.flow_names)),
+                'unknown-flow',
+            )
         if sub.flow == lint.flow.name:
-            lint.report(path, f'flow "{lint.flow.name}" cannot run itself as a sub-flow', 'bad-value')
+            lint.report(
+                path, _('flow "{name}" cannot run itself as a sub-flow').format(name=lint.flow.name), 'bad-value'
+            )
 
     def templates(self, spec: model.State) -> Iterator[tuple[str, str, bool]]:
         yield from (('args', t, False) for t in strings(cast(model.SubFlow, spec).args))
@@ -357,7 +384,9 @@ def check_regex(pattern: str, path: list[str | int], report: Report) -> None:
         compile_pattern(pattern)
     except PatternError as exc:
         shown = pattern if len(pattern) <= 80 else pattern[:77] + '...'
-        report(path, f'invalid regular expression {shown!r}: {exc}', 'bad-value')
+        report(
+            path, _('invalid regular expression {pattern}: {error}').format(pattern=repr(shown), error=exc), 'bad-value'
+        )
 
 
 def strings(value: Any) -> Iterator[str]:

@@ -12,6 +12,7 @@ from typing import Literal
 import attrs
 
 from engine.config import Config, ConfigError, read_secret, section
+from engine.i18n import _
 from engine.store import Shards
 
 __all__ = ['DEFAULT_CONTENT_TYPES', 'DiscordConfig', 'load_discord_config']
@@ -75,15 +76,15 @@ class DiscordConfig:
 
     def __attrs_post_init__(self) -> None:
         if self.shard_count is not None and self.shard_count < 1:
-            raise ValueError('shard_count must be at least 1')
+            raise ValueError(_('shard_count must be at least 1'))
         if self.shard_ids is not None and self.shard_count is None:
-            raise ValueError('shard_ids needs shard_count')
+            raise ValueError(_('shard_ids needs shard_count'))
         if self.shard_count is not None:
             self.shards()  # shard ids outside the count, or none at all
         if self.max_attachment_bytes <= 0:
-            raise ValueError('max_attachment_bytes must be positive')
+            raise ValueError(_('max_attachment_bytes must be positive'))
         if not 0 <= self.defer_after < 3:
-            raise ValueError('defer_after must be between 0 and 3 seconds (Discord drops later answers)')
+            raise ValueError(_('defer_after must be between 0 and 3 seconds (Discord drops later answers)'))
 
     def shards(self) -> Shards | None:
         """The shards this process runs (``None``: hikari's default, every shard Discord recommends).
@@ -99,7 +100,7 @@ class DiscordConfig:
         """The bot token from the environment, the token file or the config; a clear error when absent."""
         token = read_secret(self.token, self.token_file, 'DISCORD_TOKEN')
         if not token:
-            raise ConfigError('no Discord token: set DISCORD_TOKEN, DISCORD_TOKEN_FILE or [discord] token_file')
+            raise ConfigError(_('no Discord token: set DISCORD_TOKEN, DISCORD_TOKEN_FILE or [discord] token_file'))
         return token
 
 
@@ -117,7 +118,11 @@ def load_discord_config(config: Config) -> DiscordConfig:
                 raw[name] = [int(v) for v in value.split(',')] if name == 'shard_ids' else int(value)
             except ValueError:
                 raise ConfigError(
-                    f'{env}={value!r}: expected {"numbers separated by commas" if name == "shard_ids" else "a number"}'
+                    _('{env}={value}: expected {what}').format(
+                        env=env,
+                        value=repr(value),
+                        what=_('numbers separated by commas') if name == 'shard_ids' else _('a number'),
+                    )
                 ) from None
     if raw:
         config.sections['discord'] = raw
@@ -127,7 +132,7 @@ def load_discord_config(config: Config) -> DiscordConfig:
         rule = _broken_rule(exc.__cause__)
         if rule is None:
             raise
-        raise ConfigError(f'[discord] in {config.path or "config"}: {rule}') from exc
+        raise ConfigError(_('[discord] in {path}: {rule}').format(path=config.path or 'config', rule=rule)) from exc
 
 
 def _broken_rule(exc: BaseException | None) -> str | None:

@@ -83,7 +83,9 @@ class ModelsService:
         key_file = config.resolve(models.api_key_file) if models.api_key_file else None  # relative to bot.toml
         key = read_secret(models.api_key, key_file, 'OPENAI_API_KEY')
         if models.provider == 'openai' and not key and openai_client is None:
-            raise ConfigError('[models] provider = "openai" needs an API key (OPENAI_API_KEY, api_key_file or api_key)')
+            raise ConfigError(
+                _('[models] provider = "openai" needs an API key (OPENAI_API_KEY, api_key_file or api_key)')
+            )
         if (key or openai_client is not None) and models.provider != 'local':
             from integrations.models.providers.openai import OpenAIProvider
 
@@ -94,7 +96,9 @@ class ModelsService:
         if models.workers:
             dsn = getattr(store, 'dsn', None)
             if not isinstance(dsn, str):
-                raise ConfigError('[models] workers = true needs a PostgreSQL store ([bot] store = "postgresql://...")')
+                raise ConfigError(
+                    _('[models] workers = true needs a PostgreSQL store ([bot] store = "postgresql://...")')
+                )
             from integrations.models.workers import JobQueue
 
             self.queue = JobQueue(dsn, heartbeat=models.worker_heartbeat, stalled_after=models.worker_stalled_after)

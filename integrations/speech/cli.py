@@ -13,6 +13,7 @@ import logging
 import sys
 
 from engine.config import Config, ConfigError, section
+from engine.i18n import _
 from integrations.speech.config import SpeechConfig
 from integrations.speech.install import ModelInstallError, install_model, model_url
 
@@ -22,14 +23,14 @@ _log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='flowbot speech', description='Manage speech recognition models.')
+    parser = argparse.ArgumentParser(prog='flowbot speech', description=_('Manage speech recognition models.'))
     sub = parser.add_subparsers(dest='command', required=True)
-    install = sub.add_parser('install', help='download and unpack a vosk model into [speech] models_dir')
-    install.add_argument('model', help='model name, e.g. vosk-model-small-ru-0.22')
-    install.add_argument('--url', help='download URL (default: [speech.downloads] or the alphacephei folder)')
-    install.add_argument('--sha256', help='expected SHA-256 of the zip')
-    install.add_argument('--force', action='store_true', help='replace an installed model')
-    sub.add_parser('models', help='list configured models and whether they are installed')
+    install = sub.add_parser('install', help=_('download and unpack a vosk model into [speech] models_dir'))
+    install.add_argument('model', help=_('model name, e.g. vosk-model-small-ru-0.22'))
+    install.add_argument('--url', help=_('download URL (default: [speech.downloads] or the alphacephei folder)'))
+    install.add_argument('--sha256', help=_('expected SHA-256 of the zip'))
+    install.add_argument('--force', action='store_true', help=_('replace an installed model'))
+    sub.add_parser('models', help=_('list configured models and whether they are installed'))
     return parser
 
 
@@ -41,12 +42,12 @@ def main(argv: list[str], config: Config) -> int:
     try:
         speech = section(config, 'speech', SpeechConfig).resolved(config)
     except ConfigError as exc:
-        print(f'error: {exc}', file=sys.stderr)
+        print(_('error: {error}').format(error=exc), file=sys.stderr)
         return 2
     for lang, name in sorted(speech.models.items()):
         path = speech.models_path / name
-        state = 'installed' if (path / 'conf').is_dir() or (path / 'am').is_dir() else 'missing'
-        print(f'{lang:6} {name:40} {state:9} {path}')
+        state = _('installed') if (path / 'conf').is_dir() or (path / 'am').is_dir() else _('missing')
+        print(f'{lang:6} {name:40} {state:12} {path}')
     return 0
 
 
@@ -57,9 +58,11 @@ def install_command(
     try:
         speech = section(config, 'speech', SpeechConfig).resolved(config)
     except ConfigError as exc:
-        print(f'error: {exc}', file=sys.stderr)
+        print(_('error: {error}').format(error=exc), file=sys.stderr)
         return 2
-    print(f'downloading {model} from {url or model_url(model, speech)[0]} ...', flush=True)
+    print(
+        _('downloading {model} from {url} ...').format(model=model, url=url or model_url(model, speech)[0]), flush=True
+    )
     last = [-1]
 
     def progress(done: int, total: int | None) -> None:
@@ -67,14 +70,22 @@ def install_command(
             pct = done * 100 // total
             if pct // 10 != last[0]:
                 last[0] = pct // 10
-                print(f'  {pct}% of {total / 1048576:.0f} MB', flush=True)
+                print('  ' + _('{percent}% of {size} MB').format(percent=pct, size=round(total / 1048576)), flush=True)
 
     try:
-        path = install_model(model, speech, url=url, sha256=sha256, force=force, progress=progress)
+        path = install_model(
+            model,
+            speech,
+            url=url,
+            sha256=sha256,
+            force=force,
+            progress=progress,
+            notice=lambda text: print(_('warning: {text}').format(text=text), file=sys.stderr),
+        )
     except ModelInstallError as exc:
-        print(f'error: {exc}', file=sys.stderr)
+        print(_('error: {error}').format(error=exc), file=sys.stderr)
         return 1
-    print(f'installed {model} in {path}')
+    print(_('installed {model} in {path}').format(model=model, path=path))
     if model not in speech.models.values():
-        print(f'to use it, add to bot.toml:\n  [speech.models]\n  LANGUAGE = "{model}"')
+        print(_('to use it, add to bot.toml:') + f'\n  [speech.models]\n  LANGUAGE = "{model}"')
     return 0

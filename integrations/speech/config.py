@@ -30,6 +30,7 @@ import pathlib
 import attrs
 
 from engine.config import Config, ConfigError
+from engine.i18n import _
 
 __all__ = ['DEFAULT_DOWNLOAD_BASE', 'DecoderConfig', 'Download', 'SpeechConfig', 'WhisperConfig']
 
@@ -93,13 +94,23 @@ class DecoderConfig:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise ConfigError(f'[speech.decoder] {name} must be a positive number, not {value!r}')
+                raise ConfigError(
+                    _('[speech.decoder] {name} must be a positive number, not {value}').format(
+                        name=name, value=repr(value)
+                    )
+                )
             least = 2 if name == 'max_active' else 1  # Kaldi asserts max_active > 1
             if whole and (value != int(value) or value < least):
-                raise ConfigError(f'[speech.decoder] {name} must be a whole number of at least {least}, not {value!r}')
+                raise ConfigError(
+                    _('[speech.decoder] {name} must be a whole number of at least {least}, not {value}').format(
+                        name=name, least=least, value=repr(value)
+                    )
+                )
         if self.min_active is not None and self.max_active is not None and self.min_active > self.max_active:
             raise ConfigError(
-                f'[speech.decoder] min_active ({self.min_active:g}) must not be above max_active ({self.max_active:g})'
+                _('[speech.decoder] min_active ({low}) must not be above max_active ({high})').format(
+                    low=f'{self.min_active:g}', high=f'{self.max_active:g}'
+                )
             )
 
 
@@ -178,7 +189,7 @@ class SpeechConfig:
         except ConfigError as exc:
             if config.path is None:
                 raise
-            raise ConfigError(f'{exc} (in {config.path})') from exc
+            raise ConfigError(_('{error} (in {path})').format(error=exc, path=config.path)) from exc
         data_root = config.resolve(config.bot.data_root)
         models_dir = config.resolve(self.models_dir) if self.models_dir else data_root / 'speech' / 'models'
         work_dir = config.resolve(self.work_dir) if self.work_dir else data_root / 'speech' / 'tmp'

@@ -155,7 +155,9 @@ def build_recognizer(config: SpeechConfig, executor: ThreadPoolExecutor | None =
         return WhisperRecognizer(
             w.model, device=w.device, compute_type=w.compute_type, beam_size=w.beam_size, executor=executor
         )
-    raise ConfigError(f'[speech] stt_engine must be "vosk" or "whisper", not {config.stt_engine!r}')
+    raise ConfigError(
+        _('[speech] stt_engine must be "vosk" or "whisper", not {value}').format(value=repr(config.stt_engine))
+    )
 
 
 def _synthesizer(name: str, config: SpeechConfig) -> SpeechSynthesizer:
@@ -165,7 +167,7 @@ def _synthesizer(name: str, config: SpeechConfig) -> SpeechSynthesizer:
         return EspeakSynthesizer(
             config.work_path, command=config.espeak_command, voices=config.espeak_voices, speed=config.espeak_speed
         )
-    raise ConfigError(f'[speech] unknown speech synthesizer {name!r} (use "gtts" or "espeak")')
+    raise ConfigError(_('[speech] unknown speech synthesizer {name} (use "gtts" or "espeak")').format(name=repr(name)))
 
 
 def build_synthesizer(config: SpeechConfig) -> SpeechSynthesizer:

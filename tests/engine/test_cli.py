@@ -27,7 +27,7 @@ def test_lint_of_the_shipped_flows_passes(lint_dir: pathlib.Path, capsys: pytest
     assert main(['lint', str(REPO / 'flows')]) == 0
     out, err = capsys.readouterr()
     assert out == ''
-    assert err.strip().endswith('flow(s) checked, 0 problem(s)')
+    assert err.strip().endswith('flows checked, 0 problems')
 
 
 def test_lint_exits_non_zero_and_prints_file_line_and_code(
@@ -40,7 +40,7 @@ def test_lint_exits_non_zero_and_prints_file_line_and_code(
     assert main(['lint', str(lint_dir)]) == 1
     out, err = capsys.readouterr()
     assert out == f'{lint_dir / "bad.toml"}:8: state "a" goes to unknown state "nowhere" [unknown-state]\n'
-    assert '2 flow(s) checked, 1 problem(s)' in err
+    assert '2 flows checked, 1 problem' in err
 
 
 def test_lint_reports_toml_syntax_errors_with_line(lint_dir: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:

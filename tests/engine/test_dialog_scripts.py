@@ -68,7 +68,7 @@ async def test_a_wrong_expectation_fails_with_the_turn_expected_actual_and_a_dif
     assert "actual text   'Thank you, your feedback is saved.'" in report
     assert '- Thanks, noted!' in report and '+ Thank you, your feedback is saved.' in report
     assert "user> 'more dark mode'" in report, 'the conversation so far is shown'
-    assert report.rstrip().endswith('0 passed, 1 failed (1 script file(s))')
+    assert report.rstrip().endswith('0 passed, 1 failed (1 script file)')
 
 
 async def test_missing_outputs_state_data_records_and_calls_are_each_reported(tmp_path: pathlib.Path) -> None:
@@ -83,10 +83,10 @@ async def test_missing_outputs_state_data_records_and_calls_are_each_reported(tm
         {turn}
     """
     checks = {
-        ('', 'expect = ["Thank you, your feedback is saved.", "and more"]'): 'expected 2 output(s), the bot sent 1',
+        ('', 'expect = ["Thank you, your feedback is saved.", "and more"]'): 'expected 2 outputs, the bot sent 1',
         ('', 'state = "ask_text"'): "expected state 'ask_text', actual 'end'",
         ('data = { options = { text = "rude" } }', ''): "data.options.text: expected 'rude', actual 'nice'",
-        ('records.feedback = [{ text = "nice" }, { text = "again" }]', ''): 'records.feedback: expected 2 item(s)',
+        ('records.feedback = [{ text = "nice" }, { text = "again" }]', ''): 'records.feedback: expected 2 items',
         ('calls."feedback.save" = [{ text = "nicer" }]', ''): 'calls."feedback.save"[0].text: expected \'nicer\'',
     }
     for (extra, turn), message in checks.items():

@@ -223,9 +223,9 @@ def test_lint_test_and_graph_find_the_shipped_flows_from_any_folder(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(['lint']) == 0
-    assert '15 flow(s) checked, 0 problem(s)' in capsys.readouterr().err
+    assert '15 flows checked, 0 problems' in capsys.readouterr().err
     assert main(['test']) == 0
-    assert ' 0 failed (15 script file(s))' in capsys.readouterr().out
+    assert ' 0 failed (15 script files)' in capsys.readouterr().out
     assert main(['graph', 'hi']) == 0
     assert capsys.readouterr().out.startswith('stateDiagram-v2')
     assert list(tmp_path.iterdir()) == []
