@@ -23,7 +23,8 @@ import io
 import logging
 import os
 import pathlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import babel
 import babel.dates
@@ -36,6 +37,7 @@ __all__ = [
     'N_',
     '_',
     'available',
+    'carried',
     'current',
     'enter',
     'environment_language',
@@ -51,6 +53,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+T = TypeVar('T')
 
 DOMAIN = 'flowbot'
 LOCALE_DIR = pathlib.Path(__file__).resolve().parent / 'locale'
@@ -132,6 +136,13 @@ def enter(locale: str | None) -> str:
     if locale:
         _current.set(language_of(locale))
     return current()
+
+
+def carried(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """``fn(*args)`` bound to the current language, for ``loop.run_in_executor`` (which, unlike
+    ``asyncio.to_thread``, runs it without the caller's context: its messages would be in the default language)."""
+    context = contextvars.copy_context()
+    return lambda: context.run(fn, *args)
 
 
 def _(message: str) -> str:

@@ -165,7 +165,11 @@ class PostgresStore(Store):
             try:
                 self._lock_conn = await asyncpg.connect(self.dsn)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                raise StoreError(f'cannot connect to the store {redact(self.dsn)} to claim shards: {exc}') from exc
+                raise StoreError(
+                    _('cannot connect to the store {store} to claim shards: {error}').format(
+                        store=redact(self.dsn), error=exc
+                    )
+                ) from exc
             self._lock_conn.add_termination_listener(lambda _conn: self._lose('the lock connection closed'))
         conn = self._lock_conn
         for shard in sorted(set(shards.ids)):

@@ -11,6 +11,7 @@ import logging
 import pathlib
 
 from engine.config import Config, ConfigError
+from engine.i18n import _
 
 __all__ = ['flow_folders', 'shipped_flows']
 
@@ -31,8 +32,10 @@ def shipped_flows() -> pathlib.Path:
         if folder.is_dir() and any(folder.glob('*.toml')):
             return folder
     raise ConfigError(
-        f'the shipped flows are missing from this installation ({_HERE / "shipped_flows"}); '
-        'reinstall flowbot, or set [bot] flows to a folder of flows'
+        _(
+            'the shipped flows are missing from this installation ({path}); '
+            'reinstall flowbot, or set [bot] flows to a folder of flows'
+        ).format(path=_HERE / 'shipped_flows')
     )
 
 
@@ -49,10 +52,12 @@ def flow_folders(config: Config) -> list[pathlib.Path]:
         folders = [config.resolve(p) for p in config.bot.flows]
         missing = [str(p) for p in folders if not p.exists()]
         if missing:
-            where = config.path or 'the configuration'
+            where = config.path or _('the configuration')
             raise ConfigError(
-                f'[bot] flows in {where}: no such folder or file: {", ".join(missing)} '
-                '(create it, correct the path, or remove "flows" to serve the shipped flows)'
+                _(
+                    '[bot] flows in {file}: no such folder or file: {paths} '
+                    '(create it, correct the path, or remove "flows" to serve the shipped flows)'
+                ).format(file=where, paths=', '.join(missing))
             )
         return folders
     local = config.resolve('flows')

@@ -244,8 +244,10 @@ def render_file(flow: model.Flow, output: pathlib.Path, *, timeout: float = 60.0
         dot = shutil.which('dot')
         if dot is None:
             raise GraphvizMissingError(
-                f'Graphviz "dot" is not installed, so {output.name} cannot be drawn '
-                '(Debian: apt install graphviz). Mermaid text needs nothing: use -o FILE.mmd or no -o.'
+                i18n._(
+                    'Graphviz "dot" is not installed, so {file} cannot be drawn '
+                    '(Debian: apt install graphviz). Mermaid text needs nothing: use -o FILE.mmd or no -o.'
+                ).format(file=output.name)
             )
         try:
             subprocess.run(
@@ -256,7 +258,11 @@ def render_file(flow: model.Flow, output: pathlib.Path, *, timeout: float = 60.0
                 timeout=timeout,
             )
         except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f'dot failed for flow {flow.name}: {exc.stderr.decode(errors="replace")}') from exc
+            raise RuntimeError(
+                i18n._('dot failed for flow {name}: {error}').format(
+                    name=flow.name, error=exc.stderr.decode(errors='replace')
+                )
+            ) from exc
         return output
     text = to_dot(flow) if suffix in ('dot', 'gv') else to_mermaid(flow)
     output.write_text(text, encoding='utf-8')

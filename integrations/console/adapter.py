@@ -73,7 +73,7 @@ class ConsoleAdapter(Adapter):
     async def send_file(
         self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
     ) -> str:
-        kind = 'voice message' if voice_message else 'file'
+        kind = _('voice message') if voice_message else _('file')
         return self._print(f'{text + " " if text else ""}[{kind}: {self._kept(path)}]')
 
     def _kept(self, path: pathlib.Path) -> pathlib.Path:
@@ -158,14 +158,18 @@ async def _remind(engine: Engine, key: ConversationKey, out: TextIO) -> None:
         return
     spec = question(conv.spec)
     if spec is not None:
-        out.write(f'(the {conv.compiled.name} dialog is still open: answer it, or type cancel)\n')
+        out.write(
+            _('(the {name} dialog is still open: answer it, or type cancel)').format(name=conv.compiled.name) + '\n'
+        )
         out.flush()
         try:
             await kinds.prompt(engine, conv, spec)
         except Exception:
             _log.exception('the open question of %s could not be shown again', conv.compiled.name)
     else:
-        out.write(f'(the {conv.compiled.name} dialog is still running; type cancel to stop it)\n')
+        out.write(
+            _('(the {name} dialog is still running; type cancel to stop it)').format(name=conv.compiled.name) + '\n'
+        )
         out.flush()
 
 
@@ -177,7 +181,7 @@ async def run_console(engine: Engine, stdin: TextIO = sys.stdin, out: TextIO = s
     key = ConversationKey('console', 'local', user_name)
     user = User(id=user_name, name=user_name)
     loop = asyncio.get_running_loop()
-    out.write('flowbot console: !instruction lists the commands, :quit leaves.\n')
+    out.write(_('flowbot console: !instruction lists the commands, :quit leaves.') + '\n')
     out.flush()
     await _remind(engine, key, out)
     while True:

@@ -433,7 +433,7 @@ def describe_failure(exc: BaseException) -> str:
     """One plain line for an operator about why the bot could not run (no traceback, no raw close codes)."""
     code = getattr(exc, 'code', None)
     if isinstance(exc, hikari.GatewayServerClosedConnectionError) and code == 4014:
-        return (
+        return _(
             'Discord refused the privileged intent MESSAGE_CONTENT: turn on "Message Content Intent" under Bot -> '
             'Privileged Gateway Intents in the Developer Portal (https://discord.com/developers/applications), '
             'then start again.'
@@ -441,12 +441,12 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, hikari.UnauthorizedError) or (
         isinstance(exc, hikari.GatewayServerClosedConnectionError) and code == 4004
     ):
-        return (
+        return _(
             'Discord rejected the bot token: check DISCORD_TOKEN (or the token file) in the Developer Portal under Bot.'
         )
     if isinstance(exc, hikari.GatewayServerClosedConnectionError):
-        return f'Discord closed the connection (code {code}): {exc.reason}'
-    return f'the Discord bot stopped: {exc}'
+        return _('Discord closed the connection (code {code}): {reason}').format(code=code, reason=exc.reason)
+    return _('the Discord bot stopped: {error}').format(error=exc)
 
 
 async def serve(

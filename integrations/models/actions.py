@@ -135,7 +135,7 @@ def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
 
     async def model_test(ctx: ActionContext, *, data: str | None = None) -> dict[str, Any]:
         """Score the current model on attached JSON test data, a data-root file or the held-out split."""
-        await ctx.report('testing the model...')
+        await ctx.report(_('testing the model...'))
         return await service.test(_optional(data), ctx.attachments, call=ctx.call_id)
 
     async def model_predict(ctx: ActionContext, *, text: str) -> dict[str, Any]:

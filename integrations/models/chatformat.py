@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from engine.i18n import _
+
 __all__ = [
     'ALLOWED_KEYS',
     'ALLOWED_ROLES',
@@ -80,31 +82,42 @@ def check_chat_example(example: Any, *, max_tokens: int | None = None) -> list[s
     :param max_tokens: also report ``too_many_tokens`` above this estimate.
     """
     if not isinstance(example, dict):
-        return ['data_type: each line must be a JSON object']
+        return ['data_type: ' + _('each line must be a JSON object')]
     messages = example.get('messages')
     if not isinstance(messages, list) or not messages:
-        return ['missing_messages_list: "messages" must be a non-empty list']
+        return ['missing_messages_list: ' + _('"messages" must be a non-empty list')]
     errors: list[str] = []
     for index, message in enumerate(messages, 1):
         if not isinstance(message, dict):
-            errors.append(f'data_type: message {index} is not an object')
+            errors.append('data_type: ' + _('message {number} is not an object').format(number=index))
             continue
         if 'role' not in message or 'content' not in message:
-            errors.append(f'message_missing_key: message {index} needs "role" and "content"')
+            errors.append(
+                'message_missing_key: ' + _('message {number} needs "role" and "content"').format(number=index)
+            )
         unknown = sorted(set(message) - ALLOWED_KEYS)
         if unknown:
-            errors.append(f'message_unrecognized_key: message {index} has {", ".join(unknown)}')
+            errors.append(
+                'message_unrecognized_key: '
+                + _('message {number} has {keys}').format(number=index, keys=', '.join(unknown))
+            )
         if message.get('role') not in ALLOWED_ROLES:
-            errors.append(f'unrecognized_role: message {index} has role {message.get("role")!r}')
+            errors.append(
+                'unrecognized_role: '
+                + _('message {number} has role {role}').format(number=index, role=repr(message.get('role')))
+            )
         content = message.get('content')
         if (not isinstance(content, str) or not content.strip()) and not message.get('function_call'):
-            errors.append(f'missing_content: message {index} has no text content')
+            errors.append('missing_content: ' + _('message {number} has no text content').format(number=index))
     if not any(isinstance(m, dict) and m.get('role') == 'assistant' for m in messages):
-        errors.append('example_missing_assistant_message: add an assistant message (the label)')
+        errors.append('example_missing_assistant_message: ' + _('add an assistant message (the label)'))
     if max_tokens is not None and not errors:
         tokens = estimate_example_tokens(messages)
         if tokens > max_tokens:
-            errors.append(f'too_many_tokens: about {tokens} tokens, the limit is {max_tokens}')
+            errors.append(
+                'too_many_tokens: '
+                + _('about {count} tokens, the limit is {limit}').format(count=tokens, limit=max_tokens)
+            )
     return errors
 
 

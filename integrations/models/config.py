@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import attrs
 
+from engine.i18n import _
+
 __all__ = ['WORKER_TASKS', 'Limits', 'ModelsConfig']
 
 
@@ -46,7 +48,7 @@ class Limits:
 
 def _provider(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value not in ('auto', 'openai', 'local'):
-        raise ValueError(f"provider must be 'auto', 'openai' or 'local', not {value!r}")
+        raise ValueError(_("provider must be 'auto', 'openai' or 'local', not {value}").format(value=repr(value)))
 
 
 WORKER_TASKS = ('speech.recognize', 'speech.synthesize', 'dataset.import', 'model.test')

@@ -476,7 +476,7 @@ def _load_jsonl(
         if isinstance(value, dict) and 'messages' in value:
             errors = check_chat_example(value)
             if not errors and not any(isinstance(m, dict) and m.get('role') == 'user' for m in value['messages']):
-                errors = ['missing_user_message: add a user message (the text)']
+                errors = ['missing_user_message: ' + _('add a user message (the text)')]
             if errors:
                 result.problem(display, _short('; '.join(errors[:3]), 300), number)
                 continue

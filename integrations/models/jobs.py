@@ -388,7 +388,7 @@ class JobManager:
             valid = await asyncio.to_thread(read_jsonl, folder / _VALID) if (folder / _VALID).is_file() else []
         except (OSError, ValueError, KeyError) as exc:
             _log.error('job %s: its examples in %s cannot be read: %s', job.id, folder, exc)
-            job.status, job.error = 'failed', 'the job was interrupted and its examples are lost; run train again'
+            job.status, job.error = 'failed', _('the job was interrupted and its examples are lost; run train again')
             return
         delay = provider.poll_interval
         while job.status == 'starting':
@@ -466,7 +466,7 @@ class JobManager:
             except ProviderError as exc:
                 _log.warning('fetching the result of job %s failed (attempt %d): %s', job.id, attempt, exc)
                 if exc.fatal or attempt == _RESULT_ATTEMPTS:
-                    job.error = f'trained, but the result could not be read: {exc}'
+                    job.error = _('trained, but the result could not be read: {error}').format(error=exc)
                     break
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_poll_interval)

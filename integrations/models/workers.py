@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from engine.i18n import _
 from engine.store import StoreError
 from engine.tasks import RUN_TASK
 
@@ -49,7 +50,7 @@ def _import_procrastinate() -> Any:
     try:
         import procrastinate
     except ImportError as exc:  # the [postgres] extra is not installed
-        raise StoreError('[models] workers = true needs procrastinate: pip install "flowbot[postgres]"') from exc
+        raise StoreError(_('[models] workers = true needs procrastinate: pip install "flowbot[postgres]"')) from exc
     return procrastinate
 
 
@@ -178,7 +179,9 @@ async def run_worker(config: Any, *, concurrency: int = 4, stalled_check: float 
     service = app.plugins.services.get('models')
     queue = getattr(getattr(service, 'jobs', None), 'queue', None)
     if service is None or queue is None:
-        raise StoreError('flowbot worker needs the models plugin with [models] workers = true and a PostgreSQL store')
+        raise StoreError(
+            _('flowbot worker needs the models plugin with [models] workers = true and a PostgreSQL store')
+        )
     await app.engine.store.open()
     await queue.open()
     jobs = service.jobs
@@ -225,8 +228,13 @@ async def run_worker(config: Any, *, concurrency: int = 4, stalled_check: float 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.cancel)
-    kinds = ', '.join(k for k in tasks.kinds if tasks.remote(k)) or 'none'
-    print(f'flowbot worker: watching queued jobs and running tasks ({kinds}; concurrency {concurrency})', flush=True)
+    kinds = ', '.join(k for k in tasks.kinds if tasks.remote(k)) or _('none')
+    print(
+        _('flowbot worker: watching queued jobs and running tasks ({kinds}; concurrency {count})').format(
+            kinds=kinds, count=concurrency
+        ),
+        flush=True,
+    )
     try:
         await worker
     except asyncio.CancelledError:

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Mapping
 
 from engine.errors import FlowbotError
+from engine.i18n import _
 
 __all__ = ['KALDI_DEFAULTS', 'DecoderSettingsError', 'DerivedModels', 'parse_model_conf', 'rewrite_model_conf']
 
@@ -141,12 +142,22 @@ class DerivedModels:
         try:
             min_active, max_active = int(merged['--min-active']), int(merged['--max-active'])
         except ValueError as exc:
-            raise DecoderSettingsError(f'the decoder settings of {original} are not numbers: {exc}') from exc
+            raise DecoderSettingsError(
+                _('the decoder settings of {model} are not numbers: {error}').format(model=original, error=exc)
+            ) from exc
         if max_active < 2 or min_active > max_active:
             raise DecoderSettingsError(
-                f'[speech.decoder] max_active ({max_active}) must be at least 2 and not below min_active '
-                f'({min_active}{"" if "--min-active" in self.overrides else ", from the model " + original.name}); '
-                'raise max_active or set min_active lower'
+                (
+                    _(
+                        '[speech.decoder] max_active ({max_active}) must be at least 2 and not below min_active '
+                        '({min_active}); raise max_active or set min_active lower'
+                    )
+                    if '--min-active' in self.overrides
+                    else _(
+                        '[speech.decoder] max_active ({max_active}) must be at least 2 and not below min_active '
+                        '({min_active}, from the model {model}); raise max_active or set min_active lower'
+                    )
+                ).format(max_active=max_active, min_active=min_active, model=original.name)
             )
 
     def _digest(self, original: pathlib.Path, conf_text: str) -> str:

@@ -64,7 +64,9 @@ class SpeechService:
         loop = asyncio.get_running_loop()
         audio = await loop.run_in_executor(
             self.executor,
-            lambda: decode_audio(path, max_bytes=self.config.max_bytes, max_seconds=self.config.max_seconds),
+            i18n.carried(
+                lambda: decode_audio(path, max_bytes=self.config.max_bytes, max_seconds=self.config.max_seconds)
+            ),
         )
         return audio.pcm, audio.sample_rate
 
@@ -118,7 +120,7 @@ class SpeechService:
         synthesis = await self.synthesize(text, language, workdir=workdir)
         out = synthesis.path.with_name(synthesis.path.stem + '-voice.ogg')
         loop = asyncio.get_running_loop()
-        voice = await loop.run_in_executor(self.executor, encode_voice_message, synthesis.path, out)
+        voice = await loop.run_in_executor(self.executor, i18n.carried(encode_voice_message, synthesis.path, out))
         return synthesis, voice
 
     async def aclose(self) -> None:

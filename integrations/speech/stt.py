@@ -18,7 +18,9 @@ from typing import Any
 
 import attrs
 
+from engine import i18n
 from engine.errors import FlowbotError
+from engine.i18n import _
 from integrations.speech.decoder import DecoderSettingsError, DerivedModels
 
 __all__ = [
@@ -81,7 +83,9 @@ class SpeechRecognizer(abc.ABC):
         :raises RecognitionError: the engine cannot stream (only vosk can), or no model.
         """
         raise RecognitionError(
-            f'Listening in voice channels needs the vosk recogniser; {self.name} cannot recognise a live stream.'
+            _('Listening in voice channels needs the vosk recogniser; {name} cannot recognise a live stream.').format(
+                name=self.name
+            )
         )
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
@@ -176,7 +180,9 @@ class VoskModelCache:
                 model = vosk.Model(str(path))
             except Exception as exc:  # vosk raises a bare Exception when the folder is not a model
                 _log.error('vosk cannot load the model in %s: %s', path, exc)
-                raise ModelNotInstalledError(f'The speech model in {path} is damaged; reinstall it.') from exc
+                raise ModelNotInstalledError(
+                    _('The speech model in {path} is damaged; reinstall it.').format(path=path)
+                ) from exc
             with self._guard:
                 self._models[path] = model
             return model
@@ -231,13 +237,17 @@ class VoskRecognizer(SpeechRecognizer):
                 path = self.models_dir / name
                 if not (path / 'conf').is_dir() and not (path / 'am').is_dir():
                     raise ModelNotInstalledError(
-                        f'The speech model for {lang!r} ({name}) is not installed in {self.models_dir}. '
-                        f'An admin can install it with: flowbot speech install {pathlib.Path(name).name}'
+                        _(
+                            'The speech model for {language} ({name}) is not installed in {folder}. '
+                            'An admin can install it with: flowbot speech install {model}'
+                        ).format(language=repr(lang), name=name, folder=self.models_dir, model=pathlib.Path(name).name)
                     )
                 return path
         raise ModelNotInstalledError(
-            f'I cannot recognise speech in {language!r}: no model is configured for it. '
-            f'An admin can add one under [speech.models] in bot.toml and run: flowbot speech install MODEL'
+            _(
+                'I cannot recognise speech in {language}: no model is configured for it. '
+                'An admin can add one under [speech.models] in bot.toml and run: flowbot speech install MODEL'
+            ).format(language=repr(language))
         )
 
     def stream(self, language: str, *, grammar: Sequence[str] | None = None) -> SpeechStream:
@@ -248,7 +258,7 @@ class VoskRecognizer(SpeechRecognizer):
             raise
         except Exception as exc:
             _log.exception('vosk cannot start a stream for %s', language)
-            raise RecognitionError('Speech recognition cannot start; please try again.') from exc
+            raise RecognitionError(_('Speech recognition cannot start; please try again.')) from exc
 
     def load(self, language: str) -> Any:
         """Load the language's model now (blocking), e.g. at start-up or before a benchmark."""
@@ -269,7 +279,8 @@ class VoskRecognizer(SpeechRecognizer):
     ) -> Recognition:
         path = self.model_path(language)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._recognize, path, pcm, sample_rate, grammar)
+        recognize = i18n.carried(self._recognize, path, pcm, sample_rate, grammar)  # its errors in the reply language
+        return await loop.run_in_executor(self.executor, recognize)
 
     def _recognize(
         self, path: pathlib.Path, pcm: bytes, sample_rate: int, grammar: Sequence[str] | None
@@ -293,7 +304,7 @@ class VoskRecognizer(SpeechRecognizer):
             results.append(json.loads(rec.FinalResult()))
         except Exception as exc:
             _log.exception('vosk failed on %d bytes at %d Hz with %s', len(pcm), sample_rate, path)
-            raise RecognitionError('Speech recognition failed; please try again.') from exc
+            raise RecognitionError(_('Speech recognition failed; please try again.')) from exc
         text = ' '.join(r['text'] for r in results if r.get('text')).strip()
         confs = [w['conf'] for r in results for w in r.get('result', ()) if 'conf' in w]
         return Recognition(text, sum(confs) / len(confs) if confs else None)
@@ -328,9 +339,11 @@ class WhisperRecognizer(SpeechRecognizer):
                     from faster_whisper import WhisperModel
                 except ImportError as exc:
                     raise EngineNotInstalledError(
-                        'Speech recognition is set to faster-whisper, which is not installed. '
-                        "An admin can install it with: pip install 'flowbot[whisper]' "
-                        '(or set [speech] stt_engine = "vosk").'
+                        _(
+                            'Speech recognition is set to faster-whisper, which is not installed. '
+                            "An admin can install it with: pip install 'flowbot[whisper]' "
+                            '(or set [speech] stt_engine = "vosk").'
+                        )
                     ) from exc
                 _log.info('loading faster-whisper model %s on %s', self.model_name, self.device)
                 self._model = WhisperModel(self.model_name, device=self.device, compute_type=self.compute_type)
@@ -340,7 +353,8 @@ class WhisperRecognizer(SpeechRecognizer):
         self, pcm: bytes, sample_rate: int, language: str, *, grammar: Sequence[str] | None = None
     ) -> Recognition:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._recognize, pcm, sample_rate, language, grammar)
+        recognize = i18n.carried(self._recognize, pcm, sample_rate, language, grammar)
+        return await loop.run_in_executor(self.executor, recognize)
 
     def _recognize(self, pcm: bytes, sample_rate: int, language: str, grammar: Sequence[str] | None) -> Recognition:
         model = self._load()
@@ -362,7 +376,7 @@ class WhisperRecognizer(SpeechRecognizer):
             parts = list(segments)
         except Exception as exc:
             _log.exception('faster-whisper failed on %d bytes', len(pcm))
-            raise RecognitionError('Speech recognition failed; please try again.') from exc
+            raise RecognitionError(_('Speech recognition failed; please try again.')) from exc
         text = ' '.join(s.text.strip() for s in parts).strip()
         probs = [float(np.exp(s.avg_logprob)) for s in parts]
         return Recognition(text, sum(probs) / len(probs) if probs else None)

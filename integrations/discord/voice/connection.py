@@ -23,6 +23,7 @@ from hikari.events import voice_events
 from typing_extensions import override
 
 from engine.errors import FlowbotError
+from engine.i18n import _
 from integrations.discord.voice import player
 from integrations.discord.voice.crypto import TransportCipher, choose_mode, cipher_for
 from integrations.discord.voice.dave import BinaryOut, DaveOp, DaveState, JsonOut, Outgoing
@@ -338,14 +339,14 @@ class DaveVoiceConnection(VoiceConnection):
     async def _establish(self, *, resume: bool) -> None:
         """Open the websocket and identify (or resume); return once audio can flow."""
         if self._endpoint is None:
-            raise VoiceConnectError('no voice server assigned')
+            raise VoiceConnectError(_('no voice server assigned'))
         loop = asyncio.get_running_loop()
         gateway = VoiceGateway(self._http, self._on_json, self._on_binary)
         url = gateway_url(self._endpoint, secure=self._secure)
         try:
             await gateway.open(url, timeout=self._timeout)
         except (aiohttp.ClientError, OSError) as exc:
-            raise VoiceConnectError(f'cannot reach voice server {url}: {exc}') from exc
+            raise VoiceConnectError(_('cannot reach voice server {url}: {error}').format(url=url, error=exc)) from exc
         if resume and self._gateway is not None:
             gateway.seq_ack = self._gateway.seq_ack
         self._gateway, self._handshake = gateway, loop.create_future()
@@ -376,7 +377,11 @@ class DaveVoiceConnection(VoiceConnection):
         except TimeoutError:
             self._handshake.cancel()
             await gateway.close()
-            raise VoiceConnectError(f'voice handshake with {url} timed out after {self._timeout:g} s') from None
+            raise VoiceConnectError(
+                _('voice handshake with {url} timed out after {seconds} s').format(
+                    url=url, seconds=f'{self._timeout:g}'
+                )
+            ) from None
         except BaseException:
             await gateway.close()
             raise
@@ -494,7 +499,9 @@ class DaveVoiceConnection(VoiceConnection):
         except (KeyError, TypeError, ValueError, OSError) as exc:
             _log.error('voice op %s of guild %s could not be handled (%s): %.300s', op, self._guild_id, exc, d)
             if self._handshake is not None and not self._handshake.done():
-                self._handshake.set_exception(VoiceConnectError(f'voice handshake failed at op {op}: {exc}'))
+                self._handshake.set_exception(
+                    VoiceConnectError(_('voice handshake failed at op {op}: {error}').format(op=op, error=exc))
+                )
 
     def _on_speaking(self, d: dict[str, Any]) -> None:
         """Another member's SPEAKING: the only place an SSRC is tied to a user id."""

@@ -14,6 +14,7 @@ import av
 import av.error
 
 from engine.errors import FlowbotError
+from engine.i18n import _
 from integrations.discord.voice.rtp import FRAME_SAMPLES
 
 __all__ = ['SAMPLE_RATE', 'AudioError', 'opus_frames']
@@ -35,7 +36,7 @@ def opus_frames(path: pathlib.Path, *, bitrate: int = 64_000, max_seconds: float
     :raises AudioError: when the file is missing, has no audio stream or cannot be decoded.
     """
     if not path.is_file():
-        raise AudioError(f'audio file {path} does not exist')
+        raise AudioError(_('audio file {path} does not exist').format(path=path))
     encoder = av.CodecContext.create('libopus', 'w')
     assert isinstance(encoder, av.AudioCodecContext)
     encoder.sample_rate = SAMPLE_RATE
@@ -49,10 +50,10 @@ def opus_frames(path: pathlib.Path, *, bitrate: int = 64_000, max_seconds: float
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as exc:
-        raise AudioError(f'{path.name} is not a readable audio file: {exc}') from exc
+        raise AudioError(_('{name} is not a readable audio file: {error}').format(name=path.name, error=exc)) from exc
     with container:
         if not container.streams.audio:
-            raise AudioError(f'{path.name} has no audio stream')
+            raise AudioError(_('{name} has no audio stream').format(name=path.name))
         try:
             for frame in container.decode(container.streams.audio[0]):
                 for chunk in resampler.resample(frame):
@@ -69,4 +70,8 @@ def opus_frames(path: pathlib.Path, *, bitrate: int = 64_000, max_seconds: float
                         sent += 1
                         yield bytes(packet)
         except av.error.FFmpegError as exc:
-            raise AudioError(f'{path.name} cannot be decoded after {sent * 0.02:.1f} s: {exc}') from exc
+            raise AudioError(
+                _('{name} cannot be decoded after {seconds} s: {error}').format(
+                    name=path.name, seconds=f'{sent * 0.02:.1f}', error=exc
+                )
+            ) from exc

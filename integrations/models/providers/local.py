@@ -330,7 +330,7 @@ class LocalProvider(ModelProvider):
             resumed = await self._resume(job)
             if resumed is not None:
                 return resumed
-            return Update('failed', error='local training was interrupted by a restart; run train again')
+            return Update('failed', error=_('local training was interrupted by a restart; run train again'))
         seen = int(job.last_event or 0)
         events = run.events[seen:]
         return Update(run.status, f'{run.status}: {run.progress}', events, run.error, str(seen + len(events)))

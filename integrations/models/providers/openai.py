@@ -223,7 +223,7 @@ class OpenAIProvider(ModelProvider):
         retry-after; a refusal (4xx) is final.
         """
         if job.extra.get(intent):
-            found = await self._call(f'look up the earlier attempt to {what}', lookup())
+            found = await self._call(_('look up the earlier attempt to {what}').format(what=what), lookup())
             if found is not None:
                 _log.info('openai: job %s: %s had been done before the answer was lost; reusing it', job.id, what)
                 return found
@@ -240,7 +240,7 @@ class OpenAIProvider(ModelProvider):
                 if _ambiguous(exc):
                     # A request that timed out may still be carried out a moment later: pause, then look.
                     await asyncio.sleep(delay)
-                    found = await self._call(f'look up whether OpenAI did {what}', lookup())
+                    found = await self._call(_('look up whether OpenAI did {what}').format(what=what), lookup())
                     if found is not None:
                         return found
                 elif isinstance(exc, openai.RateLimitError):  # not done: wait as asked
@@ -272,7 +272,9 @@ class OpenAIProvider(ModelProvider):
             page = await self.client.files.list(purpose='fine-tune', limit=_LOOKUP_PAGE)
             return next((f.id for f in page.data if f.filename == name), None)
 
-        file_id = await self._once(job, save, f'upload {name}', f'{part}_upload_sent', upload, lookup)
+        file_id = await self._once(
+            job, save, _('upload {name}').format(name=name), f'{part}_upload_sent', upload, lookup
+        )
         job.extra[key] = file_id
         await save()
         return file_id
@@ -311,7 +313,7 @@ class OpenAIProvider(ModelProvider):
             page = await self.client.fine_tuning.jobs.list(limit=_LOOKUP_PAGE)
             return next((r for r in page.data if (r.metadata or {}).get('flowbot_job') == job.id), None)
 
-        created = await self._once(job, save, 'start fine-tuning', 'create_sent', create, lookup)
+        created = await self._once(job, save, _('start fine-tuning'), 'create_sent', create, lookup)
         job.remote_id = created.id
         job.status = created.status
         job.extra.update(training_file=training_file, validation_file=validation_file, base_model=created.model)
@@ -330,16 +332,16 @@ class OpenAIProvider(ModelProvider):
             except openai.NotFoundError:
                 pass
             except openai.OpenAIError as exc:
-                raise _explain(exc, f'delete the uploaded file {file_id}') from exc
+                raise _explain(exc, _('delete the uploaded file {id}').format(id=file_id)) from exc
             _log.info('openai: job %s: deleted the uploaded %s file %s', job.id, part, file_id)
             job.extra[f'{part}_file_deleted'] = file_id
 
     async def poll(self, job: Job) -> Update:
         if job.remote_id is None:
             raise ProviderError(_('job {id} has not reached OpenAI').format(id=job.id), fatal=True)
-        remote = await self._call('check the fine-tuning job', self.client.fine_tuning.jobs.retrieve(job.remote_id))
+        remote = await self._call(_('check the fine-tuning job'), self.client.fine_tuning.jobs.retrieve(job.remote_id))
         page = await self._call(
-            'read the job events', self.client.fine_tuning.jobs.list_events(job.remote_id, limit=20)
+            _('read the job events'), self.client.fine_tuning.jobs.list_events(job.remote_id, limit=20)
         )
         new: list[str] = []
         for event in page.data:  # newest first
@@ -353,7 +355,7 @@ class OpenAIProvider(ModelProvider):
         progress = f'{remote.status}: {latest}' if latest else remote.status
         error = None
         if remote.status == 'failed':
-            error = remote.error.message if remote.error and remote.error.message else 'the fine-tuning job failed'
+            error = remote.error.message if remote.error and remote.error.message else _('the fine-tuning job failed')
         if remote.fine_tuned_model:
             job.model_id = remote.fine_tuned_model
         return Update(remote.status, progress, list(reversed(new)), error, last)
@@ -373,17 +375,17 @@ class OpenAIProvider(ModelProvider):
         async def nothing() -> None:
             return None
 
-        await self._once(job, nothing, 'cancel the fine-tuning job', 'cancel_call_sent', cancel, lookup)
+        await self._once(job, nothing, _('cancel the fine-tuning job'), 'cancel_call_sent', cancel, lookup)
 
     async def result(self, job: Job, folder: pathlib.Path) -> TrainResult:
         if job.remote_id is None:
             raise ProviderError(_('job {id} has no OpenAI id').format(id=job.id), fatal=True)
-        remote = await self._call('read the finished job', self.client.fine_tuning.jobs.retrieve(job.remote_id))
+        remote = await self._call(_('read the finished job'), self.client.fine_tuning.jobs.retrieve(job.remote_id))
         if not remote.fine_tuned_model:
             raise ProviderError(_('OpenAI reports no fine-tuned model for job {id}').format(id=remote.id), fatal=True)
         rows: list[dict[str, float]] = []
         if remote.result_files:
-            content = await self._call('download the result file', self.client.files.content(remote.result_files[0]))
+            content = await self._call(_('download the result file'), self.client.files.content(remote.result_files[0]))
             rows = parse_result_csv(content.content)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / 'metrics.csv').write_bytes(content.content)
@@ -402,7 +404,7 @@ class OpenAIProvider(ModelProvider):
     async def _complete(self, model: str | None, messages: list[dict[str, str]], max_tokens: int | None) -> str:
         extra: dict[str, Any] = {'max_tokens': max_tokens} if max_tokens else {}
         response = await self._call(
-            'answer',
+            _('answer'),
             self.client.chat.completions.create(
                 model=model or self.config.chat_model or self.config.base_model,
                 messages=messages,  # type: ignore[arg-type]
