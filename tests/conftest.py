@@ -41,11 +41,15 @@ async def postgres_dsn(postgres_server: PostgresServer) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _english_outside_an_engine() -> Iterator[None]:
+def _english_outside_an_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts with English as the language outside any event; an engine built with
-    ``bot.language = "ru"`` in one test (it sets the process default) must not make the next one Russian."""
+    ``bot.language = "ru"`` in one test (it sets the process default) must not make the next one Russian.
+    The terminal names no language either (``flowbot`` commands would follow it), whatever the machine's is."""
     from engine import i18n
 
+    for name in ('LANGUAGE', 'LC_ALL', 'LC_MESSAGES'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('LANG', 'C.UTF-8')
     i18n.set_default('en')
     yield
     i18n.set_default('en')

@@ -16,7 +16,7 @@ import pytest
 from engine.config import Config
 from integrations.speech.cli import main
 from integrations.speech.config import Download, SpeechConfig
-from integrations.speech.install import ModelInstallError, install_model, model_url
+from integrations.speech.install import KNOWN_MODELS, ModelInstallError, install_model, model_url
 
 
 class _Files(http.server.BaseHTTPRequestHandler):
@@ -243,3 +243,68 @@ def test_flowbot_speech_install_command_installs_from_loopback(
 
     assert flowbot(['-c', str(bot_toml), 'speech', 'install', 'vosk-model-tiny-xx']) == 0
     assert (tmp_path / 'models' / 'vosk-model-tiny-xx' / 'am' / 'final.mdl').is_file()
+
+
+def test_the_default_models_are_verified_against_their_pinned_checksums(
+    tmp_path: pathlib.Path, server: tuple[str, dict[str, bytes]]
+) -> None:
+    """A file served under the Russian model's name that is not the published zip is refused (a mirror's
+    or a man in the middle's), and nothing is installed."""
+    base, files = server
+    config = _config(tmp_path, base)
+    assert model_url('vosk-model-small-ru-0.22', config)[1] == KNOWN_MODELS['vosk-model-small-ru-0.22'].sha256
+    assert KNOWN_MODELS['vosk-model-small-ru-0.22'].size == 46_236_750
+    files['/vosk/models/vosk-model-small-ru-0.22.zip'] = _zip(
+        {'vosk-model-small-ru-0.22/am/final.mdl': b'not the real model'}
+    )
+
+    with pytest.raises(ModelInstallError, match='corrupt or not the expected file'):
+        install_model('vosk-model-small-ru-0.22', config)
+    assert list((tmp_path / 'models').iterdir()) == []
+
+
+def _corrupt(data: bytes, member: bytes) -> bytes:
+    """``data`` with one byte of ``member``'s stored content flipped: the zip still opens, its CRC fails."""
+    at = data.index(member)
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+
+
+def test_without_a_checksum_a_corrupt_zip_is_refused_and_a_whole_one_installed_with_a_warning(
+    tmp_path: pathlib.Path, server: tuple[str, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, files = server
+    config = Config(
+        sections={'speech': {'models_dir': str(tmp_path / 'models'), 'download_base_url': base + '/vosk/models/'}}
+    )
+    data = _zip(MODEL)
+    files['/vosk/models/vosk-model-tiny-xx.zip'] = _corrupt(data, b'acoustic model')
+
+    assert main(['install', 'vosk-model-tiny-xx'], config) == 1
+    assert 'not a whole zip archive' in capsys.readouterr().err
+    assert list((tmp_path / 'models').iterdir()) == []
+
+    files['/vosk/models/vosk-model-tiny-xx.zip'] = data
+    assert main(['install', 'vosk-model-tiny-xx'], config) == 0
+    err = capsys.readouterr().err
+    assert 'warning: No SHA-256 is known for vosk-model-tiny-xx: the checksum could not be verified' in err
+    assert hashlib.sha256(data).hexdigest() in err  # to compare and pin
+
+
+def test_the_install_command_speaks_the_reply_language(
+    tmp_path: pathlib.Path, server: tuple[str, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine import i18n
+
+    base, files = server
+    files['/vosk/models/vosk-model-tiny-xx.zip'] = _zip(MODEL)
+    config = Config(
+        sections={'speech': {'models_dir': str(tmp_path / 'models'), 'download_base_url': base + '/vosk/models/'}}
+    )
+    with i18n.use('ru'):
+        assert main(['install', 'vosk-model-tiny-xx'], config) == 0
+        assert main(['install', 'vosk-model-tiny-xx'], config) == 1
+    out, err = capsys.readouterr()
+    assert 'скачиваю vosk-model-tiny-xx из' in out
+    assert 'vosk-model-tiny-xx установлена в' in out
+    assert 'контрольную сумму проверить не удалось' in err
+    assert 'уже установлена' in err
