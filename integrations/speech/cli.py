@@ -46,7 +46,7 @@ def main(argv: list[str], config: Config) -> int:
         return 2
     for lang, name in sorted(speech.models.items()):
         path = speech.models_path / name
-        state = _('installed') if (path / 'conf').is_dir() or (path / 'am').is_dir() else _('missing')
+        state = _('installed') if (path / 'conf').is_dir() or (path / 'am').is_dir() else _('not installed')
         print(f'{lang:6} {name:40} {state:12} {path}')
     return 0
 
