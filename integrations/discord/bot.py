@@ -468,13 +468,15 @@ async def serve(
     try:  # a failed start (a refused intent, a bad token) still closes every session it opened
         await bot.start()
         if announce is not None and bot.application_id is not None:
-            announce(f'Connected to Discord. Invite the bot to a server: {invite_url(bot.application_id)}')
+            announce(
+                _('Connected to Discord. Invite the bot to a server: {url}').format(url=invite_url(bot.application_id))
+            )
         if stopping is None:
             await bot.bot.join()
         elif not stopping.is_set():
             waits = {asyncio.ensure_future(bot.bot.join()), asyncio.ensure_future(stopping.wait())}
             try:
-                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                done, _pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for wait in waits:
                     wait.cancel()

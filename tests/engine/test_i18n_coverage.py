@@ -18,7 +18,20 @@ from tests.engine.helpers import write_flows
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 SINKS = frozenset(
-    {'print', 'write', 'reply', 'send_text', 'send_file', 'ask', 'edit_text', 'report', 'problem', 'refuse', 'notice'}
+    {
+        'announce',
+        'print',
+        'write',
+        'reply',
+        'send_text',
+        'send_file',
+        'ask',
+        'edit_text',
+        'report',
+        'problem',
+        'refuse',
+        'notice',
+    }
 )
 """Calls whose text a person reads: terminal output, chat messages, progress, lint diagnostics."""
 
