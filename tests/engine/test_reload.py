@@ -303,3 +303,23 @@ def test_flowbot_reload_without_a_running_bot_says_so(
     (tmp_path / 'data' / 'flowbot.pid').write_text(json.dumps({'pid': 2**22 + 12345, 'started': None}))
     assert main(['reload']) == 1
     assert 'stale' in capsys.readouterr().err
+
+
+async def test_a_russian_bot_posts_the_rejected_edit_in_russian_from_the_lint_process(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    """The lint runs in a child process, which inherits no language: the request carries the bot's."""
+    from engine import i18n
+
+    h = await engine_harness({'poll': POLL_V1})
+    i18n.set_default('ru')  # what an engine with [bot] language = "ru" does at start
+    maintainers = RecordingAdapter('ops')
+    h.engine.add_adapter(maintainers)
+    folder = tmp_path / 'flows'
+    _write(folder, 'poll', POLL_BROKEN)
+
+    await FlowReloader(h.engine, [folder], maintainers_channel='ops:flow-edits').reload()
+
+    [posted] = maintainers.sent
+    assert posted.text.startswith('Правка сценария отклонена; работает прежняя версия.')
+    assert 'ведёт в неизвестное состояние «nowhere»' in posted.text
