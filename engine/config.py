@@ -219,15 +219,18 @@ def section(config: Config, name: str, cls: type[T]) -> T:
 
 
 def format_exception(exc: BaseException, type_: Any) -> str:
-    """cattrs' message for one bad value, but keeping the text of ``ValueError`` s our hooks and
-    attrs validators raise for people (cattrs would say only "invalid value")."""
+    """cattrs' message for one bad value, in the current language, but keeping the text of ``ValueError`` s
+    our hooks and attrs validators raise for people (cattrs would say only "invalid value")."""
     if isinstance(exc, ValueError) and not isinstance(exc, cattrs.BaseValidationError) and str(exc):
         return str(exc)
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         known = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         names = ', '.join(key + _did_you_mean(key, known) for key in sorted(exc.extra_fields))
         return ngettext('unknown key {names}', 'unknown keys {names}', len(exc.extra_fields)).format(names=names)
-    return cattrs.v.format_exception(exc, type_)
+    text = cattrs.v.format_exception(exc, type_)
+    text = text.replace('required field missing', _('missing required key'))
+    wrong = _('wrong type: expected {type}')
+    return re.sub(r'invalid value for type, expected (\w+)', lambda m: wrong.format(type=m.group(1)), text)
 
 
 def _did_you_mean(word: str, candidates: list[str]) -> str:

@@ -253,7 +253,7 @@ def _structure(value: Any, cls: type[Any], path: list[str | int], problem: Any, 
             text, _sep, where = message.partition(' @ $')
             sub = [p for p in re.split(r'\.|\[|\]', where) if p]
             sub_path = [*path, *(int(p) if p.isdigit() else p.strip('\'"') for p in sub)]
-            problem(sub_path, _friendly(text))
+            problem(sub_path, text)
         return None
 
 
@@ -273,12 +273,6 @@ def _unknown_keys(
                 if isinstance(item, Mapping):
                     found += _unknown_keys(item, sub_cls, [*path, key, i])
     return found
-
-
-def _friendly(text: str) -> str:
-    text = text.replace('required field missing', i18n._('missing required key'))
-    wrong = i18n._('wrong type: expected {type}')
-    return re.sub(r'invalid value for type, expected (\w+)', lambda m: wrong.format(type=m.group(1)), text)
 
 
 MAX_FLOW_BYTES = 1024 * 1024

@@ -221,6 +221,9 @@ def test_a_configuration_error_is_reported_in_the_configured_language(
     err = capsys.readouterr().err
     assert 'flowbot: ошибка конфигурации:' in err
     assert 'неизвестный ключ languags (может быть, «languages»?)' in err
+    config.write_text('[bot]\nlanguage = "ru"\nprogress_interval = "soon"\n', encoding='utf-8')
+    assert main(['-c', str(config), 'lint']) == 2
+    assert 'bot.toml:3: bot.progress_interval: ожидалось: число, а не строка' in capsys.readouterr().err
 
 
 def test_flowbot_init_in_a_russian_terminal_says_what_next_in_russian(
