@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import attrs
 
-from engine.i18n import _
+from engine.i18n import _, ngettext
 
 __all__ = ['WORKER_TASKS', 'Limits', 'ModelsConfig']
 
@@ -58,7 +58,13 @@ WORKER_TASKS = ('speech.recognize', 'speech.synthesize', 'dataset.import', 'mode
 def _worker_tasks(_instance: object, _attribute: object, value: list[str]) -> None:
     unknown = sorted(set(value) - set(WORKER_TASKS))
     if unknown:
-        raise ValueError(f'[models] worker_tasks: unknown task kind(s) {unknown}; known: {list(WORKER_TASKS)}')
+        raise ValueError(
+            ngettext(
+                '[models] worker_tasks: unknown task kind {unknown}; known: {known}',
+                '[models] worker_tasks: unknown task kinds {unknown}; known: {known}',
+                len(unknown),
+            ).format(unknown=unknown, known=list(WORKER_TASKS))
+        )
 
 
 @attrs.define(kw_only=True)

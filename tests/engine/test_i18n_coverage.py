@@ -64,6 +64,7 @@ ALLOWED = {
     ('engine/postgres.py', 'conversation(s) of shards this process does not run'): 'a programming error',
     ('engine/states/actions.py', 'this action is only known by its signature here'): 'the lint child never runs it',
     ('engine/states/actions.py', 'is registered twice'): 'a plugin programming error at start-up',
+    ('engine/tasks.py', 'is registered twice'): 'a plugin programming error at start-up',
     ('engine/store.py', 'unreadable row'): 'logged with the conversation key; the conversation is skipped',
 }
 """Single texts that stay English, with the reason."""
