@@ -43,8 +43,8 @@ def message(k: ConversationKey, text: str) -> Message:
     return Message(key=k, user=User(id=k.user), text=text)
 
 
-def _command(k: ConversationKey, name: str, args: str = '') -> Command:
-    return Command(key=k, user=User(id=k.user, name='Ann'), name=name, args_text=args)
+def _command(k: ConversationKey, name: str) -> Command:
+    return Command(key=k, user=User(id=k.user, name='Ann'), name=name)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:

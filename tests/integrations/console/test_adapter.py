@@ -21,12 +21,12 @@ def console() -> ConsoleAdapter:
     return ConsoleAdapter(io.StringIO())
 
 
-def test_commands_with_either_prefix_become_commands_with_raw_arguments(console: ConsoleAdapter) -> None:
+def test_commands_with_either_prefix_become_commands(console: ConsoleAdapter) -> None:
     event = console.parse('!Feedback  it is great \n', KEY, USER)
     assert isinstance(event, Command)
-    assert (event.name, event.args_text, event.key, event.user) == ('feedback', 'it is great', KEY, USER)
+    assert (event.name, event.key, event.user) == ('feedback', KEY, USER)
     event = console.parse('/hi', KEY, USER)
-    assert isinstance(event, Command) and event.name == 'hi' and event.args_text == ''
+    assert isinstance(event, Command) and event.name == 'hi' and event.options == {}
 
 
 def test_other_lines_are_messages_and_blank_lines_nothing(console: ConsoleAdapter) -> None:
@@ -59,7 +59,7 @@ def test_attach_with_a_command_sends_the_file_with_that_command(
     data.write_text('[]')
     event = console.parse(f':attach {data} !test extra', KEY, USER)
     assert isinstance(event, Command)
-    assert (event.name, event.args_text) == ('test', 'extra')
+    assert event.name == 'test'
     assert [a.path for a in event.attachments] == [data]
 
 
