@@ -184,3 +184,29 @@ async def test_files_from_a_conversation_folder_are_kept_after_it_ends(tmp_path:
         f'bot [c2]: [file: {lasting}]',
     ]
     assert (kept / 'reply.ogg').read_bytes() == b'OggS'
+
+
+async def test_engine_messages_name_commands_with_each_adapters_own_prefix(tmp_path: pathlib.Path) -> None:
+    flow = (
+        '[flow]\nname = "pick"\n[trigger]\ncommand = "pick"\n'
+        '[[trigger.options]]\nname = "times"\ntype = "integer"\n'
+        '[states.done]\nkind = "end"\ntext = "Picked. {{ bot.prefix }}instruction lists the rest."\n'
+    )
+    harness = await build_harness(tmp_path, {'pick': flow})
+    console = ConsoleAdapter(io.StringIO(), engine=harness.engine)
+    console.prefix = '?'
+    harness.engine.add_adapter(console)
+    for line in ('?nope', '?pick x', '!cancel', '?cancel', '?pick 2'):
+        event = console.parse(line, KEY, USER)
+        if event is not None:
+            await harness.engine.dispatch(event)
+    await harness.engine.wait_idle(5)
+    await harness.command('nope')  # the recording adapter keeps the default prefix
+    await harness.stop()
+    assert [line for line in console.out.getvalue().splitlines() if line.startswith('bot')] == [  # type: ignore[attr-defined]
+        'bot [c1]: Unknown command "nope". Try ?instruction for the list.',
+        'bot [c2]: times must be a whole number, not "x".',
+        'bot [c3]: There is nothing to cancel.',  # `!cancel` is only a message here (`?` and `/` mark commands)
+        'bot [c4]: Picked. ?instruction lists the rest.',
+    ]
+    assert harness.adapter.texts()[-1] == 'Unknown command "nope". Try !instruction for the list.'
