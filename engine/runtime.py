@@ -611,7 +611,8 @@ class Engine:
             _log.exception('progress update for %s failed', conv.key)
 
     def text(self, message: str, conv: Conversation, **values: Any) -> str:
-        """An engine message (:data:`MESSAGES`) in the conversation's language, with the adapter's values."""
+        """An engine message (:data:`engine.messages.MESSAGES`) in the conversation's language, commands
+        written with its adapter's prefix."""
         return self._text(message, conv.key, conv.locale, **values)
 
     async def reply(self, conv: Conversation, text: str) -> None:
