@@ -92,14 +92,19 @@ class Event:
 
 @attrs.frozen(kw_only=True)
 class Command(Event):
-    """A command (slash or prefix) with already-typed options."""
+    """A command (slash or prefix) with its arguments typed, in one form whatever the channel.
+
+    Slash commands arrive typed; an adapter that reads commands as text (``!train data label=x``)
+    types them with ``Engine.options``, so the engine and the actions see the same options
+    from every adapter.
+    """
 
     name: str
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    """Typed values by option name (``integer`` an int, ``attachment`` an :class:`Attachment`, ...);
+    options left out take their flow defaults."""
     attachments: Sequence[Attachment] = ()
-    args_text: str | None = None
-    """Unparsed arguments of a prefix command; the engine parses them against the flow's options
-    (``engine.commands.parse_arguments``) so every adapter shares one parser."""
+    """Every file that came with the command (also those not bound to an option)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -136,6 +141,10 @@ class Adapter(abc.ABC):
 
     grants_all_permissions: bool = False
     """True for local, trusted channels (the console) where the operator is the only user."""
+
+    prefix: str = '!'
+    """How users write commands on this channel; the engine's messages and templates (``bot.prefix``)
+    name commands with it, so a Discord bot configured with ``?`` says ``?instruction``."""
 
     @abc.abstractmethod
     async def send_text(self, key: ConversationKey, text: str) -> str:

@@ -45,7 +45,12 @@ def split_command(text: str, prefixes: Sequence[str]) -> tuple[str, str] | None:
     return None
 
 
-def usage(name: str, trigger: model.Trigger, prefix: str = '!') -> str:
+def usage(name: str, trigger: model.Trigger, *, prefix: str) -> str:
+    """The usage line of a command (``!train <path:string> [label:string]``), shown with argument errors
+    and in the command list.
+
+    :param prefix: how commands are written on the user's adapter (:attr:`engine.api.Adapter.prefix`).
+    """
     parts = [f'{prefix}{name}']
     for option in trigger.options:
         label = f'{option.name}:{option.type}'
@@ -127,10 +132,15 @@ def _free_text(rest: str) -> str:
 
 
 def parse_arguments(
-    name: str, trigger: model.Trigger, text: str, attachments: Sequence[Attachment] = (), prefix: str = '!'
+    name: str, trigger: model.Trigger, text: str, attachments: Sequence[Attachment] = (), *, prefix: str
 ) -> dict[str, Any]:
-    """Typed options from the text after the command name (positional or ``name=value``)."""
-    line = usage(name, trigger, prefix)
+    """Typed options from the text after the command name (positional or ``name=value``).
+
+    :param attachments: bound in order to the ``attachment`` options not given by name.
+    :param prefix: the adapter's command prefix, for the usage line in errors.
+    :raises UsageError: the text does not fit; the message ends with the usage line.
+    """
+    line = usage(name, trigger, prefix=prefix)
     if len(text) > MAX_ARGUMENT_CHARS:
         raise UsageError(
             _('Arguments are too long ({length} characters, at most {limit}).\nUsage: {line}').format(

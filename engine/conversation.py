@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import pathlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from engine.store import StoredConversation
 if TYPE_CHECKING:
     from engine.flows.compile import CompiledFlow
 
+_log = logging.getLogger(__name__)
+
 __all__ = [
     'Conversation',
     'Internal',
@@ -33,6 +36,7 @@ __all__ = [
     'store_key',
     'stored_event',
     'stored_message',
+    'stored_user',
 ]
 
 
@@ -47,23 +51,28 @@ class Internal:
     payload: Any = None
 
 
-_TRANSIENT = frozenset({'deferred'})
-"""Runtime bookkeeping not persisted as it is (deferred messages are stored as text)."""
-
-
 class Conversation:
-    """A live conversation: the model the machines move, plus what the runtime needs."""
+    """A live conversation: the model the machines move, plus what the runtime keeps between events.
+
+    Every field is typed; :meth:`snapshot` and :meth:`restore` turn them into the store's row and
+    back. The row keeps them in its ``extra`` table under the names earlier versions used, so rows
+    written before these fields existed still load.
+    """
 
     __slots__ = (
+        'attempts',
         'busy',
         'compiled',
         'data',
+        'deferred',
         'event',
-        'extra',
+        'history',
         'key',
+        'locale',
         'queue',
         'scope',
         'stack',
+        'started',
         'state',
         'stored',
         'user',
@@ -76,7 +85,17 @@ class Conversation:
         self.user = user
         self.data = data
         self.stack: list[dict[str, Any]] = []
-        self.extra: dict[str, Any] = {}
+        """The flows that started sub-flows, innermost last (flow, version, state, data)."""
+        self.locale: str | None = None
+        """The language of the user's last event, if the adapter knew it."""
+        self.history: list[str] = []
+        """The questions answered so far, for ``back``."""
+        self.attempts = 0
+        """Invalid answers to the current question (reset when a question is entered)."""
+        self.started = False
+        """Whether the first event started the flow (a later event is input, not the start)."""
+        self.deferred: list[Event] = []
+        """Messages that came while the flow was busy, read when it ends."""
         self.scope = StateScope()
         """What the current state entry armed (timer, task, topic, progress message)."""
         self.busy = False
@@ -96,12 +115,6 @@ class Conversation:
         """The number of the current state entry (:attr:`StateScope.epoch`)."""
         return self.scope.epoch
 
-    @property
-    def locale(self) -> str | None:
-        """The language of the user's last event, if the adapter knew it."""
-        locale: str | None = self.extra.get('locale')
-        return locale
-
     def context(self) -> Mapping[str, Any]:
         """What templates and conditions read: the data, plus ``data``, ``user`` and ``locale``."""
         return {
@@ -112,7 +125,23 @@ class Conversation:
         }
 
     def snapshot(self) -> StoredConversation:
-        """The row the store keeps for this conversation (scope fields and deferred messages included)."""
+        """The row the store keeps for this conversation (scope fields and deferred messages included).
+
+        Fields at their initial value are left out of ``extra``, as earlier versions did.
+        """
+        extra: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ('locale', self.locale),
+                ('history', list(self.history)),
+                ('attempts', self.attempts),
+                ('started', self.started),
+                ('deferred', [stored_message(m) for m in self.deferred]),
+            )
+            if value
+        }
+        extra.update(self.scope.persisted())
+        extra['user'] = [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild]
         return StoredConversation(
             key=store_key(self.key),
             flow=self.compiled.name,
@@ -121,18 +150,35 @@ class Conversation:
             data=self.data,
             stack=self.stack,
             deadline=self.scope.deadline,
-            extra={
-                **{k: v for k, v in self.extra.items() if k not in _TRANSIENT},
-                **self.scope.persisted(),
-                **(
-                    {'deferred': [stored_message(m) for m in deferred]}
-                    if (deferred := self.extra.get('deferred'))
-                    else {}
-                ),
-                'user': [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild],
-            },
+            extra=extra,
             guild=self.user.guild,
         )
+
+    @classmethod
+    def restore(cls, key: ConversationKey, compiled: CompiledFlow, row: StoredConversation) -> Conversation:
+        """A conversation back from its row (:meth:`snapshot`), its scope's timer and task not armed yet.
+
+        :param compiled: the flow version ``row`` names (the caller looks it up or rebuilds it).
+        """
+        conv = cls(key, compiled, stored_user(row, key.user), row.data)
+        extra = dict(row.extra)
+        conv.state, conv.stack, conv.scope.deadline, conv.stored = row.state, row.stack, row.deadline, True
+        conv.scope.restore(extra)
+        conv.locale = extra.pop('locale', None) or None
+        conv.history = [str(state) for state in extra.pop('history', [])]
+        conv.attempts = int(extra.pop('attempts', 0) or 0)
+        conv.started = bool(extra.pop('started', False))
+        conv.deferred = [stored_event(key, conv.user, stored) for stored in extra.pop('deferred', [])]
+        extra.pop('user', None)
+        if extra:
+            _log.info('conversation %s: stored fields %s are unknown to this version; ignored', key, sorted(extra))
+        return conv
+
+
+def stored_user(row: StoredConversation, fallback: str) -> User:
+    """The user a row was saved for (id, name, roles, guild); only ``fallback`` as id when it has none."""
+    uid, name, roles, guild = row.extra.get('user') or [fallback, '', [], None]
+    return User(str(uid), str(name), frozenset(roles), guild)
 
 
 def jsonable(value: Any) -> Any:

@@ -1,9 +1,11 @@
 """The runtime: conversations keyed by (adapter, channel, user), run on compiled flows.
 
 One conversation handles one event at a time, in arrival order; different conversations run
-concurrently. Machines only decide *where* a conversation goes; what a state *does* (send, ask,
-start an action) lives in :mod:`engine.states.kinds` and runs outside transition callbacks.
-Actions run as tasks whose completion comes back as an event, so a slow model never blocks.
+concurrently. :class:`Engine` keeps that queueing and the conversations' lifecycle (start, restore,
+finish); what a state *does* lives in :mod:`engine.states` (handlers, steps, kinds), the interrupts
+in :mod:`engine.interrupts`, the engine's own texts in :mod:`engine.messages`, who may start what
+in :mod:`engine.permissions` and work folders in :mod:`engine.workdirs`. Actions run as tasks whose
+completion comes back as an event, so a slow model never blocks.
 """
 
 from __future__ import annotations
@@ -16,20 +18,21 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from engine import i18n
-from engine.api import Adapter, ChoicePress, Command, ConversationKey, Event, Message, User
-from engine.commands import UsageError, parse_arguments
+from engine import i18n, messages
+from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, User
+from engine.commands import parse_arguments
 from engine.config import Config
-from engine.conversation import Conversation, Internal, jsonable, store_key, stored_event
+from engine.conversation import Conversation, Internal, jsonable, store_key
 from engine.errors import user_message
 from engine.files import FileGate, sendable_roots
 from engine.flows import model
 from engine.flows.compile import CompiledFlow
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import did_you_mean
-from engine.i18n import N_
+from engine.interrupts import as_command, interrupt, outside_dialog, stopped_message, typed_interrupt
+from engine.messages import DEFAULT_PREFIX
 from engine.permissions import refusal
-from engine.states import kinds
+from engine.states import kinds, steps
 from engine.states.actions import Action, ActionRegistry
 from engine.states.handlers import handler_for, question
 from engine.states.scope import StateScope
@@ -41,33 +44,8 @@ __all__ = ['Conversation', 'Engine', 'Internal']
 _log = logging.getLogger(__name__)
 
 
-MESSAGES: dict[str, str] = {
-    'unknown_command': N_('Unknown command "{name}"{hint}. Try {prefix}instruction for the list.'),
-    'denied': N_('Sorry, {prefix}{name} is only for the "{group}" group.'),
-    'no_dm': N_('{prefix}{name} does not work in direct messages.'),
-    'cancelled': N_('Cancelled.'),
-    'nothing_to_cancel': N_('There is nothing to cancel.'),
-    'no_back': N_('There is no earlier question to go back to.'),
-    'no_dialog_help': N_('No question is open. Type {prefix}instruction to see the commands.'),
-    'busy': N_('Still working on {flow}; I will read your message when it is done. Type cancel to stop it.'),
-    'interrupts': N_('During a question you can answer it, or type cancel, back or help.'),
-    'too_many_attempts': N_('Too many invalid answers; stopping here.'),
-    'timeout': N_('No answer in time; stopping here.'),
-    'error': N_('Something went wrong: {error}'),
-    'stale_choice': N_('That question is no longer open.'),
-    'stopped': N_('Stopped {flow}.'),
-    'stopped_waiting': N_(
-        'Stopped waiting in {flow}; the work it started goes on and posts its result here when it ends.'
-    ),
-    'flow_removed': N_('The {flow} dialog was removed by the maintainers, so it ends here.'),
-}
-
-
 class Engine:
     """Runs conversations for every adapter; the engine's one public entry point is :meth:`dispatch`."""
-
-    prefix = '!'
-    """How commands are written in messages (adapters may set their own)."""
 
     def __init__(self, *, config: Config, store: Store, actions: ActionRegistry, library: FlowLibrary) -> None:
         self.config = config
@@ -167,7 +145,7 @@ class Engine:
         await self.dispatch(event)
         conv = self._live.get(event.key)
         if conv is not None and deferred:
-            conv.extra['deferred'] = [*deferred, *conv.extra.get('deferred', [])]
+            conv.deferred[:0] = deferred
             await self.save(conv)
             return
         for message in deferred:
@@ -275,9 +253,14 @@ class Engine:
 
     # -- starting, restoring, finishing ---------------------------------------------------
 
-    def _text(self, message: str, locale: str | None, **values: Any) -> str:
-        lang = i18n.language_of(locale, self.config.bot.language)
-        return i18n.gettext_for(lang).gettext(MESSAGES[message]).format(prefix=self.prefix, **values)
+    def _prefix(self, key: ConversationKey) -> str:
+        """How commands are written on ``key``'s adapter (the default when it is not connected)."""
+        adapter = self.adapters.get(key.adapter)
+        return adapter.prefix if adapter is not None else DEFAULT_PREFIX
+
+    def _text(self, message: str, key: ConversationKey, locale: str | None, **values: Any) -> str:
+        """The engine message ``message`` for the user of ``key`` (their language, their adapter's prefix)."""
+        return messages.render(message, locale, self.config.bot.language, prefix=self._prefix(key), **values)
 
     async def _reply(self, key: ConversationKey, text: str, *, notice: bool = False) -> None:
         """Send ``text``; a ``notice`` is meant only for the user (refusals, stale buttons): private where possible."""
@@ -297,32 +280,32 @@ class Engine:
             if name == 'help' and self.library.command(self.config.bot.help_command):
                 name = self.config.bot.help_command
             elif name in model.INTERRUPTS:
-                await self._reply(event.key, self._outside_dialog(name, locale), notice=True)
+                await self._reply(event.key, self._text(outside_dialog(name), event.key, locale), notice=True)
                 return None
             compiled = self.library.command(name)
             if compiled is None:
                 hint = did_you_mean(event.name, self.library.command_names())
-                await self._reply(event.key, self._text('unknown_command', locale, name=event.name, hint=hint))
+                text = self._text('unknown_command', event.key, locale, name=event.name, hint=hint)
+                await self._reply(event.key, text)
                 return None
         elif isinstance(event, Message):
-            typed = _typed_interrupt(event)
+            typed = typed_interrupt(event, self._prefix(event.key))
             if typed == 'help' and self.library.command(self.config.bot.help_command):
-                return await self._start(_as_command(event, self.config.bot.help_command))
+                return await self._start(as_command(event, self.config.bot.help_command))
             if typed is not None:  # not a question for the chat model
-                await self._reply(event.key, self._outside_dialog(typed, locale), notice=True)
+                await self._reply(event.key, self._text(outside_dialog(typed), event.key, locale), notice=True)
                 return None
             found = self.library.for_message(event.text, event.attachments)
             if found is None:
                 return None
             compiled = found
         else:
-            await self._reply(event.key, self._text('stale_choice', locale), notice=True)
+            await self._reply(event.key, self._text('stale_choice', event.key, locale), notice=True)
             return None
         if not await self._allowed(compiled, event):
             return None
         conv = Conversation(event.key, compiled, event.user, {})
-        if locale:
-            conv.extra['locale'] = locale
+        conv.locale = locale or None
         self._live[event.key] = conv
         return conv
 
@@ -339,7 +322,7 @@ class Engine:
         adapter = self.adapters.get(key.adapter)
         grants_all = adapter is not None and adapter.grants_all_permissions
         found = refusal(compiled.flow, user, is_dm=is_dm, config=self.config, grants_all=grants_all)
-        return None if found is None else self._text(found[0], locale, **found[1])
+        return None if found is None else self._text(found[0], key, locale, **found[1])
 
     def may_start(
         self, command: str, key: ConversationKey, user: User, *, is_dm: bool, locale: str | None = None
@@ -352,6 +335,33 @@ class Engine:
         compiled = self.library.command(command)
         return None if compiled is None else self._refusal(compiled, key, user, is_dm, locale)
 
+    def options(
+        self,
+        name: str,
+        text: str,
+        key: ConversationKey,
+        attachments: Sequence[Attachment] = (),
+        locale: str | None = None,
+    ) -> dict[str, Any]:
+        """The typed options of command ``name`` from the text typed after it, for :attr:`Command.options`.
+
+        Adapters whose channel gives commands as text (a prefix command, a console line) call this, so
+        every adapter types arguments with one parser against the flow's declared options. Unknown
+        commands and the interrupts take no arguments (``{}``); the engine answers them when they arrive.
+
+        :param key: the conversation the command is for (its adapter's prefix is in the usage line).
+        :param attachments: the files that came with the command, for ``attachment`` options in order.
+        :param locale: the user's locale, for the language of a usage error.
+        :raises UsageError: the text does not fit the options; its message has the usage line, for the user.
+        """
+        if name in model.INTERRUPTS:
+            return {}
+        compiled = self.library.command(name)
+        if compiled is None:
+            return {}
+        with i18n.use(locale, self.config.bot.language):
+            return parse_arguments(name, compiled.flow.trigger, text, attachments, prefix=self._prefix(key))
+
     async def _restore(self, row: StoredConversation, sources: Mapping[tuple[str, str], str]) -> bool:
         adapter, channel, user = row.key.split('\x1f')
         key = ConversationKey(adapter, channel, user)
@@ -359,18 +369,10 @@ class Engine:
         root = row.stack[0]['flow'] if row.stack else row.flow
         removed = self.library.get(root) is None
         compiled = None if removed else await self.compiled_version(row.flow, row.version, sources)
-        extra = dict(row.extra)
-        uid, name, roles, guild = extra.pop('user', [user, '', [], None])
-        who = User(uid, name, frozenset(roles), guild)
         if compiled is None or row.state not in compiled.machine.states:
             self._when_connected(key, lambda: self._spawn(self._removed(key, row), key))
             return False
-        conv = Conversation(key, compiled, who, row.data)
-        conv.state, conv.stack, conv.extra, conv.scope.deadline = row.state, row.stack, extra, row.deadline
-        conv.scope.restore(extra)
-        conv.stored = True
-        if 'deferred' in extra:
-            extra['deferred'] = [stored_event(key, who, stored) for stored in extra['deferred']]
+        conv = Conversation.restore(key, compiled, row)
         self._live[key] = conv
         if conv.scope.topic is not None:
             self._waiting.setdefault(conv.scope.topic, set()).add(key)
@@ -405,7 +407,7 @@ class Engine:
 
     async def _removed(self, key: ConversationKey, row: StoredConversation) -> None:
         _log.warning('conversation %s was on flow %s %s, which no longer exists; ending it', key, row.flow, row.version)
-        await self._reply(key, self._text('flow_removed', None, flow=row.flow))
+        await self._reply(key, self._text('flow_removed', key, None, flow=row.flow))
         await self.store.delete(row.key)
 
     async def finish(self, conv: Conversation) -> None:
@@ -421,10 +423,8 @@ class Engine:
             except Exception:
                 _log.exception('adapter %s failed to close conversation %s', conv.key.adapter, conv.key)
         self.workdirs.remove(conv.key)
-        deferred = conv.extra.get('deferred')
-        if deferred:
-            for event in deferred:
-                self._spawn(self.dispatch(event), conv.key)
+        for event in conv.deferred:
+            self._spawn(self.dispatch(event), conv.key)
 
     # -- processing -----------------------------------------------------------------------
 
@@ -440,7 +440,7 @@ class Engine:
         except Exception as exc:
             _log.exception('conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, event)
             message = user_message(exc)
-            await self._reply(conv.key, self._text('error', conv.locale, error=message))
+            await self._reply(conv.key, self.text('error', conv, error=message))
             if self._live.get(conv.key) is conv:
                 await self.finish(conv)
 
@@ -448,31 +448,28 @@ class Engine:
         if isinstance(event, Internal):
             if event.epoch != conv.epoch:
                 return
-            await kinds.on_internal(self, conv, event)
+            await steps.on_internal(self, conv, event)
             return
         if event.locale:
-            conv.extra['locale'] = event.locale
+            conv.locale = event.locale
         conv.user = event.user
         spec = conv.spec
-        if conv.event is None and conv.state == conv.compiled.flow.initial and not conv.extra.get('started'):
+        if conv.event is None and conv.state == conv.compiled.flow.initial and not conv.started:
             await self._begin(conv, event)
             return
-        command = event.name if isinstance(event, Command) else _typed_interrupt(event)
+        command = event.name if isinstance(event, Command) else typed_interrupt(event, self.prefix(conv))
         if command in model.INTERRUPTS:
-            await self._interrupt(conv, command, event)
+            await interrupt(self, conv, command)
             return
         if isinstance(event, Command):
             compiled = self.library.command(event.name)
             if compiled is None:
                 hint = did_you_mean(event.name, [*self.library.command_names(), *model.INTERRUPTS])
-                text = self._text('unknown_command', conv.locale, name=event.name, hint=hint)
-                await self._reply(
-                    conv.key,
-                    text + ('\n' + self._text('interrupts', conv.locale) if question(spec) else ''),
-                )
+                text = self.text('unknown_command', conv, name=event.name, hint=hint)
+                await self._reply(conv.key, text + ('\n' + self.text('interrupts', conv) if question(spec) else ''))
                 return
-            await self._reply(conv.key, self._stopped_text(conv, 'stopped'))
-            deferred = conv.extra.pop('deferred', [])
+            await self._reply(conv.key, self.text(stopped_message(conv, 'stopped'), conv, flow=conv.compiled.name))
+            deferred, conv.deferred = conv.deferred, []
             await self.finish(conv)
             self._spawn(self._dispatch_then(event, deferred), conv.key)
             return
@@ -481,65 +478,34 @@ class Engine:
             await kinds.answer(self, conv, ask, event)
             return
         if isinstance(event, ChoicePress):
-            await self._reply(conv.key, self._text('stale_choice', conv.locale), notice=True)
+            await self._reply(conv.key, self.text('stale_choice', conv), notice=True)
             return
-        conv.extra.setdefault('deferred', []).append(event)
+        conv.deferred.append(event)
         await self.save(conv)  # a deferred message survives a restart too
-        await self._reply(conv.key, self._text('busy', conv.locale, flow=conv.compiled.name))
+        await self._reply(conv.key, self.text('busy', conv, flow=conv.compiled.name))
 
     async def _begin(self, conv: Conversation, event: Event) -> None:
         conv.event = event
-        conv.extra['started'] = True
+        conv.started = True
         options: dict[str, Any] = {}
         if isinstance(event, Command):
-            if event.args_text is not None:
-                trigger = conv.compiled.flow.trigger
-                try:
-                    options = parse_arguments(event.name, trigger, event.args_text, event.attachments, self.prefix)
-                except UsageError as exc:
-                    await self._reply(conv.key, str(exc))
-                    self._live.pop(conv.key, None)
-                    return
-            else:
-                options = {**_defaults(conv.compiled.flow.trigger), **event.options}
-            options = {k: jsonable(v) for k, v in options.items()}
+            options = {k: jsonable(v) for k, v in {**_defaults(conv.compiled.flow.trigger), **event.options}.items()}
         elif isinstance(event, Message):
             conv.data['input'] = event.text
         conv.data['options'] = options
         conv.data['attachments'] = [jsonable(a) for a in getattr(event, 'attachments', ())]
-        await kinds.enter(self, conv)
-
-    def _outside_dialog(self, interrupt: str, locale: str | None) -> str:
-        """The answer to ``cancel``/``back``/``help`` when no dialog is open."""
-        message = {'cancel': 'nothing_to_cancel', 'back': 'no_back'}.get(interrupt, 'no_dialog_help')
-        return self._text(message, locale)
-
-    def _stopped_text(self, conv: Conversation, message: str) -> str:
-        """Leaving a ``wait`` does not stop what it waits for (a training job): say so, not "Cancelled"."""
-        if conv.spec is not None and handler_for(conv.spec).work_outlives_state:
-            message = 'stopped_waiting'
-        return self._text(message, conv.locale, flow=conv.compiled.name)
-
-    async def _interrupt(self, conv: Conversation, command: str, event: Event) -> None:
-        spec = question(conv.spec)
-        if command == 'cancel':
-            await self._reply(conv.key, self._stopped_text(conv, 'cancelled'))
-            await self.finish(conv)
-        elif spec is None:
-            await self._reply(conv.key, self._text('busy', conv.locale, flow=conv.compiled.name))
-        elif command == 'help':
-            text = kinds.render_text(self, conv, spec.help or spec.prompt)
-            hint = self._text('interrupts', conv.locale)
-            await kinds.prompt(self, conv, spec, f'{text}\n{hint}')  # with its choices, so they can be pressed again
-        else:
-            history: list[str] = conv.extra.get('history', [])
-            if not history:
-                await self._reply(conv.key, self._text('no_back', conv.locale))
-                await kinds.prompt(self, conv, spec)
-                return
-            await kinds.move(self, conv, f'back_{history.pop()}')
+        await steps.enter(self, conv)
 
     # -- helpers the state kinds use -------------------------------------------------------
+
+    def prefix(self, conv: Conversation) -> str:
+        """How commands are written on the conversation's adapter (templates' ``bot.prefix``)."""
+        return self._prefix(conv.key)
+
+    async def move(self, conv: Conversation, trigger: str) -> None:
+        """Leave the current state by ``trigger`` and do the work of the states it leads to
+        (:func:`engine.states.steps.move`); the handlers reach it through the port."""
+        await steps.move(self, conv, trigger)
 
     def adapter(self, conv: Conversation) -> Adapter:
         """The adapter the conversation is on; an error if it is not connected."""
@@ -645,8 +611,9 @@ class Engine:
             _log.exception('progress update for %s failed', conv.key)
 
     def text(self, message: str, conv: Conversation, **values: Any) -> str:
-        """An engine message (:data:`MESSAGES`) in the conversation's language, with the adapter's values."""
-        return self._text(message, conv.locale, **values)
+        """An engine message (:data:`engine.messages.MESSAGES`) in the conversation's language, commands
+        written with its adapter's prefix."""
+        return self._text(message, conv.key, conv.locale, **values)
 
     async def reply(self, conv: Conversation, text: str) -> None:
         """Send ``text`` to the conversation; an adapter failure is logged, not raised."""
@@ -686,18 +653,3 @@ class Engine:
 def _defaults(trigger: model.Trigger) -> dict[str, Any]:
     """Every option present (``None`` when not given), so templates can test them."""
     return {o.name: o.default for o in trigger.options}
-
-
-def _as_command(event: Message, name: str) -> Command:
-    """A typed word taken as the command ``name`` (``help`` outside a dialog runs the help flow)."""
-    return Command(
-        key=event.key, user=event.user, locale=event.locale, message_id=event.message_id, is_dm=event.is_dm, name=name
-    )
-
-
-def _typed_interrupt(event: Event) -> str | None:
-    """``cancel``, ``!cancel`` or ``/cancel`` typed as a message is the interrupt."""
-    if not isinstance(event, Message) or event.attachments:
-        return None
-    word = event.text.strip().lower().lstrip('!/')
-    return word if word in model.INTERRUPTS and len(event.text.strip()) <= len(word) + 1 else None

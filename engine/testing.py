@@ -31,6 +31,7 @@ import attrs
 import cattrs
 
 from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, Option, User
+from engine.commands import UsageError
 from engine.config import Config
 from engine.errors import FlowbotError
 from engine.flows import model
@@ -629,7 +630,8 @@ class _Run:
         if turn.command is not None:
             if turn.options is not None:
                 return Command(name=turn.command, options=turn.options, attachments=attachments, **common)
-            return Command(name=turn.command, args_text=turn.args or '', attachments=attachments, **common)
+            options = self.engine.options(turn.command, turn.args or '', self.key, attachments, locale)
+            return Command(name=turn.command, options=options, attachments=attachments, **common)
         if turn.press is not None:
             return ChoicePress(value=turn.press, **common)
         if turn.text is not None or attachments:
@@ -646,7 +648,11 @@ class _Run:
             self.flows_run.add(finished[0])
 
     async def _do(self, turn: Turn) -> None:
-        event = self._event(turn)
+        try:
+            event = self._event(turn)
+        except UsageError as exc:  # a command typed wrong: answered as an adapter would, nothing starts
+            await self.adapter.send_text(self.key, str(exc))
+            return
         if event is not None:
             if isinstance(event, ChoicePress):
                 event = self._press(event)

@@ -196,7 +196,7 @@ class AskHandler(Handler):
         return [f'asks {short(ask.prompt)}', f'expects {ask.expect}' + (f' → {ask.save_as}' if ask.save_as else '')]
 
     async def enter(self, engine: Runtime, conv: Conversation, spec: model.State) -> str | Rest:
-        conv.extra.pop('attempts', None)
+        conv.attempts = 0
         # Durable first: after a crash here the user can type ``help`` to see the question again,
         # instead of being taken back to an answer they already gave.
         await engine.save(conv)
@@ -329,7 +329,7 @@ class WaitHandler(Handler):
         conv.data['payload'] = event.payload
         if wait.save_as:
             conv.data[wait.save_as] = event.payload
-        await kinds.move(engine, conv, 'next')
+        await engine.move(conv, 'next')
 
 
 class FlowHandler(Handler):

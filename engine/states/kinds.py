@@ -1,9 +1,9 @@
-"""What each state kind does when a conversation enters it, and how it takes answers and results.
+"""The state behaviours the handlers share: render a text, send, prompt, parse an answer, run an action.
 
-The machine decides the next state; this module performs the state's work *outside* transition
-callbacks: it sends, prompts, starts actions as tasks, subscribes to topics and enters sub-flows.
-:func:`enter` runs automatic states (``say``, ``choice``, ``end``) until the conversation comes
-to rest (``ask``, ``call``, ``wait``) and then persists it.
+The machine decides the next state; these functions do a state's work *outside* transition
+callbacks: they send, prompt, start actions as tasks and enter sub-flows. They move a conversation
+on only through the port (``engine.move``), so this module imports neither the handlers
+(:mod:`engine.states.handlers` imports it) nor the stepping (:mod:`engine.states.steps`).
 """
 
 from __future__ import annotations
@@ -18,20 +18,17 @@ from engine.commands import parse_bool
 from engine.conversation import Conversation, Internal, attachment, jsonable
 from engine.errors import FlowbotError, UserError
 from engine.flows import model
-from engine.states import handlers
 from engine.states.actions import ActionContext, ActionError
 from engine.states.port import Runtime
 from engine.templates import compile_condition, is_template, render, render_value
 
 __all__ = [
+    'FlowRuntimeError',
     'answer',
     'attachment',
-    'enter',
     'enter_subflow',
     'jsonable',
-    'move',
     'on_call_result',
-    'on_internal',
     'prompt',
     'render_text',
     'say',
@@ -40,9 +37,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-MAX_AUTOMATIC_STEPS = 200
-"""Automatic states in a row before the engine calls it a loop (say → choice → say …)."""
 
 
 class FlowRuntimeError(FlowbotError):
@@ -58,40 +52,9 @@ def render_text(engine: Runtime, conv: Conversation, text: model.Text | None) ->
 def template_context(engine: Runtime, conv: Conversation) -> dict[str, Any]:
     """What a state's templates can read: the conversation's data plus ``bot`` and ``flows``."""
     context = dict(conv.context())
-    context['bot'] = {'name': engine.config.bot.name, 'prefix': engine.prefix}
+    context['bot'] = {'name': engine.config.bot.name, 'prefix': engine.prefix(conv)}
     context['flows'] = engine.flows_summary()
     return context
-
-
-async def move(engine: Runtime, conv: Conversation, trigger: str) -> None:
-    """Leave the current state by ``trigger`` and enter whatever comes next."""
-    engine.leave_state(conv)
-    if not await conv.compiled.fire(conv, trigger):
-        raise FlowRuntimeError(f'flow {conv.compiled.name}: no "{trigger}" transition from state "{conv.state}"')
-    await enter(engine, conv)
-
-
-async def enter(engine: Runtime, conv: Conversation) -> None:
-    """Do the work of the state just entered, following automatic states until rest."""
-    for _ in range(MAX_AUTOMATIC_STEPS):
-        if conv.state == model.END:
-            if not await _return_from_subflow(engine, conv):
-                await engine.finish(conv)
-                return
-            continue
-        spec = conv.spec
-        assert spec is not None
-        engine.arm(conv, conv.compiled.timeouts[conv.state])
-        trigger = await handlers.handler_for(spec).enter(engine, conv, spec)
-        if isinstance(trigger, handlers.Rest):
-            return
-        if trigger == handlers.STAY:
-            continue
-        state = conv.state
-        engine.leave_state(conv)
-        if not await conv.compiled.fire(conv, trigger):
-            raise FlowRuntimeError(f'flow {conv.compiled.name}: no condition of choice state "{state}" matched')
-    raise FlowRuntimeError(f'flow {conv.compiled.name}: more than {MAX_AUTOMATIC_STEPS} automatic states in a row')
 
 
 async def say(engine: Runtime, conv: Conversation, text: model.Text | None, files: list[str], voice: bool) -> None:
@@ -225,12 +188,12 @@ async def answer(engine: Runtime, conv: Conversation, spec: model.Ask, event: Ev
     """Validate an answer: save it and go on, or re-prompt, or give up after ``attempts``."""
     ok, value, reason = _parse(spec, event)
     if not ok:
-        attempts = conv.extra.get('attempts', 0) + 1
-        conv.extra['attempts'] = attempts
+        conv.attempts += 1
+        attempts = conv.attempts
         if attempts >= spec.attempts:
             if spec.on_fail is None:
                 await engine.reply(conv, engine.text('too_many_attempts', conv))
-            await move(engine, conv, 'fail')
+            await engine.move(conv, 'fail')
             return
         if spec.expect == 'choice' and spec.choices:  # name the choices as offered (labels, numbers)
             labels = [render_text(engine, conv, c.label) or c.value for c in spec.choices]
@@ -250,8 +213,8 @@ async def answer(engine: Runtime, conv: Conversation, spec: model.Ask, event: Ev
     if spec.save_as:
         conv.data[spec.save_as] = value
     conv.data['input'] = value if isinstance(value, str) else getattr(event, 'text', '') or str(value)
-    conv.extra.setdefault('history', []).append(conv.state)
-    await move(engine, conv, 'next')
+    conv.history.append(conv.state)
+    await engine.move(conv, 'next')
 
 
 def start_call(engine: Runtime, conv: Conversation, spec: model.Call) -> None:
@@ -308,36 +271,6 @@ def enter_subflow(engine: Runtime, conv: Conversation, spec: model.SubFlow) -> N
     conv.data = {'options': args, 'attachments': conv.data.get('attachments', [])}
 
 
-async def _return_from_subflow(engine: Runtime, conv: Conversation) -> bool:
-    if not conv.stack:
-        return False
-    frame = conv.stack.pop()
-    parent = await engine.compiled_version(frame['flow'], frame['version'])
-    if parent is None:
-        raise FlowRuntimeError(f'the flow "{frame["flow"]}" that started a sub-flow is gone')
-    result = {k: v for k, v in conv.data.items() if k not in ('options', 'attachments')}
-    conv.compiled, conv.state, conv.data = parent, frame['state'], frame['data']
-    save_as = getattr(conv.spec, 'save_as', None)  # the sub-flow state the conversation returned to
-    if save_as:
-        conv.data[save_as] = result
-    engine.leave_state(conv)
-    if not await conv.compiled.fire(conv, 'next'):
-        raise FlowRuntimeError(f'flow {parent.name}: no way on from sub-flow state "{conv.state}"')
-    return True
-
-
-async def on_internal(engine: Runtime, conv: Conversation, event: Internal) -> None:
-    """An action result, a timeout or a notification for the state the conversation is in."""
-    spec = conv.spec
-    if event.kind == 'timeout':
-        conv.data['error'] = 'timeout'
-        if spec is None or spec.on_timeout is None:
-            await engine.reply(conv, engine.text('timeout', conv))
-        await move(engine, conv, 'timeout')
-    elif spec is not None:
-        await handlers.handler_for(spec).on_result(engine, conv, spec, event)
-
-
 async def on_call_result(engine: Runtime, conv: Conversation, spec: model.Call, event: Internal) -> None:
     """A ``call`` state's action finished (``done``/``error``), or is to run again after a restart (``rerun``)."""
     if event.kind == 'done':
@@ -345,7 +278,7 @@ async def on_call_result(engine: Runtime, conv: Conversation, spec: model.Call, 
         conv.data['result'] = result
         if spec.save_as:
             conv.data[spec.save_as] = result
-        await move(engine, conv, 'next')
+        await engine.move(conv, 'next')
     elif event.kind == 'error':
         error = event.payload
         if isinstance(error, UserError):
@@ -363,6 +296,6 @@ async def on_call_result(engine: Runtime, conv: Conversation, spec: model.Call, 
         conv.data['error'] = message
         if spec.on_error is None:
             await engine.reply(conv, engine.text('error', conv, error=message))
-        await move(engine, conv, 'error')
+        await engine.move(conv, 'error')
     elif event.kind == 'rerun':
         start_call(engine, conv, spec)

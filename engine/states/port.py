@@ -31,10 +31,6 @@ class Runtime(Protocol):
         """The bot's settings (name, default language)."""
 
     @property
-    def prefix(self) -> str:
-        """How commands are written in messages, for templates (``bot.prefix``) and messages."""
-
-    @property
     def files(self) -> FileGate:
         """What a ``say``/``end`` state's files pass before they are sent (inside the allowed folders)."""
 
@@ -58,6 +54,12 @@ class Runtime(Protocol):
 
     async def save(self, conv: Conversation) -> None:
         """Persist the conversation as it is (before it waits)."""
+
+    def prefix(self, conv: Conversation) -> str:
+        """How commands are written on the conversation's adapter, for templates (``bot.prefix``)."""
+
+    async def move(self, conv: Conversation, trigger: str) -> None:
+        """Leave the current state by ``trigger`` and do the work of the states it leads to."""
 
     def leave_state(self, conv: Conversation) -> None:
         """Disarm the current state's scope before a transition."""

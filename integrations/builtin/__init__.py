@@ -89,14 +89,15 @@ def setup(ctx: SetupContext) -> None:
     async def instruction(action: ActionContext) -> dict[str, Any]:
         """The help text: every command from the flows' own triggers, plus the configured markdown."""
         lines = []
+        prefix = action.adapter.prefix  # commands as the user writes them on this channel
         for flow in sorted(ctx.catalog(), key=lambda f: f.trigger.command or '~'):
             trigger = flow.trigger
             if trigger.command is None:
                 continue
             description = localize(flow.flow.description or trigger.description, action.locale)
-            also = ', '.join('!' + a for a in trigger.aliases)
+            also = ', '.join(prefix + a for a in trigger.aliases)
             aliases = ' ' + _('(also {aliases})').format(aliases=also) if trigger.aliases else ''
-            lines.append(f'{usage(trigger.command, trigger)}{aliases} - {description}')
+            lines.append(f'{usage(trigger.command, trigger, prefix=prefix)}{aliases} - {description}')
         if any(flow.trigger.message for flow in ctx.catalog()):
             lines.append(_('Any other message: a reply from the model.'))
         text = '\n'.join(lines)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, Option, User
-from engine.commands import split_command
+from engine.commands import UsageError, split_command
 from engine.i18n import _
 from engine.runtime import Engine
 from engine.states import kinds
@@ -46,13 +46,17 @@ class ConsoleAdapter(Adapter):
         self,
         out: TextIO = sys.stdout,
         *,
+        engine: Engine | None = None,
         temporary_root: pathlib.Path | None = None,
         keep_dir: pathlib.Path | None = None,
     ) -> None:
-        """:param temporary_root: the engine's conversation folders, deleted when a conversation ends.
+        """:param engine: types a command's arguments (:meth:`Engine.options`); without one, read lines only
+            (commands get no options).
+        :param temporary_root: the engine's conversation folders, deleted when a conversation ends.
         :param keep_dir: where files sent from those folders are copied, so the printed path still opens.
         """
         self.out = out
+        self.engine = engine
         self.temporary_root = temporary_root
         self.keep_dir = keep_dir
         self._ids = itertools.count(1)
@@ -136,18 +140,29 @@ class ConsoleAdapter(Adapter):
                 )
             content_type = mimetypes.guess_type(path.name)[0] or 'application/octet-stream'
             attachment = Attachment(name=path.name, content_type=content_type, size=path.stat().st_size, path=path)
-            command = split_command(text, ('!', '/'))
+            command = split_command(text, (self.prefix, '/'))
             if command is not None:  # `:attach data.zip !train`: the file goes with the command
-                return Command(key=key, user=user, name=command[0], args_text=command[1], attachments=(attachment,))
+                return self._command(key, user, *command, (attachment,))
             return Message(key=key, user=user, text=text, attachments=(attachment,))
-        command = split_command(line, ('!', '/'))
+        command = split_command(line, (self.prefix, '/'))
         if command is not None:
-            name, rest = command
-            return Command(key=key, user=user, name=name, args_text=rest)
+            return self._command(key, user, *command)
         offered = self.offered.get(key)
         if offered and line.strip().isdigit() and 1 <= int(line.strip()) <= len(offered):
             return ChoicePress(key=key, user=user, value=offered[int(line.strip()) - 1].value)
         return Message(key=key, user=user, text=line)
+
+    def _command(
+        self, key: ConversationKey, user: User, name: str, text: str, attachments: Sequence[Attachment] = ()
+    ) -> Command | None:
+        """The command ``name`` with its arguments typed by the engine; a usage error is the bot's answer
+        (printed like any reply) and no command is sent."""
+        try:
+            options = self.engine.options(name, text, key, attachments) if self.engine is not None else {}
+        except UsageError as exc:
+            self._print(str(exc))
+            return None
+        return Command(key=key, user=user, name=name, options=options, attachments=attachments)
 
 
 async def _remind(engine: Engine, key: ConversationKey, out: TextIO) -> None:
@@ -175,13 +190,17 @@ async def _remind(engine: Engine, key: ConversationKey, out: TextIO) -> None:
 
 async def run_console(engine: Engine, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
     """Read lines until ``:quit`` or end of input, dispatching each to the engine in order."""
-    adapter = ConsoleAdapter(out, temporary_root=engine.workroot, keep_dir=engine.workroot.parent / 'console')
+    adapter = ConsoleAdapter(
+        out, engine=engine, temporary_root=engine.workroot, keep_dir=engine.workroot.parent / 'console'
+    )
     engine.add_adapter(adapter)
     user_name = getpass.getuser()
     key = ConversationKey('console', 'local', user_name)
     user = User(id=user_name, name=user_name)
     loop = asyncio.get_running_loop()
-    out.write(_('flowbot console: !instruction lists the commands, :quit leaves.') + '\n')
+    out.write(
+        _('flowbot console: {prefix}instruction lists the commands, :quit leaves.').format(prefix=adapter.prefix) + '\n'
+    )
     out.flush()
     await _remind(engine, key, out)
     while True:

@@ -229,6 +229,7 @@ class DiscordAdapter(Adapter):
     ) -> None:
         self.rest = rest
         self.config = config
+        self.prefix = config.prefix
         self.downloads = downloads
         self.cache = cache
         self.voice = voice

@@ -64,7 +64,7 @@ def check_arguments(command: PrefixCommand, remotes: Sequence[RemoteFile], prefi
     if command.spec is None:
         return {}
     return parse_arguments(
-        command.spec.name, command.spec.trigger, command.args, [_placeholder(r) for r in remotes], prefix
+        command.spec.name, command.spec.trigger, command.args, [_placeholder(r) for r in remotes], prefix=prefix
     )
 
 
@@ -72,4 +72,4 @@ def typed_options(command: PrefixCommand, attachments: Sequence[Attachment], pre
     """The typed options, attachment options filled with the downloaded files in message order."""
     if command.spec is None:
         return {}
-    return parse_arguments(command.spec.name, command.spec.trigger, command.args, attachments, prefix)
+    return parse_arguments(command.spec.name, command.spec.trigger, command.args, attachments, prefix=prefix)

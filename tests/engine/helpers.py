@@ -22,6 +22,7 @@ from engine.api import (
     User,
 )
 from engine.app import App
+from engine.commands import UsageError
 from engine.config import BotConfig, Config, PermissionGroup
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import FlowError
@@ -60,7 +61,13 @@ class Harness:
 
     async def command(self, name: str, args: str = '', *, key: ConversationKey | None = None, **kw: Any) -> None:
         key = key or self.key
-        await self.engine.dispatch(Command(key=key, user=kw.pop('user', self.user), name=name, args_text=args, **kw))
+        try:  # typed as an adapter types a prefix command
+            options = self.engine.options(name, args, key, kw.get('attachments', ()), kw.get('locale'))
+        except UsageError as exc:
+            await self.adapter.send_text(key, str(exc))
+            return
+        command = Command(key=key, user=kw.pop('user', self.user), name=name, options=options, **kw)
+        await self.engine.dispatch(command)
         await self.engine.wait_idle(5)
 
     async def say(

@@ -21,17 +21,17 @@ USAGE = 'Usage: !train <count:integer> [rate:number] [mode:string=fast|slow] [lo
 
 
 def test_usage_line_marks_required_and_optional_options() -> None:
-    assert 'Usage: ' + usage('train', TRIGGER) == USAGE
+    assert 'Usage: ' + usage('train', TRIGGER, prefix='!') == USAGE
 
 
 def test_positional_and_named_arguments_are_typed() -> None:
-    assert parse_arguments('train', TRIGGER, '3 0.1 slow yes') == {
+    assert parse_arguments('train', TRIGGER, '3 0.1 slow yes', prefix='!') == {
         'count': 3,
         'rate': 0.1,
         'mode': 'slow',
         'loud': True,
     }
-    assert parse_arguments('train', TRIGGER, 'loud=no count=7') == {
+    assert parse_arguments('train', TRIGGER, 'loud=no count=7', prefix='!') == {
         'count': 7,
         'rate': 0.5,
         'mode': 'fast',
@@ -41,7 +41,7 @@ def test_positional_and_named_arguments_are_typed() -> None:
 
 def test_wrong_integer_names_the_option_and_shows_usage() -> None:
     with pytest.raises(UsageError) as caught:
-        parse_arguments('train', TRIGGER, 'three')
+        parse_arguments('train', TRIGGER, 'three', prefix='!')
     assert str(caught.value) == f'count must be a whole number, not "three".\n{USAGE}'
 
 
@@ -56,39 +56,45 @@ def test_wrong_integer_names_the_option_and_shows_usage() -> None:
 )
 def test_wrong_option_types_and_values_are_explained(text: str, message: str) -> None:
     with pytest.raises(UsageError) as caught:
-        parse_arguments('train', TRIGGER, text)
+        parse_arguments('train', TRIGGER, text, prefix='!')
     assert str(caught.value) == f'{message}.\n{USAGE}'
 
 
 def test_too_few_arguments_name_the_missing_option() -> None:
     with pytest.raises(UsageError) as caught:
-        parse_arguments('train', TRIGGER, '')
+        parse_arguments('train', TRIGGER, '', prefix='!')
     assert str(caught.value) == f'Missing count.\n{USAGE}'
 
 
 def test_too_many_arguments_name_the_unexpected_word() -> None:
     with pytest.raises(UsageError) as caught:
-        parse_arguments('train', TRIGGER, '1 0.1 slow no extra')
+        parse_arguments('train', TRIGGER, '1 0.1 slow no extra', prefix='!')
     assert str(caught.value) == f'too many arguments (unexpected "extra").\n{USAGE}'
 
 
 def test_a_command_without_options_refuses_arguments() -> None:
     with pytest.raises(UsageError, match=r'too many arguments \(unexpected "there"\)\.\nUsage: !hi$'):
-        parse_arguments('hi', Trigger(command='hi'), 'there')
+        parse_arguments('hi', Trigger(command='hi'), 'there', prefix='!')
 
 
 def test_the_last_text_option_takes_the_rest_of_the_line() -> None:
     trigger = Trigger(options=[OptionSpec(name='id'), OptionSpec(name='text', required=False)])
-    assert parse_arguments('correct', trigger, 'c3 it should say hello') == {'id': 'c3', 'text': 'it should say hello'}
-    assert parse_arguments('correct', trigger, '"c3" "quoted text"') == {'id': 'c3', 'text': 'quoted text'}
+    assert parse_arguments('correct', trigger, 'c3 it should say hello', prefix='!') == {
+        'id': 'c3',
+        'text': 'it should say hello',
+    }
+    assert parse_arguments('correct', trigger, '"c3" "quoted text"', prefix='!') == {'id': 'c3', 'text': 'quoted text'}
 
 
 def test_free_text_keeps_apostrophes_quotes_and_line_breaks() -> None:
     trigger = Trigger(options=[OptionSpec(name='id'), OptionSpec(name='text', required=False)])
-    assert parse_arguments('correct', trigger, "c3 I don't like it")['text'] == "I don't like it"
-    assert parse_arguments('correct', trigger, 'c3 say "hello"  twice')['text'] == 'say "hello"  twice'
-    assert parse_arguments('correct', trigger, 'c3 first line\nsecond line')['text'] == 'first line\nsecond line'
-    assert parse_arguments('correct', trigger, 'c3 text="it\'s named"')['text'] == "it's named"
+    assert parse_arguments('correct', trigger, "c3 I don't like it", prefix='!')['text'] == "I don't like it"
+    assert parse_arguments('correct', trigger, 'c3 say "hello"  twice', prefix='!')['text'] == 'say "hello"  twice'
+    assert (
+        parse_arguments('correct', trigger, 'c3 first line\nsecond line', prefix='!')['text']
+        == 'first line\nsecond line'
+    )
+    assert parse_arguments('correct', trigger, 'c3 text="it\'s named"', prefix='!')['text'] == "it's named"
 
 
 def test_unbalanced_quotes_and_oversize_arguments_are_refused() -> None:
@@ -97,9 +103,9 @@ def test_unbalanced_quotes_and_oversize_arguments_are_refused() -> None:
         UsageError,
         match=r'^Cannot read the arguments: No closing quotation\.\nUsage: !say <text:string> <count:integer>$',
     ):
-        parse_arguments('say', trigger, '"open 3')
+        parse_arguments('say', trigger, '"open 3', prefix='!')
     with pytest.raises(UsageError, match=rf'^Arguments are too long \({MAX_ARGUMENT_CHARS + 1} characters'):
-        parse_arguments('say', trigger, 'x' * (MAX_ARGUMENT_CHARS + 1))
+        parse_arguments('say', trigger, 'x' * (MAX_ARGUMENT_CHARS + 1), prefix='!')
 
 
 def test_mentions_become_ids_and_attachments_fill_attachment_options() -> None:
@@ -111,11 +117,15 @@ def test_mentions_become_ids_and_attachments_fill_attachment_options() -> None:
         ]
     )
     photo = Attachment(name='a.png', content_type='image/png')
-    assert parse_arguments('x', trigger, '<@!123> <#456>', [photo]) == {'who': '123', 'file': photo, 'where': '456'}
+    assert parse_arguments('x', trigger, '<@!123> <#456>', [photo], prefix='!') == {
+        'who': '123',
+        'file': photo,
+        'where': '456',
+    }
     with pytest.raises(UsageError, match=r'who must be a user mention or id, not "bob"'):
-        parse_arguments('x', trigger, 'bob 456', [photo])
+        parse_arguments('x', trigger, 'bob 456', [photo], prefix='!')
     with pytest.raises(UsageError, match=r'^Missing file\.'):
-        parse_arguments('x', trigger, '123 456')
+        parse_arguments('x', trigger, '123 456', prefix='!')
 
 
 def test_split_command_needs_a_prefix_and_a_name() -> None:
@@ -144,5 +154,8 @@ def test_backslashes_are_kept_as_typed() -> None:
         command='select',
         options=[OptionSpec(name='path', type='string'), OptionSpec(name='label', type='string', required=False)],
     )
-    assert parse_arguments('select', paths, r'..\..\x')['path'] == r'..\..\x'
-    assert parse_arguments('select', paths, r'path="C:\my data" label=a\b') == {'path': r'C:\my data', 'label': r'a\b'}
+    assert parse_arguments('select', paths, r'..\..\x', prefix='!')['path'] == r'..\..\x'
+    assert parse_arguments('select', paths, r'path="C:\my data" label=a\b', prefix='!') == {
+        'path': r'C:\my data',
+        'label': r'a\b',
+    }

@@ -65,7 +65,7 @@ def _write(folder: pathlib.Path, stem: str, text: str) -> None:
 
 
 async def _command(engine: Engine, key: ConversationKey, name: str) -> None:
-    await engine.dispatch(Command(key=key, user=USER, name=name, args_text=''))
+    await engine.dispatch(Command(key=key, user=USER, name=name))
     await engine.wait_idle(5)
 
 

@@ -13,8 +13,9 @@ from collections.abc import Callable
 import pytest
 
 from engine.api import Command, ConversationKey, Message, User
+from engine.postgres import PostgresStore
 from engine.states.actions import ActionContext
-from engine.store import MemoryStore, SQLiteStore, StoredConversation
+from engine.store import MemoryStore, SQLiteStore, Store, StoredConversation
 from engine.testing import RecordingAdapter
 from tests.engine.conftest import HarnessFactory
 from tests.engine.helpers import KEY, write_flows
@@ -43,8 +44,8 @@ def message(k: ConversationKey, text: str) -> Message:
     return Message(key=k, user=User(id=k.user), text=text)
 
 
-def _command(k: ConversationKey, name: str, args: str = '') -> Command:
-    return Command(key=k, user=User(id=k.user, name='Ann'), name=name, args_text=args)
+def _command(k: ConversationKey, name: str) -> Command:
+    return Command(key=k, user=User(id=k.user, name='Ann'), name=name)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
@@ -157,6 +158,73 @@ async def test_unfinished_conversations_are_restored_after_a_restart(
     assert second.texts() == ['C?', 'B?', 'C?', 'one/TWO/three']
     await second.say('x', key=key(2))
     assert second.adapter.texts(key(2)) == ['B?']
+
+
+WAITING = (
+    CMD.format(name='waiting')
+    + '[states.w]\nkind = "wait"\nuntil = "job"\n[states.done]\nkind = "end"\ntext = "done"\n'
+)
+
+
+def _rows_of_the_previous_version(store_key: str, version: str, waiting_version: str) -> list[StoredConversation]:
+    """Rows exactly as the version before typed fields wrote them: everything in ``extra`` under string keys."""
+    deferred = {'text': 'later', 'attachments': [], 'locale': 'de', 'message_id': 'm9', 'is_dm': False}
+    user = ['u1', 'Ann', ['admin'], None]
+    return [
+        StoredConversation(
+            key=store_key + 'u1',
+            flow='form',
+            version=version,
+            state='c',
+            data={'options': {}, 'attachments': [], 'a': 'one', 'b': 'two'},
+            extra={'locale': 'de-DE', 'history': ['a', 'b'], 'attempts': 1, 'started': True, 'user': user},
+        ),
+        StoredConversation(
+            key=store_key + 'u2',
+            flow='waiting',
+            version=waiting_version,
+            state='w',
+            data={'options': {}, 'attachments': []},
+            extra={'started': True, 'topic': 'job', 'deferred': [deferred], 'user': ['u2', 'Bo', [], None]},
+        ),
+    ]
+
+
+async def test_conversations_stored_by_the_previous_version_load_and_go_on_sqlite(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path
+) -> None:
+    await _previous_version_rows_go_on(engine_harness, lambda: SQLiteStore(str(tmp_path / 'store.sqlite3')))
+
+
+async def test_conversations_stored_by_the_previous_version_load_and_go_on_postgres(
+    engine_harness: HarnessFactory, postgres_dsn: str
+) -> None:
+    await _previous_version_rows_go_on(engine_harness, lambda: PostgresStore(postgres_dsn))
+
+
+async def _previous_version_rows_go_on(engine_harness: HarnessFactory, store: Callable[[], Store]) -> None:
+    flows = {'form': FORM, 'waiting': WAITING}
+    first = await engine_harness(flows, store=store())
+    versions = (first.engine.library.get('form').version, first.engine.library.get('waiting').version)  # type: ignore[union-attr]
+    for row in _rows_of_the_previous_version('test\x1fchan\x1f', *versions):
+        await first.engine.store.save(row)
+    await first.stop()
+
+    second = await engine_harness(flows, store=store())
+    conv = second.engine.conversation(KEY)
+    assert conv is not None and conv.state == 'c'
+    assert (conv.locale, conv.history, conv.attempts, conv.started) == ('de-DE', ['a', 'b'], 1, True)
+    assert (conv.user.name, conv.user.roles) == ('Ann', frozenset({'admin'}))
+    waiting = second.engine.conversation(key(2))
+    assert waiting is not None and waiting.scope.topic == 'job'
+    assert [(m.text, m.locale) for m in waiting.deferred] == [('later', 'de')]  # type: ignore[attr-defined]
+    await second.say('back')
+    await second.say('TWO')
+    await second.say('three')
+    assert second.texts() == ['B?', 'C?', 'one/TWO/three']
+    assert await second.engine.notify('job') == 1
+    await second.engine.wait_idle(5)
+    assert second.adapter.texts(key(2)) == ['done']
 
 
 async def test_a_timeout_that_fell_due_while_stopped_fires_once_on_start(

@@ -715,10 +715,10 @@ async def test_slow_call_and_wait_time_out(engine_harness: HarnessFactory) -> No
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def _command(key: ConversationKey, name: str, args: str = '') -> Any:
+def _command(key: ConversationKey, name: str) -> Any:
     from engine.api import Command
 
-    return Command(key=key, user=User(id=key.user, name='Ann'), name=name, args_text=args)
+    return Command(key=key, user=User(id=key.user, name='Ann'), name=name)
 
 
 def _message(key: ConversationKey, text: str) -> Any:

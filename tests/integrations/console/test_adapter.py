@@ -21,12 +21,12 @@ def console() -> ConsoleAdapter:
     return ConsoleAdapter(io.StringIO())
 
 
-def test_commands_with_either_prefix_become_commands_with_raw_arguments(console: ConsoleAdapter) -> None:
+def test_commands_with_either_prefix_become_commands(console: ConsoleAdapter) -> None:
     event = console.parse('!Feedback  it is great \n', KEY, USER)
     assert isinstance(event, Command)
-    assert (event.name, event.args_text, event.key, event.user) == ('feedback', 'it is great', KEY, USER)
+    assert (event.name, event.key, event.user) == ('feedback', KEY, USER)
     event = console.parse('/hi', KEY, USER)
-    assert isinstance(event, Command) and event.name == 'hi' and event.args_text == ''
+    assert isinstance(event, Command) and event.name == 'hi' and event.options == {}
 
 
 def test_other_lines_are_messages_and_blank_lines_nothing(console: ConsoleAdapter) -> None:
@@ -59,7 +59,7 @@ def test_attach_with_a_command_sends_the_file_with_that_command(
     data.write_text('[]')
     event = console.parse(f':attach {data} !test extra', KEY, USER)
     assert isinstance(event, Command)
-    assert (event.name, event.args_text) == ('test', 'extra')
+    assert event.name == 'test'
     assert [a.path for a in event.attachments] == [data]
 
 
@@ -184,3 +184,29 @@ async def test_files_from_a_conversation_folder_are_kept_after_it_ends(tmp_path:
         f'bot [c2]: [file: {lasting}]',
     ]
     assert (kept / 'reply.ogg').read_bytes() == b'OggS'
+
+
+async def test_engine_messages_name_commands_with_each_adapters_own_prefix(tmp_path: pathlib.Path) -> None:
+    flow = (
+        '[flow]\nname = "pick"\n[trigger]\ncommand = "pick"\n'
+        '[[trigger.options]]\nname = "times"\ntype = "integer"\n'
+        '[states.done]\nkind = "end"\ntext = "Picked. {{ bot.prefix }}instruction lists the rest."\n'
+    )
+    harness = await build_harness(tmp_path, {'pick': flow})
+    console = ConsoleAdapter(io.StringIO(), engine=harness.engine)
+    console.prefix = '?'
+    harness.engine.add_adapter(console)
+    for line in ('?nope', '?pick x', '!cancel', '?cancel', '?pick 2'):
+        event = console.parse(line, KEY, USER)
+        if event is not None:
+            await harness.engine.dispatch(event)
+    await harness.engine.wait_idle(5)
+    await harness.command('nope')  # the recording adapter keeps the default prefix
+    await harness.stop()
+    assert [line for line in console.out.getvalue().splitlines() if line.startswith('bot')] == [  # type: ignore[attr-defined]
+        'bot [c1]: Unknown command "nope". Try ?instruction for the list.',
+        'bot [c2]: times must be a whole number, not "x".',
+        'bot [c3]: There is nothing to cancel.',  # `!cancel` is only a message here (`?` and `/` mark commands)
+        'bot [c4]: Picked. ?instruction lists the rest.',
+    ]
+    assert harness.adapter.texts()[-1] == 'Unknown command "nope". Try !instruction for the list.'

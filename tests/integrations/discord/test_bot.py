@@ -355,3 +355,20 @@ async def test_refusal_after_a_deferral_is_ephemeral_and_the_thinking_answer_goe
     finally:
         await run.bot.close()
     assert run.errors == []
+
+
+async def test_a_bot_configured_with_another_prefix_names_commands_with_it(emulator: DiscordEmulator, app: App) -> None:
+    run = await start_bot(emulator, app, defer_after=1.0, prefix='?')
+    try:
+        author = emulator.user(ANN, 'ann')
+        for count, content in enumerate(['?hi', '?nope', '?upload times=2'], start=1):
+            await emulator.message_create(channel_id=CHANNEL, guild_id=GUILD, author=author, content=content)
+            await _reply(emulator, count)
+        replies = [call.content for call in emulator.calls_to('POST', POST_CHANNEL)]
+        assert replies[0] == 'Hi, ann! I am flowbot. Type ?instruction to see what I can do.'
+        assert replies[1] is not None and 'Try ?instruction for the list.' in replies[1]
+        assert replies[2] is not None and 'Usage: ?upload <file:attachment>' in replies[2]
+        assert not any(re.search(r'!\w', reply or '') for reply in replies)
+        assert run.errors == []
+    finally:
+        await run.bot.close()

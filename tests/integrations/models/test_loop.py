@@ -24,6 +24,7 @@ import pytest
 
 from engine.api import Attachment, ChoicePress, Command, ConversationKey, Message, User
 from engine.app import App, build_app
+from engine.commands import UsageError
 from engine.config import BotConfig, Config
 from engine.testing import RecordingAdapter, Sent
 from integrations.models.service import ModelsService
@@ -97,7 +98,13 @@ class Bot:
 
     async def command(self, name: str, args: str = '', attachments: Sequence[Attachment] = ()) -> int:
         """Type ``!name args``; returns where this turn's outputs start in ``adapter.sent``."""
-        return await self._send(Command(key=KEY, user=USER, name=name, args_text=args, attachments=attachments))
+        try:
+            options = self.running.engine.options(name, args, KEY, attachments)
+        except UsageError as exc:  # answered as an adapter would
+            start = len(self.adapter.sent)
+            await self.adapter.send_text(KEY, str(exc))
+            return start
+        return await self._send(Command(key=KEY, user=USER, name=name, options=options, attachments=attachments))
 
     async def press(self, value: str) -> int:
         return await self._send(ChoicePress(key=KEY, user=USER, value=value))

@@ -1,0 +1,92 @@
+"""How a conversation steps through states: fire a trigger, then do the entered state's work.
+
+The machine (:mod:`engine.flows.compile`) only decides where a conversation goes; these functions
+ask the state's handler (:func:`~engine.states.handlers.handler_for`) what to do there, follow
+automatic states (``say``, ``choice``, ``end``) until the conversation comes to rest (``ask``,
+``call``, ``wait``), and return from sub-flows. The engine reaches them through ``Engine.move``,
+so the handlers and :mod:`engine.states.kinds` move a conversation without importing this module.
+"""
+
+from __future__ import annotations
+
+from engine.conversation import Conversation, Internal
+from engine.flows import model
+from engine.states.handlers import STAY, Rest, handler_for
+from engine.states.kinds import FlowRuntimeError
+from engine.states.port import Runtime
+
+__all__ = ['MAX_AUTOMATIC_STEPS', 'enter', 'move', 'on_internal']
+
+MAX_AUTOMATIC_STEPS = 200
+"""Automatic states in a row before the engine calls it a loop (say → choice → say …)."""
+
+
+async def move(engine: Runtime, conv: Conversation, trigger: str) -> None:
+    """Leave the current state by ``trigger`` and enter whatever comes next.
+
+    :raises FlowRuntimeError: the state has no ``trigger`` transition (a flow the checks could not catch).
+    """
+    engine.leave_state(conv)
+    if not await conv.compiled.fire(conv, trigger):
+        raise FlowRuntimeError(f'flow {conv.compiled.name}: no "{trigger}" transition from state "{conv.state}"')
+    await enter(engine, conv)
+
+
+async def enter(engine: Runtime, conv: Conversation) -> None:
+    """Do the work of the state just entered, following automatic states until rest or the end.
+
+    :raises FlowRuntimeError: no ``choice`` condition matched, or automatic states loop.
+    """
+    for _ in range(MAX_AUTOMATIC_STEPS):
+        if conv.state == model.END:
+            if not await _return_from_subflow(engine, conv):
+                await engine.finish(conv)
+                return
+            continue
+        spec = conv.spec
+        assert spec is not None
+        engine.arm(conv, conv.compiled.timeouts[conv.state])
+        trigger = await handler_for(spec).enter(engine, conv, spec)
+        if isinstance(trigger, Rest):
+            return
+        if trigger == STAY:
+            continue
+        state = conv.state
+        engine.leave_state(conv)
+        if not await conv.compiled.fire(conv, trigger):
+            raise FlowRuntimeError(f'flow {conv.compiled.name}: no condition of choice state "{state}" matched')
+    raise FlowRuntimeError(f'flow {conv.compiled.name}: more than {MAX_AUTOMATIC_STEPS} automatic states in a row')
+
+
+async def _return_from_subflow(engine: Runtime, conv: Conversation) -> bool:
+    """Back to the flow that started the ending sub-flow, its result saved; ``False`` at the top."""
+    if not conv.stack:
+        return False
+    frame = conv.stack.pop()
+    parent = await engine.compiled_version(frame['flow'], frame['version'])
+    if parent is None:
+        raise FlowRuntimeError(f'the flow "{frame["flow"]}" that started a sub-flow is gone')
+    result = {k: v for k, v in conv.data.items() if k not in ('options', 'attachments')}
+    conv.compiled, conv.state, conv.data = parent, frame['state'], frame['data']
+    save_as = getattr(conv.spec, 'save_as', None)  # the sub-flow state the conversation returned to
+    if save_as:
+        conv.data[save_as] = result
+    engine.leave_state(conv)
+    if not await conv.compiled.fire(conv, 'next'):
+        raise FlowRuntimeError(f'flow {parent.name}: no way on from sub-flow state "{conv.state}"')
+    return True
+
+
+async def on_internal(engine: Runtime, conv: Conversation, event: Internal) -> None:
+    """An action result, a timeout or a notification for the state the conversation is in.
+
+    :param event: already checked to belong to the current state entry (its epoch matches).
+    """
+    spec = conv.spec
+    if event.kind == 'timeout':
+        conv.data['error'] = 'timeout'
+        if spec is None or spec.on_timeout is None:
+            await engine.reply(conv, engine.text('timeout', conv))
+        await move(engine, conv, 'timeout')
+    elif spec is not None:
+        await handler_for(spec).on_result(engine, conv, spec, event)
