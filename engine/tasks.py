@@ -20,6 +20,13 @@ At-least-once becomes exactly-once in effect through the record:
 * what the bot process does with a result (``apply``: save a dataset) is recorded as done in the record,
   so a call run again returns the recorded outcome instead of applying it twice. A crash in the
   milliseconds between the two applies it once more (at-least-once in that window, as job reports).
+
+A task no worker takes is not waited for silently: after :attr:`Tasks.unclaimed` seconds the waiting
+conversation's progress message says so (and how to stop waiting: ``cancel``); after :attr:`Tasks.timeout`
+seconds (``[models] task_timeout``) from its creation the record is written ``abandoned`` with a message
+for the user, the call fails (the flow goes on its ``on_error`` edge), and a worker that takes it later
+does not run it. The deadline is in the record, so a worker also skips a task whose caller is gone (the
+user typed ``cancel``) once it has passed. Only taking a task is bounded: one a worker runs goes on.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import contextlib
 import hashlib
 import logging
 import pathlib
+import re
 import shutil
 import time
 import uuid
@@ -45,7 +53,7 @@ from engine.plugins import SetupContext
 from engine.states.actions import ActionError
 from engine.store import Store
 
-__all__ = ['RECORD', 'TaskFn', 'TaskQueue', 'Tasks', 'tasks_of']
+__all__ = ['DONE', 'RECORD', 'Report', 'TaskFn', 'TaskQueue', 'Tasks', 'tasks_of']
 
 _log = logging.getLogger(__name__)
 
@@ -53,9 +61,12 @@ RECORD = 'task'
 """The store record kind of queued tasks."""
 RUN_TASK = 'flowbot.run_task'
 """The queue's task name that runs a recorded task in a worker."""
-_UNCLAIMED = 60.0
-"""Seconds a task may wait for a worker before the bot process logs that none seems to run."""
+DONE = ('finished', 'abandoned')
+"""The statuses of a task record that nothing changes any more."""
+_ID = re.compile('[0-9a-f]{16}')
 
+Report = Callable[[str], Awaitable[None]]
+"""Shows the waiting conversation a line (:meth:`~engine.states.actions.ActionContext.report`)."""
 TaskFn = Callable[[Mapping[str, Any], Sequence[Attachment], pathlib.Path | None], Awaitable[dict[str, Any]]]
 """``async def kind(args, inputs, out) -> dict``: ``out`` is where files it makes go (``None``: its own
 choice, in the bot process only); raise :class:`~engine.errors.UserError` for a failure the user may read."""
@@ -75,24 +86,45 @@ class Tasks:
         share it, as they share the files of training jobs).
     """
 
-    def __init__(self, store: Store, root: pathlib.Path, *, recheck: float = 5.0, keep: float = 86400.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        root: pathlib.Path,
+        *,
+        recheck: float = 5.0,
+        keep: float = 86400.0,
+        unclaimed: float = 60.0,
+        timeout: float = 600.0,
+    ) -> None:
         self.store = store
         self.folder = root / 'tasks'
         self.recheck = recheck
         """Seconds between looks at a waited-for record (a missed announcement still wakes the call)."""
         self.keep = keep
         """Seconds a finished task's folder is kept (a call run again after a restart may need its files)."""
+        self.unclaimed = unclaimed
+        """Seconds a task may wait for a worker before the user is told that none has taken it (and the log)."""
+        self.timeout = timeout
+        """Seconds from its creation a task may wait for a worker to take it; then it is abandoned."""
         self.queue: TaskQueue | None = None
         self.offloaded: Collection[str] = ()
         """The kinds sent to workers when there is a queue."""
         self._kinds: dict[str, TaskFn] = {}
+        self._returns: dict[str, tuple[Collection[str], Collection[str]]] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._pruned_at = time.monotonic()  # the bot and the worker prune at start
 
-    def register(self, kind: str, fn: TaskFn) -> None:
+    def register(self, kind: str, fn: TaskFn, *, returns: Collection[str] = (), files: Collection[str] = ()) -> None:
+        """Add a task kind.
+
+        :param returns: the keys its result must have (a worker's answer lacking one is refused, not indexed).
+        :param files: the keys of ``returns`` that are paths of files it made: a worker's must lie in the
+            task's folder, so a damaged record cannot make the bot process read or send any other file.
+        """
         if kind in self._kinds:
             raise ValueError(f'task kind {kind!r} is registered twice')
         self._kinds[kind] = fn
+        self._returns[kind] = (tuple(returns), tuple(files))
 
     @property
     def kinds(self) -> list[str]:
@@ -111,6 +143,7 @@ class Tasks:
         inputs: Sequence[Attachment] = (),
         out: pathlib.Path | None = None,
         apply: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
+        report: Report | None = None,
     ) -> dict[str, Any]:
         """Run ``kind`` here or in a worker and return its result (after ``apply``, when given).
 
@@ -118,6 +151,8 @@ class Tasks:
         :param inputs: downloaded files the task reads (copied for a worker).
         :param out: where files go when it runs here.
         :param apply: what the bot process does with the result, once (its return value is recorded).
+        :param report: shows the waiting conversation a line (its progress message): that no worker has
+            taken the task yet.
         """
         fn = self._kinds[kind]
         if not self.remote(kind):
@@ -127,23 +162,26 @@ class Tasks:
         record = await self.store.get_record(RECORD, task_id)
         if record is None:
             record = await self._submit(task_id, kind, args, inputs)
-        if record.get('status') != 'finished':
+        if record.get('status') not in DONE:
             assert self.queue is not None
             waiting = self._waiter(task_id)
             try:
                 if record.get('status') == 'queued':  # once running, a worker has it (or takes it over)
                     await self.queue.defer(task_id, task=RUN_TASK)
-                record = await self._wait(task_id, waiting)
+                record = await self._wait(task_id, waiting, report)
             finally:
                 self._waiters[task_id].discard(waiting)
                 if not self._waiters[task_id]:
                     del self._waiters[task_id]
         if record.get('error') is not None:
             raise ActionError(str(record['error']))
-        result = dict(record.get('result') or {})
+        result = self._result(task_id, kind, record)
         if apply is None:
             return result
         if 'applied' in record:  # a call run again after its process died: applied already
+            if not isinstance(record['applied'], dict):
+                _log.error('task %s (%s): its record is damaged: applied is %r', task_id, kind, record['applied'])
+                raise ActionError(_damaged())
             return dict(record['applied'])
         record['applied'] = await apply(result)
         await self.store.put_record(RECORD, task_id, record)
@@ -177,6 +215,7 @@ class Tasks:
             'status': 'queued',
             'attempts': 0,
             'created': time.time(),
+            'deadline': time.time() + self.timeout,
             'finished': None,
             'result': None,
             'error': None,
@@ -190,25 +229,80 @@ class Tasks:
         self._waiters.setdefault(task_id, set()).add(event)
         return event
 
-    async def _wait(self, task_id: str, event: asyncio.Event) -> dict[str, Any]:
-        started, warned = time.monotonic(), False
+    async def _wait(self, task_id: str, event: asyncio.Event, report: Report | None) -> dict[str, Any]:
+        """Wait until the task is done; tell the user when no worker takes it, abandon it at its deadline."""
+        warned = taken = False
         while True:
             record = await self.store.get_record(RECORD, task_id)
             if record is None:
                 raise ActionError(i18n._('the queued work was lost; please try again'))
-            if record.get('status') == 'finished':
+            status = record.get('status')
+            if status in DONE:
                 return record
-            if not warned and record.get('status') == 'queued' and time.monotonic() - started > _UNCLAIMED:
+            created, deadline = self._times(record)
+            if status == 'queued' and time.time() >= deadline:
+                return await self._abandon(task_id, record)
+            if status == 'queued' and not warned and time.time() - created >= self.unclaimed:
                 warned = True
                 _log.warning(
                     'task %s (%s) is still queued after %.0f s: is a flowbot worker running?',
                     task_id,
                     record.get('kind'),
-                    _UNCLAIMED,
+                    time.time() - created,
                 )
+                await _show(report, _unclaimed_text(time.time() - created, deadline - created))
+            elif status == 'running' and warned and not taken:  # the waiting line would stay otherwise
+                taken = True
+                await _show(report, i18n._('A worker has taken this task; working on it…'))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), self.recheck)
+                await asyncio.wait_for(event.wait(), max(0.0, min(self.recheck, deadline - time.time())))
             event.clear()
+
+    def _times(self, record: Mapping[str, Any]) -> tuple[float, float]:
+        """When the task was created and when it is abandoned if no worker has taken it (records written
+        before deadlines, or damaged ones, count from now)."""
+        created = _number(record.get('created'), time.time())
+        return created, _number(record.get('deadline'), created + self.timeout)
+
+    async def _abandon(self, task_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Write the task ``abandoned``: no worker took it in time. A worker taking it later skips it."""
+        created, deadline = self._times(record)
+        error = i18n._('no worker took this task in {seconds} s, so it was dropped; please try again later').format(
+            seconds=round(deadline - created)
+        )
+        record.update(status='abandoned', error=error, finished=time.time())
+        await self.store.put_record(RECORD, task_id, record)
+        _log.error(
+            'task %s (%s): no worker took it in %.0f s; abandoned (start a flowbot worker)',
+            task_id,
+            record.get('kind'),
+            deadline - created,
+        )
+        return record
+
+    def _result(self, task_id: str, kind: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The result of a finished task, checked: a dict with the keys its kind returns, and its files
+        in the task's folder when a worker made them."""
+        result = record.get('result')
+        returns, files = self._returns.get(kind, ((), ()))
+        missing = [key for key in returns if not isinstance(result, dict) or key not in result]
+        if not isinstance(result, dict) or missing:
+            _log.error(
+                'task %s (%s): the worker answered %s without %s (a worker of another flowbot version?)',
+                task_id,
+                kind,
+                type(result).__name__,
+                missing,
+            )
+            raise ActionError(_damaged())
+        if self.remote(kind):
+            for key in files:
+                if not _within(pathlib.Path(str(result[key])), self.folder / task_id):
+                    _log.error(
+                        'task %s (%s): its %s %r is outside its folder; refused', task_id, kind, key, result[key]
+                    )
+                    raise ActionError(_damaged())
+        return dict(result)
 
     def on_message(self, message: Mapping[str, Any]) -> None:
         """A worker announced a finished task: wake the calls waiting for it in this process."""
@@ -221,28 +315,52 @@ class Tasks:
         The record is the commit point: it is written finished with the result (or the error a user may
         read) in one write, so a run killed before that leaves it to the next run.
         """
+        if not _ID.fullmatch(task_id):
+            _log.error('task %r: not a task id; nothing to run', task_id[:100])
+            return False
         record = await self.store.get_record(RECORD, task_id)
         if record is None:
             _log.error('task %s: no record; nothing to run', task_id)
             return False
-        if record.get('status') == 'finished':
+        status = record.get('status')
+        if status in DONE:
+            if status == 'abandoned':
+                _log.warning(
+                    'task %s (%s) was abandoned (no worker took it in time): not run', task_id, record.get('kind')
+                )
             return True
+        with i18n.use(str(record.get('locale') or 'en')):
+            if status == 'queued' and time.time() >= self._times(record)[1]:
+                await self._abandon(task_id, record)  # its caller gave up (or was told it is dropped)
+                return True
         kind = str(record.get('kind'))
-        record['status'], record['attempts'] = 'running', int(record.get('attempts', 0)) + 1
+        attempts = record.get('attempts')
+        record['status'], record['attempts'] = 'running', (attempts if isinstance(attempts, int) else 0) + 1
         await self.store.put_record(RECORD, task_id, record)
-        out = self.folder / task_id / 'out'
+        folder = self.folder / task_id
+        out = folder / 'out'
         result: dict[str, Any] | None = None
         error: str | None = None
         with i18n.use(str(record.get('locale') or 'en')):
             fn = self._kinds.get(kind)
+            args, inputs = record.get('args', {}), record.get('inputs', [])
             if fn is None:
                 _log.error('task %s: this worker has no task kind %r (its plugin is not in bot.plugins)', task_id, kind)
                 error = i18n._('this work cannot be done now: no worker knows how ({kind})').format(kind=kind)
+            elif not (
+                isinstance(args, dict)
+                and isinstance(inputs, list)
+                and all(isinstance(a, dict) and isinstance(a.get('path'), str) for a in inputs)
+                and all(_within(pathlib.Path(a['path']), folder / 'in') for a in inputs)
+            ):
+                _log.error(
+                    'task %s (%s): its record is damaged (args %.200r, inputs %.200r)', task_id, kind, args, inputs
+                )
+                error = _damaged()
             else:
                 await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
-                inputs = [attachment(a) for a in record.get('inputs', [])]
                 try:
-                    result = jsonable(await fn(record.get('args', {}), inputs, out))
+                    result = jsonable(await fn(args, [attachment(a) for a in inputs], out))
                 except UserError as exc:
                     error = user_message(exc)
                 except Exception as exc:  # a bug: the user gets the internal-error text, the log the traceback
@@ -265,6 +383,39 @@ def tasks_of(ctx: SetupContext) -> Tasks:
         tasks = Tasks(ctx.store, ctx.config.resolve(ctx.config.bot.data_root).resolve())
         ctx.services['tasks'] = tasks
     return tasks
+
+
+def _damaged() -> str:
+    return i18n._('the queued work was damaged; please try again')
+
+
+def _unclaimed_text(waited: float, limit: float) -> str:
+    return i18n._(
+        'Waiting for a worker to take this task (none has for {seconds} s). It is dropped if none does within'
+        ' {limit} s; type cancel to stop waiting now.'
+    ).format(seconds=round(waited), limit=round(limit))
+
+
+async def _show(report: Report | None, text: str) -> None:
+    """Show ``text`` to the waiting user; a failing adapter is logged, the wait goes on."""
+    if report is None:
+        return
+    try:
+        await report(text)
+    except Exception:
+        _log.exception("cannot show a task's waiting notice")
+
+
+def _number(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def _within(path: pathlib.Path, folder: pathlib.Path) -> bool:
+    """Whether ``path`` (symlinks resolved) lies in ``folder``."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL in the path
+        return False
 
 
 def _copy(source: pathlib.Path, target: pathlib.Path) -> None:

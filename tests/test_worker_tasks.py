@@ -200,3 +200,27 @@ def test_a_bot_killed_while_its_test_runs_in_a_worker_gets_the_report_once_after
     [record] = _tasks(dsn)
     assert record['attempts'] == 1  # run once, by the one worker
     assert len(fetch(dsn, 'SELECT id FROM procrastinate_jobs')) == 1  # and queued once
+
+
+def test_a_task_no_worker_takes_in_time_is_dropped_with_a_message_and_a_late_worker_does_not_run_it(
+    bot_dir: pathlib.Path, fake: ThreadedFake, dsn: str, workers: list[Worker], tmp_path: pathlib.Path
+) -> None:
+    with (bot_dir / 'bot.toml').open('a', encoding='utf-8') as fh:
+        fh.write(_WORKERS + 'task_timeout = 2\n')
+    data = tmp_path / 'tests.json'
+    data.write_text(json.dumps([{'text': 'good', 'label': 'positive'}]), encoding='utf-8')
+    chat = start(bot_dir, dsn)  # and no worker
+    try:
+        chat.send(f':attach {data} !test')
+        chat.expect(r'no worker took this task in 2 s, so it was dropped; please try again later', timeout=30)
+        workers.append(Worker(bot_dir, dsn, 'late'))
+        wait_for(lambda: 'was abandoned' in workers[0].output, 'the late worker to skip the task')
+        lines = chat.finish()
+    finally:
+        chat.close()
+    assert not any('accuracy' in line for line in lines), lines
+    [record] = _tasks(dsn)
+    assert record['status'] == 'abandoned' and record['attempts'] == 0 and record['result'] is None
+    [(status,)] = fetch(dsn, 'SELECT status FROM procrastinate_jobs')
+    assert status == 'succeeded'  # done with, not retried
+    assert fake.server.chats == [] and fetch(dsn, "SELECT id FROM records WHERE kind = 'test'") == []

@@ -55,12 +55,18 @@ def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
     ) -> dict[str, Any]:
         """Make every .txt in a data-root folder an example with LABEL; it becomes the current dataset."""
         return await service.select(
-            _required(path, 'path'), _optional(label) or 'positive', add=_flag(add, 'add'), call=ctx.call_id
+            _required(path, 'path'),
+            _optional(label) or 'positive',
+            add=_flag(add, 'add'),
+            call=ctx.call_id,
+            report=ctx.report,
         )
 
     async def dataset_upload(ctx: ActionContext, *, label: str | None = None, add: Any = False) -> dict[str, Any]:
         """Import the attached ZIP of .txt files, JSONL or CSV as a dataset, with a validation report."""
-        return await service.upload(ctx.attachments, _optional(label), add=_flag(add, 'add'), call=ctx.call_id)
+        return await service.upload(
+            ctx.attachments, _optional(label), add=_flag(add, 'add'), call=ctx.call_id, report=ctx.report
+        )
 
     async def dataset_choices(ctx: ActionContext) -> dict[str, Any]:
         """The datasets one can train on: saved datasets, then data-root folders of .txt files (as choices)."""
@@ -84,7 +90,7 @@ def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
                     info.count,
                 ).format(name=info.name, count=format_number(info.count)),
             }
-        return await service.select(given, _optional(label) or 'positive', call=ctx.call_id)
+        return await service.select(given, _optional(label) or 'positive', call=ctx.call_id, report=ctx.report)
 
     async def dataset_summary(ctx: ActionContext, *, dataset: str | None = None) -> dict[str, Any]:
         """Examples per label, duplicates, empty texts and lengths of a dataset (default: current)."""
@@ -136,7 +142,7 @@ def register_actions(actions: ActionRegistry, service: ModelsService) -> None:
     async def model_test(ctx: ActionContext, *, data: str | None = None) -> dict[str, Any]:
         """Score the current model on attached JSON test data, a data-root file or the held-out split."""
         await ctx.report(_('testing the model...'))
-        return await service.test(_optional(data), ctx.attachments, call=ctx.call_id)
+        return await service.test(_optional(data), ctx.attachments, call=ctx.call_id, report=ctx.report)
 
     async def model_predict(ctx: ActionContext, *, text: str) -> dict[str, Any]:
         """The current model's label for TEXT."""

@@ -105,6 +105,10 @@ class ModelsConfig:
     """Seconds between a worker's heartbeats."""
     worker_stalled_after: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
     """Seconds without a heartbeat after which a worker counts as dead and its tasks go to another."""
+    task_timeout: float = attrs.field(default=600.0, validator=attrs.validators.gt(0))
+    """With ``workers``: seconds a task of ``worker_tasks`` may wait for a worker to take it; then the user
+    is told it was dropped, their flow goes on its ``on_error`` edge, and no worker runs it later. After
+    60 s without a worker the waiting user sees so in the step's progress message."""
     worker_tasks: list[str] = attrs.field(factory=lambda: list(WORKER_TASKS), validator=_worker_tasks)
     """With ``workers``: the task kinds (:mod:`engine.tasks`) run in workers too; the others run in the bot
     process. Known kinds: :data:`WORKER_TASKS`."""

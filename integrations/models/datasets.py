@@ -45,6 +45,7 @@ __all__ = [
     'ImportResult',
     'Issue',
     'archive_folder',
+    'check_upload_size',
     'load_folder',
     'load_upload',
     'read_jsonl',
@@ -266,6 +267,19 @@ def load_folder(folder: pathlib.Path, gate: FileGate, label: str, limits: Limits
     return result
 
 
+def check_upload_size(path: pathlib.Path, display: str, limits: Limits) -> int:
+    """Refuse an upload over ``max_upload_bytes`` (before it is copied for a worker, and when it is read);
+    return its size."""
+    size = path.stat().st_size
+    if size > limits.max_upload_bytes:
+        raise ActionError(
+            _('{display} is too large ({size} bytes, limit {max_upload_bytes})').format(
+                display=display, size=size, max_upload_bytes=limits.max_upload_bytes
+            )
+        )
+    return size
+
+
 def load_upload(
     path: pathlib.Path, display: str, label: str | None, limits: Limits, *, default_label: str | None = DEFAULT_LABEL
 ) -> ImportResult:
@@ -278,13 +292,7 @@ def load_upload(
     """
     if label is not None:
         label = _check_label(label)
-    size = path.stat().st_size
-    if size > limits.max_upload_bytes:
-        raise ActionError(
-            _('{display} is too large ({size} bytes, limit {max_upload_bytes})').format(
-                display=display, size=size, max_upload_bytes=limits.max_upload_bytes
-            )
-        )
+    size = check_upload_size(path, display, limits)
     if size == 0:
         raise ActionError(_('{display} is empty').format(display=display))
     with path.open('rb') as fh:

@@ -15,7 +15,7 @@ import attrs
 from engine.i18n import _, format_number, format_percent, ngettext
 from engine.states.actions import ActionError
 from integrations.models.config import Limits
-from integrations.models.datasets import Example, load_upload
+from integrations.models.datasets import Example, check_upload_size, load_upload
 from integrations.models.plots import plot_confusion
 
 __all__ = ['Evaluation', 'evaluate', 'evaluation_text', 'load_test_data']
@@ -38,13 +38,7 @@ class Evaluation:
 
 def load_test_data(path: pathlib.Path, display: str, limits: Limits) -> tuple[list[Example], str]:
     """Examples from an uploaded test file, and the validation report (empty when clean)."""
-    size = path.stat().st_size
-    if size > limits.max_upload_bytes:
-        raise ActionError(
-            _('{display} is too large ({size} bytes, limit {max_upload_bytes})').format(
-                display=display, size=size, max_upload_bytes=limits.max_upload_bytes
-            )
-        )
+    check_upload_size(path, display, limits)
     if display.lower().endswith('.json'):
         with path.open('rb') as fh:
             start = fh.read(4096).lstrip(b'\xef\xbb\xbf \t\r\n')[:1]

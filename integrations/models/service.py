@@ -7,6 +7,7 @@ behaviour is reachable from flows, tests and the benchmark.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import pathlib
 import tempfile
@@ -23,13 +24,14 @@ from engine.files import FileGate, FileRefusedError
 from engine.i18n import N_, _, format_number, ngettext
 from engine.states.actions import ActionError, Notifier
 from engine.store import Store
-from engine.tasks import Tasks
+from engine.tasks import Report, Tasks
 from integrations.models.config import ModelsConfig
 from integrations.models.datasets import (
     DatasetInfo,
     DatasetRepo,
     Example,
     archive_folder,
+    check_upload_size,
     load_folder,
     load_upload,
     read_jsonl,
@@ -105,8 +107,11 @@ class ModelsService:
         self.tasks = tasks or Tasks(store, self.root)
         if self.queue is not None:
             self.tasks.queue, self.tasks.offloaded = self.queue, frozenset(models.worker_tasks)
-        self.tasks.register('dataset.import', self._import)
-        self.tasks.register('model.test', self._test)
+            self.tasks.timeout = models.task_timeout
+        self.tasks.register(
+            'dataset.import', self._import, returns=('examples', 'report', 'problems'), files=('examples',)
+        )
+        self.tasks.register('model.test', self._test, returns=('text',))
         self.jobs = JobManager(
             store,
             notifier,
@@ -145,10 +150,13 @@ class ModelsService:
 
     # datasets
 
-    async def select(self, path: str, label: str = 'positive', *, add: bool = False, call: str = '') -> dict[str, Any]:
+    async def select(
+        self, path: str, label: str = 'positive', *, add: bool = False, call: str = '', report: Report | None = None
+    ) -> dict[str, Any]:
         """Import a data-root folder as a dataset (read and checked in a worker with ``workers``).
 
         :param call: the action call's id, so that a call run again after a restart imports once.
+        :param report: shows the user that no worker has taken it yet (:meth:`ActionContext.report`).
         """
         resolve_inside(self.root, path, what=_('dataset folder'))  # refused here, before anything is queued
 
@@ -161,10 +169,16 @@ class ModelsService:
                 'text': text.format(name=info.name) + loaded['report'],
             }
 
-        return await self._run_import({'folder': path, 'label': label}, (), call, save)
+        return await self._run_import({'folder': path, 'label': label}, (), call, save, report)
 
     async def upload(
-        self, attachments: Sequence[Attachment], label: str | None, *, add: bool, call: str = ''
+        self,
+        attachments: Sequence[Attachment],
+        label: str | None,
+        *,
+        add: bool,
+        call: str = '',
+        report: Report | None = None,
     ) -> dict[str, Any]:
         """Import an uploaded ZIP, JSONL or CSV as a dataset (read and checked in a worker with ``workers``)."""
         if not attachments:
@@ -172,6 +186,7 @@ class ModelsService:
         attachment = attachments[0]
         if attachment.path is None:
             raise ActionError(_('{name} was not downloaded; send it again').format(name=attachment.name))
+        await self._check_size(attachment)
 
         async def save(loaded: dict[str, Any]) -> dict[str, Any]:
             name = slug(pathlib.PurePath(attachment.name).stem)
@@ -184,7 +199,13 @@ class ModelsService:
                 'text': text.format(name=info.name) + loaded['report'],
             }
 
-        return await self._run_import({'label': label}, [attachment], call, save)
+        return await self._run_import({'label': label}, [attachment], call, save, report)
+
+    async def _check_size(self, upload: Attachment) -> None:
+        """Refuse an upload over ``max_upload_bytes`` here, before it is copied for a worker."""
+        if upload.path is not None:
+            with contextlib.suppress(OSError):  # gone: the task asks for it again
+                await asyncio.to_thread(check_upload_size, upload.path, upload.name, self.limits)
 
     async def _run_import(
         self,
@@ -192,10 +213,11 @@ class ModelsService:
         inputs: Sequence[Attachment],
         call: str,
         save: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+        report: Report | None,
     ) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix='flowbot-import-') as tmp:  # the examples, when read here
             return await self.tasks.run(
-                'dataset.import', args, call=call, inputs=inputs, out=pathlib.Path(tmp), apply=save
+                'dataset.import', args, call=call, inputs=inputs, out=pathlib.Path(tmp), apply=save, report=report
             )
 
     async def _import(
@@ -519,13 +541,17 @@ class ModelsService:
         seen = {_normal(e.text) for e in trained}
         return sum(1 for e in examples if _normal(e.text) in seen)
 
-    async def test(self, data: str | None, attachments: Sequence[Attachment], *, call: str = '') -> dict[str, Any]:
+    async def test(
+        self, data: str | None, attachments: Sequence[Attachment], *, call: str = '', report: Report | None = None
+    ) -> dict[str, Any]:
         """Score the current model (in a worker with ``workers``): data-root file, attachment or hold-out.
 
         :param call: the action call's id: a call run again after a restart gets the same test.
         """
         args = {'data': data, 'test': uuid.uuid4().hex[:8]}
-        return await self.tasks.run('model.test', args, call=call, inputs=attachments[:1])
+        if not data and attachments:
+            await self._check_size(attachments[0])
+        return await self.tasks.run('model.test', args, call=call, inputs=attachments[:1], report=report)
 
     async def _test(
         self, args: Mapping[str, Any], attachments: Sequence[Attachment], out: pathlib.Path | None

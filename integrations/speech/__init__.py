@@ -83,7 +83,11 @@ def register_actions(ctx: SetupContext, service: SpeechService) -> None:
                 )
             )
         result = await tasks.run(
-            'speech.recognize', {'language': language, 'grammar': grammar}, call=actx.call_id, inputs=[att]
+            'speech.recognize',
+            {'language': language, 'grammar': grammar},
+            call=actx.call_id,
+            inputs=[att],
+            report=actx.report,
         )
         if not result['text']:
             raise ActionError(_('no words were recognised in it'))
@@ -96,7 +100,7 @@ def register_actions(ctx: SetupContext, service: SpeechService) -> None:
         if not isinstance(text, str):
             raise ActionError(_('There is no text to speak.'))
         args = {'text': text, 'language': language, 'voice_message': bool(voice_message)}
-        return await tasks.run('speech.synthesize', args, call=actx.call_id, out=actx.workdir)
+        return await tasks.run('speech.synthesize', args, call=actx.call_id, out=actx.workdir, report=actx.report)
 
     async def recognize_task(
         args: Mapping[str, Any], inputs: Sequence[Attachment], out: pathlib.Path | None
@@ -137,7 +141,7 @@ def register_actions(ctx: SetupContext, service: SpeechService) -> None:
         return {'path': str(synthesis.path), 'duration': synthesis.duration, 'engine': synthesis.engine}
 
     tasks = tasks_of(ctx)
-    tasks.register('speech.recognize', recognize_task)
-    tasks.register('speech.synthesize', synthesize_task)
+    tasks.register('speech.recognize', recognize_task, returns=('text', 'language', 'duration', 'confidence'))
+    tasks.register('speech.synthesize', synthesize_task, returns=('path', 'duration', 'engine'), files=('path',))
     ctx.actions.add('speech.recognize', recognize)
     ctx.actions.add('speech.synthesize', synthesize)

@@ -227,3 +227,239 @@ async def test_a_download_gone_before_it_was_copied_is_asked_for_again(tmp_path:
     with pytest.raises(ActionError, match='was not downloaded; send it again'):
         await bot.run('count', {}, call='c1', inputs=[upload])
     assert queue.deferred == [] and await store.list_records(RECORD) == []
+
+
+def _slow_tasks(store: MemoryStore, root: pathlib.Path, queue: ListQueue, **delays: float) -> tuple[Tasks, Counter]:
+    """A bot process whose delays are short (``unclaimed``, ``timeout``): no worker takes its tasks in time."""
+    tasks, kind = Tasks(store, root, recheck=0.02, **delays), Counter()
+    tasks.register('count', kind)
+    tasks.queue, tasks.offloaded = queue, {'count'}
+    return tasks, kind
+
+
+async def test_a_task_no_worker_takes_is_shown_in_the_waiting_conversation_and_then_that_one_took_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _slow_tasks(store, tmp_path, queue, unclaimed=0.1, timeout=60)
+    shown: list[str] = []
+
+    async def report(text: str) -> None:
+        shown.append(text)
+
+    call = asyncio.ensure_future(bot.run('count', {}, call='c1', inputs=[_upload(tmp_path)], report=report))
+    await asyncio.sleep(0.05)
+    assert shown == []  # not before the delay
+    while not shown:
+        await asyncio.sleep(0.02)
+    assert shown[0].startswith('Waiting for a worker to take this task (none has for 0 s).')
+    assert 'dropped if none does within 60 s; type cancel to stop waiting now' in shown[0]
+    [(_task, task_id)] = queue.deferred
+    record = await store.get_record(RECORD, task_id)
+    assert record is not None
+    await store.put_record(RECORD, task_id, {**record, 'status': 'running'})  # a worker starts at last
+    while len(shown) < 2:
+        await asyncio.sleep(0.02)
+    assert shown[1] == 'A worker has taken this task; working on it…'
+    worker, _ = _tasks(store, tmp_path, None)
+    assert await worker.execute(task_id)
+    assert (await asyncio.wait_for(call, 5))['words'] == 3 and len(shown) == 2
+
+
+async def test_the_waiting_notice_is_in_the_users_language(tmp_path: pathlib.Path) -> None:
+    from engine import i18n
+
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _slow_tasks(store, tmp_path, queue, unclaimed=0.0, timeout=0.2)
+    shown: list[str] = []
+
+    async def report(text: str) -> None:
+        shown.append(text)
+
+    with i18n.use('ru'), pytest.raises(ActionError, match='ни один обработчик не взял эту задачу за 0 с'):
+        await bot.run('count', {}, call='c1', report=report)
+    assert shown[0].startswith('Жду, пока обработчик возьмёт эту задачу')
+
+
+async def test_a_task_no_worker_takes_by_its_deadline_is_abandoned_and_the_call_fails_with_a_clear_message(
+    tmp_path: pathlib.Path,
+) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _slow_tasks(store, tmp_path, queue, unclaimed=0.05, timeout=0.3)
+    shown: list[str] = []
+
+    async def report(text: str) -> None:
+        shown.append(text)
+
+    with pytest.raises(
+        ActionError, match=r'no worker took this task in 0 s, so it was dropped; please try again later'
+    ):
+        await asyncio.wait_for(bot.run('count', {}, call='c1', inputs=[_upload(tmp_path)], report=report), 5)
+    assert len(shown) == 1
+    [record] = await store.list_records(RECORD)
+    assert record['status'] == 'abandoned' and record['attempts'] == 0
+    again, _ = _slow_tasks(store, tmp_path, queue, timeout=60)  # the call run again after a restart
+    with pytest.raises(ActionError, match='no worker took this task'):
+        await again.run('count', {}, call='c1')
+    assert len(queue.deferred) == 1  # not queued a second time
+
+
+async def test_a_worker_that_takes_an_abandoned_task_late_does_not_run_it(tmp_path: pathlib.Path) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _slow_tasks(store, tmp_path, queue, timeout=0.1)
+    with pytest.raises(ActionError, match='no worker took this task'):
+        await bot.run('count', {}, call='c1', inputs=[_upload(tmp_path)])
+    worker, kind = _tasks(store, tmp_path, None)
+    [(_task, task_id)] = queue.deferred
+    assert await worker.execute(task_id)  # done with it: the queue does not retry it
+    record = await store.get_record(RECORD, task_id)
+    assert kind.runs == 0 and record is not None and record['status'] == 'abandoned' and record['result'] is None
+
+
+async def test_a_worker_skips_a_task_whose_deadline_passed_after_its_caller_stopped_waiting(
+    tmp_path: pathlib.Path,
+) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _slow_tasks(store, tmp_path, queue, timeout=0.1)
+    call = asyncio.ensure_future(bot.run('count', {}, call='c1', inputs=[_upload(tmp_path)]))
+    while not queue.deferred:
+        await asyncio.sleep(0.01)
+    call.cancel()  # the user typed cancel: nobody marks the task, its deadline is in the record
+    [(_task, task_id)] = queue.deferred
+    await asyncio.sleep(0.15)
+    worker, kind = _tasks(store, tmp_path, None)
+    assert await worker.execute(task_id)
+    record = await store.get_record(RECORD, task_id)
+    assert kind.runs == 0 and record is not None and record['status'] == 'abandoned'
+
+
+async def test_a_worker_runs_a_task_taken_before_its_deadline_however_long_it_then_runs(
+    tmp_path: pathlib.Path,
+) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _slow_tasks(store, tmp_path, queue, timeout=0.3)
+    worker, kind = _tasks(store, tmp_path, None)
+    gate = asyncio.Event()
+
+    async def slow(args: Mapping[str, Any], inputs: Sequence[Attachment], out: pathlib.Path | None) -> dict[str, Any]:
+        await gate.wait()
+        return await kind(args, inputs, out)
+
+    worker._kinds['count'] = slow
+    call = asyncio.ensure_future(bot.run('count', {}, call='c1', inputs=[_upload(tmp_path)]))
+    while not queue.deferred:
+        await asyncio.sleep(0.01)
+    running = asyncio.ensure_future(worker.execute(queue.deferred[0][1]))
+    await asyncio.sleep(0.5)  # past the deadline, while the worker runs it
+    gate.set()
+    assert await running
+    assert (await asyncio.wait_for(call, 5))['words'] == 3
+
+
+# -- a hostile store, queue or worker ------------------------------------------------------------
+
+
+async def _queued(tmp_path: pathlib.Path) -> tuple[MemoryStore, asyncio.Future[dict[str, Any]], str]:
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _tasks(store, tmp_path, queue)
+    call = asyncio.ensure_future(bot.run('count', {}, call='c1', inputs=[_upload(tmp_path)]))
+    while not queue.deferred:
+        await asyncio.sleep(0.01)
+    return store, call, queue.deferred[0][1]
+
+
+@pytest.mark.parametrize(
+    'damage',
+    [
+        {'inputs': [{'name': 'passwd', 'path': '/etc/passwd'}]},
+        {'inputs': 'dotdot'},
+        {'inputs': 'not a list'},
+        {'inputs': [{'name': 'no path'}]},
+        {'args': ['not', 'a', 'dict']},
+    ],
+    ids=['outside', 'dotdot', 'not-a-list', 'no-path', 'args'],
+)
+async def test_a_damaged_task_record_is_not_run_and_the_user_is_told(
+    tmp_path: pathlib.Path, damage: dict[str, Any]
+) -> None:
+    store, call, task_id = await _queued(tmp_path)
+    record = await store.get_record(RECORD, task_id)
+    assert record is not None
+    if damage.get('inputs') == 'dotdot':  # in the task folder by its prefix only
+        damage = {
+            'inputs': [
+                {'name': 'up', 'path': str(tmp_path / 'tasks' / task_id / 'in' / '..' / '..' / '..' / 'upload.txt')}
+            ]
+        }
+    await store.put_record(RECORD, task_id, {**record, **damage, 'attempts': 'many'})
+    worker, kind = _tasks(store, tmp_path, None)
+    assert await worker.execute(task_id)
+    worker.on_message({'task': task_id})
+    with pytest.raises(ActionError, match='the queued work was damaged; please try again'):
+        await asyncio.wait_for(call, 5)
+    assert kind.runs == 0
+
+
+async def test_an_input_linked_out_of_the_task_folder_is_not_read(tmp_path: pathlib.Path) -> None:
+    store, call, task_id = await _queued(tmp_path)
+    secret = tmp_path / 'secret.txt'
+    secret.write_text('top secret', encoding='utf-8')
+    copy = tmp_path / 'tasks' / task_id / 'in' / '0'
+    copy.unlink()
+    copy.symlink_to(secret)
+    worker, kind = _tasks(store, tmp_path, None)
+    assert await worker.execute(task_id)
+    worker.on_message({'task': task_id})
+    with pytest.raises(ActionError, match='damaged'):
+        await asyncio.wait_for(call, 5)
+    assert kind.runs == 0
+
+
+async def test_a_queued_id_that_is_not_a_task_id_runs_nothing_and_makes_no_folder(tmp_path: pathlib.Path) -> None:
+    store = MemoryStore()
+    worker, kind = _tasks(store, tmp_path / 'data', None)
+    await store.put_record(RECORD, '../../escape', {'kind': 'count', 'status': 'queued', 'args': {}, 'inputs': []})
+    assert not await worker.execute('../../escape')
+    assert kind.runs == 0 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    'result',
+    [None, ['words', 3], {'name': 'notes.txt'}, {'words': 3, 'name': '/etc/passwd', 'path': ''}],
+    ids=['none', 'list', 'missing', 'file-outside'],
+)
+async def test_a_worker_answer_without_the_kinds_fields_or_with_a_file_elsewhere_is_refused(
+    tmp_path: pathlib.Path, result: Any
+) -> None:
+    store, queue = MemoryStore(), ListQueue()
+    bot = Tasks(store, tmp_path, recheck=0.02)
+    bot.register('count', Counter(), returns=('words', 'name'), files=('name',) if 'path' in str(result) else ())
+    bot.queue, bot.offloaded = queue, {'count'}
+    call = asyncio.ensure_future(bot.run('count', {}, call='c1'))
+    while not queue.deferred:
+        await asyncio.sleep(0.01)
+    task_id = queue.deferred[0][1]
+    record = await store.get_record(RECORD, task_id)
+    assert record is not None
+    await store.put_record(RECORD, task_id, {**record, 'status': 'finished', 'result': result})  # an older worker
+    with pytest.raises(ActionError, match='the queued work was damaged'):
+        await asyncio.wait_for(call, 5)
+
+
+async def test_a_damaged_record_of_what_was_applied_is_not_applied_again(tmp_path: pathlib.Path) -> None:
+    import hashlib
+
+    store, queue = MemoryStore(), ListQueue()
+    bot, _ = _tasks(store, tmp_path, queue)
+    applied: list[dict[str, Any]] = []
+
+    async def apply(result: dict[str, Any]) -> dict[str, Any]:
+        applied.append(result)
+        return result
+
+    task_id = hashlib.sha256(b'count\0c1').hexdigest()[:16]  # the task of call c1, as the store holds it
+    damaged = {'id': task_id, 'kind': 'count', 'status': 'finished', 'result': {}, 'error': None, 'applied': 7}
+    await store.put_record(RECORD, task_id, damaged)
+    with pytest.raises(ActionError, match='damaged'):
+        await bot.run('count', {}, call='c1', apply=apply)
+    assert applied == [] and queue.deferred == []
