@@ -254,8 +254,9 @@ class Tasks:
             elif status == 'running' and warned and not taken:  # the waiting line would stay otherwise
                 taken = True
                 await _show(report, i18n._('A worker has taken this task; working on it…'))
+            pause = min(self.recheck, max(0.0, deadline - time.time())) if status == 'queued' else self.recheck
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), max(0.0, min(self.recheck, deadline - time.time())))
+                await asyncio.wait_for(event.wait(), pause)
             event.clear()
 
     def _times(self, record: Mapping[str, Any]) -> tuple[float, float]:

@@ -336,7 +336,14 @@ async def test_a_worker_skips_a_task_whose_deadline_passed_after_its_caller_stop
 async def test_a_worker_runs_a_task_taken_before_its_deadline_however_long_it_then_runs(
     tmp_path: pathlib.Path,
 ) -> None:
-    store, queue = MemoryStore(), ListQueue()
+    class Looks(MemoryStore):
+        looks = 0
+
+        async def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
+            self.looks += 1
+            return await super().get_record(kind, record_id)
+
+    store, queue = Looks(), ListQueue()
     bot, _ = _slow_tasks(store, tmp_path, queue, timeout=0.3)
     worker, kind = _tasks(store, tmp_path, None)
     gate = asyncio.Event()
@@ -351,6 +358,7 @@ async def test_a_worker_runs_a_task_taken_before_its_deadline_however_long_it_th
         await asyncio.sleep(0.01)
     running = asyncio.ensure_future(worker.execute(queue.deferred[0][1]))
     await asyncio.sleep(0.5)  # past the deadline, while the worker runs it
+    assert store.looks < 60  # the waiting call still looks every recheck (0.02 s), not without pause
     gate.set()
     assert await running
     assert (await asyncio.wait_for(call, 5))['words'] == 3
