@@ -239,6 +239,9 @@ class Tasks:
             status = record.get('status')
             if status in DONE:
                 return record
+            if status not in ('queued', 'running'):  # nothing would ever change it: do not wait forever
+                _log.error('task %s (%s): its record is damaged: status %.100r', task_id, record.get('kind'), status)
+                raise ActionError(_damaged())
             created, deadline = self._times(record)
             if status == 'queued' and time.time() >= deadline:
                 return await self._abandon(task_id, record)

@@ -408,6 +408,18 @@ async def test_a_damaged_task_record_is_not_run_and_the_user_is_told(
     assert kind.runs == 0
 
 
+@pytest.mark.parametrize('status', [None, 'lost', ['queued']])
+async def test_a_waiting_call_whose_record_has_no_known_status_is_told_instead_of_waiting_forever(
+    tmp_path: pathlib.Path, status: Any
+) -> None:
+    store, call, task_id = await _queued(tmp_path)
+    record = await store.get_record(RECORD, task_id)
+    assert record is not None
+    await store.put_record(RECORD, task_id, {**record, 'status': status})
+    with pytest.raises(ActionError, match='the queued work was damaged'):
+        await asyncio.wait_for(call, 5)
+
+
 async def test_an_input_linked_out_of_the_task_folder_is_not_read(tmp_path: pathlib.Path) -> None:
     store, call, task_id = await _queued(tmp_path)
     secret = tmp_path / 'secret.txt'
