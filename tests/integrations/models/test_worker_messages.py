@@ -160,3 +160,28 @@ async def test_a_workers_progress_edits_the_jobs_progress_message_once_nobody_wa
     assert notifier.progressed == ['running: step 1', 'running: step 2']
     assert notifier.edits == [('running: step 2', 'm9')]  # edited in place, not a new message
     assert await store.get_job('r1') == attrs.asdict(running)  # the worker's record is left to the worker
+
+
+async def test_with_workers_an_upload_over_the_limit_is_refused_before_it_is_copied_or_queued(
+    tmp_path: pathlib.Path,
+) -> None:
+    from engine.api import Attachment
+    from engine.states.actions import ActionError
+    from engine.tasks import RECORD
+    from integrations.models.config import Limits
+
+    (tmp_path / 'bot.toml').write_text('[bot]\nflows = []\n', encoding='utf-8')
+    store, queue = MemoryStore(), Queue()
+    service = ModelsService(
+        load_config(tmp_path / 'bot.toml'), ModelsConfig(limits=Limits(max_upload_bytes=1000)), store, Recorder()
+    )
+    service.tasks.queue, service.tasks.offloaded = queue, {'dataset.import', 'model.test'}
+    big = tmp_path / 'big.jsonl'
+    big.write_bytes(b'{"text": "x", "label": "a"}\n' * 100)
+    upload = Attachment('big.jsonl', 'application/json', big.stat().st_size, big)
+    with pytest.raises(ActionError, match=r'big.jsonl is too large \(2800 bytes, limit 1000\)'):
+        await service.upload([upload], None, add=False, call='c1')
+    with pytest.raises(ActionError, match='too large'):
+        await service.test(None, [upload], call='c2')
+    assert queue.deferred == [] and await store.list_records(RECORD) == []
+    assert not (service.tasks.folder).exists()
