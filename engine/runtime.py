@@ -588,27 +588,46 @@ class Engine:
         conv.scope.task = self._spawn(run(), key)
 
     async def show_progress(self, conv: Conversation, text: str) -> None:
-        """Show the step's progress message once, then edit it in place at most once per interval; when the
-        state is left the adapter is told (``progress_done``), so the step's result can replace it."""
+        """Show the step's progress message once, then edit it in place at most once per interval; an
+        update inside the interval is held and the newest one shown when the interval ends, so the message
+        never stays on a stale text. When the state is left the adapter is told (``progress_done``), so the
+        step's result can replace it."""
         adapter = self.adapter(conv)
         now = time.monotonic()
         scope = conv.scope
         message_id = scope.progress_id
+        wait = scope.progress_at + self.progress_interval - now
+        if scope.progress_sending or (message_id is not None and wait > 0):
+            scope.progress_pending = text
+            if scope.progress_flush is None:
+                epoch = scope.epoch
+                scope.progress_flush = asyncio.get_running_loop().call_later(
+                    max(wait, self.progress_interval if scope.progress_sending else 0.0),
+                    lambda: self._spawn(self._flush_progress(conv, epoch), conv.key),
+                )
+            return
         try:
             if message_id is None:
-                if scope.progress_sending:  # the first message is on its way: this update is dropped
-                    return
                 scope.progress_sending = True
                 try:
                     scope.progress_id = await adapter.progress(conv.key, text)
                 finally:
                     scope.progress_sending = False
-                scope.progress_at = now
-            elif now - scope.progress_at >= self.progress_interval:
-                scope.progress_at = now
+            else:
                 scope.progress_id = await adapter.progress(conv.key, text, message_id)  # it may start anew
+            scope.progress_at = now
         except Exception:
             _log.exception('progress update for %s failed', conv.key)
+
+    async def _flush_progress(self, conv: Conversation, epoch: int) -> None:
+        """Show the update the rate limit held back, if the state that asked for it is still current."""
+        scope = conv.scope
+        if scope.epoch != epoch:
+            return
+        scope.progress_flush = None
+        text, scope.progress_pending = scope.progress_pending, None
+        if text is not None:
+            await self.show_progress(conv, text)
 
     def text(self, message: str, conv: Conversation, **values: Any) -> str:
         """An engine message (:data:`engine.messages.MESSAGES`) in the conversation's language, commands

@@ -32,7 +32,9 @@ class StateScope:
         'deadline',
         'epoch',
         'progress_at',
+        'progress_flush',
         'progress_id',
+        'progress_pending',
         'progress_sending',
         'task',
         'timer',
@@ -54,15 +56,22 @@ class StateScope:
         self.progress_at = 0.0
         """When the progress message was last edited (monotonic), for rate limiting."""
         self.progress_sending = False
-        """The first progress message is on its way (updates meanwhile are dropped)."""
+        """The first progress message is on its way (updates meanwhile wait in ``progress_pending``)."""
+        self.progress_pending: str | None = None
+        """The newest update held back by the rate limit; shown when the interval is over, so the
+        message always ends on the latest text (a worker taking a task, a last percentage)."""
+        self.progress_flush: asyncio.TimerHandle | None = None
+        """The timer that shows ``progress_pending``."""
         self.call: str | None = None
         """The id of the action call, kept when a restart runs it again (its idempotency key)."""
 
     def disarm(self) -> None:
-        """Stop the timer and the task (unless the task is the one leaving: it ends by itself)."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """Stop the timers and the task (unless the task is the one leaving: it ends by itself)."""
+        for handle in (self.timer, self.progress_flush):
+            if handle is not None:
+                handle.cancel()
+        self.timer = self.progress_flush = None
+        self.progress_pending = None
         if self.task is not None and self.task is not asyncio.current_task():
             self.task.cancel()
         self.task = None

@@ -555,3 +555,44 @@ async def test_a_conversation_that_never_waits_ends_without_a_store_write(engine
         await h.say(answer)
     assert h.last == 'x/y/z'
     assert store.writes == ['save a', 'save b', 'save c', 'delete']
+
+
+async def test_progress_held_back_by_the_rate_limit_ends_on_the_newest_text(engine_harness: HarnessFactory) -> None:
+    release = asyncio.Event()
+
+    async def work(ctx: ActionContext) -> str:
+        for n in range(1, 6):
+            await ctx.report(f'step {n}')
+        await release.wait()
+        return 'done'
+
+    flow = CMD.format(name='go') + (
+        '[states.work]\nkind = "call"\naction = "t.work"\n[states.done]\nkind = "end"\ntext = "{{ result }}"\n'
+    )
+    h = await engine_harness({'go': flow}, actions={'t.work': work})
+    h.engine.progress_interval = 0.2
+    running = asyncio.create_task(h.command('go'))  # it returns when the action has ended
+    await asyncio.sleep(0.1)
+    assert h.texts() == ['step 1']  # the rest wait for the interval
+    await asyncio.sleep(0.3)
+    assert h.texts() == ['step 1', 'step 5']  # one edit, with the newest text
+    release.set()
+    await running
+    assert h.texts()[-1] == 'done'
+
+
+async def test_a_held_progress_update_is_dropped_when_its_state_is_left(engine_harness: HarnessFactory) -> None:
+    async def work(ctx: ActionContext) -> str:
+        await ctx.report('first')
+        await ctx.report('late')
+        return 'done'
+
+    flow = CMD.format(name='go') + (
+        '[states.work]\nkind = "call"\naction = "t.work"\n[states.done]\nkind = "end"\ntext = "{{ result }}"\n'
+    )
+    h = await engine_harness({'go': flow}, actions={'t.work': work})
+    h.engine.progress_interval = 0.2
+    await h.command('go')
+    await h.engine.wait_idle(5)
+    await asyncio.sleep(0.3)
+    assert h.texts() == ['first', 'done']
