@@ -151,7 +151,9 @@ def build_recognizer(config: SpeechConfig, executor: ThreadPoolExecutor | None =
     if engine == 'vosk':
         overrides = config.decoder.overrides()
         derived = DerivedModels(config.derived_path, overrides) if overrides else None
-        return VoskRecognizer(config.models_path, config.models, executor=executor, derived=derived)
+        return VoskRecognizer(
+            config.models_path, config.models, executor=executor, derived=derived, parallel=config.threads
+        )
     if engine in ('whisper', 'faster-whisper', 'faster_whisper'):
         w = config.whisper
         return WhisperRecognizer(
