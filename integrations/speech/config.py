@@ -147,8 +147,7 @@ class SpeechConfig:
     """Model name -> download URL and checksum for ``flowbot speech install``."""
     download_base_url: str = DEFAULT_DOWNLOAD_BASE
     threads: int = 2
-    """Worker threads for decoding and recognition, so the event loop never blocks; a long voice message is also
-    cut at its pauses into up to this many parts recognised at once (vosk decodes one part per core)."""
+    """Worker threads for decoding and recognition, so the event loop never blocks."""
     whisper: WhisperConfig = attrs.field(factory=WhisperConfig)
     decoder: DecoderConfig = attrs.field(factory=DecoderConfig)
     """Vosk decoder overrides; none by default (the model's own settings)."""

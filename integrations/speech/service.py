@@ -151,9 +151,7 @@ def build_recognizer(config: SpeechConfig, executor: ThreadPoolExecutor | None =
     if engine == 'vosk':
         overrides = config.decoder.overrides()
         derived = DerivedModels(config.derived_path, overrides) if overrides else None
-        return VoskRecognizer(
-            config.models_path, config.models, executor=executor, derived=derived, parallel=config.threads
-        )
+        return VoskRecognizer(config.models_path, config.models, executor=executor, derived=derived)
     if engine in ('whisper', 'faster-whisper', 'faster_whisper'):
         w = config.whisper
         return WhisperRecognizer(

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import itertools
 import json
 import logging
 import pathlib
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import Any
 
 import attrs
@@ -37,7 +36,6 @@ __all__ = [
     'VoskStream',
     'WhisperRecognizer',
     'language_candidates',
-    'pause_cuts',
 ]
 
 _log = logging.getLogger(__name__)
@@ -149,48 +147,6 @@ class VoskStream(SpeechStream):
         return _words(self._rec.FinalResult())
 
 
-def pause_cuts(
-    pcm: bytes, sample_rate: int, pieces: int, *, min_piece: float = 2.0, min_pause: float = 0.3
-) -> list[int]:
-    """Sample offsets that cut ``pcm`` (mono s16) into up to ``pieces`` parts, each in the middle of a pause.
-
-    A pause is at least ``min_pause`` seconds of 20 ms frames quieter than a tenth of the loud frames (the 95th
-    percentile of frame energy), so the cut falls where the recogniser's own endpointing would end an utterance
-    and no word is split. Cuts are taken nearest to equal parts, none closer than ``min_piece`` seconds to the
-    clip's ends or to another cut; audio without such pauses is not cut.
-    """
-    if pieces < 2 or len(pcm) < 4 * min_piece * sample_rate:  # one part, or too short for two
-        return []
-    import numpy as np
-
-    frame = max(1, sample_rate // 50)
-    samples = np.frombuffer(pcm, dtype='<i2', count=len(pcm) // 2)
-    count = len(samples) // frame
-    frames = samples[: count * frame].astype(np.float32).reshape(count, frame)
-    energy = np.sqrt((frames * frames).mean(axis=1))
-    loud = float(np.percentile(energy, 95))
-    if loud < 1.0:  # digital silence: nothing to recognise, nothing to share out
-        return []
-    quiet = energy < 0.1 * loud
-    pauses: list[int] = []  # the middle of each long-enough quiet run, in samples
-    run_start = None
-    for i, q in enumerate([*quiet.tolist(), False]):
-        if q and run_start is None:
-            run_start = i
-        elif not q and run_start is not None:
-            if (i - run_start) * frame >= min_pause * sample_rate:
-                pauses.append((run_start + i) // 2 * frame)
-            run_start = None
-    cuts: list[int] = []
-    least = int(min_piece * sample_rate)
-    for k in range(1, pieces):
-        target = len(samples) * k // pieces
-        allowed = [p for p in pauses if (cuts[-1] if cuts else 0) + least <= p <= len(samples) - least]
-        if allowed:
-            cuts.append(min(allowed, key=lambda p: abs(p - target)))
-    return cuts
-
-
 def language_candidates(language: str) -> list[str]:
     """``pt-BR`` -> ``['pt-br', 'pt']``: the exact locale first, then its language."""
     lang = language.strip().lower().replace('_', '-')
@@ -255,7 +211,7 @@ class VoskRecognizer(SpeechRecognizer):
         chunk_seconds: float = 0.5,
         pad_seconds: float = 0.3,
         derived: DerivedModels | None = None,
-        parallel: int = 1,
+        keep_warm: int = 1,
     ) -> None:
         """
         :param models_dir: where model folders live.
@@ -265,8 +221,8 @@ class VoskRecognizer(SpeechRecognizer):
             first word (a late press of the record button) otherwise lose it to the feature pipeline's warm-up.
         :param derived: tuned decoder settings (``[speech.decoder]``): models are loaded from the folders it
             derives from the installed ones; the models' own settings if ``None``.
-        :param parallel: a clip is cut at its pauses into up to this many parts recognised at once (vosk's
-            decoder is single-threaded and slower than 0.2 x real time on free speech); 1 keeps it whole.
+        :param keep_warm: idle recognisers kept per model for reuse; each holds the part of the search graph it
+            has built (about 100 MB for the large Korean model, a few MB for the small ones).
         """
         self.models_dir = models_dir
         self.models = {k.lower(): v for k, v in models.items()}
@@ -275,11 +231,14 @@ class VoskRecognizer(SpeechRecognizer):
         self.chunk_seconds = chunk_seconds
         self.pad_seconds = pad_seconds
         self.derived = derived
-        self.parallel = max(1, parallel)
-        self._pieces: ThreadPoolExecutor | None = None
-        """Where the parts after the first are recognised; its own pool, so a busy ``executor`` (which runs the
-        first part and waits for the others) cannot deadlock them."""
-        self._pieces_lock = threading.Lock()
+        self._warm: dict[tuple[Any, int], list[Any]] = {}
+        """Idle free-speech recognisers per (model, sample rate). vosk composes a recogniser's search graph (the
+        model's ``HCLr.fst`` with ``Gr.fst``) lazily as it decodes, so a fresh recogniser spends most of its first
+        seconds of audio building it, and a reused one decodes several times faster (``benchmarks/speech.py``).
+        A final result resets everything else (features, speaker adaptation), so nothing of one clip carries
+        into the next."""
+        self._warm_lock = threading.Lock()
+        self.keep_warm = keep_warm
 
     def model_path(self, language: str) -> pathlib.Path:
         """The folder of the model for ``language``; raises a message saying how to install it."""
@@ -337,15 +296,32 @@ class VoskRecognizer(SpeechRecognizer):
     def _recognize(
         self, path: pathlib.Path, pcm: bytes, sample_rate: int, grammar: Sequence[str] | None
     ) -> Recognition:
+        import vosk
+
         model = self._model(path)
-        cuts = pause_cuts(pcm, sample_rate, self.parallel)
-        bounds = [0, *(2 * c for c in cuts), len(pcm)]
-        parts = [pcm[a:b] for a, b in itertools.pairwise(bounds)]
+        key = (model, sample_rate)
         try:
-            later = [self._pool().submit(self._decode, model, part, sample_rate, grammar) for part in parts[1:]]
-            results = self._decode(model, parts[0], sample_rate, grammar)
-            for future in later:
-                results.extend(future.result())
+            if grammar:  # a grammar's graph is small and made per recogniser: nothing to keep warm
+                rec = vosk.KaldiRecognizer(model, float(sample_rate), json.dumps(list(grammar), ensure_ascii=False))
+            else:
+                with self._warm_lock:
+                    idle = self._warm.get(key)
+                    warm = idle.pop() if idle else None
+                rec = warm if warm is not None else vosk.KaldiRecognizer(model, float(sample_rate))
+            rec.SetWords(True)
+            pad = b'\0\0' * int(sample_rate * self.pad_seconds)
+            pcm = pad + pcm + pad
+            step = max(2, int(sample_rate * self.chunk_seconds) * 2)
+            results: list[dict[str, Any]] = []
+            for start in range(0, len(pcm), step):
+                if rec.AcceptWaveform(pcm[start : start + step]):
+                    results.append(json.loads(rec.Result()))
+            results.append(json.loads(rec.FinalResult()))
+            if not grammar:  # only after a clean final result: one that failed is dropped
+                with self._warm_lock:
+                    idle = self._warm.setdefault(key, [])
+                    if len(idle) < self.keep_warm:
+                        idle.append(rec)
         except Exception as exc:
             _log.exception('vosk failed on %d bytes at %d Hz with %s', len(pcm), sample_rate, path)
             raise RecognitionError(_('Speech recognition failed; please try again.')) from exc
@@ -353,36 +329,9 @@ class VoskRecognizer(SpeechRecognizer):
         confs = [w['conf'] for r in results for w in r.get('result', ()) if 'conf' in w]
         return Recognition(text, sum(confs) / len(confs) if confs else None)
 
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._pieces_lock:
-            if self._pieces is None:
-                self._pieces = ThreadPoolExecutor(max_workers=self.parallel - 1 or 1, thread_name_prefix='vosk-part')
-            return self._pieces
-
-    def _decode(self, model: Any, pcm: bytes, sample_rate: int, grammar: Sequence[str] | None) -> list[dict[str, Any]]:
-        """vosk's results for one clip (or part of one), padded with silence, fed in ``chunk_seconds`` pieces."""
-        import vosk
-
-        if grammar:
-            rec = vosk.KaldiRecognizer(model, float(sample_rate), json.dumps(list(grammar), ensure_ascii=False))
-        else:
-            rec = vosk.KaldiRecognizer(model, float(sample_rate))
-        rec.SetWords(True)
-        pad = b'\0\0' * int(sample_rate * self.pad_seconds)
-        pcm = pad + pcm + pad
-        step = max(2, int(sample_rate * self.chunk_seconds) * 2)
-        results: list[dict[str, Any]] = []
-        for start in range(0, len(pcm), step):
-            if rec.AcceptWaveform(pcm[start : start + step]):
-                results.append(json.loads(rec.Result()))
-        results.append(json.loads(rec.FinalResult()))
-        return results
-
     async def aclose(self) -> None:
-        with self._pieces_lock:
-            pool, self._pieces = self._pieces, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        with self._warm_lock:
+            self._warm.clear()
 
 
 class WhisperRecognizer(SpeechRecognizer):

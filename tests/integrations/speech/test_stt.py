@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import re
 import sys
+from typing import Any
 
 import pytest
 
@@ -18,9 +19,8 @@ from integrations.speech.stt import (
     VoskRecognizer,
     WhisperRecognizer,
     language_candidates,
-    pause_cuts,
 )
-from tests.integrations.speech.helpers import ko_model_dir, sine_pcm, speak_ko
+from tests.integrations.speech.helpers import ko_model_dir, speak_ko
 
 GRAMMAR = ['일곱', '여덟', '하나', '둘', '셋', '안녕하세요', '감사합니다']
 
@@ -105,97 +105,67 @@ def test_live_stream_of_a_korean_word_ends_in_one_utterance(tmp_path: pathlib.Pa
     assert stream.finish() == ''  # nothing since: nothing heard
 
 
-# -- a long clip cut at its pauses, the parts recognised at once ------------------------------------------------------
-
-RATE = 16_000
+# -- warm recognisers: vosk builds its search graph while decoding, so free-speech recognisers are reused --------------
 
 
-def _silence(seconds: float) -> bytes:
-    return b'\0\0' * int(RATE * seconds)
+class _Counted:
+    """Wraps ``vosk.KaldiRecognizer``: counts the recognisers built, and can make the next one fail."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.built = 0
+        self.fail_next = False
+
+    def __call__(self, *args: Any) -> Any:
+        self.built += 1
+        rec = self.real(*args)
+        if self.fail_next:
+            self.fail_next = False
+
+            class Failing:
+                def SetWords(self, on: bool) -> None:
+                    rec.SetWords(on)
+
+                def AcceptWaveform(self, data: bytes) -> bool:
+                    raise RuntimeError('vosk broke')
+
+            return Failing()
+        return rec
 
 
-def test_a_long_clip_is_cut_in_the_middle_of_its_pause() -> None:
-    pcm = sine_pcm(3) + _silence(0.6) + sine_pcm(3)
-    (cut,) = pause_cuts(pcm, RATE, 2)
-    assert abs(cut / RATE - 3.3) < 0.03
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> _Counted:
+    import vosk
+
+    wrapper = _Counted(vosk.KaldiRecognizer)
+    monkeypatch.setattr(vosk, 'KaldiRecognizer', wrapper)
+    return wrapper
 
 
-def test_cuts_take_the_pauses_nearest_to_equal_parts() -> None:
-    pcm = sine_pcm(2.5) + _silence(0.4) + sine_pcm(2.5) + _silence(0.4) + sine_pcm(2.5) + _silence(0.4) + sine_pcm(2.5)
-    cuts = [c / RATE for c in pause_cuts(pcm, RATE, 2)]
-    assert cuts == pytest.approx([5.6], abs=0.03)  # the middle pause, not the first
-    assert [c / RATE for c in pause_cuts(pcm, RATE, 4)] == pytest.approx([2.7, 5.6, 8.5], abs=0.03)
-
-
-@pytest.mark.parametrize(
-    'pcm',
-    [
-        sine_pcm(8),  # no pause at all
-        sine_pcm(3) + _silence(0.2) + sine_pcm(3),  # a pause too short: it may be inside a word
-        sine_pcm(1) + _silence(0.6) + sine_pcm(5),  # the only pause too near the start
-        sine_pcm(1.5) + _silence(0.5) + sine_pcm(1.5),  # too short to be worth two parts
-        _silence(8),  # nothing but silence
-        b'',
-    ],
-)
-def test_audio_without_a_usable_pause_is_not_cut(pcm: bytes) -> None:
-    assert pause_cuts(pcm, RATE, 2) == []
-
-
-def test_one_part_asked_means_no_cut() -> None:
-    assert pause_cuts(sine_pcm(3) + _silence(0.6) + sine_pcm(3), RATE, 1) == []
-
-
-def _spoken_pcm(tmp_path: pathlib.Path, text: str) -> bytes:
-    audio = decode_audio(_voice_message(tmp_path, text))
-    assert audio.sample_rate == RATE
-    return audio.pcm
-
-
-async def test_a_clip_recognised_in_parts_at_once_gives_the_words_in_order(tmp_path: pathlib.Path) -> None:
-    model = ko_model_dir()
-    words = ['일곱', '여덟', '감사합니다']
-    pcm = b''.join(_silence(1.0) + _spoken_pcm(tmp_path, w) + _silence(1.5) for w in words)
-    whole = VoskRecognizer(model.parent, {'ko': model.name})
-    parts = VoskRecognizer(model.parent, {'ko': model.name}, parallel=3)
-    assert len(pause_cuts(pcm, RATE, 3)) == 2
-    try:
-        in_parts = await parts.recognize(pcm, RATE, 'ko', grammar=GRAMMAR)
-        at_once = await whole.recognize(pcm, RATE, 'ko', grammar=GRAMMAR)
-    finally:
-        await parts.aclose()
-    assert in_parts.text == at_once.text == '일곱 여덟 감사합니다'
-    assert in_parts.confidence is not None and in_parts.confidence > 0.5
-
-
-async def test_a_part_that_fails_fails_the_recognition_with_a_plain_message(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+async def test_free_speech_recognisers_are_reused_and_give_the_same_words(
+    tmp_path: pathlib.Path, counted: _Counted
 ) -> None:
     model = ko_model_dir()
-    recognizer = VoskRecognizer(model.parent, {'ko': model.name}, parallel=2)
-    pcm = sine_pcm(3) + _silence(0.6) + sine_pcm(3)
-    original = recognizer._decode
-    calls = []
-
-    def decode(*args: object) -> list[dict[str, object]]:
-        calls.append(args)
-        if len(calls) == 2:
-            raise RuntimeError('vosk broke')
-        return original(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(recognizer, '_decode', decode)
-    try:
-        with pytest.raises(RecognitionError, match=r'Speech recognition failed; please try again\.'):
-            await recognizer.recognize(pcm, RATE, 'ko')
-    finally:
-        await recognizer.aclose()
-    assert len(calls) == 2
+    recognizer = VoskRecognizer(model.parent, {'ko': model.name}, cache=VoskModelCache())
+    audio = decode_audio(_voice_message(tmp_path, '감사합니다'))
+    first = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
+    second = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
+    assert counted.built == 1
+    assert first.text == second.text != ''
+    with_grammar = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko', grammar=GRAMMAR)
+    assert with_grammar.text == '감사합니다'
+    assert counted.built == 2  # a grammar gets its own recogniser, which is not kept
+    await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
+    assert counted.built == 2
 
 
-def test_the_bot_recognises_in_as_many_parts_as_it_has_speech_threads(tmp_path: pathlib.Path) -> None:
-    from integrations.speech.config import SpeechConfig
-    from integrations.speech.service import build_recognizer
-
-    recognizer = build_recognizer(SpeechConfig(threads=3, models_dir=tmp_path))
-    assert isinstance(recognizer, VoskRecognizer)
-    assert recognizer.parallel == 3
+async def test_a_recogniser_that_failed_is_not_reused(tmp_path: pathlib.Path, counted: _Counted) -> None:
+    model = ko_model_dir()
+    recognizer = VoskRecognizer(model.parent, {'ko': model.name}, cache=VoskModelCache())
+    audio = decode_audio(_voice_message(tmp_path, '감사합니다'))
+    counted.fail_next = True
+    with pytest.raises(RecognitionError, match=r'Speech recognition failed; please try again\.'):
+        await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
+    result = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
+    assert counted.built == 2
+    assert result.text != ''
