@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.discord import HiTimer
+from benchmarks.discord import HiTimer, cpu_seconds
 from benchmarks.engine import STEPS, _engine, _events
 from engine.store import Shards, Store, open_store
 from tests.integrations.discord.sharded import ShardedEmulator, guild_on_shard
@@ -131,9 +131,9 @@ async def _commands(dsn: str, processes: int, commands: int, concurrency: int, t
         try:
             await emu.wait_shards(*range(processes), timeout=60)
             await asyncio.sleep(1.0)  # command sync
-            bot_cpu, own_cpu = sum(_cpu_seconds(b.pid) for b in bots), time.process_time()
+            bot_cpu, own_cpu = sum(cpu_seconds(b.pid) for b in bots), time.process_time()
             figures = await _drive(emu, processes, commands, concurrency)
-            figures['bot_cpu_ms'] = (sum(_cpu_seconds(b.pid) for b in bots) - bot_cpu) / commands * 1000
+            figures['bot_cpu_ms'] = (sum(cpu_seconds(b.pid) for b in bots) - bot_cpu) / commands * 1000
             figures['emulator_cpu_ms'] = (time.process_time() - own_cpu) / commands * 1000
             return figures
         finally:
@@ -141,12 +141,6 @@ async def _commands(dsn: str, processes: int, commands: int, concurrency: int, t
                 bot.terminate()
             for bot in bots:
                 await bot.wait()
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux ``/proc``)."""
-    fields = pathlib.Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 async def _drive(emu: ShardedEmulator, shards: int, commands: int, concurrency: int) -> dict[str, float]:

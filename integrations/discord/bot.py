@@ -23,6 +23,7 @@ from engine.config import Config
 from engine.i18n import _
 from engine.shutdown import close_within
 
+from . import codec
 from .adapter import DiscordAdapter, VoiceControl, parse_custom_id
 from .attachments import AttachmentError, Downloads
 from .commands import CommandSpec, FlowLike, SlashCommands
@@ -129,6 +130,8 @@ class DiscordBot:
             'banner': None,
             'http_settings': hikari.impl.HTTPSettings(force_close_transports=not config.reuse_connections),
             'cache_settings': hikari.impl.CacheSettings(components=CACHE),
+            'dumps': codec.dumps,  # orjson: JSON was a tenth of the CPU per command with the standard library's
+            'loads': codec.loads,
             **hikari_options,
         }
         self.bot = hikari.GatewayBot(

@@ -211,6 +211,7 @@ class VoskRecognizer(SpeechRecognizer):
         chunk_seconds: float = 0.5,
         pad_seconds: float = 0.3,
         derived: DerivedModels | None = None,
+        keep_warm: int = 1,
     ) -> None:
         """
         :param models_dir: where model folders live.
@@ -220,6 +221,8 @@ class VoskRecognizer(SpeechRecognizer):
             first word (a late press of the record button) otherwise lose it to the feature pipeline's warm-up.
         :param derived: tuned decoder settings (``[speech.decoder]``): models are loaded from the folders it
             derives from the installed ones; the models' own settings if ``None``.
+        :param keep_warm: idle recognisers kept per model for reuse; each holds the part of the search graph it
+            has built (about 100 MB for the large Korean model, a few MB for the small ones).
         """
         self.models_dir = models_dir
         self.models = {k.lower(): v for k, v in models.items()}
@@ -228,6 +231,14 @@ class VoskRecognizer(SpeechRecognizer):
         self.chunk_seconds = chunk_seconds
         self.pad_seconds = pad_seconds
         self.derived = derived
+        self._warm: dict[tuple[Any, int], list[Any]] = {}
+        """Idle free-speech recognisers per (model, sample rate). vosk composes a recogniser's search graph (the
+        model's ``HCLr.fst`` with ``Gr.fst``) lazily as it decodes, so a fresh recogniser spends most of its first
+        seconds of audio building it, and a reused one decodes several times faster (``benchmarks/speech.py``).
+        A final result resets everything else (features, speaker adaptation), so nothing of one clip carries
+        into the next."""
+        self._warm_lock = threading.Lock()
+        self.keep_warm = keep_warm
 
     def model_path(self, language: str) -> pathlib.Path:
         """The folder of the model for ``language``; raises a message saying how to install it."""
@@ -288,11 +299,15 @@ class VoskRecognizer(SpeechRecognizer):
         import vosk
 
         model = self._model(path)
+        key = (model, sample_rate)
         try:
-            if grammar:
+            if grammar:  # a grammar's graph is small and made per recogniser: nothing to keep warm
                 rec = vosk.KaldiRecognizer(model, float(sample_rate), json.dumps(list(grammar), ensure_ascii=False))
             else:
-                rec = vosk.KaldiRecognizer(model, float(sample_rate))
+                with self._warm_lock:
+                    idle = self._warm.get(key)
+                    warm = idle.pop() if idle else None
+                rec = warm if warm is not None else vosk.KaldiRecognizer(model, float(sample_rate))
             rec.SetWords(True)
             pad = b'\0\0' * int(sample_rate * self.pad_seconds)
             pcm = pad + pcm + pad
@@ -302,12 +317,21 @@ class VoskRecognizer(SpeechRecognizer):
                 if rec.AcceptWaveform(pcm[start : start + step]):
                     results.append(json.loads(rec.Result()))
             results.append(json.loads(rec.FinalResult()))
+            if not grammar:  # only after a clean final result: one that failed is dropped
+                with self._warm_lock:
+                    idle = self._warm.setdefault(key, [])
+                    if len(idle) < self.keep_warm:
+                        idle.append(rec)
         except Exception as exc:
             _log.exception('vosk failed on %d bytes at %d Hz with %s', len(pcm), sample_rate, path)
             raise RecognitionError(_('Speech recognition failed; please try again.')) from exc
         text = ' '.join(r['text'] for r in results if r.get('text')).strip()
         confs = [w['conf'] for r in results for w in r.get('result', ()) if 'conf' in w]
         return Recognition(text, sum(confs) / len(confs) if confs else None)
+
+    async def aclose(self) -> None:
+        with self._warm_lock:
+            self._warm.clear()
 
 
 class WhisperRecognizer(SpeechRecognizer):

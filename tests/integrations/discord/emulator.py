@@ -2,7 +2,9 @@
 
 The machines that run the tests cannot reach Discord, so the tests drive the real ``hikari.GatewayBot``
 against this server on 127.0.0.1: REST calls are answered and recorded in :attr:`DiscordEmulator.calls`,
-the gateway speaks HELLO/IDENTIFY/READY/RESUME with zlib-stream compression, and tests push events with
+the gateway speaks HELLO/IDENTIFY/READY/RESUME with the transport compression the client asks for (``zstd-stream``,
+which hikari picks when ``backports.zstd`` is installed, as ``hikari[speedups]`` does; ``zlib-stream``; or none), and
+tests push events with
 :meth:`DiscordEmulator.dispatch` (or the helpers for messages, interactions and voice events).
 
 Usage::
@@ -32,7 +34,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.loopback import GatewayServer
 
-__all__ = ['DiscordEmulator', 'GatewayFrame', 'RestCall', 'make_token']
+__all__ = ['DiscordEmulator', 'GatewayFrame', 'GatewayStream', 'RestCall', 'make_token']
 
 _log = logging.getLogger(__name__)
 
@@ -46,6 +48,35 @@ def make_token(bot_id: int) -> str:
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+class GatewayStream:
+    """One gateway connection's outgoing frames, compressed as the client's ``compress`` query asks: one stream per
+    connection, flushed after each payload, as Discord does."""
+
+    def __init__(self, compress: str | None) -> None:
+        self.compress = compress
+        self._zlib: Any = None
+        self._zstd: Any = None
+        if compress == 'zlib-stream':
+            self._zlib = zlib.compressobj()
+        elif compress == 'zstd-stream':
+            try:
+                from compression import zstd  # Python 3.14+
+            except ImportError:
+                from backports import zstd
+            self._zstd = zstd.ZstdCompressor()
+        elif compress is not None:
+            raise ValueError(f'unknown gateway compression {compress!r}')
+
+    async def send(self, ws: web.WebSocketResponse, payload: Mapping[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        if self._zlib is not None:
+            await ws.send_bytes(self._zlib.compress(data) + self._zlib.flush(zlib.Z_SYNC_FLUSH))
+        elif self._zstd is not None:
+            await ws.send_bytes(self._zstd.compress(data) + self._zstd.flush(self._zstd.FLUSH_BLOCK))
+        else:
+            await ws.send_str(data.decode())
 
 
 @attrs.define
@@ -119,7 +150,7 @@ class DiscordEmulator(GatewayServer):
         self._ids = itertools.count(1)
         self._seq = 0
         self._log: list[dict[str, Any]] = []
-        self._compressor: Any = None
+        self._stream = GatewayStream(None)
         self._send_lock = asyncio.Lock()
         self._call_event = asyncio.Condition()
         self._connected = asyncio.Event()
@@ -183,9 +214,7 @@ class DiscordEmulator(GatewayServer):
         if ws is None or ws.closed:
             return
         async with self._send_lock:
-            data = self._compressor.compress(json.dumps(payload).encode())
-            data += self._compressor.flush(zlib.Z_SYNC_FLUSH)
-            await ws.send_bytes(data)
+            await self._stream.send(ws, payload)
 
     async def dispatch(self, event: str, data: Mapping[str, Any]) -> int:
         """Send a DISPATCH (op 0); kept for RESUME replays, queued if the client is disconnected."""
@@ -207,7 +236,7 @@ class DiscordEmulator(GatewayServer):
         if self._ws is not None and not self._ws.closed:
             await self._ws.close()
         self._ws = ws
-        self._compressor = zlib.compressobj()
+        self._stream = GatewayStream(request.query.get('compress'))
         await self._send({'op': 10, 'd': {'heartbeat_interval': self.heartbeat_interval}})
         try:
             async for msg in ws:

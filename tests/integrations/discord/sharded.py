@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 from aiohttp import WSMsgType, web
 
-from .emulator import DiscordEmulator, GatewayFrame
+from .emulator import DiscordEmulator, GatewayFrame, GatewayStream
 
 __all__ = ['ShardedEmulator', 'guild_on_shard']
 
@@ -29,7 +28,7 @@ def guild_on_shard(shard: int, count: int, n: int = 1) -> int:
 @attrs.define(eq=False)
 class _Session:
     ws: web.WebSocketResponse
-    compressor: Any = attrs.field(factory=zlib.compressobj)
+    stream: GatewayStream
     shard: int | None = None
     seq: int = 0
     lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
@@ -61,9 +60,7 @@ class ShardedEmulator(DiscordEmulator):
         if session.ws.closed:
             return
         async with session.lock:
-            data = session.compressor.compress(json.dumps(payload).encode())
-            data += session.compressor.flush(zlib.Z_SYNC_FLUSH)
-            await session.ws.send_bytes(data)
+            await session.stream.send(session.ws, payload)
 
     async def dispatch(self, event: str, data: Mapping[str, Any]) -> int:
         """Send the event on its guild's shard; that shard must be connected."""
@@ -78,7 +75,7 @@ class ShardedEmulator(DiscordEmulator):
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
-        session = _Session(ws)
+        session = _Session(ws, GatewayStream(request.query.get('compress')))
         await self._send_to(session, {'op': 10, 'd': {'heartbeat_interval': self.heartbeat_interval}})
         try:
             async for msg in ws:

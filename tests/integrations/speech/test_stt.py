@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import re
 import sys
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,69 @@ def test_live_stream_of_a_korean_word_ends_in_one_utterance(tmp_path: pathlib.Pa
     texts.append(stream.finish())
     assert [t for t in texts if t] == ['여덟']
     assert stream.finish() == ''  # nothing since: nothing heard
+
+
+# -- warm recognisers: vosk builds its search graph while decoding, so free-speech recognisers are reused --------------
+
+
+class _Counted:
+    """Wraps ``vosk.KaldiRecognizer``: counts the recognisers built, and can make the next one fail."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.built = 0
+        self.fail_next = False
+
+    def __call__(self, *args: Any) -> Any:
+        self.built += 1
+        rec = self.real(*args)
+        if self.fail_next:
+            self.fail_next = False
+
+            class Failing:
+                def SetWords(self, on: bool) -> None:
+                    rec.SetWords(on)
+
+                def AcceptWaveform(self, data: bytes) -> bool:
+                    raise RuntimeError('vosk broke')
+
+            return Failing()
+        return rec
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> _Counted:
+    import vosk
+
+    wrapper = _Counted(vosk.KaldiRecognizer)
+    monkeypatch.setattr(vosk, 'KaldiRecognizer', wrapper)
+    return wrapper
+
+
+async def test_free_speech_recognisers_are_reused_and_give_the_same_words(
+    tmp_path: pathlib.Path, counted: _Counted
+) -> None:
+    model = ko_model_dir()
+    recognizer = VoskRecognizer(model.parent, {'ko': model.name}, cache=VoskModelCache())
+    audio = decode_audio(_voice_message(tmp_path, '감사합니다'))
+    first = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
+    second = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
+    assert counted.built == 1
+    assert first.text == second.text != ''
+    with_grammar = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko', grammar=GRAMMAR)
+    assert with_grammar.text == '감사합니다'
+    assert counted.built == 2  # a grammar gets its own recogniser, which is not kept
+    await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
+    assert counted.built == 2
+
+
+async def test_a_recogniser_that_failed_is_not_reused(tmp_path: pathlib.Path, counted: _Counted) -> None:
+    model = ko_model_dir()
+    recognizer = VoskRecognizer(model.parent, {'ko': model.name}, cache=VoskModelCache())
+    audio = decode_audio(_voice_message(tmp_path, '감사합니다'))
+    counted.fail_next = True
+    with pytest.raises(RecognitionError, match=r'Speech recognition failed; please try again\.'):
+        await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
+    result = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
+    assert counted.built == 2
+    assert result.text != ''
