@@ -28,7 +28,12 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
+# The peer frameworks of the engine benchmark come from the bench extra, installed only here.
+$(VENV)/.bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks.engine
 
 # Python messages: refresh the template and merge it into every language's catalog (docs/maintainers.md).
