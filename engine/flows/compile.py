@@ -5,17 +5,24 @@ O(live conversations) and costs kilobytes each). The runtime fires events with
 ``machine.events[name].trigger(conversation)``, the library's static-machine pattern, and
 serialises each conversation's events itself. Callbacks are never strings, so transitions'
 dotted-path resolution can never import anything named in a flow.
+
+Our machines have no callbacks besides the conditions of ``choice`` states, so most of a trigger's
+generic work (callback lists, logging, state objects' enter and exit) does nothing. :meth:`CompiledFlow.fire`
+therefore takes the machine's own transitions for (state, trigger), checks their conditions with
+transitions' :class:`~transitions.extensions.asyncio.AsyncCondition` and sets the state with
+:meth:`~transitions.Machine.set_state`; whenever the machine or those transitions have callbacks, it fires
+the event through the machine as before. Both give the same result (``tests/engine/flows/test_compile.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import attrs
 from transitions import EventData
-from transitions.extensions.asyncio import AsyncEvent, AsyncEventData, AsyncMachine
+from transitions.extensions.asyncio import AsyncEvent, AsyncEventData, AsyncMachine, AsyncTransition
 
 from engine.flows import model
 from engine.states.handlers import handler_for
@@ -74,6 +81,28 @@ def version_id(flow: model.Flow) -> str:
     return f'{flow.version}-{hashlib.sha256(flow.source.encode()).hexdigest()[:10]}'
 
 
+_MACHINE_CALLBACKS = ('prepare_event', 'before_state_change', 'after_state_change', 'finalize_event', 'on_final')
+"""The machine-wide callback lists a trigger runs (``on_exception`` only matters when something raises)."""
+
+
+def _edges(machine: FlowMachine) -> dict[tuple[str, str], tuple[AsyncTransition, ...]]:
+    """The machine's transitions by (source state, trigger), in the order the machine tries them."""
+    return {
+        (source, trigger): tuple(found)
+        for trigger, event in machine.events.items()
+        for source, found in event.transitions.items()
+    }
+
+
+def _plain(machine: FlowMachine, transition: AsyncTransition) -> bool:
+    """Whether firing ``transition`` runs no callback at all (so :meth:`CompiledFlow.fire` may skip the machinery)."""
+    if any(getattr(machine, name) for name in _MACHINE_CALLBACKS):
+        return False
+    if transition.prepare or transition.before or transition.after or transition.dest is None:
+        return False
+    return not (machine.states[transition.source].on_exit or machine.states[transition.dest].on_enter)
+
+
 @attrs.frozen
 class CompiledFlow:
     """One flow version and its machine, with what the runtime looks up per state (timeouts, asks)."""
@@ -84,6 +113,10 @@ class CompiledFlow:
     timeouts: dict[str, float | None]
     asks: tuple[str, ...]
     """Ask states, in file order: the targets of ``back``."""
+    edges: dict[tuple[str, str], tuple[AsyncTransition, ...]] = attrs.field(
+        default=attrs.Factory(lambda self: _edges(self.machine), takes_self=True)
+    )
+    """The machine's transitions by (source, trigger) (see the module docs)."""
 
     @property
     def name(self) -> str:
@@ -92,7 +125,21 @@ class CompiledFlow:
 
     async def fire(self, conv: Model, event: str) -> bool:
         """Fire ``event`` on ``conv``; ``False`` when no transition applied."""
-        return bool(await self.machine.events[event].trigger(conv))
+        machine = self.machine
+        edges = self.edges.get((conv.state, event))
+        if edges is None or not all(_plain(machine, t) for t in edges):
+            return bool(await machine.events[event].trigger(conv))
+        data: AsyncEventData | None = None
+        for transition in edges:
+            if transition.conditions:
+                data = data or AsyncEventData(machine.states[conv.state], machine.events[event], machine, conv, (), {})
+                data.transition = transition
+                passed = [await cast(Awaitable[bool], c.check(data)) for c in transition.conditions]
+                if not all(passed):
+                    continue
+            machine.set_state(cast(str, transition.dest), conv)
+            return True
+        return False
 
 
 def _condition(expression: str) -> Any:

@@ -9,11 +9,12 @@ import pytest
 from transitions.extensions.asyncio import AsyncMachine
 
 from engine.api import ConversationKey
-from engine.flows.compile import END, compile_flow, version_id
+from engine.flows.compile import END, CompiledFlow, compile_flow, version_id
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import FlowError, load_text
 from engine.states.actions import ActionRegistry
 from engine.store import MemoryStore
+from engine.templates import TemplateError
 from tests.engine.conftest import HarnessFactory
 from tests.engine.helpers import build_harness, make_config, write_flows
 
@@ -150,3 +151,84 @@ async def test_callbacks_and_conditions_still_run_when_empty_lists_are_skipped()
     assert conv.state == 'second'
     assert calls == ['before', 'enter second']
     assert await compiled.machine.await_all([]) == []
+
+
+class _Conv:
+    """A model for firing machines directly: a state and a context."""
+
+    def __init__(self, state: str, data: dict[str, object] | None = None) -> None:
+        self.state = state
+        self.data = data or {}
+
+    def context(self) -> dict[str, object]:
+        return self.data
+
+
+async def _by_machine(compiled: CompiledFlow, state: str, trigger: str, data: dict[str, object]) -> tuple[bool, str]:
+    conv = _Conv(state, data)
+    fired = bool(await compiled.machine.events[trigger].trigger(conv))
+    return fired, conv.state
+
+
+async def _by_fire(compiled: CompiledFlow, state: str, trigger: str, data: dict[str, object]) -> tuple[bool, str]:
+    conv = _Conv(state, data)
+    return await compiled.fire(conv, trigger), conv.state
+
+
+async def test_fire_moves_every_shipped_flow_exactly_as_its_machine_does() -> None:
+    from engine.flows.loader import load_paths
+    from engine.shipped import shipped_flows
+
+    flows, _ = load_paths([shipped_flows()])
+    checked = 0
+    for flow in flows:
+        compiled = compile_flow(flow)
+        for state in [*flow.states, END]:
+            for trigger in compiled.machine.events:
+                conditional = any(t.conditions for t in compiled.edges.get((state, trigger), ()))
+                if conditional:
+                    continue  # conditions read data: covered with chosen data below
+                expected = await _by_machine(compiled, state, trigger, {})
+                assert await _by_fire(compiled, state, trigger, {}) == expected, (flow.name, state, trigger)
+                checked += 1
+    assert checked > 500
+
+
+BRANCHES = """
+[flow]
+name = "branches"
+[trigger]
+command = "branches"
+[states.pick]
+kind = "choice"
+when = [{ if = "n > 10", goto = "big" }, { if = "n > 5", goto = "middle" }]
+[states.big]
+kind = "end"
+text = "big"
+[states.middle]
+kind = "end"
+text = "middle"
+"""
+
+
+@pytest.mark.parametrize(('n', 'expected'), [(20, (True, 'big')), (7, (True, 'middle')), (1, (False, 'pick'))])
+async def test_fire_takes_the_first_branch_whose_condition_holds_as_the_machine_does(
+    n: int, expected: tuple[bool, str]
+) -> None:
+    compiled = compile_flow(load_text(BRANCHES))
+    assert await _by_machine(compiled, 'pick', 'decide', {'n': n}) == expected
+    assert await _by_fire(compiled, 'pick', 'decide', {'n': n}) == expected
+
+
+async def test_fire_raises_a_failing_condition_as_the_machine_does() -> None:
+    compiled = compile_flow(load_text(BRANCHES))
+    for fire in (_by_machine, _by_fire):
+        with pytest.raises(TemplateError, match='n > 10'):
+            await fire(compiled, 'pick', 'decide', {'n': 'many'})
+
+
+async def test_fire_of_a_trigger_the_flow_does_not_have_fails_as_the_machine_does() -> None:
+    compiled = compile_flow(load_text(FORM))
+    assert await _by_fire(compiled, 'done', 'fail', {}) == await _by_machine(compiled, 'done', 'fail', {})
+    with pytest.raises(KeyError):
+        await compiled.fire(_Conv('first'), 'no_such_trigger')
