@@ -99,6 +99,18 @@ async def test_values_json_cannot_hold_are_stored_as_text(opener: Opener) -> Non
     assert (await by_key(store))['k1'].data['when'] == str(when)
 
 
+async def test_numbers_and_texts_beyond_what_orjson_writes_come_back_unchanged(opener: Opener) -> None:
+    import numpy
+
+    store = await opener()
+    values = {'big': 2**70, 'lone': 'a\ud800b', 'nonascii': 'Zoë ✓ 日本', 'numpy': numpy.float64(0.25), 'keys': {7: 'x'}}
+    await store.save(conv(**values))
+    data = (await by_key(store))['k1'].data
+    assert (data['big'], data['lone'], data['nonascii']) == (2**70, 'a\ud800b', 'Zoë ✓ 日本')
+    assert data['numpy'] == 0.25 and isinstance(data['numpy'], float)  # a number, as json.dumps writes it
+    assert data['keys'] == {'7': 'x'}
+
+
 async def test_a_nul_character_is_kept_and_does_not_fail_the_others_in_its_batch(opener: Opener) -> None:
     store = await opener()
     await asyncio.gather(store.save(conv('nul', answer='a\x00b')), store.save(conv('plain')))
