@@ -29,6 +29,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from transitions.extensions.asyncio import AsyncMachine
 
@@ -78,13 +79,14 @@ async def _flowbot(store: Store, n: int) -> float:
     starts, answers = _events(n)
     await asyncio.gather(*(engine.dispatch(e) for e in starts))
     assert engine.live_count() == n
-    began = peers.clock()
-    for batch in answers:
-        await asyncio.gather(*(engine.dispatch(e) for e in batch))
-    elapsed = peers.clock() - began
+
+    def fed(batch: list[Message]) -> Callable[[], Awaitable[Any]]:
+        return lambda: asyncio.gather(*(engine.dispatch(e) for e in batch))
+
+    rate = await peers.timed([fed(b) for b in answers], n)
     assert engine.live_count() == 0, engine.live_count()
     await store.close()
-    return n * STEPS / elapsed
+    return rate
 
 
 async def _memory(n: int) -> tuple[float, float]:
