@@ -9,9 +9,9 @@ dotted-path resolution can never import anything named in a flow.
 Our machines have no callbacks besides the conditions of ``choice`` states, so most of a trigger's
 generic work (callback lists, logging, state objects' enter and exit) does nothing. :meth:`CompiledFlow.fire`
 therefore takes the machine's own transitions for (state, trigger), checks their conditions with
-transitions' :class:`~transitions.extensions.asyncio.AsyncCondition` and sets the state with
-:meth:`~transitions.Machine.set_state`; whenever the machine or those transitions have callbacks, it fires
-the event through the machine as before. Both give the same result (``tests/engine/flows/test_compile.py``).
+transitions' :class:`~transitions.extensions.asyncio.AsyncCondition` and sets the state as the machine's
+``set_state`` does; where the machine or those transitions have callbacks, it fires the event through the
+machine. Both give the same result (``tests/engine/flows/test_compile.py``).
 """
 
 from __future__ import annotations
@@ -84,28 +84,35 @@ def version_id(flow: model.Flow) -> str:
 _MACHINE_CALLBACKS = ('prepare_event', 'before_state_change', 'after_state_change', 'finalize_event', 'on_final')
 """The machine-wide callback lists a trigger runs (``on_exception`` only matters when something raises)."""
 
-
-def _edges(machine: FlowMachine) -> dict[tuple[str, str], tuple[AsyncTransition, ...]]:
-    """The machine's transitions by (source state, trigger), in the order the machine tries them."""
-    return {
-        (source, trigger): tuple(found)
-        for trigger, event in machine.events.items()
-        for source, found in event.transitions.items()
-    }
+Plan = dict[tuple[str, str], tuple[tuple[AsyncTransition, str], ...]]
+"""The machine's transitions (with their destinations) by (source state, trigger), in the order the machine
+tries them; only those that run no callback."""
 
 
-def _plain(machine: FlowMachine, transition: AsyncTransition) -> bool:
-    """Whether firing ``transition`` runs no callback at all (so :meth:`CompiledFlow.fire` may skip the machinery)."""
+def _plan(machine: FlowMachine) -> Plan:
+    """What :meth:`CompiledFlow.fire` may do without the machinery: every (source, trigger) whose transitions
+    run no callback (none of the machine's, the states' or their own); the others are left to the machine."""
     if any(getattr(machine, name) for name in _MACHINE_CALLBACKS):
-        return False
-    if transition.prepare or transition.before or transition.after or transition.dest is None:
-        return False
-    return not (machine.states[transition.source].on_exit or machine.states[transition.dest].on_enter)
+        return {}
+    plan: Plan = {}
+    for trigger, event in machine.events.items():
+        for source, found in event.transitions.items():
+            if all(
+                t.dest is not None
+                and not (t.prepare or t.before or t.after)
+                and not (machine.states[source].on_exit or machine.states[t.dest].on_enter)
+                for t in found
+            ):
+                plan[(source, trigger)] = tuple((t, cast(str, t.dest)) for t in found)
+    return plan
 
 
 @attrs.frozen
 class CompiledFlow:
-    """One flow version and its machine, with what the runtime looks up per state (timeouts, asks)."""
+    """One flow version and its machine, with what the runtime looks up per state (timeouts, asks).
+
+    The machine is not changed after compiling (its :attr:`plan` is taken from it then).
+    """
 
     flow: model.Flow
     version: str
@@ -113,10 +120,8 @@ class CompiledFlow:
     timeouts: dict[str, float | None]
     asks: tuple[str, ...]
     """Ask states, in file order: the targets of ``back``."""
-    edges: dict[tuple[str, str], tuple[AsyncTransition, ...]] = attrs.field(
-        default=attrs.Factory(lambda self: _edges(self.machine), takes_self=True)
-    )
-    """The machine's transitions by (source, trigger) (see the module docs)."""
+    plan: Plan = attrs.field(init=False, default=attrs.Factory(lambda self: _plan(self.machine), takes_self=True))
+    """The transitions :meth:`fire` takes without the machinery (see the module docs)."""
 
     @property
     def name(self) -> str:
@@ -125,21 +130,22 @@ class CompiledFlow:
 
     async def fire(self, conv: Model, event: str) -> bool:
         """Fire ``event`` on ``conv``; ``False`` when no transition applied."""
-        machine = self.machine
-        edges = self.edges.get((conv.state, event))
-        if edges is None or not all(_plain(machine, t) for t in edges):
-            return bool(await machine.events[event].trigger(conv))
-        data: AsyncEventData | None = None
-        for transition in edges:
-            if transition.conditions:
-                data = data or AsyncEventData(machine.states[conv.state], machine.events[event], machine, conv, (), {})
-                data.transition = transition
-                passed = [await cast(Awaitable[bool], c.check(data)) for c in transition.conditions]
-                if not all(passed):
-                    continue
-            machine.set_state(cast(str, transition.dest), conv)
+        edges = self.plan.get((conv.state, event))
+        if edges is None:
+            return bool(await self.machine.events[event].trigger(conv))
+        for transition, dest in edges:
+            if transition.conditions and not await self._holds(transition, conv, event):
+                continue
+            conv.state = dest  # what the machine's set_state does
             return True
         return False
+
+    async def _holds(self, transition: AsyncTransition, conv: Model, event: str) -> bool:
+        """Whether every condition of ``transition`` holds, checked as the machine checks them."""
+        machine = self.machine
+        data = AsyncEventData(machine.states[conv.state], machine.events[event], machine, conv, (), {})
+        data.transition = transition
+        return all([await cast(Awaitable[bool], c.check(data)) for c in transition.conditions])
 
 
 def _condition(expression: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 
+import attrs
 import pytest
 from transitions.extensions.asyncio import AsyncMachine
 
@@ -139,6 +140,7 @@ async def test_callbacks_and_conditions_still_run_when_empty_lists_are_skipped()
 
     compiled.machine.get_state('second').add_callback('enter', entered)
     compiled.machine.before_state_change = [lambda event_data: calls.append('before')]
+    compiled = attrs.evolve(compiled)  # machines are not changed after compiling: plan this one anew
 
     class Conv:
         state = 'first'
@@ -185,7 +187,7 @@ async def test_fire_moves_every_shipped_flow_exactly_as_its_machine_does() -> No
         compiled = compile_flow(flow)
         for state in [*flow.states, END]:
             for trigger in compiled.machine.events:
-                conditional = any(t.conditions for t in compiled.edges.get((state, trigger), ()))
+                conditional = any(t.conditions for t, _ in compiled.plan.get((state, trigger), ()))
                 if conditional:
                     continue  # conditions read data: covered with chosen data below
                 expected = await _by_machine(compiled, state, trigger, {})
@@ -225,6 +227,16 @@ async def test_fire_raises_a_failing_condition_as_the_machine_does() -> None:
     for fire in (_by_machine, _by_fire):
         with pytest.raises(TemplateError, match='n > 10'):
             await fire(compiled, 'pick', 'decide', {'n': 'many'})
+
+
+def test_a_machine_with_callbacks_is_left_to_fire_its_own_transitions() -> None:
+    compiled = compile_flow(load_text(FORM))
+    assert compiled.plan[('first', 'next')][0][1] == 'second'
+    compiled.machine.get_state('second').add_callback('enter', lambda event_data: None)
+    assert ('first', 'next') not in attrs.evolve(compiled).plan
+    assert ('second', 'next') in attrs.evolve(compiled).plan
+    compiled.machine.after_state_change = [lambda event_data: None]
+    assert attrs.evolve(compiled).plan == {}
 
 
 async def test_fire_of_a_trigger_the_flow_does_not_have_fails_as_the_machine_does() -> None:
