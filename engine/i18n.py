@@ -14,7 +14,6 @@ while handling the event (actions, training jobs) inherit it, as asyncio copies 
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import datetime
 import functools
@@ -23,7 +22,7 @@ import io
 import logging
 import os
 import pathlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import babel
@@ -69,6 +68,7 @@ def set_default(locale: str | None) -> None:
     _default[0] = language_of(locale)
 
 
+@functools.lru_cache(maxsize=1024)
 def language_of(locale: str | None, default: str = 'en') -> str:
     """``ru-RU``, ``ru_RU``, ``ru`` -> ``ru``; empty -> ``default``."""
     lang = (locale or '').replace('_', '-').split('-')[0].strip().lower()
@@ -119,15 +119,23 @@ def current() -> str:
     return _current.get() or _default[0]
 
 
-@contextlib.contextmanager
-def use(locale: str | None, default: str | None = None) -> Iterator[str]:
-    """Build messages in ``locale``'s language inside the block; no locale: ``default``, else the language in use."""
-    lang = language_of(locale) if locale else language_of(default) if default else current()
-    token = _current.set(lang)
-    try:
-        yield current()
-    finally:
-        _current.reset(token)
+class use:
+    """Build messages in ``locale``'s language inside the block; no locale: ``default``, else the language in use.
+
+    A class rather than a generator-based context manager: it is entered for every event the engine handles.
+    """
+
+    __slots__ = ('_lang', '_token')
+
+    def __init__(self, locale: str | None, default: str | None = None) -> None:
+        self._lang = language_of(locale) if locale else language_of(default) if default else current()
+
+    def __enter__(self) -> str:
+        self._token = _current.set(self._lang)
+        return self._lang
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
 
 
 def enter(locale: str | None) -> str:
