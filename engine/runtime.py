@@ -100,44 +100,51 @@ class Engine:
         return len(self._live)
 
     async def dispatch(self, event: Event | Internal, key: ConversationKey | None = None) -> None:
-        """Handle one event; returns when it (and anything queued before it) has been processed."""
+        """Handle one event; returns when it (and anything queued before it) has been processed.
+
+        One coroutine runs the event and then the conversation's queue (the hot path of every step).
+        """
         key = key if isinstance(event, Internal) else event.key
         assert key is not None
         conv = self._live.get(key)
         locale = None if isinstance(event, Internal) else event.locale
         with i18n.use(locale or (conv.locale if conv else None), self.config.bot.language):
-            await self._dispatch(event, key, conv)
-
-    async def _dispatch(self, event: Event | Internal, key: ConversationKey, conv: Conversation | None) -> None:
-        if conv is None:
-            if isinstance(event, Internal):
-                return
-            conv = await self._start(event)
             if conv is None:
+                if isinstance(event, Internal):
+                    return
+                conv = await self._start(event)
+                if conv is None:
+                    return
+            if conv.busy:
+                waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                if conv.queue is None:
+                    conv.queue = collections.deque()
+                conv.queue.append((event, waiting))
+                await waiting
                 return
-        if conv.busy:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if conv.queue is None:
-                conv.queue = collections.deque()
-            conv.queue.append((event, fut))
-            await fut
-            return
-        conv.busy = True
-        try:
-            await self._process_safely(conv, event)
-            while conv.queue:
-                if self._live.get(key) is not conv:
-                    # It ended under an earlier event: the rest start afresh, in order, after
-                    # whatever the ending handed on (a new command, deferred messages).
-                    rest, conv.queue = list(conv.queue), None
-                    self._spawn(self._redispatch(rest), key)
-                    break
-                queued, fut = conv.queue.popleft()
-                await self._process_safely(conv, queued)
-                if not fut.done():
-                    fut.set_result(None)
-        finally:
-            conv.busy = False
+            conv.busy = True
+            fut: asyncio.Future[None] | None = None
+            try:
+                while True:
+                    try:
+                        await self._process(conv, event)
+                    except ShardLostError:
+                        self._lost(conv)
+                    except Exception as exc:
+                        await self._failed(conv, event, exc)
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)
+                    if not conv.queue:
+                        return
+                    if self._live.get(key) is not conv:
+                        # It ended under an earlier event: the rest start afresh, in order, after
+                        # whatever the ending handed on (a new command, deferred messages).
+                        rest, conv.queue = list(conv.queue), None
+                        self._spawn(self._redispatch(rest), key)
+                        return
+                    event, fut = conv.queue.popleft()
+            finally:
+                conv.busy = False
 
     async def _dispatch_then(self, event: Event, deferred: list[Event]) -> None:
         """Run the command that ended a conversation, then the messages that conversation deferred:
@@ -428,21 +435,20 @@ class Engine:
 
     # -- processing -----------------------------------------------------------------------
 
-    async def _process_safely(self, conv: Conversation, event: Event | Internal) -> None:
-        try:
-            await self._process(conv, event)
-        except ShardLostError:
-            # Another process owns this conversation now and continues it: say nothing, keep nothing.
-            _log.error('conversation %s belongs to another bot process now; dropped here', conv.key)
-            self.leave_state(conv)
-            if self._live.get(conv.key) is conv:
-                del self._live[conv.key]
-        except Exception as exc:
-            _log.exception('conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, event)
-            message = user_message(exc)
-            await self._reply(conv.key, self.text('error', conv, error=message))
-            if self._live.get(conv.key) is conv:
-                await self.finish(conv)
+    def _lost(self, conv: Conversation) -> None:
+        """Another process owns this conversation now and continues it: say nothing, keep nothing."""
+        _log.error('conversation %s belongs to another bot process now; dropped here', conv.key)
+        self.leave_state(conv)
+        if self._live.get(conv.key) is conv:
+            del self._live[conv.key]
+
+    async def _failed(self, conv: Conversation, event: Event | Internal, exc: Exception) -> None:
+        """An event failed: log it, tell the user, end the conversation."""
+        _log.exception('conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, event)
+        message = user_message(exc)
+        await self._reply(conv.key, self.text('error', conv, error=message))
+        if self._live.get(conv.key) is conv:
+            await self.finish(conv)
 
     async def _process(self, conv: Conversation, event: Event | Internal) -> None:
         if isinstance(event, Internal):
