@@ -129,19 +129,19 @@ class Conversation:
 
         Fields at their initial value are left out of ``extra``, as earlier versions did.
         """
-        extra: dict[str, Any] = {
-            name: value
-            for name, value in (
-                ('locale', self.locale),
-                ('history', list(self.history)),
-                ('attempts', self.attempts),
-                ('started', self.started),
-                ('deferred', [stored_message(m) for m in self.deferred]),
-            )
-            if value
-        }
-        extra.update(self.scope.persisted())
-        extra['user'] = [self.user.id, self.user.name, sorted(self.user.roles), self.user.guild]
+        extra: dict[str, Any] = self.scope.persisted()  # a new table, written once per step: no comprehension
+        if self.locale:
+            extra['locale'] = self.locale
+        if self.history:
+            extra['history'] = list(self.history)
+        if self.attempts:
+            extra['attempts'] = self.attempts
+        if self.started:
+            extra['started'] = self.started
+        if self.deferred:
+            extra['deferred'] = [stored_message(m) for m in self.deferred]
+        user = self.user
+        extra['user'] = [user.id, user.name, sorted(user.roles), user.guild]
         return StoredConversation(
             key=store_key(self.key),
             flow=self.compiled.name,
