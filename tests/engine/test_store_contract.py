@@ -103,7 +103,13 @@ async def test_numbers_and_texts_beyond_what_orjson_writes_come_back_unchanged(o
     import numpy
 
     store = await opener()
-    values = {'big': 2**70, 'lone': 'a\ud800b', 'nonascii': 'Zoë ✓ 日本', 'numpy': numpy.float64(0.25), 'keys': {7: 'x'}}
+    values = {
+        'big': 2**70,
+        'lone': 'a\ud800b',
+        'nonascii': 'Zoë ✓ 日本',
+        'numpy': numpy.float64(0.25),
+        'keys': {7: 'x'},
+    }
     await store.save(conv(**values))
     data = (await by_key(store))['k1'].data
     assert (data['big'], data['lone'], data['nonascii']) == (2**70, 'a\ud800b', 'Zoë ✓ 日本')
