@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -17,13 +18,25 @@ from engine.errors import UserError
 from engine.flows import model
 from engine.i18n import _
 
-__all__ = ['UsageError', 'convert', 'parse_arguments', 'parse_bool', 'split_command', 'usage']
+__all__ = ['UsageError', 'convert', 'finite_float', 'parse_arguments', 'parse_bool', 'split_command', 'usage']
 
 MAX_ARGUMENT_CHARS = 4000
 
 _MENTION = re.compile(r'^<[@#][!&]?(\d+)>$')
 _TRUE = frozenset({'true', 'yes', 'y', 'on', '1', 'да', 'д'})
 _FALSE = frozenset({'false', 'no', 'n', 'off', '0', 'нет', 'н'})
+
+
+def finite_float(text: str) -> float:
+    """A number a person typed; ``nan`` and infinities (``1e999``) are not answers, and the store
+    cannot keep them (JSON has no such numbers).
+
+    :raises ValueError: not a finite number.
+    """
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
 def parse_bool(text: str) -> bool | None:
@@ -72,7 +85,7 @@ def convert(option: model.OptionSpec, raw: str) -> Any:
             ) from None
     elif option.type == 'number':
         try:
-            value = float(raw)
+            value = finite_float(raw)
         except ValueError:
             raise ValueError(_('{name} must be a number, not "{raw}"').format(name=option.name, raw=raw)) from None
     elif option.type == 'boolean':

@@ -14,7 +14,7 @@ from typing import Any
 
 from engine import i18n, patterns
 from engine.api import Attachment, ChoicePress, Event, Message, Option
-from engine.commands import parse_bool
+from engine.commands import finite_float, parse_bool
 from engine.conversation import Conversation, Internal, attachment, jsonable
 from engine.errors import FlowbotError, UserError
 from engine.flows import model
@@ -146,7 +146,7 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
         return (True, answer, '') if answer is not None else (False, None, i18n._('please answer yes or no'))
     if spec.expect in ('number', 'integer'):
         try:
-            number: float | int = int(raw) if spec.expect == 'integer' else float(raw)
+            number: float | int = int(raw) if spec.expect == 'integer' else finite_float(raw)
         except ValueError:
             whole = spec.expect == 'integer'
             return (

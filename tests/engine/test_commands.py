@@ -49,6 +49,8 @@ def test_wrong_integer_names_the_option_and_shows_usage() -> None:
     ('text', 'message'),
     [
         ('1 fast', 'rate must be a number, not "fast"'),
+        ('1 nan', 'rate must be a number, not "nan"'),
+        ('1 -1e999', 'rate must be a number, not "-1e999"'),
         ('1 0.1 medium', 'mode must be one of fast, slow, not "medium"'),
         ('1 0.1 slow maybe', 'loud must be yes or no, not "maybe"'),
         ('1 count=2', 'count is given twice'),

@@ -172,6 +172,7 @@ async def test_ask_on_fail_goes_to_its_state_with_a_custom_invalid_message(engin
     ('expect', 'extra', 'answers', 'result'),
     [
         ('number', 'min = 0.5\n', ['abc', '0.1', '2.5'], '2.5'),
+        ('number', '', ['nan', 'inf', '-Infinity', '1e999', '1e3'], '1000.0'),
         ('integer', 'max = 10\n', ['2.5', '11', '7'], '7'),
         ('boolean', '', ['perhaps', 'да'], 'True'),
         ('choice', 'choices = ["red", { value = "blue", label = "Deep blue" }]\n', ['green', 'deep BLUE'], 'blue'),
