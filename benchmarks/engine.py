@@ -35,13 +35,12 @@ from transitions.extensions.asyncio import AsyncMachine
 
 from benchmarks import peers
 from engine.api import Command, ConversationKey, Message, User
+from engine.app import build_app
 from engine.config import Config
-from engine.flows.library import FlowLibrary
+from engine.doubles import NullAdapter
 from engine.flows.loader import load_text
 from engine.runtime import Engine
-from engine.states.actions import ActionRegistry
 from engine.store import MemoryStore, SQLiteStore, Store
-from engine.testing import NullAdapter
 
 __all__ = ['main']
 
@@ -54,9 +53,8 @@ FORM = '\n'.join(
 
 
 def _engine(store: Store) -> Engine:
-    library = FlowLibrary(ActionRegistry(), ['admins'])
-    library.activate([load_text(FORM, 'form.toml')])
-    engine = Engine(config=Config(), store=store, actions=library.actions, library=library)
+    engine = build_app(Config(), store=store, plugins=[], load_flows=False).engine
+    engine.library.activate([load_text(FORM, 'form.toml')])
     engine.add_adapter(NullAdapter('bench'))
     return engine
 

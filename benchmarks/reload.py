@@ -22,16 +22,14 @@ import statistics
 import tempfile
 import time
 
+from engine.app import build_app
 from engine.config import BotConfig, Config
+from engine.dialogs import run_paths
 from engine.flows.graph import render_file, to_mermaid
-from engine.flows.library import FlowLibrary
-from engine.flows.loader import load_paths
-from engine.plugins import SetupContext, load_plugins
+from engine.flows.loader import FlowError, load_paths
 from engine.reload import FlowReloader
 from engine.runtime import Engine
-from engine.states.actions import ActionRegistry
 from engine.store import MemoryStore
-from engine.testing import run_paths
 
 __all__ = ['main']
 
@@ -67,15 +65,10 @@ text = "Bye"
 
 def _engine(folder: pathlib.Path) -> Engine:
     config = Config(bot=BotConfig(flows=[folder], store=':memory:', data_root=folder.parent / 'data'))
-    actions = ActionRegistry()
-    store = MemoryStore()
-    library = FlowLibrary(actions, config.permissions.keys())
-    engine = Engine(config=config, store=store, actions=actions, library=library)
-    load_plugins(SetupContext(config=config, actions=actions, store=store, notifier=engine), config.bot.plugins)
-    problems = library.load([folder])
-    if problems:
-        raise SystemExit('\n'.join(map(str, problems)))
-    return engine
+    try:
+        return build_app(config, store=MemoryStore()).engine
+    except FlowError as exc:
+        raise SystemExit('\n'.join(map(str, exc.diagnostics))) from None
 
 
 async def _reload_rounds(folder: pathlib.Path, edit: pathlib.Path, rounds: int) -> float:

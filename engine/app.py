@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -16,7 +16,7 @@ from engine.reload import FlowReloader
 from engine.runtime import Engine
 from engine.shipped import flow_folders
 from engine.shutdown import close_within
-from engine.states.actions import ActionRegistry
+from engine.states.actions import ActionFn, ActionRegistry
 from engine.store import Shards, Store, open_store
 
 __all__ = ['App', 'build_app']
@@ -59,21 +59,44 @@ class App:
         await close_within(self.engine.store.close(), 'closing the store')
 
 
-def build_app(config: Config, *, store: Store | None = None, plugins: Sequence[str] | None = None) -> App:
-    """Build everything; raise :class:`FlowError` when a flow file is invalid."""
-    folders = flow_folders(config)  # first: a missing folder is reported before the store is opened
+def build_app(
+    config: Config,
+    *,
+    store: Store | None = None,
+    plugins: Sequence[str] | None = None,
+    actions: Mapping[str, ActionFn] | None = None,
+    engine_type: type[Engine] = Engine,
+    load_flows: bool = True,
+) -> App:
+    """Wire config → store → actions → plugins → flow library → engine: the one place that does it, so the bot,
+    ``flowbot lint``, dialog scripts, tests and benchmarks all run what production runs.
+
+    :param store: the store to use; default: the configured one (opened by :meth:`App.start`).
+    :param plugins: plugin modules to load instead of ``[bot] plugins`` (tests load fewer).
+    :param actions: actions added after the plugins', replacing one of the same name (a test's fakes).
+    :param engine_type: the engine class (dialog scripts use one that remembers ended conversations).
+    :param load_flows: load the configured flow folders and warn about configuration sections no plugin
+        reads, as a bot that is going to run does; ``False`` leaves the library empty for callers that
+        check or activate flows of their own (lint, dialog scripts).
+    :raises FlowError: a flow file is invalid.
+    :raises ConfigError: a configured flow folder does not exist.
+    """
+    folders = flow_folders(config) if load_flows else []  # first: a missing folder is reported before the store opens
     store = store or open_store(config.store_spec)
-    actions = ActionRegistry()
+    registry = ActionRegistry()
     library = FlowLibrary(
-        actions, config.permissions.keys(), languages=config.bot.languages, file_roots=sendable_roots(config)
+        registry, config.permissions.keys(), languages=config.bot.languages, file_roots=sendable_roots(config)
     )
-    engine = Engine(config=config, store=store, actions=actions, library=library)
-    ctx = SetupContext(config=config, actions=actions, store=store, notifier=engine, catalog=engine.flows)
+    engine = engine_type(config=config, store=store, actions=registry, library=library)
+    ctx = SetupContext(config=config, actions=registry, store=store, notifier=engine, catalog=engine.flows)
     load_plugins(ctx, list(config.bot.plugins if plugins is None else plugins))
-    for name in sorted(config.sections.keys() - config.read_sections):
-        hint = did_you_mean(name, config.read_sections)
-        _log.warning('%s: section [%s] is not read by any plugin%s; it has no effect', config.path, name, hint)
-    problems = library.load(folders)
-    if problems:
-        raise FlowError(problems)
+    for name, fn in (actions or {}).items():
+        registry.add(name, fn, replace=True)
+    if load_flows:
+        for name in sorted(config.sections.keys() - config.read_sections):
+            hint = did_you_mean(name, config.read_sections)
+            _log.warning('%s: section [%s] is not read by any plugin%s; it has no effect', config.path, name, hint)
+        problems = library.load(folders)
+        if problems:
+            raise FlowError(problems)
     return App(config=config, engine=engine, plugins=ctx)

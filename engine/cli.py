@@ -171,21 +171,13 @@ async def _exit_promptly(main: Coroutine[Any, Any, int]) -> int:
 
 
 def _lint(config: Config, paths: list[pathlib.Path], fmt: str) -> int:
-    from engine.flows.library import FlowLibrary
+    from engine.app import build_app
     from engine.flows.loader import load_paths
-    from engine.plugins import SetupContext, load_plugins
-    from engine.states.actions import ActionRegistry, NullNotifier
     from engine.store import MemoryStore
 
-    actions = ActionRegistry()
-    ctx = SetupContext(config=config, actions=actions, store=MemoryStore(), notifier=NullNotifier())
-    load_plugins(ctx, list(config.bot.plugins))
+    library = build_app(config, store=MemoryStore(), load_flows=False).engine.library
     flows, problems = load_paths(paths or flow_folders(config))
-    from engine.files import sendable_roots
-
-    problems += FlowLibrary(
-        actions, config.permissions.keys(), languages=config.bot.languages, file_roots=sendable_roots(config)
-    ).check(flows)
+    problems += library.check(flows)
     _print_diagnostics(problems, fmt)
     if fmt == 'text':
         checked = ngettext('{count} flow checked', '{count} flows checked', len(flows)).format(count=len(flows))
@@ -240,7 +232,7 @@ async def _export(config: Config, kind: str, output: pathlib.Path | None) -> int
 
 async def _test(config: Config, paths: list[pathlib.Path], show: bool = False) -> int:
     """Run dialog scripts (default: the ``tests/`` folder of each flow folder the bot serves)."""
-    from engine.testing import ScriptError, format_results, run_paths, uncovered_flows
+    from engine.dialogs import ScriptError, format_results, run_paths, uncovered_flows
 
     default = [] if paths else [p / 'tests' for p in flow_folders(config) if p.is_dir()]
     try:

@@ -1,7 +1,7 @@
-"""A harness around an app for engine tests, talking through :class:`engine.testing.RecordingAdapter`.
+"""A harness around an app for engine tests, talking through :class:`engine.doubles.RecordingAdapter`.
 
-Engines are built the way ``engine.app.build_app`` builds them (same plugin loading, same library),
-except that tests add their own actions to the registry before the flows are loaded.
+Apps are built by ``engine.app.build_app``, as the bot builds them, with the test's own actions added
+before the flows are loaded.
 """
 
 from __future__ import annotations
@@ -21,16 +21,13 @@ from engine.api import (
     Message,
     User,
 )
-from engine.app import App
+from engine.app import App, build_app
 from engine.commands import UsageError
 from engine.config import BotConfig, Config, PermissionGroup
-from engine.flows.library import FlowLibrary
-from engine.flows.loader import FlowError
-from engine.plugins import SetupContext, load_plugins
+from engine.doubles import RecordingAdapter
 from engine.runtime import Engine
-from engine.states.actions import ActionFn, ActionRegistry
+from engine.states.actions import ActionFn
 from engine.store import MemoryStore, Store
-from engine.testing import RecordingAdapter
 
 __all__ = ['KEY', 'USER', 'Harness', 'build_harness', 'make_config', 'write_flows']
 
@@ -129,22 +126,11 @@ async def build_harness(
     """
     folder = folder or write_flows(tmp_path / 'flows', flows or {})
     config = make_config(tmp_path, folder, **bot)
-    store = store or MemoryStore()
-    registry = ActionRegistry()
-    library = FlowLibrary(registry, config.permissions.keys())
-    engine = Engine(config=config, store=store, actions=registry, library=library)
-    engine.progress_interval = 0.0
-    ctx = SetupContext(config=config, actions=registry, store=store, notifier=engine, catalog=engine.flows)
-    load_plugins(ctx, list(plugins))
-    for name, fn in (actions or {}).items():
-        registry.add(name, fn, replace=True)
-    problems = library.load([folder])
-    if problems:
-        raise FlowError(problems)
+    app = build_app(config, store=store or MemoryStore(), plugins=plugins, actions=actions)
+    app.engine.progress_interval = 0.0
     adapter = adapter or RecordingAdapter()
     if connect:
-        engine.add_adapter(adapter)
-    app = App(config=config, engine=engine, plugins=ctx)
+        app.engine.add_adapter(adapter)
     if start:
         await app.start()
     return Harness(app=app, adapter=adapter)

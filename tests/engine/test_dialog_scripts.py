@@ -9,7 +9,7 @@ import pytest
 
 from engine.cli import main
 from engine.config import BotConfig, Config
-from engine.testing import (
+from engine.dialogs import (
     ScriptError,
     format_results,
     load_script,

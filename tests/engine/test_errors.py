@@ -17,7 +17,7 @@ ERRORS = [
     ('engine.states.actions', 'ActionError'),
     ('engine.states.kinds', 'FlowRuntimeError'),
     ('engine.api', 'NotSupportedError'),
-    ('engine.testing', 'ScriptError'),
+    ('engine.dialogs', 'ScriptError'),
     ('engine.reload', 'ReloadSignalError'),
     ('engine.store', 'StoreError'),
     ('engine.store', 'ShardLostError'),

@@ -15,10 +15,10 @@ from engine.api import Command, ConversationKey, Message
 from engine.app import build_app
 from engine.cli import main
 from engine.config import BotConfig, Config, PermissionGroup
+from engine.doubles import RecordingAdapter
 from engine.reload import FlowReloader, pid_file, signal_reload
 from engine.runtime import Engine
 from engine.store import SQLiteStore
-from engine.testing import RecordingAdapter
 from tests.engine.conftest import HarnessFactory
 from tests.engine.helpers import USER
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 import pytest
 
 from engine.api import Command, ConversationKey, Message, User
+from engine.doubles import RecordingAdapter
 from engine.postgres import PostgresStore
 from engine.states.actions import ActionContext
 from engine.store import MemoryStore, SQLiteStore, Store, StoredConversation
-from engine.testing import RecordingAdapter
 from tests.engine.conftest import HarnessFactory
 from tests.engine.helpers import KEY, write_flows
 

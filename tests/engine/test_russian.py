@@ -19,9 +19,9 @@ import attrs
 import pytest
 
 from engine.config import BotConfig, Config
+from engine.dialogs import Case, Script, _Run, load_script, script_files
 from engine.flows.loader import load_paths
 from engine.flows.model import INTERRUPTS
-from engine.testing import Case, Script, _Run, load_script, script_files
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / 'flows' / 'tests'

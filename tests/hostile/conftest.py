@@ -23,10 +23,10 @@ import pytest
 
 from engine.api import ConversationKey, User
 from engine.config import Config, load_config
+from engine.doubles import RecordingAdapter
 from engine.plugins import SetupContext
 from engine.states.actions import ActionContext, ActionRegistry
 from engine.store import MemoryStore
-from engine.testing import RecordingAdapter
 
 SECRET = 'sk-hostile0corpus0SECRET0d6c1f0a9b7e5d3c1f2a4b6c8d0e'
 """Planted in the API key file, the environment and the config; must never appear in any output."""

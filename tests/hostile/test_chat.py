@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from engine.api import ConversationKey, User
-from engine.testing import RecordingAdapter
+from engine.doubles import RecordingAdapter
 
 from ..engine.helpers import Harness, build_harness
 from .conftest import OUTSIDE, SECRET, assert_safe, bounded

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from engine.api import Attachment, ConversationKey, User
+from engine.doubles import RecordingAdapter
 from engine.runtime import Internal
 from engine.states.actions import ActionContext, ActionError
-from engine.testing import RecordingAdapter
 from tests.engine.conftest import HarnessFactory
 
 CMD = '[flow]\nname = "{name}"\n[trigger]\ncommand = "{name}"\n'

@@ -11,10 +11,10 @@ import pytest
 
 from engine.api import Attachment, ConversationKey, User
 from engine.config import BotConfig, Config
+from engine.doubles import RecordingAdapter
 from engine.plugins import SetupContext
 from engine.states.actions import ActionContext, ActionError, ActionRegistry
 from engine.store import MemoryStore, Store
-from engine.testing import RecordingAdapter
 
 from .fake_openai import KEY, FakeOpenAI
 

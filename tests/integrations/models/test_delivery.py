@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pathlib
 
-from engine.testing import Sent
+from engine.doubles import Sent
 
 from .test_loop import (  # noqa: F401 - fixtures
     KEY,

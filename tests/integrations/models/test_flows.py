@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from engine.api import Attachment
-from engine.testing import RecordingAdapter
+from engine.doubles import RecordingAdapter
 from tests.engine.helpers import Harness, build_harness
 
 FLOWS = ('train', 'test', 'select_dataset', 'archive', 'getfile', 'jobs')

@@ -26,7 +26,7 @@ from engine.api import Attachment, ChoicePress, Command, ConversationKey, Messag
 from engine.app import App, build_app
 from engine.commands import UsageError
 from engine.config import BotConfig, Config
-from engine.testing import RecordingAdapter, Sent
+from engine.doubles import RecordingAdapter, Sent
 from integrations.models.service import ModelsService
 
 from .conftest import openai_settings

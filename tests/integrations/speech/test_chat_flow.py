@@ -9,13 +9,13 @@ from typing import Any
 import av
 
 from engine.api import Attachment, ConversationKey, Message
+from engine.app import build_app
 from engine.config import Config
-from engine.flows.library import FlowLibrary
-from engine.plugins import SetupContext, load_plugins
+from engine.doubles import RecordingAdapter
+from engine.plugins import SetupContext
 from engine.runtime import Engine
-from engine.states.actions import ActionContext, ActionRegistry
+from engine.states.actions import ActionContext
 from engine.store import MemoryStore
-from engine.testing import RecordingAdapter
 from integrations.speech.audio import encode_voice_message
 from tests.engine.helpers import KEY, USER, make_config
 from tests.integrations.speech.helpers import espeak, ko_model_dir, speak_ko
@@ -46,10 +46,6 @@ async def _engine(
     shutil.copy(CHAT_FLOW, folder / 'chat.toml')
     config: Config = make_config(tmp_path, folder)
     config.sections = {'speech': speech}
-    registry = ActionRegistry()
-    engine = Engine(config=config, store=MemoryStore(), actions=registry, library=FlowLibrary(registry, ['admins']))
-    ctx = SetupContext(config=config, actions=registry, store=engine.store, notifier=engine, catalog=engine.flows)
-    load_plugins(ctx, ['integrations.builtin', 'integrations.speech'])
 
     async def chat(actx: ActionContext, *, text: str) -> dict[str, Any]:
         heard.append(text)
@@ -58,13 +54,17 @@ async def _engine(
     async def speak(actx: ActionContext, *, text: str) -> dict[str, Any]:
         return {'spoken': False}  # the user is in no voice channel
 
-    registry.add('model.chat', chat, replace=True)
-    registry.add('voice.speak', speak, replace=True)
-    assert not engine.library.load([folder])
+    app = build_app(
+        config,
+        store=MemoryStore(),
+        plugins=['integrations.builtin', 'integrations.speech'],
+        actions={'model.chat': chat, 'voice.speak': speak},
+    )
+    engine = app.engine
     adapter = _Adapter(tmp_path / 'sent')
     engine.add_adapter(adapter)
     await engine.start()
-    return engine, adapter, ctx
+    return engine, adapter, app.plugins
 
 
 async def test_voice_message_gets_a_text_and_a_voice_message_reply(tmp_path: pathlib.Path) -> None:

@@ -18,10 +18,10 @@ import responses
 from engine import i18n
 from engine.api import Attachment, ConversationKey, User
 from engine.config import Config, ConfigError
+from engine.doubles import RecordingAdapter
 from engine.plugins import SetupContext
 from engine.states.actions import ActionContext, ActionError, ActionRegistry, NullNotifier
 from engine.store import MemoryStore
-from engine.testing import RecordingAdapter
 from integrations.speech import SpeechService, setup
 from integrations.speech.audio import encode_voice_message
 from tests.integrations.speech.helpers import espeak, ko_model_dir, sine_pcm, speak_ko, write_audio

@@ -4,16 +4,14 @@ A script (``flows/tests/*.toml``) lists cases; each case is a sequence of user t
 text, attachment, button press, a timeout, a notification) with the bot output expected after each,
 and the expected final state, conversation data and stored records. Actions can be replaced by
 canned results, so a training dialog runs without a model. Every case runs on a fresh
-:class:`~engine.runtime.Engine` with an in-memory store and a :class:`RecordingAdapter`; timeouts are
+:class:`~engine.runtime.Engine` with an in-memory store and a :class:`~engine.doubles.RecordingAdapter`; timeouts are
 fired directly (no sleeping). See ``docs/maintainers.md`` for the format.
 
-:class:`RecordingAdapter` (and :class:`NullAdapter`, which keeps nothing) are also the test doubles
-of a channel for code tests and benchmarks.
+``flowbot test`` and ``make dialogs`` run them; the adapter they talk through is :mod:`engine.doubles`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import difflib
 import fnmatch
@@ -25,20 +23,20 @@ import re
 import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import cattrs
 
-from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, Option, User
+from engine.api import Attachment, ChoicePress, Command, ConversationKey, Event, Message, User
+from engine.app import build_app
 from engine.commands import UsageError
 from engine.config import Config
+from engine.doubles import RecordingAdapter, Sent, shown
 from engine.errors import FlowbotError
 from engine.flows import model
-from engine.flows.library import FlowLibrary
 from engine.flows.loader import Diagnostic, LineIndex, did_you_mean, load_paths
 from engine.i18n import _, ngettext
-from engine.plugins import SetupContext, load_plugins
 from engine.runtime import Conversation, Engine, Internal
 from engine.shipped import flow_folders
 from engine.states.actions import ActionContext, ActionError, ActionFn, ActionRegistry
@@ -53,12 +51,9 @@ __all__ = [
     'Case',
     'CaseResult',
     'Expect',
-    'NullAdapter',
-    'RecordingAdapter',
     'Script',
     'ScriptError',
     'ScriptUser',
-    'Sent',
     'Turn',
     'format_results',
     'load_script',
@@ -324,140 +319,6 @@ def script_files(paths: Iterable[pathlib.Path]) -> list[pathlib.Path]:
     return files
 
 
-# -- the test adapters ------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Sent:
-    """One thing the bot sent: ``kind`` is ``text``, ``ask``, ``file`` or ``edit``.
-
-    An edit carries the id of the message it changed; ``options`` are an ask's buttons.
-    """
-
-    kind: str
-    key: ConversationKey
-    text: str
-    message_id: str
-    options: tuple[Option, ...] = ()
-    path: pathlib.Path | None = None
-    voice: bool = False
-
-    @property
-    def choices(self) -> tuple[str, ...]:
-        """Labels of the buttons offered, in order."""
-        return tuple(o.label for o in self.options)
-
-    def describe(self) -> str:
-        """One line (or an indented block) for a transcript or a failure report."""
-        if self.kind == 'file':
-            label = 'voice message' if self.voice else 'file'
-            return f'[{label} {self.path.name if self.path else "?"}]' + (f' {self.text!r}' if self.text else '')
-        if self.kind == 'ask':
-            return f'{_shown(self.text, "         ")} buttons {list(self.choices)}'
-        if self.kind == 'text':
-            return _shown(self.text, '         ')
-        return f'[edit {self.message_id}] {self.text!r}'
-
-
-class NullAdapter(Adapter):
-    """Accepts every message and keeps nothing, for benchmarks that measure the engine rather than I/O.
-
-    :param name: the adapter name, the first part of the conversation keys it serves.
-    """
-
-    def __init__(self, name: str = 'test') -> None:
-        self.name = name
-
-    async def send_text(self, key: ConversationKey, text: str) -> str:
-        return ''
-
-    async def send_file(
-        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
-    ) -> str:
-        return ''
-
-    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
-        return ''
-
-    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
-        return None
-
-
-class RecordingAdapter(Adapter):
-    """Keeps everything the bot sends in :attr:`sent` (and ended conversations in :attr:`closed`), without voice.
-
-    The one test double for a channel: dialog scripts, engine and plugin tests use it. New messages get
-    ids ``m1``, ``m2``, ...; :meth:`fetch_text` answers with a message's latest text, as for corrections.
-
-    :param name: the adapter name, the first part of the conversation keys it serves.
-    :param delay: seconds each send takes, to expose ordering and overlap (see :attr:`max_active_per_key`).
-    :param grants_all: grant every permission, like the console.
-    """
-
-    def __init__(self, name: str = 'test', *, delay: float = 0.0, grants_all: bool = False) -> None:
-        self.name = name
-        self.delay = delay
-        self.grants_all_permissions = grants_all
-        self.sent: list[Sent] = []
-        self.closed: list[ConversationKey] = []
-        self.active: dict[ConversationKey, int] = {}
-        """Sends under way per conversation."""
-        self.max_active_per_key: dict[ConversationKey, int] = {}
-        """The most sends ever under way at once per conversation (1 when they were strictly ordered)."""
-        self.total_active = 0
-        self.max_total_active = 0
-        """The most sends ever under way at once over all conversations."""
-        self._ids = 0
-        self._texts: dict[str, str] = {}
-
-    async def _record(self, sent: Sent) -> str:
-        key = sent.key
-        self.active[key] = self.active.get(key, 0) + 1
-        self.total_active += 1
-        self.max_active_per_key[key] = max(self.max_active_per_key.get(key, 0), self.active[key])
-        self.max_total_active = max(self.max_total_active, self.total_active)
-        try:
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            self.sent.append(sent)
-            self._texts[sent.message_id] = sent.text
-        finally:
-            self.active[key] -= 1
-            self.total_active -= 1
-        return sent.message_id
-
-    def _next_id(self) -> str:
-        self._ids += 1
-        return f'm{self._ids}'
-
-    async def send_text(self, key: ConversationKey, text: str) -> str:
-        return await self._record(Sent('text', key, text, self._next_id()))
-
-    async def send_file(
-        self, key: ConversationKey, path: pathlib.Path, *, text: str | None = None, voice_message: bool = False
-    ) -> str:
-        return await self._record(Sent('file', key, text or '', self._next_id(), path=path, voice=voice_message))
-
-    async def ask(self, key: ConversationKey, text: str, options: Sequence[Option]) -> str:
-        return await self._record(Sent('ask', key, text, self._next_id(), options=tuple(options)))
-
-    async def edit_text(self, key: ConversationKey, message_id: str, text: str) -> None:
-        await self._record(Sent('edit', key, text, message_id))
-
-    async def fetch_text(self, key: ConversationKey, message_id: str) -> str | None:
-        return self._texts.get(message_id)
-
-    async def close_conversation(self, key: ConversationKey) -> None:
-        self.closed.append(key)
-
-    def texts(self, key: ConversationKey | None = None) -> list[str]:
-        """Texts sent (any kind, edits included) to ``key``, in order; ``None``: to every conversation.
-
-        :param key: the conversation, or ``None`` for all.
-        """
-        return [s.text for s in self.sent if key is None or s.key == key]
-
-
 class _ScriptEngine(Engine):
     """The real engine, remembering each finished conversation's flow, state and data."""
 
@@ -522,13 +383,6 @@ def _mismatch(expected: Any, actual: Any, where: str) -> str | None:
     return None
 
 
-def _shown(text: str, indent: str = '      ') -> str:
-    """A text for a report: ``repr`` when it is one line, else an indented block."""
-    if '\n' not in text:
-        return repr(text)
-    return '\n' + '\n'.join(f'{indent}| {line}' for line in text.splitlines())
-
-
 def _text_diff(expected: str, actual: str) -> str:
     lines = difflib.ndiff(expected.splitlines() or [''], actual.splitlines() or [''])
     return '\n'.join(f'      {line}' for line in lines if not line.startswith('?'))
@@ -550,14 +404,14 @@ def _check_output(expect: Expect, output: Sent) -> str | None:
     if expect.text is not None and output.text != expect.text:
         return _(
             'expected text {expected}\n    actual text   {actual}\n    diff (- expected, + actual):\n{diff}'
-        ).format(expected=_shown(expect.text), actual=_shown(output.text), diff=_text_diff(expect.text, output.text))
+        ).format(expected=shown(expect.text), actual=shown(output.text), diff=_text_diff(expect.text, output.text))
     if expect.contains is not None and expect.contains not in output.text:
         return _('expected text containing {expected}\n    actual text {actual}').format(
-            expected=repr(expect.contains), actual=_shown(output.text)
+            expected=repr(expect.contains), actual=shown(output.text)
         )
     if expect.regex is not None and not re.search(expect.regex, output.text):
         return _('expected text matching /{pattern}/\n    actual text {actual}').format(
-            pattern=expect.regex, actual=_shown(output.text)
+            pattern=expect.regex, actual=shown(output.text)
         )
     return None
 
@@ -572,18 +426,14 @@ class _Run:
         bot = attrs.evolve(config.bot, data_root=pathlib.Path(workdir), store=':memory:', reload=False)
         self.config = attrs.evolve(config, bot=bot)
         self.store = MemoryStore()
-        actions = ActionRegistry()
-        library = FlowLibrary(actions, self.config.permissions.keys(), languages=self.config.bot.languages)
-        self.engine = _ScriptEngine(config=self.config, store=self.store, actions=actions, library=library)
-        self.ctx = SetupContext(
-            config=self.config, actions=actions, store=self.store, notifier=self.engine, catalog=self.engine.flows
-        )
-        load_plugins(self.ctx, list(self.config.bot.plugins))
-        self._wrap_actions(actions, {**script.actions, **case.actions})
-        problems = library.check(flows)
+        app = build_app(self.config, store=self.store, engine_type=_ScriptEngine, load_flows=False)
+        self.engine = cast(_ScriptEngine, app.engine)
+        self.ctx = app.plugins
+        self._wrap_actions(self.engine.actions, {**script.actions, **case.actions})
+        problems = self.engine.library.check(flows)
         if problems:
             raise _Failure(_('the flows do not pass lint:') + '\n' + '\n'.join(f'    {d}' for d in problems))
-        library.activate(flows)
+        self.engine.library.activate(flows)
         self.adapter = RecordingAdapter('console', grants_all=case.trusted)
         self.engine.add_adapter(self.adapter)
         user = case.user
