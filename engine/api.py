@@ -76,6 +76,7 @@ class Attachment:
 
     @property
     def is_audio(self) -> bool:
+        """Whether the file is sound (a voice message), which speech plugins transcribe."""
         return self.content_type.startswith('audio/') or self.content_type == 'application/ogg'
 
 

@@ -26,6 +26,8 @@ _log = logging.getLogger(__name__)
 
 @attrs.define
 class App:
+    """A wired bot (see :func:`build_app`): started and stopped as one, in a fixed order."""
+
     config: Config
     engine: Engine
     plugins: SetupContext

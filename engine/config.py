@@ -146,6 +146,8 @@ class PermissionGroup:
 
 @attrs.define(kw_only=True)
 class BotConfig:
+    """``[bot]``: what the engine itself reads; the plugins read their own sections (:attr:`Config.sections`)."""
+
     name: str = 'flowbot'
     language: str = 'en'
     """The reply language when neither the user nor the server gives one (and the console's)."""
@@ -174,19 +176,22 @@ class BotConfig:
 
 @attrs.define(kw_only=True)
 class Config:
+    """``bot.toml``, checked: ``[bot]``, ``[permissions.*]`` and the plugins' sections, with where it came from."""
+
     bot: BotConfig = attrs.field(factory=BotConfig)
     permissions: dict[str, PermissionGroup] = attrs.field(factory=lambda: {'admins': PermissionGroup()})
     sections: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     """Every other top-level table, for the integrations."""
     path: pathlib.Path | None = None
+    """Where it was loaded from; relative paths are relative to its folder."""
     source: str = ''
     """The text of the file, for file:line in messages."""
     read_sections: set[str] = attrs.field(factory=lambda: {'discord'})
     """Sections some integration has read (``[discord]`` is read by ``flowbot run`` itself)."""
-    """Where it was loaded from; relative paths are relative to its folder."""
 
     @property
     def base(self) -> pathlib.Path:
+        """The folder relative paths start from: ``bot.toml``'s, or the working folder without one."""
         return self.path.parent if self.path else pathlib.Path.cwd()
 
     @property

@@ -91,6 +91,7 @@ class Expect:
     """Labels of the buttons offered, in order."""
 
     def describe(self) -> str:
+        """The expectation in a few words, for a failure report (``contains 'saved'``)."""
         parts = [
             f'{name} {value!r}'
             for name, value in (
@@ -148,6 +149,7 @@ class Turn:
     """Values the conversation data must contain after the turn."""
 
     def describe(self) -> str:
+        """The turn as the user would type it (``!feedback great``, ``[press yes]``), for reports and transcripts."""
         if self.command is not None:
             if self.options is not None:
                 words = ' '.join(f'{k}={v!r}' for k, v in self.options.items())
@@ -168,6 +170,8 @@ class Turn:
 
 @attrs.frozen(kw_only=True)
 class ScriptUser:
+    """Who talks in a case: ids and roles decide permission groups when the case is not ``trusted``."""
+
     id: str = 'tester'
     name: str = 'Tester'
     roles: list[str] = attrs.field(factory=list)
@@ -176,6 +180,8 @@ class ScriptUser:
 
 @attrs.frozen(kw_only=True)
 class Case:
+    """One conversation from a fresh engine: the user's turns, canned actions, and what must hold at the end."""
+
     name: str
     turns: list[Turn]
     actions: dict[str, CannedAction] = attrs.field(factory=dict)
@@ -197,6 +203,8 @@ class Case:
 
 @attrs.frozen(kw_only=True)
 class Script:
+    """One script file: the flow it tests, the flows to load, actions canned for every case, and its cases."""
+
     path: pathlib.Path
     flow: str
     """The flow under test (shipped flows without a script are reported)."""
@@ -336,6 +344,8 @@ class _ScriptEngine(Engine):
 
 @attrs.define(kw_only=True)
 class CaseResult:
+    """How one case went; a failure carries its report (the turn, expected and actual, the conversation)."""
+
     script: pathlib.Path
     case: str
     passed: bool
@@ -655,6 +665,10 @@ def _script_flows(script: Script, config: Config) -> tuple[list[model.Flow], lis
 
 
 async def run_script(script: Script, config: Config) -> list[CaseResult]:
+    """Run every case of ``script``, each on a fresh engine; flows that do not load fail every case.
+
+    :param config: the bot's configuration (plugins, permission groups, flow folders unless the script names its own).
+    """
     flows, problems = _script_flows(script, config)
     if problems:
         message = _('the flows do not load:') + '\n' + '\n'.join(f'    {d}' for d in problems)

@@ -62,9 +62,11 @@ class ReloadResult:
 
     @property
     def changed(self) -> bool:
+        """Some flow was added, updated or removed (a rejected edit alone changes nothing)."""
         return bool(self.added or self.updated or self.removed)
 
     def summary(self) -> str:
+        """One line for the log and the maintainers' channel: what changed, how many problems were rejected."""
         parts = [
             what.format(names=', '.join(names))
             for what, names in (
@@ -88,6 +90,10 @@ class ReloadResult:
 
 
 def pid_file(config: Config) -> pathlib.Path:
+    """Where the running bot writes its pid, so ``flowbot reload`` finds the process to signal.
+
+    :param config: the bot's configuration; the file is in its data root.
+    """
     return config.resolve(config.bot.data_root) / PID_FILE
 
 
@@ -173,6 +179,11 @@ class FlowReloader:
 
     @classmethod
     def from_config(cls, engine: Engine, config: Config) -> FlowReloader:
+        """A reloader of the folders the bot serves, reporting to ``[bot] maintainers_channel``.
+
+        :param engine: the engine whose flow library it updates.
+        :param config: the bot's configuration.
+        """
         return cls(
             engine,
             flow_folders(config),
@@ -280,6 +291,7 @@ class FlowReloader:
                 _log.error('cannot write the pid file %s (flowbot reload will not find us): %s', self.pid_path, exc)
 
     async def stop(self) -> None:
+        """Stop watching and give SIGHUP back, so a stopped app leaves no watcher or handler behind."""
         self._stop.set()
         if self.handles_sighup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)

@@ -83,6 +83,8 @@ class InitError(FlowbotError):
 
 @attrs.frozen
 class InitResult:
+    """What ``flowbot init`` made, for the next steps it prints."""
+
     folder: pathlib.Path
     flows: int
     """How many flow files were copied."""

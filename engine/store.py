@@ -74,10 +74,15 @@ class Shards:
 
     @classmethod
     def every(cls, count: int = 1) -> Shards:
+        """All ``count`` shards: what an unsharded process runs, so a second one on the same store waits.
+
+        :param count: the shard count (1 without sharding).
+        """
         return cls(tuple(range(count)), count)
 
     @property
     def is_every(self) -> bool:
+        """This process runs every shard, so it owns every guild's conversations."""
         return set(self.ids) == set(range(self.count))
 
     def of(self, guild: str | int | None) -> int:
@@ -86,6 +91,10 @@ class Shards:
         return (number >> 22) % self.count if number is not None else 0
 
     def owns(self, guild: str | int | None) -> bool:
+        """Whether this process runs the conversations of ``guild`` (a DM belongs to the process of shard 0).
+
+        :param guild: a guild id, or ``None`` for a direct message.
+        """
         return self.of(guild) in self.ids
 
 
@@ -159,7 +168,8 @@ class Store(abc.ABC):
         """Insert or replace a record of ``kind`` (``feedback``, ``correction``, ``job``, ...)."""
 
     @abc.abstractmethod
-    async def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None: ...
+    async def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        """One record of ``kind`` by its id, or ``None`` when there is none (a job another process forgot)."""
 
     @abc.abstractmethod
     async def list_records(self, kind: str) -> list[dict[str, Any]]:
@@ -187,6 +197,7 @@ class Store(abc.ABC):
         await self.put_record('job', str(job['id']), job)
 
     async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        """A training job's record by id, or ``None``; jobs are ``job`` records so every store keeps them alike."""
         return await self.get_record('job', job_id)
 
     async def list_jobs(self, *, open_only: bool = False) -> list[dict[str, Any]]:
@@ -451,6 +462,11 @@ def conversation_from_row(
 
 
 def json_object(text: str) -> dict[str, Any]:
+    """Parse a stored JSON object; anything else means a damaged row, reported rather than used.
+
+    :param text: the column's text.
+    :raises TypeError: the text is JSON but not an object.
+    """
     value = json.loads(text)
     if not isinstance(value, dict):
         raise TypeError(f'expected a JSON object, got {type(value).__name__}')

@@ -245,6 +245,7 @@ class TemplateError(UserError):
 
 
 def is_template(text: str) -> bool:
+    """Whether ``text`` holds Jinja markup; plain text is used as it is, without compiling a template."""
     return '{{' in text or '{%' in text
 
 

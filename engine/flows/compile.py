@@ -42,7 +42,9 @@ class Model(Protocol):
 
     state: str
 
-    def context(self) -> Mapping[str, Any]: ...
+    def context(self) -> Mapping[str, Any]:
+        """The variables a transition's condition is evaluated over (data, user, ...)."""
+        ...
 
 
 class _Event(AsyncEvent):

@@ -49,6 +49,10 @@ class FlowLibrary:
         """Bumped on every :meth:`activate`, so caches of the active set know when to rebuild."""
 
     def check(self, flows: Sequence[model.Flow]) -> list[Diagnostic]:
+        """Lint ``flows`` as a set against this library's actions, permission groups, languages and file roots.
+
+        :returns: the problems; empty when the set may be activated.
+        """
         return validate(
             flows,
             actions=self.actions,
@@ -100,17 +104,24 @@ class FlowLibrary:
         return compiled
 
     def get(self, name: str, version: str | None = None) -> CompiledFlow | None:
+        """A flow by name: the active version, or a given one (a conversation finishing on its own version).
+
+        :param version: a version id; ``None``: the active one.
+        """
         if version is None:
             return self._active.get(name)
         return self._compiled.get((name, version))
 
     def active(self) -> list[CompiledFlow]:
+        """The flows serving new conversations now."""
         return list(self._active.values())
 
     def command(self, name: str) -> CompiledFlow | None:
+        """The active flow a command (or one of its aliases) starts, or ``None``."""
         return self._commands.get(name)
 
     def command_names(self) -> list[str]:
+        """Every command and alias of the active flows, sorted (help, slash-command registration)."""
         return sorted(self._commands)
 
     def for_message(self, text: str, attachments: Sequence[Attachment]) -> CompiledFlow | None:

@@ -93,6 +93,11 @@ class LineIndex:
                 self._lines.setdefault(table + _split_key(key.group(1)), number)
 
     def line(self, path: Sequence[str | int]) -> int | None:
+        """The line defining ``path``, or of its nearest defined parent, so a message points at the closest place.
+
+        :param path: keys from the top (list indexes are skipped: items share their array's header).
+        :returns: a 1-based line number, or ``None`` when nothing on the path is defined.
+        """
         parts = tuple(str(p) for p in path if not isinstance(p, int))
         while parts:
             if parts in self._lines:
@@ -321,6 +326,10 @@ def read_flow_file(path: pathlib.Path) -> str:
 
 
 def load_file(path: pathlib.Path) -> model.Flow:
+    """Load one flow file (``flowbot graph FILE``).
+
+    :raises FlowError: it cannot be read or is not a valid flow; the diagnostics name the line.
+    """
     return load_text(read_flow_file(path), str(path))
 
 

@@ -77,6 +77,7 @@ class OptionSpec:
 
     @property
     def is_required(self) -> bool:
+        """Whether the user must give it: ``required`` when set, else only when there is no ``default``."""
         return self.required if self.required is not None else self.default is None
 
 
@@ -109,6 +110,8 @@ class Trigger:
 
 @attrs.frozen(kw_only=True)
 class FlowInfo:
+    """``[flow]``: the name commands and sub-flows use, and the version conversations finish on."""
+
     name: str
     description: Text = ''
     version: str = '1'
@@ -116,6 +119,8 @@ class FlowInfo:
 
 @attrs.frozen(kw_only=True)
 class ChoiceItem:
+    """A button of an ``ask`` with ``expect = "choice"``: the value saved, and the label shown (default: the value)."""
+
     value: str
     label: Text = ''
 
@@ -144,6 +149,8 @@ class State:
 
 @attrs.frozen(kw_only=True)
 class Say(State):
+    """``say``: send a text and/or files, then go on without waiting for the user."""
+
     kind: ClassVar[str] = 'say'
     text: Text | None = None
     files: list[str] = attrs.field(factory=list)
@@ -154,6 +161,8 @@ class Say(State):
 
 @attrs.frozen(kw_only=True)
 class Ask(State):
+    """``ask``: prompt, then wait for an answer, checked against ``expect`` and the limits, and save it."""
+
     kind: ClassVar[str] = 'ask'
     prompt: Text
     expect: Literal['text', 'number', 'integer', 'boolean', 'attachment', 'choice'] = 'text'
@@ -182,6 +191,8 @@ class Ask(State):
 
 @attrs.frozen(kw_only=True)
 class Call(State):
+    """``call``: run an allowlisted action in the background; its result (or error) moves the flow on."""
+
     kind: ClassVar[str] = 'call'
     action: str
     args: dict[str, Any] = attrs.field(factory=dict)
@@ -204,6 +215,8 @@ class Decide(State):
 
 @attrs.frozen(kw_only=True)
 class Wait(State):
+    """``wait``: rest until something notifies a topic (a training job ending), with a progress message."""
+
     kind: ClassVar[str] = 'wait'
     until: str
     """Templated topic, e.g. ``"job:{{ job.id }}"``; ``Engine.notify(topic)`` resumes the flow."""
@@ -214,6 +227,8 @@ class Wait(State):
 
 @attrs.frozen(kw_only=True)
 class SubFlow(State):
+    """``flow``: run another flow as a step, with values passed in; its data can be saved when it ends."""
+
     kind: ClassVar[str] = 'flow'
     flow: str
     args: dict[str, Any] = attrs.field(factory=dict)
@@ -224,6 +239,8 @@ class SubFlow(State):
 
 @attrs.frozen(kw_only=True)
 class End(State):
+    """``end``: say a last text and/or send files, then end the conversation (or return from a sub-flow)."""
+
     kind: ClassVar[str] = 'end'
     text: Text | None = None
     files: list[str] = attrs.field(factory=list)
@@ -252,14 +269,17 @@ class Flow:
 
     @property
     def name(self) -> str:
+        """The flow's name (``[flow] name``), unique among the flows a bot serves."""
         return self.flow.name
 
     @property
     def version(self) -> str:
+        """``[flow] version`` as written; the library also keys versions by content (``version_id``)."""
         return self.flow.version
 
     @property
     def initial(self) -> str:
+        """The state a conversation starts in: the first table in the file."""
         return next(iter(self.states))
 
     def following(self, state: str) -> str | None:

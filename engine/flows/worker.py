@@ -235,6 +235,7 @@ class LintWorker:
         return value if status == 'ok' else str(value)
 
     def close(self) -> None:
+        """End the child process (killed after a second if it does not stop), so no lint process outlives the bot."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

@@ -54,20 +54,33 @@ class Notifier(Protocol):
 
 
 class NullNotifier:
-    """A notifier with nobody waiting: for loading plugins without an engine (``flowbot lint``)."""
+    """A notifier with nobody waiting: for setting up a plugin without an engine (a plugin's own tests)."""
 
     async def notify(self, topic: str, payload: Mapping[str, Any] | None = None) -> int:
+        """Wake nobody: no conversation waits here.
+
+        :returns: 0, the number of conversations notified.
+        """
         return 0
 
     async def progress(self, topic: str, text: str) -> list[str]:
+        """Show progress to nobody.
+
+        :returns: no message ids.
+        """
         return []
 
     def owns(self, place: Mapping[str, Any]) -> bool:
+        """Claim every place, so a plugin without an engine still delivers what it holds (to nobody)."""
         return True
 
     async def post(
         self, place: Mapping[str, Any], text: str, *, files: Sequence[str] = (), edit: str | None = None
     ) -> str | None:
+        """Post nowhere.
+
+        :returns: ``None``: no message was sent.
+        """
         return None
 
 
@@ -145,6 +158,7 @@ class ActionRegistry:
         return register
 
     def get(self, name: str) -> Action | None:
+        """The action registered as ``name``, or ``None``, so a caller can say which name is unknown."""
         return self._actions.get(name)
 
     def __contains__(self, name: object) -> bool:
@@ -169,6 +183,7 @@ class ActionRegistry:
         return registry
 
     def copy(self) -> ActionRegistry:
+        """A registry with the same actions, to add to without changing this one."""
         clone = ActionRegistry()
         clone._actions = dict(self._actions)
         return clone

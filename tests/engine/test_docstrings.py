@@ -79,3 +79,7 @@ def test_the_check_reports_a_module_function_class_method_property_without_docst
         'sample.Bare.size',
         'sample.Bare.make',
     ]
+
+
+def test_every_engine_module_declares_its_public_names() -> None:
+    assert [m.__name__ for m in _modules() if not isinstance(getattr(m, '__all__', None), list | tuple)] == []
