@@ -28,6 +28,10 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# Dialog scripts (docs/maintainers.md): every script in the served flow folders' tests/.
+dialogs: $(STAMP)
+	$(BIN)/flowbot test
+
 # The peer frameworks of the engine benchmark come from the bench extra, installed only here.
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
