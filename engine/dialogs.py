@@ -602,31 +602,25 @@ class _Run:
                         _('{where}, output {number} of {count}:').format(where=where, number=i, count=len(outputs))
                         + f'\n    {problem}'
                     )
-        state, data = self._state()
-        if turn.state is not None and state != turn.state:
+        self._check_state(where, turn.state, turn.data)
+
+    def _check_state(self, where: str, state: str | None, data: dict[str, Any] | None) -> None:
+        """Fail unless the conversation is in ``state`` with ``data`` (a subset); ``None``: not checked."""
+        actual_state, actual_data = self._state()
+        if state is not None and actual_state != state:
             raise _Failure(
                 _('{where}: expected state {expected}, actual {actual}').format(
-                    where=where, expected=repr(turn.state), actual=repr(state)
+                    where=where, expected=repr(state), actual=repr(actual_state)
                 )
             )
-        if turn.data is not None:
-            problem = _mismatch(turn.data, data, 'data')
+        if data is not None:
+            problem = _mismatch(data, actual_data, 'data')
             if problem:
                 raise _Failure(f'{where}: {problem}')
 
     async def _final(self) -> None:
         case = self.case
-        state, data = self._state()
-        if case.state is not None and state != case.state:
-            raise _Failure(
-                _('{where}: expected state {expected}, actual {actual}').format(
-                    where=_('at the end'), expected=repr(case.state), actual=repr(state)
-                )
-            )
-        if case.data is not None:
-            problem = _mismatch(case.data, data, 'data')
-            if problem:
-                raise _Failure(_('at the end') + f': {problem}')
+        self._check_state(_('at the end'), case.state, case.data)
         for kind, expected in case.records.items():
             problem = _mismatch(expected, await self.store.list_records(kind), f'records.{kind}')
             if problem:
