@@ -128,6 +128,7 @@ class Tasks:
 
     @property
     def kinds(self) -> list[str]:
+        """The registered kinds, sorted (a worker says which it runs)."""
         return sorted(self._kinds)
 
     def remote(self, kind: str) -> bool:

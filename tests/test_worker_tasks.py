@@ -19,9 +19,9 @@ import pytest
 from engine.api import Attachment, ConversationKey, User
 from engine.app import App, build_app
 from engine.config import load_config
+from engine.doubles import RecordingAdapter
 from engine.states.actions import ActionContext
 from engine.tasks import RECORD
-from engine.testing import RecordingAdapter
 from tests.integrations.speech.helpers import espeak, ko_model_dir, speak_ko
 from tests.test_job_kill_matrix import ThreadedFake, bot_dir, fake, start, wait_for
 from tests.test_worker_takeover import Worker, _fetch, dsn, fetch, workers
