@@ -3,7 +3,7 @@
 Every peer does the same work per step as flowbot's ``ask`` state: validate the answer (stripped,
 not empty, not longer than flowbot's limit), store it with the conversation, move the state, and
 build and send the next prompt through a send call that returns at once (no request is built,
-nothing goes out), like flowbot's :class:`~engine.testing.NullAdapter`. Conversations are started
+nothing goes out), like flowbot's :class:`~engine.doubles.NullAdapter`. Conversations are started
 before the clock starts; the five answers of every conversation are timed, each round of answers
 run concurrently (``asyncio.gather``) as flowbot's are. None of them persists anything.
 
