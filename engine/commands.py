@@ -153,6 +153,8 @@ def parse_arguments(
     :param prefix: the adapter's command prefix, for the usage line in errors.
     :raises UsageError: the text does not fit; the message ends with the usage line.
     """
+    if not attachments and not text.strip() and not any(o.is_required for o in trigger.options):
+        return {o.name: o.default for o in trigger.options}  # a bare command (most are): nothing to read
     line = usage(name, trigger, prefix=prefix)
     if len(text) > MAX_ARGUMENT_CHARS:
         raise UsageError(

@@ -1,7 +1,7 @@
 """The incoming half of Discord: a ``hikari.GatewayBot`` with a lightbulb 3 client, events -> engine.
 
 :class:`DiscordBot` turns slash commands (lightbulb), prefix commands and free messages
-(``MessageCreateEvent``) and button presses (``InteractionCreateEvent``) into ``engine.api`` events and
+(MESSAGE_CREATE read from the raw gateway payload, :mod:`.incoming`) and button presses (``InteractionCreateEvent``) into ``engine.api`` events and
 awaits ``engine.dispatch``; replies come back through :class:`~.adapter.DiscordAdapter`.
 :func:`serve` is the entry point: ``await serve(engine, config)`` runs until the bot is stopped.
 """
@@ -28,6 +28,7 @@ from .adapter import DiscordAdapter, VoiceControl, parse_custom_id
 from .attachments import AttachmentError, Downloads
 from .commands import CommandSpec, FlowLike, SlashCommands
 from .config import DiscordConfig, load_discord_config
+from .incoming import IncomingMessage, read_message
 from .prefix import PrefixCommand, UsageError, check_arguments, find_command, typed_options
 
 __all__ = ['CACHE', 'INTENTS', 'PERMISSIONS', 'DiscordBot', 'EngineLike', 'describe_failure', 'invite_url', 'serve']
@@ -149,7 +150,8 @@ class DiscordBot:
         self.commands = SlashCommands(self.client, self._on_slash, guild_ids=config.guild_ids)
         self._voice_factory = voice
         self.application_id: int | None = None
-        self.bot.subscribe(hikari.MessageCreateEvent, self._on_message)
+        # the raw payload, not MessageCreateEvent: with no listener for it hikari builds no Message entity
+        self.bot.subscribe(hikari.ShardPayloadEvent, self._on_payload)
         self.bot.subscribe(hikari.InteractionCreateEvent, self._on_interaction)
         engine.add_adapter(self.adapter)
         engine.on_flows_changed.append(self.flows_changed)
@@ -231,36 +233,44 @@ class DiscordBot:
 
     # -- messages: prefix commands and free messages ---------------------------------------------------------------
 
-    async def _on_message(self, event: hikari.MessageCreateEvent) -> None:
-        message = event.message
+    async def _on_payload(self, event: hikari.ShardPayloadEvent) -> None:
+        if event.name == 'MESSAGE_CREATE':
+            try:
+                message = read_message(event.payload)
+            except (KeyError, TypeError, ValueError):
+                _log.exception('MESSAGE_CREATE without the fields of a message, ignored: %r', event.payload.get('id'))
+                return
+            await self._on_message(message)
+
+    async def _on_message(self, message: IncomingMessage) -> None:
         me = self.bot.get_me()
-        if me is not None and message.author.id == me.id:
+        if me is not None and message.author_id == me.id:
             return
-        self.adapter.note_message(int(message.channel_id), int(message.id))
-        if not event.is_human:
+        self.adapter.note_message(message.channel_id, message.id)
+        if not message.is_human:
             return
         is_dm = message.guild_id is None
         if is_dm and self.config.dm_policy == 'deny':
             return
-        key = ConversationKey('discord', str(message.channel_id), str(message.author.id))
-        user = self._user(message.author, message.member, message.guild_id)
-        self.adapter.note_event(key, int(message.guild_id) if message.guild_id else None)
+        key = ConversationKey('discord', str(message.channel_id), str(message.author_id))
+        self.adapter.note_event(key, message.guild_id)
         locale = self._locale(message.guild_id)  # messages carry no user locale: the server's
         common: dict[str, Any] = {
             'key': key,
-            'user': user,
+            'user': message.user,
             'message_id': str(message.id),
             'is_dm': is_dm,
             'locale': locale,
         }
-        content = message.content or ''
+        content = message.content
+        remotes = message.remote_files(self.bot.entity_factory)
         command = find_command(content, self.config.prefix, self.commands.specs)
         if command is not None:
-            await self._prefix_command(command, message, common)
+            await self._prefix_command(command, remotes, common)
             return
         attachments: list[Attachment] = []
         refused: list[str] = []
-        for remote in message.attachments:
+        for remote in remotes:
             try:
                 attachments.append(await self.adapter.downloads.fetch(key, remote))
             except AttachmentError as exc:
@@ -271,21 +281,23 @@ class DiscordBot:
             return
         await self._dispatch(Message(**common, text=content, attachments=attachments))
 
-    async def _prefix_command(self, command: PrefixCommand, message: hikari.Message, common: dict[str, Any]) -> None:
+    async def _prefix_command(
+        self, command: PrefixCommand, remotes: Sequence[hikari.Attachment], common: dict[str, Any]
+    ) -> None:
         key: ConversationKey = common['key']
         prefix = self.config.prefix
         try:
-            options = check_arguments(command, message.attachments, prefix)
+            options = check_arguments(command, remotes, prefix)
         except UsageError as exc:
             await self._refuse(key, str(exc))
             return
-        if message.attachments and (
+        if remotes and (
             refused := self.engine.may_start(command.command, key, common['user'], is_dm=common['is_dm'])
         ):
             await self._refuse(key, refused)  # before downloading anything
             return
         attachments: list[Attachment] = []
-        for remote in message.attachments:
+        for remote in remotes:
             try:
                 attachments.append(await self.adapter.downloads.fetch(key, remote))
             except AttachmentError as exc:
