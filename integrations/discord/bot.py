@@ -291,9 +291,7 @@ class DiscordBot:
         except UsageError as exc:
             await self._refuse(key, str(exc))
             return
-        if remotes and (
-            refused := self.engine.may_start(command.command, key, common['user'], is_dm=common['is_dm'])
-        ):
+        if remotes and (refused := self.engine.may_start(command.command, key, common['user'], is_dm=common['is_dm'])):
             await self._refuse(key, refused)  # before downloading anything
             return
         attachments: list[Attachment] = []

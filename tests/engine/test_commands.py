@@ -161,3 +161,12 @@ def test_backslashes_are_kept_as_typed() -> None:
         'path': r'C:\my data',
         'label': r'a\b',
     }
+
+
+def test_a_bare_command_gets_its_defaults_and_a_missing_required_option_is_still_named() -> None:
+    optional = Trigger(command='hi', options=[OptionSpec(name='mode', type='string', default='fast')])
+    assert parse_arguments('hi', optional, '', prefix='!') == {'mode': 'fast'}
+    assert parse_arguments('hi', optional, '   ', prefix='!') == {'mode': 'fast'}
+    assert parse_arguments('hi', Trigger(command='hi'), '', prefix='!') == {}
+    with pytest.raises(UsageError, match='Missing count'):
+        parse_arguments('train', TRIGGER, '', prefix='!')
