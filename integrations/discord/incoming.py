@@ -37,6 +37,7 @@ class IncomingMessage:
 
     @property
     def has_attachments(self) -> bool:
+        """Whether the message carries files (read from the payload, nothing built)."""
         return bool(self.payload.get('attachments'))
 
     def remote_files(self, entities: hikari.api.EntityFactory) -> Sequence[hikari.Attachment]:
