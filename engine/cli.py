@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -85,6 +86,10 @@ async def _run(config: Config) -> int:
 
     discord_config = load_discord_config(config)
     app = build_app(config)
+    # What start-up built (modules, hikari, plugins and their models, compiled flows) lives as long as the
+    # process: kept out of the collector's full passes, which otherwise walk it again and again under load.
+    gc.collect()
+    gc.freeze()
     lost: list[str] = []
     stopping = asyncio.Event()  # a signal, or the shards lost: serve() is cancelled and closes the bot
 

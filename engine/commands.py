@@ -153,8 +153,8 @@ def parse_arguments(
     :param prefix: the adapter's command prefix, for the usage line in errors.
     :raises UsageError: the text does not fit; the message ends with the usage line.
     """
-    if not attachments and not text.strip() and not any(o.is_required for o in trigger.options):
-        return {o.name: o.default for o in trigger.options}  # a bare command (most are): nothing to read
+    if not attachments and len(text) <= MAX_ARGUMENT_CHARS and not text.strip():  # a bare command: no lexer
+        return _completed(name, trigger, {}, prefix)
     line = usage(name, trigger, prefix=prefix)
     if len(text) > MAX_ARGUMENT_CHARS:
         raise UsageError(
@@ -202,8 +202,14 @@ def parse_arguments(
         raise
     except ValueError as exc:
         raise UsageError(_('{error}.\nUsage: {line}').format(error=exc, line=line)) from None
+    return _completed(name, trigger, values, prefix)
+
+
+def _completed(name: str, trigger: model.Trigger, values: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``values`` with every option not given at its default; an error naming the required ones missing."""
     missing = [o.name for o in trigger.options if o.is_required and o.name not in values]
     if missing:
+        line = usage(name, trigger, prefix=prefix)
         raise UsageError(_('Missing {names}.\nUsage: {line}').format(names=', '.join(missing), line=line))
     for option in trigger.options:
         values.setdefault(option.name, option.default)

@@ -70,6 +70,8 @@ class Conversation:
         'key',
         'locale',
         'queue',
+        'row_key',
+        'row_user',
         'scope',
         'stack',
         'started',
@@ -80,6 +82,10 @@ class Conversation:
 
     def __init__(self, key: ConversationKey, compiled: CompiledFlow, user: User, data: dict[str, Any]) -> None:
         self.key = key
+        self.row_key = store_key(key)
+        """The store's key of the conversation, made once (every step's snapshot writes it)."""
+        self.row_user: tuple[User, list[Any]] | None = None
+        """The last user :meth:`snapshot` stored and their stored form, reused while the user is the same."""
         self.compiled = compiled
         self.state = compiled.flow.initial
         self.user = user
@@ -141,9 +147,12 @@ class Conversation:
         if self.deferred:
             extra['deferred'] = [stored_message(m) for m in self.deferred]
         user = self.user
-        extra['user'] = [user.id, user.name, sorted(user.roles), user.guild]
+        cached = self.row_user
+        if cached is None or cached[0] is not user:  # users are immutable: same object, same stored form
+            cached = self.row_user = (user, [user.id, user.name, sorted(user.roles), user.guild])
+        extra['user'] = cached[1]
         return StoredConversation(
-            key=store_key(self.key),
+            key=self.row_key,
             flow=self.compiled.name,
             version=self.compiled.version,
             state=self.state,

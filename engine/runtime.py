@@ -15,7 +15,7 @@ import collections
 import logging
 import pathlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from engine import i18n, messages
@@ -508,10 +508,13 @@ class Engine:
         """How commands are written on the conversation's adapter (templates' ``bot.prefix``)."""
         return self._prefix(conv.key)
 
-    async def move(self, conv: Conversation, trigger: str) -> None:
+    def move(self, conv: Conversation, trigger: str) -> Coroutine[Any, Any, None]:
         """Leave the current state by ``trigger`` and do the work of the states it leads to
-        (:func:`engine.states.steps.move`); the handlers reach it through the port."""
-        await steps.move(self, conv, trigger)
+        (:func:`engine.states.steps.move`); the handlers reach it through the port.
+
+        Hands on :func:`~engine.states.steps.move`'s coroutine rather than awaiting it in one of its own (as
+        :meth:`save` and :meth:`reply` do): one coroutine fewer on every step."""
+        return steps.move(self, conv, trigger)
 
     def adapter(self, conv: Conversation) -> Adapter:
         """The adapter the conversation is on; an error if it is not connected."""
@@ -524,10 +527,11 @@ class Engine:
         """The conversation's work folder (see :class:`~engine.workdirs.WorkFolders`)."""
         return self.workdirs.path(conv.key)
 
-    async def save(self, conv: Conversation) -> None:
-        """Persist the conversation as it is now (it may be restored after a restart)."""
+    def save(self, conv: Conversation) -> Coroutine[Any, Any, None]:
+        """Persist the conversation as it is now (it may be restored after a restart): the snapshot is taken
+        at the call, the store's coroutine handed on to be awaited."""
         conv.stored = True
-        await self.store.save(conv.snapshot())
+        return self.store.save(conv.snapshot())
 
     def leave_state(self, conv: Conversation) -> None:
         """Disarm what the current state started (timer, task, topic, progress) before any transition."""
@@ -640,9 +644,9 @@ class Engine:
         written with its adapter's prefix."""
         return self._text(message, conv.key, conv.locale, **values)
 
-    async def reply(self, conv: Conversation, text: str) -> None:
+    def reply(self, conv: Conversation, text: str) -> Coroutine[Any, Any, None]:
         """Send ``text`` to the conversation; an adapter failure is logged, not raised."""
-        await self._reply(conv.key, text)
+        return self._reply(conv.key, text)
 
     def flows_summary(self) -> list[dict[str, Any]]:
         """What ``instruction`` lists: every command flow with its options (cached per flow set)."""

@@ -130,6 +130,15 @@ class CompiledFlow:
         """The flow's name."""
         return self.flow.name
 
+    def fire_plain(self, conv: Model, event: str) -> bool | None:
+        """Fire ``event`` on ``conv`` at once when its plan has no conditions (the common step: no coroutine);
+        ``None`` when :meth:`fire` must do it."""
+        edges = self.plan.get((conv.state, event))
+        if not edges or edges[0][0].conditions:  # the machine takes the first transition that holds
+            return None
+        conv.state = edges[0][1]  # what the machine's set_state does
+        return True
+
     async def fire(self, conv: Model, event: str) -> bool:
         """Fire ``event`` on ``conv``; ``False`` when no transition applied."""
         edges = self.plan.get((conv.state, event))

@@ -27,8 +27,9 @@ async def move(engine: Runtime, conv: Conversation, trigger: str) -> None:
     :raises FlowRuntimeError: the state has no ``trigger`` transition (a flow the checks could not catch).
     """
     engine.leave_state(conv)
-    if not await conv.compiled.fire(conv, trigger):
-        raise FlowRuntimeError(f'flow {conv.compiled.name}: no "{trigger}" transition from state "{conv.state}"')
+    compiled = conv.compiled
+    if not (compiled.fire_plain(conv, trigger) or await compiled.fire(conv, trigger)):
+        raise FlowRuntimeError(f'flow {compiled.name}: no "{trigger}" transition from state "{conv.state}"')
     await enter(engine, conv)
 
 
@@ -53,7 +54,8 @@ async def enter(engine: Runtime, conv: Conversation) -> None:
             continue
         state = conv.state
         engine.leave_state(conv)
-        if not await conv.compiled.fire(conv, trigger):
+        compiled = conv.compiled
+        if not (compiled.fire_plain(conv, trigger) or await compiled.fire(conv, trigger)):
             raise FlowRuntimeError(f'flow {conv.compiled.name}: no condition of choice state "{state}" matched')
     raise FlowRuntimeError(f'flow {conv.compiled.name}: more than {MAX_AUTOMATIC_STEPS} automatic states in a row')
 

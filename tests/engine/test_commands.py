@@ -74,6 +74,20 @@ def test_too_many_arguments_name_the_unexpected_word() -> None:
     assert str(caught.value) == f'too many arguments (unexpected "extra").\n{USAGE}'
 
 
+def test_a_bare_command_gets_every_default_and_blank_text_counts_as_none() -> None:
+    optional = Trigger(
+        options=[OptionSpec(name='rate', type='number', default=0.5), OptionSpec(name='n', required=False)]
+    )
+    for text in ('', '   ', ' \n\t '):
+        assert parse_arguments('go', optional, text, prefix='!') == {'rate': 0.5, 'n': None}
+        with pytest.raises(UsageError) as caught:
+            parse_arguments('train', TRIGGER, text, prefix='!')
+        assert str(caught.value) == f'Missing count.\n{USAGE}'
+    assert parse_arguments('hi', Trigger(command='hi'), '', prefix='!') == {}
+    with pytest.raises(UsageError, match=r'^Arguments are too long'):  # blank, but still over the limit
+        parse_arguments('go', optional, ' ' * (MAX_ARGUMENT_CHARS + 1), prefix='!')
+
+
 def test_a_command_without_options_refuses_arguments() -> None:
     with pytest.raises(UsageError, match=r'too many arguments \(unexpected "there"\)\.\nUsage: !hi$'):
         parse_arguments('hi', Trigger(command='hi'), 'there', prefix='!')
