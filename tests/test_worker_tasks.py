@@ -137,13 +137,19 @@ async def test_a_model_test_runs_in_a_worker(
     assert stored == 1
 
 
-def test_a_worker_killed_mid_test_another_finishes_and_the_report_arrives_once(
-    bot_dir: pathlib.Path, fake: ThreadedFake, dsn: str, workers: list[Worker], tmp_path: pathlib.Path
-) -> None:
+def _with_workers_and_tests(bot_dir: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
+    """Turn workers on in the bot's config and write three test examples; their file."""
     with (bot_dir / 'bot.toml').open('a', encoding='utf-8') as fh:
         fh.write(_WORKERS)
     data = tmp_path / 'tests.json'
     data.write_text(json.dumps([{'text': f'good {i}', 'label': 'positive'} for i in range(3)]), encoding='utf-8')
+    return data
+
+
+def test_a_worker_killed_mid_test_another_finishes_and_the_report_arrives_once(
+    bot_dir: pathlib.Path, fake: ThreadedFake, dsn: str, workers: list[Worker], tmp_path: pathlib.Path
+) -> None:
+    data = _with_workers_and_tests(bot_dir, tmp_path)
     held = fake.server.hold('POST', '/v1/chat/completions')  # worker A's first prediction never answers
     chat = start(bot_dir, dsn)
     try:
@@ -173,10 +179,7 @@ def test_a_worker_killed_mid_test_another_finishes_and_the_report_arrives_once(
 def test_a_bot_killed_while_its_test_runs_in_a_worker_gets_the_report_once_after_the_restart(
     bot_dir: pathlib.Path, fake: ThreadedFake, dsn: str, workers: list[Worker], tmp_path: pathlib.Path
 ) -> None:
-    with (bot_dir / 'bot.toml').open('a', encoding='utf-8') as fh:
-        fh.write(_WORKERS)
-    data = tmp_path / 'tests.json'
-    data.write_text(json.dumps([{'text': f'good {i}', 'label': 'positive'} for i in range(3)]), encoding='utf-8')
+    data = _with_workers_and_tests(bot_dir, tmp_path)
     held = fake.server.hold('POST', '/v1/chat/completions')
     first = start(bot_dir, dsn)
     try:
