@@ -31,6 +31,7 @@ from engine.states.actions import ActionError
 from .attachments import Downloads
 from .config import DiscordConfig
 from .media import voice_message_meta
+from .rest import post_text
 
 __all__ = [
     'CUSTOM_ID_PREFIX',
@@ -343,6 +344,8 @@ class DiscordAdapter(Adapter):
                 responder.timer.cancel()
             self._remember(message_id, responder)
             return message_id
+        if isinstance(body, str) and not kw:  # text alone, most replies: no Message entity built for its id
+            return await post_text(self.rest, int(key.channel), body)
         message = await self.rest.create_message(int(key.channel), body, **kw)
         return str(message.id)
 
