@@ -34,7 +34,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.loopback import GatewayServer
 
-__all__ = ['DiscordEmulator', 'GatewayFrame', 'GatewayStream', 'RestCall', 'make_token']
+__all__ = ['CannedAnswer', 'DiscordEmulator', 'GatewayFrame', 'GatewayStream', 'RestCall', 'make_token']
 
 _log = logging.getLogger(__name__)
 
@@ -77,6 +77,15 @@ class GatewayStream:
             await ws.send_bytes(self._zstd.compress(data) + self._zstd.flush(self._zstd.FLUSH_BLOCK))
         else:
             await ws.send_str(data.decode())
+
+
+@attrs.define
+class CannedAnswer:
+    """A REST answer given instead of the emulated one (rate limits, permissions, outages)."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -146,6 +155,8 @@ class DiscordEmulator(GatewayServer):
         """Seconds before an attachment download is answered."""
         self.rest_delay: dict[str, float] = {}
         """Seconds to delay responses whose ``METHOD path`` matches a regular expression key."""
+        self.canned: list[tuple[str, CannedAnswer]] = []
+        """Answers for the next calls whose ``METHOD path`` matches the regular expression, each used once."""
         self._interaction_channels: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._seq = 0
@@ -618,16 +629,49 @@ class DiscordEmulator(GatewayServer):
         for rx, delay in self.rest_delay.items():
             if re.fullmatch(rx, f'{call.method} {path}'):
                 await asyncio.sleep(delay)
+        canned = self._take_canned(f'{call.method} {path}')
         try:
-            status, body = self._answer(call)
+            status, body = (canned.status, canned.body) if canned is not None else self._answer(call)
         except Exception:  # a bug in the emulator must show up in the test, not hang it
             _log.exception('emulator cannot answer %s %s', call.method, path)
             status, body = 500, {'message': 'emulator error', 'code': 0}
         async with self._call_event:
             self._call_event.notify_all()
+        headers = canned.headers if canned is not None else None
         if status == 204:
-            return web.Response(status=204)
-        return web.json_response(body, status=status)
+            return web.Response(status=204, headers=headers)
+        return web.json_response(body, status=status, headers=headers)
+
+    def answer_next(
+        self, pattern: str, status: int, body: Any = None, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Answer the next REST call matching ``pattern`` (a regular expression on ``METHOD path``) with ``status``
+        and ``body`` (default: Discord's error shape) instead of emulating it."""
+        if body is None:
+            body = {'message': f'emulated {status}', 'code': 50013 if status == 403 else 0}
+        self.canned.append((pattern, CannedAnswer(status, body, dict(headers or {}))))
+
+    def rate_limit_next(self, pattern: str, retry_after: float) -> None:
+        """Answer the next call matching ``pattern`` with a 429 on its route's bucket, as Discord does."""
+        wait = f'{retry_after:.3f}'
+        headers = {
+            'X-RateLimit-Bucket': 'emulated-bucket',
+            'X-RateLimit-Limit': '5',
+            'X-RateLimit-Remaining': '0',
+            'X-RateLimit-Reset-After': wait,
+            'X-RateLimit-Reset': f'{datetime.datetime.now(datetime.UTC).timestamp() + retry_after:.3f}',
+            'X-RateLimit-Scope': 'shared',
+            'Retry-After': wait,
+        }
+        body = {'message': 'You are being rate limited.', 'retry_after': retry_after, 'global': False}
+        self.answer_next(pattern, 429, body, headers=headers)
+
+    def _take_canned(self, request: str) -> CannedAnswer | None:
+        for i, (pattern, answer) in enumerate(self.canned):
+            if re.fullmatch(pattern, request):
+                del self.canned[i]
+                return answer
+        return None
 
     def _stored_message(self, channel_id: str, body: Any, call: RestCall, *, webhook: bool = False) -> dict[str, Any]:
         body = body if isinstance(body, dict) else {}
