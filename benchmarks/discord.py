@@ -5,17 +5,21 @@ gateway); latency is measured from the moment the emulator sends the event to th
 REST call arrives at the emulator. Target: p99 < 20 ms. Each phase also reports the bot process's CPU time per
 command (user + system, read from ``/proc`` by the emulator, so the bot measures nothing itself).
 
-Run: ``.venv/bin/python -m benchmarks.discord [--messages 2000] [--users 200] [--concurrency 50]``
+Run: ``.venv/bin/python -m benchmarks.discord [--messages 2000] [--users 200] [--concurrency 50]``; with
+``--profile FILE`` the bot's loop runs under cProfile from its start to its close (the figures are then slower):
+the stats go to FILE and the functions with the most own time are printed, with the calls per command.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import logging
 import multiprocessing
 import os
 import pathlib
+import pstats
 import statistics
 import tempfile
 import time
@@ -30,7 +34,7 @@ from integrations.discord.bot import DiscordBot
 from integrations.discord.config import DiscordConfig
 from tests.integrations.discord.emulator import DiscordEmulator, RestCall
 
-__all__ = ['HiTimer', 'cpu_seconds', 'main', 'run']
+__all__ = ['HiTimer', 'cpu_seconds', 'cpu_times', 'main', 'run']
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CHANNEL = 600_000_000_000_000_001
@@ -72,10 +76,17 @@ class HiTimer:
         await asyncio.wait_for(self._waiting[name], 60)
 
 
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far (Linux ``/proc``): the system part is the kernel's work for it,
+    mostly the loopback sockets and ``epoll``, which no Python change in the bot makes cheaper."""
+    fields = pathlib.Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    tick = os.sysconf('SC_CLK_TCK')
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux ``/proc``)."""
-    fields = pathlib.Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    return sum(cpu_times(pid))
 
 
 def _emulator_process(conn: Connection, messages: int, users: int, rate: float, concurrency: int) -> None:
@@ -98,7 +109,7 @@ async def _drive(conn: Connection, messages: int, users: int, rate: float, concu
         figures: dict[str, dict[str, float]] = {}
         bot = os.getppid()  # the bot runs in the process that started this one
         # open loop: commands arrive at a steady rate, as from many independent users
-        started, cpu = time.perf_counter(), cpu_seconds(bot)
+        started, cpu = time.perf_counter(), cpu_times(bot)
         tasks = []
         for i in range(messages):
             delay = started + i / rate - time.perf_counter()
@@ -106,7 +117,7 @@ async def _drive(conn: Connection, messages: int, users: int, rate: float, concu
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(send(i)))
         await asyncio.gather(*tasks)
-        figures['open'] = _figures(latencies, time.perf_counter() - started, cpu_seconds(bot) - cpu)
+        figures['open'] = _figures(latencies, time.perf_counter() - started, cpu, cpu_times(bot))
         # closed loop: as fast as the bot answers, ``concurrency`` commands in flight
         latencies.clear()
         gate = asyncio.Semaphore(concurrency)
@@ -115,27 +126,37 @@ async def _drive(conn: Connection, messages: int, users: int, rate: float, concu
             async with gate:
                 await send(messages + i)
 
-        started, cpu = time.perf_counter(), cpu_seconds(bot)
+        started, cpu = time.perf_counter(), cpu_times(bot)
         await asyncio.gather(*(gated(i) for i in range(messages)))
-        figures['closed'] = _figures(latencies, time.perf_counter() - started, cpu_seconds(bot) - cpu)
+        figures['closed'] = _figures(latencies, time.perf_counter() - started, cpu, cpu_times(bot))
         conn.send(figures)
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # the bot has closed
 
 
-def _figures(latencies: list[float], elapsed: float, bot_cpu: float) -> dict[str, float]:
+def _figures(
+    latencies: list[float], elapsed: float, cpu_before: tuple[float, float], cpu_after: tuple[float, float]
+) -> dict[str, float]:
     ordered = sorted(latencies)
+    per_command = 1000 / max(1, len(ordered))
+    user, system = (after - before for after, before in zip(cpu_after, cpu_before, strict=True))
     return {
         'count': float(len(ordered)),
         'throughput': len(ordered) / elapsed,
-        'bot_cpu_ms': bot_cpu / max(1, len(ordered)) * 1000,
+        'bot_cpu_ms': (user + system) * per_command,
+        'bot_system_ms': system * per_command,
         'p50_ms': statistics.median(ordered) * 1000,
         'p99_ms': ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000,
         'max_ms': ordered[-1] * 1000,
     }
 
 
-async def run(messages: int, users: int, rate: float, concurrency: int) -> dict[str, dict[str, float]]:
-    """Start the emulator process, serve it with the real bot and engine, return its figures."""
+async def run(
+    messages: int, users: int, rate: float, concurrency: int, profiler: cProfile.Profile | None = None
+) -> dict[str, dict[str, float]]:
+    """Start the emulator process, serve it with the real bot and engine, return its figures.
+
+    :param profiler: enabled while the started bot serves the load.
+    """
     ctx = multiprocessing.get_context('spawn')
     here, there = ctx.Pipe()
     proc = ctx.Process(target=_emulator_process, args=(there, messages, users, rate, concurrency), daemon=True)
@@ -156,9 +177,13 @@ async def run(messages: int, users: int, rate: float, concurrency: int) -> dict[
         await app.start()
         bot = DiscordBot(app.engine, DiscordConfig(rest_url=rest_url), token=token, logs=None, voice=_no_voice)
         await asyncio.wait_for(bot.start(), 30)
+        if profiler is not None:
+            profiler.enable()
         try:
             figures: dict[str, dict[str, float]] = await loop.run_in_executor(None, here.recv)
         finally:
+            if profiler is not None:
+                profiler.disable()
             await bot.close()
             await app.stop()
             here.send('bye')
@@ -176,21 +201,40 @@ def main() -> None:
     parser.add_argument('--users', type=int, default=200)
     parser.add_argument('--rate', type=float, default=500.0, help='open loop: commands per second')
     parser.add_argument('--concurrency', type=int, default=200, help='closed loop: commands in flight at once')
+    parser.add_argument('--profile', type=pathlib.Path, help='run the bot under cProfile, its stats to this file')
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger('hikari').setLevel(logging.ERROR)
-    figures = asyncio.run(run(args.messages, args.users, args.rate, args.concurrency))
+    profiler = cProfile.Profile() if args.profile else None
+    figures = asyncio.run(run(args.messages, args.users, args.rate, args.concurrency, profiler))
     opened, closed = figures['open'], figures['closed']
     print(f'{args.messages} prefix commands from {args.users} users, emulator in its own process')
     print(
         f'open loop at {args.rate:.0f}/s: latency p50 {opened["p50_ms"]:.2f} ms, p99 {opened["p99_ms"]:.2f} ms, '
-        f'max {opened["max_ms"]:.2f} ms ({int(opened["count"])} replies), bot CPU {opened["bot_cpu_ms"]:.3f} ms/command'
+        f'max {opened["max_ms"]:.2f} ms ({int(opened["count"])} replies), bot CPU {opened["bot_cpu_ms"]:.3f} ms/command '
+        f'(kernel {opened["bot_system_ms"]:.3f})'
     )
     print(
         f'closed loop, {args.concurrency} in flight: throughput {closed["throughput"]:.0f} commands/s, '
-        f'p50 {closed["p50_ms"]:.2f} ms, p99 {closed["p99_ms"]:.2f} ms, bot CPU {closed["bot_cpu_ms"]:.3f} ms/command'
+        f'p50 {closed["p50_ms"]:.2f} ms, p99 {closed["p99_ms"]:.2f} ms, bot CPU {closed["bot_cpu_ms"]:.3f} ms/command '
+        f'(kernel {closed["bot_system_ms"]:.3f})'
     )
     print('target p99 < 20 ms (open loop):', 'met' if opened['p99_ms'] < 20 else 'NOT met')
+    if profiler is not None:
+        _print_profile(profiler, args.profile, int(opened['count'] + closed['count']))
+
+
+def _print_profile(profiler: cProfile.Profile, path: pathlib.Path, commands: int) -> None:
+    """Save the stats and print where the bot's time went: the total calls per command, the top own times."""
+    profiler.dump_stats(path)
+    stats = pstats.Stats(str(path))
+    calls: int = stats.total_calls  # type: ignore[attr-defined]
+    rows = {where: row for where, row in stats.stats.items() if 'epoll' not in where[2]}  # type: ignore[attr-defined]
+    total = sum(row[2] for row in rows.values())  # waiting in epoll is idle time, not work
+    print(f'profile ({path}): {calls / max(1, commands):.0f} function calls per command; own time, share of the work:')
+    for (file, line, name), (_cc, ncalls, own, _cum, _callers) in sorted(rows.items(), key=lambda r: -r[1][2])[:20]:
+        where = f'{file.split("site-packages/")[-1]}:{line}' if line else file
+        print(f'  {100 * own / total:5.1f}%  {ncalls / max(1, commands):5.1f}/command  {name}  ({where})')
 
 
 if __name__ == '__main__':
