@@ -527,9 +527,9 @@ class Engine:
         """The conversation's work folder (see :class:`~engine.workdirs.WorkFolders`)."""
         return self.workdirs.path(conv.key)
 
-    def save(self, conv: Conversation) -> Coroutine[Any, Any, None]:
+    def save(self, conv: Conversation) -> Awaitable[None]:
         """Persist the conversation as it is now (it may be restored after a restart): the snapshot is taken
-        at the call, the store's coroutine handed on to be awaited."""
+        at the call, the store's awaitable handed on to be awaited."""
         conv.stored = True
         return self.store.save(conv.snapshot())
 

@@ -19,7 +19,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -151,12 +151,16 @@ class Store(abc.ABC):
             )
 
     @abc.abstractmethod
-    async def save(self, conv: StoredConversation) -> None:
-        """Persist ``conv``; returns once it is durable."""
+    def save(self, conv: StoredConversation) -> Awaitable[None]:
+        """Persist ``conv``: the row is taken at the call, the awaitable is done once it is durable.
+
+        A plain awaitable, not necessarily a coroutine: a store that group-commits returns the waiter's
+        future itself, so a step waiting for its commit keeps one object fewer alive.
+        """
 
     @abc.abstractmethod
-    async def delete(self, key: str) -> None:
-        """Forget a finished conversation."""
+    def delete(self, key: str) -> Awaitable[None]:
+        """Forget a finished conversation (taken at the call, as :meth:`save`)."""
 
     @abc.abstractmethod
     async def load_all(self, shards: Shards | None = None) -> list[StoredConversation | Exception]:
@@ -327,8 +331,11 @@ def conversation_row(conv: StoredConversation) -> tuple[Any, ...]:
     )
 
 
+_SQLITE_NOW = "(julianday('now') - 2440587.5) * 86400.0"
+"""The time of the write as ``time.time()`` gives it (seconds since 1970), by SQLite (as PostgreSQL's ``now()``)."""
 _SQLITE_UPSERT = (
-    f'INSERT INTO conversations ({_CONVERSATION_COLUMNS}, updated) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) '
+    f'INSERT INTO conversations ({_CONVERSATION_COLUMNS}, updated) VALUES (?,?,?,?,?,?,?,?,?,{_SQLITE_NOW}) '
+    'ON CONFLICT(key) '
     'DO UPDATE SET flow = excluded.flow, version = excluded.version, state = excluded.state, data = excluded.data, '
     'stack = excluded.stack, deadline = excluded.deadline, extra = excluded.extra, guild = excluded.guild, '
     'updated = excluded.updated'
@@ -382,14 +389,13 @@ class SQLiteStore(Store):
             error = exc
         settle_waiters(waiters, error)
 
-    async def save(self, conv: StoredConversation) -> None:
-        self._pending[conv.key] = (*conversation_row(conv), time.time())
-        del conv  # only its row waits for the commit: fewer objects alive (and for the collector to walk) per step
-        await self._schedule()
+    def save(self, conv: StoredConversation) -> asyncio.Future[None]:
+        self._pending[conv.key] = conversation_row(conv)
+        return self._schedule()  # only the row and this future wait for the commit, not a coroutine
 
-    async def delete(self, key: str) -> None:
+    def delete(self, key: str) -> asyncio.Future[None]:
         self._pending[key] = None
-        await self._schedule()
+        return self._schedule()
 
     async def load_all(self, shards: Shards | None = None) -> list[StoredConversation | Exception]:
         rows = self.db.execute(f'SELECT {_CONVERSATION_COLUMNS} FROM conversations').fetchall()

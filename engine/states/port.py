@@ -52,8 +52,8 @@ class Runtime(Protocol):
     def workdir(self, conv: Conversation) -> pathlib.Path:
         """The conversation's temporary folder (created on first use, removed when it ends)."""
 
-    async def save(self, conv: Conversation) -> None:
-        """Persist the conversation as it is (before it waits)."""
+    def save(self, conv: Conversation) -> Awaitable[None]:
+        """Persist the conversation as it is (before it waits); done once it is durable."""
 
     def prefix(self, conv: Conversation) -> str:
         """How commands are written on the conversation's adapter, for templates (``bot.prefix``)."""
