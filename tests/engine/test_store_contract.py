@@ -243,3 +243,32 @@ def test_processes_opening_an_old_sqlite_file_together_migrate_it_once(tmp_path:
     assert [s.db.execute('PRAGMA user_version').fetchone()[0] for s in stores] == [2, 2, 2, 2]
     for store in stores:
         store.db.close()
+
+
+async def test_a_cancelled_save_neither_fails_the_others_of_its_batch_nor_loses_its_row(opener: Opener) -> None:
+    store = await opener()
+
+    async def step(key: str) -> None:  # a conversation's step, waiting for its save
+        await store.save(conv(key))
+
+    saves = [asyncio.create_task(step(f'k{i}')) for i in range(3)]
+    await asyncio.sleep(0)  # every save has queued its row and waits for the commit
+    saves[1].cancel()
+    await asyncio.gather(saves[0], saves[2])
+    with pytest.raises(asyncio.CancelledError):
+        await saves[1]
+    assert sorted(await by_key(store)) == ['k0', 'k1', 'k2']  # the row was queued before the cancellation
+
+
+async def test_a_failed_commit_fails_every_save_of_its_batch_with_a_logged_error(
+    opener: Opener, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await opener()
+    broken = conv('broken')
+    broken.flow = None  # type: ignore[assignment]  # NOT NULL: the batch's transaction fails as a whole
+    results = await asyncio.gather(store.save(conv('good')), store.save(broken), return_exceptions=True)
+    assert all(isinstance(r, Exception) for r in results), results
+    assert 'writing 2 conversation(s)' in caplog.text
+    assert await by_key(store) == {}  # nothing of the failed batch was kept...
+    await store.save(conv('next'))  # ...and the next batch is written
+    assert list(await by_key(store)) == ['next']
