@@ -154,8 +154,8 @@ class Store(abc.ABC):
     def save(self, conv: StoredConversation) -> Awaitable[None]:
         """Persist ``conv``: the row is taken at the call, the awaitable is done once it is durable.
 
-        A plain awaitable, not necessarily a coroutine: a store that group-commits may return the future of
-        the batch's commit itself, so a step waiting for it keeps fewer objects alive.
+        A plain awaitable, not necessarily a coroutine: a store that group-commits returns the waiter's
+        future itself, so a step waiting for its commit keeps one object fewer alive.
         """
 
     @abc.abstractmethod
@@ -346,12 +346,9 @@ _SQLITE_DELETE = 'DELETE FROM conversations WHERE key = ?'
 class SQLiteStore(Store):
     """SQLite in WAL mode with group commit.
 
-    ``save`` queues the row and returns the batch's commit (:class:`_Commit`) to await; one flush per
-    event-loop turn writes every queued row in a single transaction (one ``executemany`` for the rows, one
-    for the deletions: a key is queued once, with its latest row). A SIGKILL loses nothing that a ``save``
-    returned for. The saves of a batch share that one future and none is a coroutine: ten thousand steps
-    waiting for a commit are what the garbage collector walks over and over while a batch fills, so each
-    keeps as little alive as it can (its row, asyncio's callback).
+    ``save`` queues the row and awaits a future; one flush per event-loop turn writes every queued
+    row in a single transaction (one ``executemany`` for the rows, one for the deletions: a key is queued
+    once, with its latest row). A SIGKILL loses nothing that a ``save`` returned for.
     """
 
     def __init__(self, path: str) -> None:
@@ -364,20 +361,21 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(_('cannot open the store {path}: {error}').format(path=path, error=exc)) from exc
         self._pending: dict[str, tuple[Any, ...] | None] = {}
-        self._batch: _Commit | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flush_handle: asyncio.Handle | None = None
 
     def _schedule(self) -> asyncio.Future[None]:
-        if self._batch is None:
-            loop = asyncio.get_running_loop()
-            self._batch = _Commit(loop=loop)
-            loop.call_soon(self._flush)
-        return self._batch
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(fut)
+        if self._flush_handle is None:
+            self._flush_handle = loop.call_soon(self._flush)
+        return fut
 
     def _flush(self) -> None:
-        pending, batch = self._pending, self._batch
-        self._pending, self._batch = {}, None
-        if batch is None:
-            return
+        self._flush_handle = None
+        pending, waiters = self._pending, self._waiters
+        self._pending, self._waiters = {}, []
         error: Exception | None = None
         try:
             self.db.execute('BEGIN')
@@ -389,11 +387,11 @@ class SQLiteStore(Store):
             if self.db.in_transaction:
                 self.db.execute('ROLLBACK')
             error = exc
-        settle_waiters([batch], error)
+        settle_waiters(waiters, error)
 
     def save(self, conv: StoredConversation) -> asyncio.Future[None]:
         self._pending[conv.key] = conversation_row(conv)
-        return self._schedule()
+        return self._schedule()  # only the row and this future wait for the commit, not a coroutine
 
     def delete(self, key: str) -> asyncio.Future[None]:
         self._pending[key] = None
@@ -425,19 +423,10 @@ class SQLiteStore(Store):
         return {(n, v): s for n, v, s in rows}
 
     async def close(self) -> None:
-        self._flush()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()
         self.db.close()
-
-
-class _Commit(asyncio.Future[None]):
-    """The commit of one batch, which every save of the batch awaits: one object, however many waiters.
-
-    It refuses cancellation, so a cancelled save (its task cancelled while it waits) cannot cancel the
-    commit the others wait for: that task raises :class:`asyncio.CancelledError` when the commit is over.
-    """
-
-    def cancel(self, msg: Any = None) -> bool:
-        return False
 
 
 def settle_waiters(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:
