@@ -324,7 +324,7 @@ def conversation_row(conv: StoredConversation) -> tuple[Any, ...]:
         conv.version,
         conv.state,
         _json(conv.data),
-        _json(conv.stack),
+        _json(conv.stack) if conv.stack else '[]',  # no sub-flow running: most rows, no encoder call
         conv.deadline,
         _json(conv.extra),
         guild_number(conv.guild),
