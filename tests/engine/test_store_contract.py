@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import pathlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -272,3 +273,13 @@ async def test_a_failed_commit_fails_every_save_of_its_batch_with_a_logged_error
     assert await by_key(store) == {}  # nothing of the failed batch was kept...
     await store.save(conv('next'))  # ...and the next batch is written
     assert list(await by_key(store)) == ['next']
+
+
+async def test_sqlite_stamps_each_written_row_with_the_time_of_its_write(tmp_path: pathlib.Path) -> None:
+    store = SQLiteStore(str(tmp_path / 's.sqlite3'))
+    before = time.time()
+    await store.save(conv())
+    after = time.time()
+    (updated,) = store.db.execute('SELECT updated FROM conversations').fetchone()
+    await store.close()
+    assert before - 0.01 <= updated <= after + 0.01  # seconds since 1970, as time.time(), to SQLite's millisecond
