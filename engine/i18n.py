@@ -47,7 +47,9 @@ __all__ = [
     'gettext_for',
     'language_of',
     'ngettext',
+    'restore',
     'set_default',
+    'switch',
     'use',
 ]
 
@@ -136,6 +138,18 @@ class use:
 
     def __exit__(self, *exc: object) -> None:
         _current.reset(self._token)
+
+
+def switch(locale: str | None, default: str | None = None) -> contextvars.Token[str | None]:
+    """Build messages in ``locale``'s language (as :class:`use` chooses it) until :func:`restore` is given the token.
+
+    :class:`use` without a ``with`` block, for the engine's dispatch: one call in, one C call out, per event.
+    """
+    return _current.set(language_of(locale) if locale else language_of(default) if default else current())
+
+
+restore = _current.reset
+"""Go back to the language in use before :func:`switch` returned the token given."""
 
 
 def enter(locale: str | None) -> str:

@@ -8,6 +8,10 @@ through the same narrow port as the state handlers, so this module needs nothing
 
 from __future__ import annotations
 
+import functools
+import types
+from collections.abc import Mapping
+
 from engine.api import Command, Event, Message
 from engine.conversation import Conversation
 from engine.flows import model
@@ -26,13 +30,24 @@ def typed_interrupt(event: Event, prefix: str) -> str | None:
     """
     if not isinstance(event, Message) or event.attachments:
         return None
-    text = event.text.strip()
-    lowered = text.lower()
-    for mark in (prefix, '/'):
-        if mark and lowered.startswith(mark):
-            lowered = lowered[len(mark) :]
-            break
-    return lowered if lowered in model.INTERRUPTS else None
+    return _spellings(prefix).get(event.text.strip().lower())
+
+
+@functools.lru_cache(maxsize=64)
+def _spellings(prefix: str) -> Mapping[str, str]:
+    """Every lowercased text :func:`typed_interrupt` takes as an interrupt, with the interrupt: one look-up per
+    message. A text is an interrupt's name, after at most one mark (the prefix, else ``/``) is taken off."""
+    found = {}
+    for name in model.INTERRUPTS:
+        for text in (name, prefix + name, '/' + name):
+            rest = text
+            for mark in (prefix, '/'):
+                if mark and rest.startswith(mark):
+                    rest = rest[len(mark) :]
+                    break
+            if rest == name:
+                found[text] = name
+    return types.MappingProxyType(found)
 
 
 def as_command(event: Message, name: str) -> Command:

@@ -104,11 +104,14 @@ class Engine:
 
         One coroutine runs the event and then the conversation's queue (the hot path of every step).
         """
-        key = key if isinstance(event, Internal) else event.key
+        if isinstance(event, Internal):
+            locale = None
+        else:
+            key, locale = event.key, event.locale
         assert key is not None
         conv = self._live.get(key)
-        locale = None if isinstance(event, Internal) else event.locale
-        with i18n.use(locale or (conv.locale if conv else None), self.config.bot.language):
+        language = i18n.switch(locale or (conv.locale if conv else None), self.config.bot.language)
+        try:
             if conv is None:
                 if isinstance(event, Internal):
                     return
@@ -127,7 +130,9 @@ class Engine:
             try:
                 while True:
                     try:
-                        await self._process(conv, event)
+                        work = self._work(conv, event)
+                        if work is not None:
+                            await work
                     except ShardLostError:
                         self._lost(conv)
                     except Exception as exc:
@@ -145,6 +150,8 @@ class Engine:
                     event, fut = conv.queue.popleft()
             finally:
                 conv.busy = False
+        finally:
+            i18n.restore(language)
 
     async def _dispatch_then(self, event: Event, deferred: list[Event]) -> None:
         """Run the command that ended a conversation, then the messages that conversation deferred:
@@ -450,42 +457,47 @@ class Engine:
         if self._live.get(conv.key) is conv:
             await self.finish(conv)
 
-    async def _process(self, conv: Conversation, event: Event | Internal) -> None:
+    def _work(self, conv: Conversation, event: Event | Internal) -> Awaitable[object] | None:
+        """What ``event`` asks of ``conv``: the coroutine :meth:`dispatch` awaits, ``None`` when nothing.
+
+        It decides and hands the work on rather than awaiting it in a coroutine of its own: one coroutine
+        fewer on every step.
+        """
         if isinstance(event, Internal):
-            if event.epoch != conv.epoch:
-                return
-            await steps.on_internal(self, conv, event)
-            return
+            return steps.on_internal(self, conv, event) if event.epoch == conv.epoch else None
         if event.locale:
             conv.locale = event.locale
         conv.user = event.user
         spec = conv.spec
         if conv.event is None and conv.state == conv.compiled.flow.initial and not conv.started:
-            await self._begin(conv, event)
-            return
-        command = event.name if isinstance(event, Command) else typed_interrupt(event, self.prefix(conv))
+            return self._begin(conv, event)
+        command = event.name if isinstance(event, Command) else typed_interrupt(event, self._prefix(conv.key))
         if command in model.INTERRUPTS:
-            await interrupt(self, conv, command)
-            return
+            return interrupt(self, conv, command)
         if isinstance(event, Command):
-            compiled = self.library.command(event.name)
-            if compiled is None:
-                hint = did_you_mean(event.name, [*self.library.command_names(), *model.INTERRUPTS])
-                text = self.text('unknown_command', conv, name=event.name, hint=hint)
-                await self._reply(conv.key, text + ('\n' + self.text('interrupts', conv) if question(spec) else ''))
-                return
-            await self._reply(conv.key, self.text(stopped_message(conv, 'stopped'), conv, flow=conv.compiled.name))
-            deferred, conv.deferred = conv.deferred, []
-            await self.finish(conv)
-            self._spawn(self._dispatch_then(event, deferred), conv.key)
-            return
+            return self._stop_for(conv, event)
         if (ask := question(spec)) is not None:
             conv.event = event
-            await kinds.answer(self, conv, ask, event)
-            return
+            return kinds.answer(self, conv, ask, event)
         if isinstance(event, ChoicePress):
-            await self._reply(conv.key, self.text('stale_choice', conv), notice=True)
+            return self._reply(conv.key, self.text('stale_choice', conv), notice=True)
+        return self._defer(conv, event)
+
+    async def _stop_for(self, conv: Conversation, event: Command) -> None:
+        """A command inside a conversation: it stops the conversation and starts, or is unknown (and does not)."""
+        compiled = self.library.command(event.name)
+        if compiled is None:
+            hint = did_you_mean(event.name, [*self.library.command_names(), *model.INTERRUPTS])
+            text = self.text('unknown_command', conv, name=event.name, hint=hint)
+            await self._reply(conv.key, text + ('\n' + self.text('interrupts', conv) if question(conv.spec) else ''))
             return
+        await self._reply(conv.key, self.text(stopped_message(conv, 'stopped'), conv, flow=conv.compiled.name))
+        deferred, conv.deferred = conv.deferred, []
+        await self.finish(conv)
+        self._spawn(self._dispatch_then(event, deferred), conv.key)
+
+    async def _defer(self, conv: Conversation, event: Event) -> None:
+        """A message while the flow is busy (no question open): kept for when the flow ends."""
         conv.deferred.append(event)
         await self.save(conv)  # a deferred message survives a restart too
         await self._reply(conv.key, self.text('busy', conv, flow=conv.compiled.name))
@@ -535,7 +547,10 @@ class Engine:
 
     def leave_state(self, conv: Conversation) -> None:
         """Disarm what the current state started (timer, task, topic, progress) before any transition."""
-        scope, conv.scope = conv.scope, StateScope()
+        scope = conv.scope
+        if scope.renew():
+            return
+        conv.scope = StateScope()
         scope.disarm()
         if scope.topic is not None:
             waiting = self._waiting.get(scope.topic)

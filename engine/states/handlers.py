@@ -196,11 +196,12 @@ class AskHandler(Handler):
         return [f'asks {short(ask.prompt)}', f'expects {ask.expect}' + (f' → {ask.save_as}' if ask.save_as else '')]
 
     async def enter(self, engine: Runtime, conv: Conversation, spec: model.State) -> str | Rest:
+        assert isinstance(spec, model.Ask)  # not cast(): a C call, not a Python one, on every step
         conv.attempts = 0
         # Durable first: after a crash here the user can type ``help`` to see the question again,
         # instead of being taken back to an answer they already gave.
         await engine.save(conv)
-        await kinds.prompt(engine, conv, cast(model.Ask, spec))
+        await kinds.prompt(engine, conv, spec)
         return REST
 
 
@@ -375,7 +376,10 @@ def handler_for(spec: model.State) -> Handler:
 
 def question(spec: model.State | None) -> model.Ask | None:
     """``spec`` if it is a question waiting for the user's answer, else ``None``."""
-    return cast(model.Ask, spec) if spec is not None and HANDLERS[spec.kind].takes_answers else None
+    if spec is None or not HANDLERS[spec.kind].takes_answers:
+        return None
+    assert isinstance(spec, model.Ask)  # the kind that takes answers (not cast(): called on every step)
+    return spec
 
 
 def check_regex(pattern: str, path: list[str | int], report: Report) -> None:

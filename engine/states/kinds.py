@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from engine import i18n, patterns
@@ -45,7 +46,7 @@ class FlowRuntimeError(FlowbotError):
 
 def render_text(engine: Runtime, conv: Conversation, text: model.Text | None) -> str:
     """A flow text in the conversation's language, rendered as a template if it is one."""
-    source = model.localize(text, conv.locale, engine.config.bot.language)
+    source = text if isinstance(text, str) else model.localize(text, conv.locale, engine.config.bot.language)
     return render(source, template_context(engine, conv)) if is_template(source) else source
 
 
@@ -69,19 +70,20 @@ async def say(engine: Runtime, conv: Conversation, text: model.Text | None, file
         await adapter.send_text(conv.key, body)
 
 
-async def prompt(engine: Runtime, conv: Conversation, spec: model.Ask, text: str | None = None) -> None:
-    """Ask ``spec``'s question (or ``text`` instead, such as its help) with its choices as buttons."""
+def prompt(engine: Runtime, conv: Conversation, spec: model.Ask, text: str | None = None) -> Awaitable[str]:
+    """Ask ``spec``'s question (or ``text`` instead, such as its help) with its choices as buttons.
+
+    Returns the adapter's send to await (the message id), not a coroutine of its own: a prompt ends every step."""
     text = render_text(engine, conv, spec.prompt) if text is None else text
-    choices = [Option(c.value, render_text(engine, conv, c.label) or c.value) for c in spec.choices]
+    choices = (
+        [Option(c.value, render_text(engine, conv, c.label) or c.value) for c in spec.choices] if spec.choices else []
+    )
     if spec.choices_from:
         choices += _dynamic_choices(engine, conv, spec.choices_from)
     if not choices and spec.expect == 'boolean':
         choices = [Option('yes', i18n._('Yes')), Option('no', i18n._('No'))]
     adapter = engine.adapter(conv)
-    if choices:
-        await adapter.ask(conv.key, text, choices)
-    else:
-        await adapter.send_text(conv.key, text)
+    return adapter.ask(conv.key, text, choices) if choices else adapter.send_text(conv.key, text)
 
 
 def _dynamic_choices(engine: Runtime, conv: Conversation, expression: str) -> list[Option]:
@@ -184,37 +186,43 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
     return True, raw, ''
 
 
-async def answer(engine: Runtime, conv: Conversation, spec: model.Ask, event: Event) -> None:
-    """Validate an answer: save it and go on, or re-prompt, or give up after ``attempts``."""
+def answer(engine: Runtime, conv: Conversation, spec: model.Ask, event: Event) -> Awaitable[None]:
+    """Validate an answer: save it and go on, or re-prompt, or give up after ``attempts`` (:func:`_rejected`).
+
+    Returns the move's coroutine (or the rejection's) for the caller to await rather than awaiting it in one of
+    its own: the valid answer is the step, and it needs no coroutine of its own.
+    """
     ok, value, reason = _parse(spec, event)
     if not ok:
-        conv.attempts += 1
-        attempts = conv.attempts
-        if attempts >= spec.attempts:
-            if spec.on_fail is None:
-                await engine.reply(conv, engine.text('too_many_attempts', conv))
-            await engine.move(conv, 'fail')
-            return
-        if spec.expect == 'choice' and spec.choices:  # name the choices as offered (labels, numbers)
-            labels = [render_text(engine, conv, c.label) or c.value for c in spec.choices]
-            offered = ', '.join(f'{i} {label}' for i, label in enumerate(labels, start=1))
-            reason = i18n._('please pick one of: {choices}').format(choices=offered)
-        message = (
-            render_text(engine, conv, spec.invalid)
-            if spec.invalid
-            else i18n._('Sorry, {reason}.').format(reason=reason)
-        )
-        left = spec.attempts - attempts
-        await engine.save(conv)
-        more = i18n.ngettext('{n} attempt left', '{n} attempts left', left).format(n=left)
-        await engine.reply(conv, f'{message} ({more})')
-        await prompt(engine, conv, spec)
-        return
+        return _rejected(engine, conv, spec, reason)
     if spec.save_as:
         conv.data[spec.save_as] = value
     conv.data['input'] = value if isinstance(value, str) else getattr(event, 'text', '') or str(value)
     conv.history.append(conv.state)
-    await engine.move(conv, 'next')
+    return engine.move(conv, 'next')
+
+
+async def _rejected(engine: Runtime, conv: Conversation, spec: model.Ask, reason: str) -> None:
+    """An invalid answer: say why and ask again, or give up after ``attempts``."""
+    conv.attempts += 1
+    attempts = conv.attempts
+    if attempts >= spec.attempts:
+        if spec.on_fail is None:
+            await engine.reply(conv, engine.text('too_many_attempts', conv))
+        await engine.move(conv, 'fail')
+        return
+    if spec.expect == 'choice' and spec.choices:  # name the choices as offered (labels, numbers)
+        labels = [render_text(engine, conv, c.label) or c.value for c in spec.choices]
+        offered = ', '.join(f'{i} {label}' for i, label in enumerate(labels, start=1))
+        reason = i18n._('please pick one of: {choices}').format(choices=offered)
+    message = (
+        render_text(engine, conv, spec.invalid) if spec.invalid else i18n._('Sorry, {reason}.').format(reason=reason)
+    )
+    left = spec.attempts - attempts
+    await engine.save(conv)
+    more = i18n.ngettext('{n} attempt left', '{n} attempts left', left).format(n=left)
+    await engine.reply(conv, f'{message} ({more})')
+    await prompt(engine, conv, spec)
 
 
 def start_call(engine: Runtime, conv: Conversation, spec: model.Call) -> None:

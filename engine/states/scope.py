@@ -1,6 +1,7 @@
 """What one entry into a state armed, owned in one place and disarmed together when it is left.
 
-A conversation gets a new :class:`StateScope` each time it enters a state. The scope holds the
+A conversation gets a new :class:`StateScope` each time it enters a state (or, when the last one
+holds nothing, the same one with a new number: :meth:`StateScope.renew`). The scope holds the
 state's timer, its action task, the topic it waits on, its progress message and the id of its
 action call. :meth:`StateScope.disarm` stops the timer and the task; the engine then forgets the
 topic and closes the progress message. The scope's :attr:`~StateScope.epoch` numbers the entry:
@@ -64,6 +65,28 @@ class StateScope:
         """The timer that shows ``progress_pending``."""
         self.call: str | None = None
         """The id of the action call, kept when a restart runs it again (its idempotency key)."""
+
+    def renew(self) -> bool:
+        """Number the next state entry in this scope when it holds nothing to disarm (the common step: a
+        question without a timeout answered), so a step makes no new scope; ``False`` when it holds something
+        (the caller then disarms it and starts a new one, as whatever was started still refers to this one).
+
+        ``progress_at`` and ``progress_pending`` need no reset: they are read only while a progress message
+        or its flush exists, which this scope has none of.
+        """
+        if (
+            self.timer is None
+            and self.task is None
+            and self.topic is None
+            and self.deadline is None
+            and self.progress_id is None
+            and self.progress_flush is None
+            and self.call is None
+            and not self.progress_sending
+        ):
+            self.epoch = next(_EPOCHS)
+            return True
+        return False
 
     def disarm(self) -> None:
         """Stop the timers and the task (unless the task is the one leaving: it ends by itself)."""

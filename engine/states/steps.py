@@ -9,9 +9,12 @@ so the handlers and :mod:`engine.states.kinds` move a conversation without impor
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from engine.conversation import Conversation, Internal
 from engine.flows import model
-from engine.states.handlers import STAY, Rest, handler_for
+from engine.states.handlers import HANDLERS, STAY, Rest, handler_for
 from engine.states.kinds import FlowRuntimeError
 from engine.states.port import Runtime
 
@@ -21,42 +24,48 @@ MAX_AUTOMATIC_STEPS = 200
 """Automatic states in a row before the engine calls it a loop (say → choice → say …)."""
 
 
-async def move(engine: Runtime, conv: Conversation, trigger: str) -> None:
-    """Leave the current state by ``trigger`` and enter whatever comes next.
-
-    :raises FlowRuntimeError: the state has no ``trigger`` transition (a flow the checks could not catch).
-    """
-    engine.leave_state(conv)
-    compiled = conv.compiled
-    if not (compiled.fire_plain(conv, trigger) or await compiled.fire(conv, trigger)):
-        raise FlowRuntimeError(f'flow {compiled.name}: no "{trigger}" transition from state "{conv.state}"')
-    await enter(engine, conv)
-
-
-async def enter(engine: Runtime, conv: Conversation) -> None:
-    """Do the work of the state just entered, following automatic states until rest or the end.
+def enter(engine: Runtime, conv: Conversation) -> Coroutine[Any, Any, None]:
+    """Do the work of the state just entered, following automatic states until rest or the end (:func:`move`
+    without a trigger).
 
     :raises FlowRuntimeError: no ``choice`` condition matched, or automatic states loop.
     """
+    return move(engine, conv, None)
+
+
+async def move(engine: Runtime, conv: Conversation, trigger: str | None) -> None:
+    """Leave the current state by ``trigger``, do the entered state's work, and go on by the trigger it returns
+    until the conversation rests or ends. A step is this one loop: no coroutine per state or transition.
+
+    :param trigger: ``None`` when the current state was just entered (the start of a flow, a sub-flow).
+    :raises FlowRuntimeError: the state has no ``trigger`` transition (a flow the checks could not catch), no
+        ``choice`` condition matched, or automatic states loop.
+    """
+    automatic = False  # whether ``trigger`` came from an automatic state (a failed choice) or from the caller
     for _ in range(MAX_AUTOMATIC_STEPS):
+        if trigger is not None:
+            state = conv.state
+            engine.leave_state(conv)
+            compiled = conv.compiled
+            if not (compiled.fire_plain(conv, trigger) or await compiled.fire(conv, trigger)):
+                if automatic:
+                    raise FlowRuntimeError(f'flow {compiled.name}: no condition of choice state "{state}" matched')
+                raise FlowRuntimeError(f'flow {compiled.name}: no "{trigger}" transition from state "{state}"')
         if conv.state == model.END:
             if not await _return_from_subflow(engine, conv):
                 await engine.finish(conv)
                 return
+            trigger = None
             continue
         spec = conv.spec
         assert spec is not None
-        engine.arm(conv, conv.compiled.timeouts[conv.state])
-        trigger = await handler_for(spec).enter(engine, conv, spec)
-        if isinstance(trigger, Rest):
+        timeout = conv.compiled.timeouts[conv.state]
+        if timeout is not None:
+            engine.arm(conv, timeout)
+        found = await HANDLERS[spec.kind].enter(engine, conv, spec)  # handler_for(spec), without a call
+        if isinstance(found, Rest):
             return
-        if trigger == STAY:
-            continue
-        state = conv.state
-        engine.leave_state(conv)
-        compiled = conv.compiled
-        if not (compiled.fire_plain(conv, trigger) or await compiled.fire(conv, trigger)):
-            raise FlowRuntimeError(f'flow {conv.compiled.name}: no condition of choice state "{state}" matched')
+        trigger, automatic = (None, False) if found == STAY else (found, True)
     raise FlowRuntimeError(f'flow {conv.compiled.name}: more than {MAX_AUTOMATIC_STEPS} automatic states in a row')
 
 
