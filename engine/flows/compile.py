@@ -124,6 +124,15 @@ class CompiledFlow:
     """Ask states, in file order: the targets of ``back``."""
     plan: Plan = attrs.field(init=False, default=attrs.Factory(lambda self: _plan(self.machine), takes_self=True))
     """The transitions :meth:`fire` takes without the machinery (see the module docs)."""
+    plain: dict[tuple[str, str], str] = attrs.field(
+        init=False,
+        default=attrs.Factory(
+            lambda self: {key: edges[0][1] for key, edges in self.plan.items() if not edges[0][0].conditions},
+            takes_self=True,
+        ),
+    )
+    """The destination by (state, trigger) where the :attr:`plan`'s first transition has no condition (it is
+    taken at once): :meth:`fire_plain`'s one look-up."""
 
     @property
     def name(self) -> str:
@@ -133,10 +142,10 @@ class CompiledFlow:
     def fire_plain(self, conv: Model, event: str) -> bool | None:
         """Fire ``event`` on ``conv`` at once when its plan has no conditions (the common step: no coroutine);
         ``None`` when :meth:`fire` must do it."""
-        edges = self.plan.get((conv.state, event))
-        if not edges or edges[0][0].conditions:  # the machine takes the first transition that holds
+        dest = self.plain.get((conv.state, event))
+        if dest is None:
             return None
-        conv.state = edges[0][1]  # what the machine's set_state does
+        conv.state = dest  # what the machine's set_state does
         return True
 
     async def fire(self, conv: Model, event: str) -> bool:

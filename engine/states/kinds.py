@@ -106,12 +106,13 @@ def _dynamic_choices(engine: Runtime, conv: Conversation, expression: str) -> li
 
 def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
     """(valid, value, reason) for an answer to ``spec``."""
-    if spec.attachments and spec.expect != 'attachment' and isinstance(event, Message) and event.attachments:
+    expect = spec.expect
+    if spec.attachments and expect != 'attachment' and isinstance(event, Message) and event.attachments:
         return True, jsonable(event.attachments[0]), ''
-    if isinstance(event, ChoicePress):
-        raw = event.value
-    elif isinstance(event, Message):
+    if isinstance(event, Message):
         raw = event.text.strip()
+    elif isinstance(event, ChoicePress):
+        raw = event.value
     else:
         return False, None, i18n._('please answer the question')
     if len(raw) > patterns.MAX_MATCH_CHARS:
@@ -122,7 +123,7 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
                 count=i18n.format_number(len(raw)), limit=i18n.format_number(patterns.MAX_MATCH_CHARS)
             ),
         )
-    if spec.expect == 'attachment':
+    if expect == 'attachment':
         files = list(event.attachments) if isinstance(event, Message) else []
         if spec.content_types:
             files = [a for a in files if a.content_type.startswith(tuple(spec.content_types))]
@@ -131,26 +132,26 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
                 return False, None, i18n._('please attach a file ({types})').format(types=', '.join(spec.content_types))
             return False, None, i18n._('please attach a file')
         return True, jsonable(files[0]), ''
-    if spec.choices or spec.expect == 'choice':
+    if spec.choices or expect == 'choice':
         lowered = raw.lower()
         for i, choice in enumerate(spec.choices, start=1):
             labels = [choice.label] if isinstance(choice.label, str) else list(choice.label.values())
             if lowered in {choice.value.lower(), str(i), *(label.lower() for label in labels if label)}:
                 return True, choice.value, ''
-        if spec.expect == 'choice':
+        if expect == 'choice':
             return (
                 False,
                 None,
                 i18n._('please pick one of: {choices}').format(choices=', '.join(c.value for c in spec.choices)),
             )
-    if spec.expect == 'boolean':
+    if expect == 'boolean':
         answer = parse_bool(raw)
         return (True, answer, '') if answer is not None else (False, None, i18n._('please answer yes or no'))
-    if spec.expect in ('number', 'integer'):
+    if expect in ('number', 'integer'):
         try:
-            number: float | int = int(raw) if spec.expect == 'integer' else finite_float(raw)
+            number: float | int = int(raw) if expect == 'integer' else finite_float(raw)
         except ValueError:
-            whole = spec.expect == 'integer'
+            whole = expect == 'integer'
             return (
                 False,
                 None,
