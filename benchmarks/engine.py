@@ -1,7 +1,9 @@
 """Engine throughput and memory: 10,000 concurrent conversations through a 5-step form, beside its peers.
 
 Run: ``make bench``, or ``.venv/bin/python -m benchmarks.engine [--conversations 10000] [--rounds 3]``
-(the peers come from the ``bench`` extra, which ``make bench`` installs).
+(the peers come from the ``bench`` extra, which ``make bench`` installs). ``--clock cpu`` times this
+process's CPU time (steadier on a shared machine); ``--profile PREFIX`` also profiles each row's timed
+part and prints where its time went.
 
 Every run does the same steps on the same form, in one process, one after the other, ``--rounds``
 times over; each row is its best round:
@@ -22,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import logging
 import pathlib
+import pstats
 import tempfile
 import time
 import tracemalloc
@@ -138,25 +142,34 @@ RUNS: dict[str, tuple[str, Callable[[int], Awaitable[float]]]] = {
 """Every row of the table: its label and its run (conversations -> steps/s)."""
 
 
-async def _run(n: int, rounds: int, only: list[str]) -> None:
+async def _run(n: int, rounds: int, only: list[str], profile: str | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     names = only or list(RUNS)
     best: dict[str, float] = {}
     missing: dict[str, str] = {}
+    profiles = {name: cProfile.Profile() for name in names} if profile else {}
     for _ in range(rounds):
         for name in names:
             if name in missing:
                 continue
             gc.collect()
+            peers.profiler = profiles.get(name)
             try:
                 rate = await RUNS[name][1](n)
             except ImportError as exc:
                 missing[name] = f'not installed ({exc.name}): pip install -e .[bench]'
                 continue
+            finally:
+                peers.profiler = None
             best[name] = max(rate, best.get(name, 0.0))
+    for name, profiled in profiles.items():
+        if name not in missing:
+            _report_profile(profiled, f'{profile}-{name}.prof', RUNS[name][0], n * STEPS * rounds)
     reference = best.get('ptb')
     clock = 'CPU time' if peers.clock is time.process_time else 'wall-clock'
     print(f'{n:,} concurrent conversations x {STEPS} steps, best of {rounds} round(s), same process, {clock}')
+    if profile:
+        print('(profiled: every rate below is slowed down by the profiler, unevenly)')
     print(f'{"run":<44}{"steps/s":>10}{"vs PTB":>10}')
     for name in names:
         label = RUNS[name][0]
@@ -179,15 +192,33 @@ async def _run(n: int, rounds: int, only: list[str]) -> None:
         )
 
 
+def _report_profile(profiled: cProfile.Profile, path: str, label: str, steps: int) -> None:
+    """Save a row's profile (for ``python -m pstats``) and print where its time went, by function's own time.
+
+    A profiler costs every call alike, so the shares lean towards code that makes many small calls.
+    """
+    profiled.dump_stats(path)
+    stats = pstats.Stats(profiled).stats  # type: ignore[attr-defined]
+    total = sum(row[2] for row in stats.values()) or 1.0
+    calls = sum(row[1] for row in stats.values())
+    print(f'\n{label}: {calls / steps:.0f} calls per step; own time by function (profile in {path}):')
+    for (file, line, function), row in sorted(stats.items(), key=lambda item: -item[1][2])[:12]:
+        where = f'{pathlib.Path(file).name}:{line}' if line else file
+        print(f'{100 * row[2] / total:6.1f}%  {row[1] / steps:5.1f}/step  {function} ({where})')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--conversations', type=int, default=10_000)
     parser.add_argument('--rounds', type=int, default=3, help='runs of every row; the best is shown')
     parser.add_argument('--clock', choices=list(peers.CLOCKS), default='wall', help="cpu: this process's CPU time")
     parser.add_argument('--only', action='append', choices=list(RUNS), default=[], help='these rows only')
+    parser.add_argument(
+        '--profile', metavar='PREFIX', help='profile the timed part of every row (cProfile, slower): PREFIX-<row>.prof'
+    )
     args = parser.parse_args()
     peers.clock = peers.CLOCKS[args.clock]
-    asyncio.run(_run(args.conversations, args.rounds, args.only))
+    asyncio.run(_run(args.conversations, args.rounds, args.only, args.profile))
 
 
 if __name__ == '__main__':

@@ -22,6 +22,7 @@ peer whose package is missing is reported as such and left out of the table.
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import datetime
 import gc
 import json
@@ -43,6 +44,8 @@ CLOCKS: dict[str, Callable[[], float]] = {'wall': time.perf_counter, 'cpu': time
 """How a run is timed: wall-clock (the default), or this process's CPU time (steadier on a busy machine,
 but blind to waiting, such as SQLite's writes to disk)."""
 clock = CLOCKS['wall']
+profiler: cProfile.Profile | None = None
+"""When set (``--profile``), :func:`timed` profiles the timed part of a run with it."""
 
 
 def prompt(step: int) -> str:
@@ -70,11 +73,15 @@ async def timed(rounds: list[Callable[[], Awaitable[Any]]], n: int) -> float:
     gc.collect()
     gc.freeze()
     try:
+        if profiler is not None:
+            profiler.enable()
         began = clock()
         for step in rounds:
             await step()
         return n * STEPS / (clock() - began)
     finally:
+        if profiler is not None:
+            profiler.disable()
         gc.unfreeze()
 
 
