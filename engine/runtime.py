@@ -563,7 +563,7 @@ class Engine:
             adapter.progress_done(conv.key, scope.progress_id)
 
     def arm(self, conv: Conversation, seconds: float | None) -> None:
-        """Start the state's timeout (called on every state entry)."""
+        """Start the state's timeout (called on entering a state that has one)."""
         if seconds is None:
             return
         conv.scope.deadline = time.time() + seconds

@@ -667,6 +667,29 @@ async def test_a_timeout_that_fell_due_for_a_question_already_answered_is_droppe
     assert h.texts() == ['Quick?', 'Next?', 'too late']
 
 
+async def test_an_event_of_a_question_answered_without_a_timeout_is_dropped(engine_harness: HarnessFactory) -> None:
+    """A question that armed nothing keeps its scope for the next one, with a new number: an event of the
+    question answered (a late result, a timeout posted by hand) still does not reach the next question."""
+    states = (
+        '[states.q]\nkind = "ask"\nprompt = "First?"\n'
+        '[states.r]\nkind = "ask"\nprompt = "Second?"\n'
+        '[states.done]\nkind = "end"\ntext = "done"\n'
+    )
+    h = await engine_harness({'q': cmd_flow('q', states)})
+    await h.command('q')
+    conv = h.engine.conversation(h.key)
+    assert conv is not None
+    scope, left = conv.scope, conv.epoch
+    await h.say('one')
+    assert conv.state == 'r' and conv.scope is scope and conv.epoch != left
+    for kind in ('timeout', 'done', 'error', 'notify'):
+        await h.engine.dispatch(Internal(kind=kind, epoch=left, payload=None), h.key)
+    assert conv.state == 'r'
+    assert h.texts() == ['First?', 'Second?']
+    await h.say('two')
+    assert h.texts() == ['First?', 'Second?', 'done']
+
+
 async def test_going_back_disarms_the_timeout_of_the_question_left(engine_harness: HarnessFactory) -> None:
     states = (
         '[states.q]\nkind = "ask"\nprompt = "First?"\n'
