@@ -32,6 +32,7 @@ from typing import Any
 
 from transitions.extensions.asyncio import AsyncMachine
 
+from engine.app import tune_collector
 from engine.patterns import MAX_MATCH_CHARS
 
 __all__ = ['CLOCKS', 'PEERS', 'STEPS', 'TransitionsModel', 'clock', 'prompt', 'timed', 'validate']
@@ -69,9 +70,10 @@ async def timed(rounds: list[Callable[[], Awaitable[Any]]], n: int) -> float:
     What exists before the clock starts (the conversations started, every answer built in advance) is
     frozen out of the garbage collector's full passes: a bot receives its updates one at a time, so
     walking this run's 50,000 prepared answers over and over would time the benchmark, not the framework.
+    Every row runs with the collector as ``flowbot run`` sets it (:func:`engine.app.tune_collector`).
     """
-    gc.collect()
-    gc.freeze()
+    thresholds = gc.get_threshold()
+    tune_collector()
     try:
         if profiler is not None:
             profiler.enable()
@@ -83,6 +85,7 @@ async def timed(rounds: list[Callable[[], Awaitable[Any]]], n: int) -> float:
         if profiler is not None:
             profiler.disable()
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 # -- python-telegram-bot ------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -19,9 +20,27 @@ from engine.shutdown import close_within
 from engine.states.actions import ActionFn, ActionRegistry
 from engine.store import Shards, Store, open_store
 
-__all__ = ['App', 'build_app']
+__all__ = ['SERVING_GC_THRESHOLD', 'App', 'build_app', 'tune_collector']
 
 _log = logging.getLogger(__name__)
+
+SERVING_GC_THRESHOLD = (10_000, 10, 10)
+"""The collector's thresholds while serving: the youngest generation every 10,000 net allocations instead of
+700. Under a burst, thousands of steps wait for their commit (or their reply) with their frames alive; at 700
+the collector kept promoting and walking them (13 full passes per 50,000 durable steps, about a third of the
+SQLite benchmark's CPU; 1 pass at 10,000). Cycles are still collected, a few thousand objects later."""
+
+
+def tune_collector() -> None:
+    """Set the garbage collector up for a long-running process, once start-up is done.
+
+    What start-up built (modules, hikari, plugins and their models, compiled flows) lives as long as the
+    process: frozen out of the full passes, which otherwise walk it again and again under load; then
+    :data:`SERVING_GC_THRESHOLD`.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLD)
 
 
 @attrs.define

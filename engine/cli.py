@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -80,16 +79,13 @@ async def _run(config: Config) -> int:
             )
         )
         return await _chat(config)
-    from engine.app import build_app
+    from engine.app import build_app, tune_collector
     from integrations.discord.bot import describe_failure, serve
     from integrations.discord.config import load_discord_config
 
     discord_config = load_discord_config(config)
     app = build_app(config)
-    # What start-up built (modules, hikari, plugins and their models, compiled flows) lives as long as the
-    # process: kept out of the collector's full passes, which otherwise walk it again and again under load.
-    gc.collect()
-    gc.freeze()
+    tune_collector()
     lost: list[str] = []
     stopping = asyncio.Event()  # a signal, or the shards lost: serve() is cancelled and closes the bot
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ast
+import gc
 import pathlib
 from typing import Any
 
 import pytest
 
-from engine.app import build_app
+from engine.app import SERVING_GC_THRESHOLD, build_app, tune_collector
 from engine.config import BotConfig, Config
 from engine.flows.loader import FlowError
 from engine.runtime import Engine
@@ -81,3 +82,17 @@ def test_without_loading_flows_the_library_is_empty_and_flow_folders_are_not_req
     assert app.engine.library.active() == []
     assert 'feedback.save' in app.engine.actions  # the plugins are loaded all the same
     assert caplog.records == []  # lint and dialog scripts are not a bot that runs: no section warning
+
+
+def test_a_serving_process_freezes_what_start_up_built_and_collects_young_objects_less_often() -> None:
+    thresholds = gc.get_threshold()
+    kept: list[object] = []  # built "at start-up": out of every generation the collector walks afterwards
+    try:
+        tune_collector()
+        assert gc.get_threshold() == SERVING_GC_THRESHOLD
+        assert SERVING_GC_THRESHOLD[0] > thresholds[0]
+        assert gc.get_freeze_count() > 0
+        assert not any(o is kept for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
