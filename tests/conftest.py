@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 
@@ -53,3 +54,14 @@ def _english_outside_an_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     i18n.set_default('en')
     yield
     i18n.set_default('en')
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_python_sets_it() -> Iterator[None]:
+    """A test that runs ``flowbot run`` in this process tunes the collector for serving
+    (:func:`engine.app.tune_collector`); the next test gets Python's thresholds and nothing frozen back."""
+    thresholds = gc.get_threshold()
+    yield
+    if gc.get_threshold() != thresholds:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
