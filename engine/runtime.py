@@ -110,7 +110,8 @@ class Engine:
             key, locale = event.key, event.locale
         assert key is not None
         conv = self._live.get(key)
-        language = i18n.switch(locale or (conv.locale if conv else None), self.config.bot.language)
+        default = self.config.bot.language
+        language = i18n.switch(locale or (conv.locale if conv else None), default)
         try:
             if conv is None:
                 if isinstance(event, Internal):
@@ -148,6 +149,8 @@ class Engine:
                         self._spawn(self._redispatch(rest), key)
                         return
                     event, fut = conv.queue.popleft()
+                    # A queued event is answered in its own language (reset with the first switch's token).
+                    i18n.switch((None if isinstance(event, Internal) else event.locale) or conv.locale, default)
             finally:
                 conv.busy = False
         finally:

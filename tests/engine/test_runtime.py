@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from engine import i18n
 from engine.api import Command, ConversationKey, Message, User
 from engine.doubles import RecordingAdapter
 from engine.postgres import PostgresStore
@@ -596,3 +597,24 @@ async def test_a_held_progress_update_is_dropped_when_its_state_is_left(engine_h
     await h.engine.wait_idle(5)
     await asyncio.sleep(0.3)
     assert h.texts() == ['first', 'done']
+
+
+# -- the language of queued events and a cancelled step --------------------------------------------------
+
+NUMBERS = CMD.format(name='numbers') + (
+    '[states.a]\nkind = "ask"\nprompt = "A?"\nexpect = "number"\nsave_as = "a"\n'
+    '[states.b]\nkind = "ask"\nprompt = "B?"\nexpect = "number"\nsave_as = "b"\n'
+    '[states.done]\nkind = "end"\ntext = "ok"\n'
+)
+
+
+async def test_a_queued_event_is_answered_in_its_own_language(engine_harness: HarnessFactory) -> None:
+    adapter = RecordingAdapter(delay=0.02)
+    h = await engine_harness({'numbers': NUMBERS}, adapter=adapter)
+    await h.command('numbers')
+    english = Message(key=KEY, user=User(id=KEY.user), text='1', locale='en')
+    russian = Message(key=KEY, user=User(id=KEY.user), text='x', locale='ru')  # queued behind the slow reply
+    before = i18n.current()
+    await asyncio.gather(h.engine.dispatch(english), h.engine.dispatch(russian))
+    assert i18n.current() == before  # nothing leaks to the caller
+    assert any(t.startswith('Извините, ответьте, пожалуйста, числом') for t in h.texts()), h.texts()
