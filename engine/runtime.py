@@ -152,9 +152,31 @@ class Engine:
                     # A queued event is answered in its own language (reset with the first switch's token).
                     i18n.switch((None if isinstance(event, Internal) else event.locale) or conv.locale, default)
             finally:
-                conv.busy = False
+                if fut is not None and not fut.done():  # cancelled mid-step: the event's waiter is let go
+                    fut.set_result(None)
+                if conv.queue:  # cancelled mid-step: the queue goes on in a task of its own (busy till then)
+                    self._spawn(self._resume(conv), key)
+                else:
+                    conv.busy = False
         finally:
             i18n.restore(language)
+
+    async def _resume(self, conv: Conversation) -> None:
+        """Go on with the queue of a conversation whose dispatch was cancelled mid-step: in order, the
+        conversation kept busy until now so nothing arriving meanwhile overtakes it."""
+        conv.busy = False
+        rest, conv.queue = list(conv.queue or ()), None
+        if self._live.get(conv.key) is not conv:
+            await self._redispatch(rest)
+            return
+        event, fut = rest.pop(0)
+        if rest:
+            conv.queue = collections.deque(rest)
+        try:
+            await self.dispatch(event, conv.key)
+        finally:
+            if not fut.done():
+                fut.set_result(None)
 
     async def _dispatch_then(self, event: Event, deferred: list[Event]) -> None:
         """Run the command that ended a conversation, then the messages that conversation deferred:

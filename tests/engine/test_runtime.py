@@ -618,3 +618,21 @@ async def test_a_queued_event_is_answered_in_its_own_language(engine_harness: Ha
     await asyncio.gather(h.engine.dispatch(english), h.engine.dispatch(russian))
     assert i18n.current() == before  # nothing leaks to the caller
     assert any(t.startswith('Извините, ответьте, пожалуйста, числом') for t in h.texts()), h.texts()
+
+
+async def test_a_cancelled_step_leaves_the_conversation_free_and_its_queue_answered(
+    engine_harness: HarnessFactory,
+) -> None:
+    adapter = RecordingAdapter(delay=0.05)
+    h = await engine_harness({'form': FORM}, adapter=adapter)
+    await h.command('form')
+    first = asyncio.ensure_future(h.engine.dispatch(message(KEY, '1')))
+    await asyncio.sleep(0)
+    queued = asyncio.ensure_future(h.engine.dispatch(message(KEY, '2')))
+    await asyncio.sleep(0.01)
+    first.cancel()  # e.g. the handler task of the first event is cancelled mid-step
+    await asyncio.wait_for(queued, 2)  # the queued event is not stranded
+    conv = h.engine.conversation(KEY)
+    assert conv is not None and not conv.busy and not conv.queue
+    await h.engine.dispatch(message(KEY, '3'))
+    assert h.texts()[-1] == '1/2/3', h.texts()
