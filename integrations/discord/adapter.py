@@ -77,7 +77,7 @@ Heard = Callable[[int, int, int, str], Awaitable[None]]
 def split_text(text: str, limit: int = 2000) -> list[str]:
     """Pieces of at most ``limit`` characters, cut at line ends, else at spaces, else anywhere."""
     if len(text) <= limit:  # most replies: one piece, no cuts
-        return [text.rstrip('\n') or '\u200b']
+        return [text.rstrip('\n') if text.strip() else '\u200b']  # Discord refuses blank content
     pieces: list[str] = []
     current = ''
     for whole in text.splitlines(keepends=True):
@@ -95,7 +95,7 @@ def split_text(text: str, limit: int = 2000) -> list[str]:
         current += line
     if current or not pieces:
         pieces.append(current)
-    return [p.rstrip('\n') or '\u200b' for p in pieces]
+    return [p.rstrip('\n') if p.strip() else '\u200b' for p in pieces]
 
 
 _CODE = re.compile(r'(```.*?```|`[^`\n]*`)', re.DOTALL)

@@ -152,6 +152,13 @@ def test_split_text_cuts_at_lines_then_spaces() -> None:
     assert split_text('', 2000) == ['\u200b']
 
 
+def test_split_text_never_gives_a_blank_piece_discord_would_refuse() -> None:
+    # Discord answers 400 "Cannot send an empty message" (50006) to content that is only whitespace.
+    assert split_text('   ', 2000) == ['\u200b']
+    parts = split_text('a' * 1999 + '\n' + ' ' * 2500 + '\nb', 2000)
+    assert all(p.strip() for p in parts) and parts[0] == 'a' * 1999 and parts[-1].strip() == 'b'
+
+
 def test_foreign_custom_ids_are_not_ours() -> None:
     assert parse_custom_id('fb:123:apple') == ('123', 'apple')
     assert parse_custom_id('fb:123:a:b') == ('123', 'a:b')
