@@ -914,3 +914,20 @@ async def test_leaving_a_state_disarms_everything_its_entry_armed(engine_harness
     assert scope.timer is None and scope.task is None
     assert task.cancelled() or task.done()
     assert not h.live()
+
+
+async def test_automatic_states_in_a_loop_end_with_a_message_not_a_hang(
+    engine_harness: HarnessFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    states = (
+        '[states.count]\nkind = "say"\ntext = "tick"\n'
+        '[states.again]\nkind = "choice"\nwhen = [{ if = "true", goto = "count" }]\nelse = "done"\n'
+        '[states.done]\nkind = "end"\n'
+    )
+    h = await engine_harness({'loop': cmd_flow('loop', states)})
+    with caplog.at_level(logging.ERROR):
+        await h.command('loop')
+    texts = h.texts()
+    assert texts.count('tick') == 100  # say and choice alternate: 200 automatic states, then the limit
+    assert texts[-1] == 'Something went wrong: an internal error (logged)' and not h.live()
+    assert 'flow loop: more than 200 automatic states in a row' in caplog.text
