@@ -203,13 +203,13 @@ class PostgresStore(Store):
 
     # -- conversations (group commit) ------------------------------------------------------------------------------
 
-    async def save(self, conv: StoredConversation) -> None:
-        self._pending[conv.key] = conversation_row(conv)
-        await self._schedule()
+    def save(self, conv: StoredConversation) -> asyncio.Future[None]:
+        self._pending[conv.key] = conversation_row(conv)  # taken at the call, as the port says
+        return self._schedule()
 
-    async def delete(self, key: str) -> None:
+    def delete(self, key: str) -> asyncio.Future[None]:
         self._pending[key] = None
-        await self._schedule()
+        return self._schedule()
 
     def _schedule(self) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -283,3 +283,12 @@ async def test_sqlite_stamps_each_written_row_with_the_time_of_its_write(tmp_pat
     (updated,) = store.db.execute('SELECT updated FROM conversations').fetchone()
     await store.close()
     assert before - 0.01 <= updated <= after + 0.01  # seconds since 1970, as time.time(), to SQLite's millisecond
+
+
+async def test_closing_writes_what_was_queued_at_the_call_even_if_nobody_waits(opener: Opener) -> None:
+    store = await opener()
+    await store.save(conv('gone'))
+    queued = [store.save(conv('k1')), store.delete('gone'), store.save(conv('k2'))]  # rows taken here
+    await store.close()
+    assert all(asyncio.isfuture(q) and q.done() and q.exception() is None for q in queued)
+    assert sorted(await by_key(await opener())) == ['k1', 'k2']
