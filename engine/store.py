@@ -382,7 +382,7 @@ class SQLiteStore(Store):
             self.db.executemany(_SQLITE_UPSERT, [row for row in pending.values() if row is not None])
             self.db.executemany(_SQLITE_DELETE, [(key,) for key, row in pending.items() if row is None])
             self.db.execute('COMMIT')
-        except sqlite3.Error as exc:
+        except Exception as exc:  # also what fails before SQL runs (a text that is not UTF-8): never left open
             _log.exception('store: writing %d conversation(s) to %s failed', len(pending), self.path)
             if self.db.in_transaction:
                 self.db.execute('ROLLBACK')

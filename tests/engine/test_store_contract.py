@@ -292,3 +292,12 @@ async def test_closing_writes_what_was_queued_at_the_call_even_if_nobody_waits(o
     await store.close()
     assert all(asyncio.isfuture(q) and q.done() and q.exception() is None for q in queued)
     assert sorted(await by_key(await opener())) == ['k1', 'k2']
+
+
+async def test_a_row_the_database_cannot_encode_fails_its_batch_and_the_next_is_written(opener: Opener) -> None:
+    store = await opener()
+    odd = conv('k\ud800')  # a lone surrogate: not UTF-8, refused before SQL runs (not a database error)
+    results = await asyncio.wait_for(asyncio.gather(store.save(odd), return_exceptions=True), 5)
+    assert isinstance(results[0], Exception), results
+    await asyncio.wait_for(store.save(conv('next')), 5)
+    assert list(await by_key(store)) == ['next']
