@@ -931,3 +931,22 @@ async def test_automatic_states_in_a_loop_end_with_a_message_not_a_hang(
     assert texts.count('tick') == 100  # say and choice alternate: 200 automatic states, then the limit
     assert texts[-1] == 'Something went wrong: an internal error (logged)' and not h.live()
     assert 'flow loop: more than 200 automatic states in a row' in caplog.text
+
+
+async def test_a_timeout_armed_after_a_question_without_one_fires(engine_harness: HarnessFactory) -> None:
+    """The first question armed nothing, so its scope is renewed for the second: the second's timer still fires."""
+    states = (
+        '[states.q]\nkind = "ask"\nprompt = "First?"\n'
+        '[states.r]\nkind = "ask"\nprompt = "Quick?"\ntimeout = 0.05\non_timeout = "late"\n'
+        '[states.done]\nkind = "end"\ntext = "in time"\n'
+        '[states.late]\nkind = "end"\ntext = "too late"\n'
+    )
+    h = await engine_harness({'q': cmd_flow('q', states)})
+    await h.command('q')
+    conv = h.engine.conversation(h.key)
+    assert conv is not None
+    scope = conv.scope
+    await h.say('one')
+    assert conv.scope is scope and conv.scope.deadline is not None
+    await _until(lambda: not h.live())
+    assert h.texts() == ['First?', 'Quick?', 'too late']
