@@ -641,6 +641,15 @@ async def test_an_answer_in_time_disarms_the_timeout(engine_harness: HarnessFact
     assert h.live()
 
 
+SECOND_QUESTION_TIMED = (
+    '[states.q]\nkind = "ask"\nprompt = "First?"\n'
+    '[states.r]\nkind = "ask"\nprompt = "Quick?"\ntimeout = 0.05\non_timeout = "late"\n'
+    '[states.done]\nkind = "end"\ntext = "in time"\n'
+    '[states.late]\nkind = "end"\ntext = "too late"\n'
+)
+"""A question without a timeout, then one that times out after 50 ms."""
+
+
 async def test_a_timeout_that_fell_due_for_a_question_already_answered_is_dropped(
     engine_harness: HarnessFactory,
 ) -> None:
@@ -691,13 +700,7 @@ async def test_an_event_of_a_question_answered_without_a_timeout_is_dropped(engi
 
 
 async def test_going_back_disarms_the_timeout_of_the_question_left(engine_harness: HarnessFactory) -> None:
-    states = (
-        '[states.q]\nkind = "ask"\nprompt = "First?"\n'
-        '[states.r]\nkind = "ask"\nprompt = "Quick?"\ntimeout = 0.05\non_timeout = "late"\n'
-        '[states.done]\nkind = "end"\ntext = "in time"\n'
-        '[states.late]\nkind = "end"\ntext = "too late"\n'
-    )
-    h = await engine_harness({'q': cmd_flow('q', states)})
+    h = await engine_harness({'q': cmd_flow('q', SECOND_QUESTION_TIMED)})
     await h.command('q')
     await h.say('yes')
     await h.say('back')
@@ -935,13 +938,7 @@ async def test_automatic_states_in_a_loop_end_with_a_message_not_a_hang(
 
 async def test_a_timeout_armed_after_a_question_without_one_fires(engine_harness: HarnessFactory) -> None:
     """The first question armed nothing, so its scope is renewed for the second: the second's timer still fires."""
-    states = (
-        '[states.q]\nkind = "ask"\nprompt = "First?"\n'
-        '[states.r]\nkind = "ask"\nprompt = "Quick?"\ntimeout = 0.05\non_timeout = "late"\n'
-        '[states.done]\nkind = "end"\ntext = "in time"\n'
-        '[states.late]\nkind = "end"\ntext = "too late"\n'
-    )
-    h = await engine_harness({'q': cmd_flow('q', states)})
+    h = await engine_harness({'q': cmd_flow('q', SECOND_QUESTION_TIMED)})
     await h.command('q')
     conv = h.engine.conversation(h.key)
     assert conv is not None
