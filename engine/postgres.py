@@ -26,13 +26,12 @@ from typing import Any
 
 from engine.i18n import _
 from engine.store import (
+    GroupCommitStore,
     ShardLostError,
     Shards,
-    Store,
     StoredConversation,
     StoreError,
     conversation_from_row,
-    conversation_row,
     json_object,
     settle_waiters,
 )
@@ -90,7 +89,7 @@ def _owner() -> str:
     return f'{socket.gethostname()}:{os.getpid()}'
 
 
-class PostgresStore(Store):
+class PostgresStore(GroupCommitStore):
     """Conversations, records, flow versions and shard leases in one PostgreSQL database.
 
     :param dsn: ``postgresql://user:password@host:port/database`` (libpq URL syntax; ``?host=/dir``
@@ -106,8 +105,7 @@ class PostgresStore(Store):
         self._tokens: dict[int, int] = {}
         self._shards: Shards | None = None
         self._lost: str | None = None
-        self._pending: dict[str, tuple[Any, ...] | None] = {}
-        self._waiters: list[asyncio.Future[None]] = []
+        super().__init__()
         self._flusher: asyncio.Task[None] | None = None
 
     # -- connecting and migrating -------------------------------------------------------------------------------------
@@ -203,27 +201,15 @@ class PostgresStore(Store):
 
     # -- conversations (group commit) ------------------------------------------------------------------------------
 
-    def save(self, conv: StoredConversation) -> asyncio.Future[None]:
-        self._pending[conv.key] = conversation_row(conv)  # taken at the call, as the port says
-        return self._schedule()
-
-    def delete(self, key: str) -> asyncio.Future[None]:
-        self._pending[key] = None
-        return self._schedule()
-
-    def _schedule(self) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+    def _flush_soon(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_loop())
-        return fut
 
     async def _flush_loop(self) -> None:
         """One transaction at a time; what arrives meanwhile is the next batch."""
         await asyncio.sleep(0)  # let the saves of this event-loop turn join the first batch
         while self._waiters:
-            pending, waiters = self._pending, self._waiters
-            self._pending, self._waiters = {}, []
+            pending, waiters = self._batch()
             error: Exception | None = None
             try:
                 await self._write(pending)

@@ -29,6 +29,7 @@ from engine.errors import FlowbotError
 from engine.i18n import _
 
 __all__ = [
+    'GroupCommitStore',
     'MemoryStore',
     'SQLiteStore',
     'ShardLostError',
@@ -343,7 +344,44 @@ _SQLITE_UPSERT = (
 _SQLITE_DELETE = 'DELETE FROM conversations WHERE key = ?'
 
 
-class SQLiteStore(Store):
+class GroupCommitStore(Store):
+    """A store that writes the conversation saves and deletes of one event-loop turn in one transaction.
+
+    ``save`` and ``delete`` queue the row (a key once, with its latest row) and return the caller's own future,
+    settled when its batch is durable or has failed (:func:`settle_waiters`): a cancelled waiter cancels nothing
+    else. Subclasses say how a batch gets written (:meth:`_flush_soon`, then :meth:`_batch`).
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[Any, ...] | None] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def save(self, conv: StoredConversation) -> asyncio.Future[None]:
+        self._pending[conv.key] = conversation_row(conv)
+        return self._waiter()  # only the row and this future wait for the commit, not a coroutine
+
+    def delete(self, key: str) -> asyncio.Future[None]:
+        self._pending[key] = None
+        return self._waiter()
+
+    def _waiter(self) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._flush_soon()
+        return fut
+
+    @abc.abstractmethod
+    def _flush_soon(self) -> None:
+        """Make sure the queued batch is written soon (once, however many saves join it)."""
+
+    def _batch(self) -> tuple[dict[str, tuple[Any, ...] | None], list[asyncio.Future[None]]]:
+        """Take what is queued (rows by key, ``None`` for a deletion) and its waiters; what comes next is a new batch."""
+        batch = self._pending, self._waiters
+        self._pending, self._waiters = {}, []
+        return batch
+
+
+class SQLiteStore(GroupCommitStore):
     """SQLite in WAL mode with group commit.
 
     ``save`` queues the row and awaits a future; one flush per event-loop turn writes every queued
@@ -360,22 +398,16 @@ class SQLiteStore(Store):
             _migrate_sqlite(self.db, path)
         except sqlite3.Error as exc:
             raise StoreError(_('cannot open the store {path}: {error}').format(path=path, error=exc)) from exc
-        self._pending: dict[str, tuple[Any, ...] | None] = {}
-        self._waiters: list[asyncio.Future[None]] = []
+        super().__init__()
         self._flush_handle: asyncio.Handle | None = None
 
-    def _schedule(self) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(fut)
+    def _flush_soon(self) -> None:
         if self._flush_handle is None:
-            self._flush_handle = loop.call_soon(self._flush)
-        return fut
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
-        pending, waiters = self._pending, self._waiters
-        self._pending, self._waiters = {}, []
+        pending, waiters = self._batch()
         error: Exception | None = None
         try:
             self.db.execute('BEGIN')
@@ -388,14 +420,6 @@ class SQLiteStore(Store):
                 self.db.execute('ROLLBACK')
             error = exc
         settle_waiters(waiters, error)
-
-    def save(self, conv: StoredConversation) -> asyncio.Future[None]:
-        self._pending[conv.key] = conversation_row(conv)
-        return self._schedule()  # only the row and this future wait for the commit, not a coroutine
-
-    def delete(self, key: str) -> asyncio.Future[None]:
-        self._pending[key] = None
-        return self._schedule()
 
     async def load_all(self, shards: Shards | None = None) -> list[StoredConversation | Exception]:
         rows = self.db.execute(f'SELECT {_CONVERSATION_COLUMNS} FROM conversations').fetchall()
