@@ -77,7 +77,7 @@ Heard = Callable[[int, int, int, str], Awaitable[None]]
 def split_text(text: str, limit: int = 2000) -> list[str]:
     """Pieces of at most ``limit`` characters, cut at line ends, else at spaces, else anywhere."""
     if len(text) <= limit:  # most replies: one piece, no cuts
-        return [text.rstrip('\n') if text.strip() else '\u200b']  # Discord refuses blank content
+        return [_sendable(text)]
     pieces: list[str] = []
     current = ''
     for whole in text.splitlines(keepends=True):
@@ -95,7 +95,13 @@ def split_text(text: str, limit: int = 2000) -> list[str]:
         current += line
     if current or not pieces:
         pieces.append(current)
-    return [p.rstrip('\n') if p.strip() else '\u200b' for p in pieces]
+    return [_sendable(p) for p in pieces]
+
+
+def _sendable(piece: str) -> str:
+    """A piece as sent: without trailing line ends; a blank one as a zero-width space (Discord refuses blank
+    content)."""
+    return piece.rstrip('\n') if piece.strip() else '\u200b'
 
 
 _CODE = re.compile(r'(```.*?```|`[^`\n]*`)', re.DOTALL)
