@@ -20,7 +20,6 @@ import logging
 import multiprocessing
 import os
 import pathlib
-import pstats
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import hikari
 
+from benchmarks import profiling
 from engine.app import build_app
 from engine.config import BotConfig, Config
 from integrations.discord.bot import DiscordBot
@@ -223,37 +223,7 @@ def main() -> None:
     )
     print('target p99 < 20 ms (open loop):', 'met' if opened['p99_ms'] < 20 else 'NOT met')
     if profiler is not None:
-        _print_profile(profiler, args.profile, int(opened['count'] + closed['count']))
-
-
-def _print_profile(profiler: cProfile.Profile, path: pathlib.Path, commands: int) -> None:
-    """Save the stats and print where the bot's CPU went: calls per command, shares per package, top own times."""
-    profiler.dump_stats(path)
-    stats = pstats.Stats(str(path))
-    rows: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = stats.stats  # type: ignore[attr-defined]
-    total = sum(row[2] for row in rows.values())
-    per = 1 / max(1, commands)
-    print(f'profile ({path}): {stats.total_calls * per:.0f} function calls per command')  # type: ignore[attr-defined]
-    packages: dict[str, float] = {}
-    for (file, _line, _name), row in rows.items():
-        packages[_package(file)] = packages.get(_package(file), 0.0) + row[2]
-    shares = sorted(packages.items(), key=lambda p: -p[1])
-    print('  own CPU time by package: ' + ', '.join(f'{p} {100 * t / total:.0f}%' for p, t in shares[:8]))
-    for (file, line, name), (_cc, ncalls, own, _cum, _callers) in sorted(rows.items(), key=lambda r: -r[1][2])[:20]:
-        where = f'{file.split("site-packages/")[-1]}:{line}' if line else file
-        print(f'  {100 * own / total:5.1f}%  {ncalls * per:5.1f}/command  {name}  ({where})')
-
-
-def _package(file: str) -> str:
-    """What a profiled function belongs to: a library, flowbot's ``engine`` or ``integrations``, or Python's."""
-    if '/site-packages/' in file:
-        return file.split('/site-packages/')[1].split('/', maxsplit=1)[0].removesuffix('.py')
-    for ours in ('engine', 'integrations'):
-        if f'{REPO}/{ours}/' in file:
-            return ours
-    if file == '~':  # a C function: the socket, epoll, orjson, dict methods
-        return 'builtins'
-    return 'asyncio' if '/asyncio/' in file or file.endswith('selectors.py') else 'python'
+        profiling.report(profiler, args.profile, 'the bot', int(opened['count'] + closed['count']), 'command')
 
 
 if __name__ == '__main__':

@@ -28,7 +28,6 @@ import cProfile
 import gc
 import logging
 import pathlib
-import pstats
 import tempfile
 import time
 import tracemalloc
@@ -37,7 +36,7 @@ from typing import Any
 
 from transitions.extensions.asyncio import AsyncMachine
 
-from benchmarks import peers
+from benchmarks import peers, profiling
 from engine.api import Command, ConversationKey, Message, User
 from engine.app import build_app
 from engine.config import Config
@@ -164,7 +163,7 @@ async def _run(n: int, rounds: int, only: list[str], profile: str | None = None)
             best[name] = max(rate, best.get(name, 0.0))
     for name, profiled in profiles.items():
         if name not in missing:
-            _report_profile(profiled, f'{profile}-{name}.prof', RUNS[name][0], n * STEPS * rounds)
+            profiling.report(profiled, f'{profile}-{name}.prof', RUNS[name][0], n * STEPS * rounds, 'step')
     reference = best.get('ptb')
     clock = 'CPU time' if peers.clock is time.process_time else 'wall-clock'
     print(f'{n:,} concurrent conversations x {STEPS} steps, best of {rounds} round(s), same process, {clock}')
@@ -190,21 +189,6 @@ async def _run(n: int, rounds: int, only: list[str], profile: str | None = None)
             f'memory per live conversation: flowbot {per_conv / 1024:.2f} KiB, '
             f'transitions AsyncMachine per conv. {per_baseline / 1024:.2f} KiB'
         )
-
-
-def _report_profile(profiled: cProfile.Profile, path: str, label: str, steps: int) -> None:
-    """Save a row's profile (for ``python -m pstats``) and print where its time went, by function's own time.
-
-    A profiler costs every call alike, so the shares lean towards code that makes many small calls.
-    """
-    profiled.dump_stats(path)
-    stats = pstats.Stats(profiled).stats  # type: ignore[attr-defined]
-    total = sum(row[2] for row in stats.values()) or 1.0
-    calls = sum(row[1] for row in stats.values())
-    print(f'\n{label}: {calls / steps:.0f} calls per step; own time by function (profile in {path}):')
-    for (file, line, function), row in sorted(stats.items(), key=lambda item: -item[1][2])[:12]:
-        where = f'{pathlib.Path(file).name}:{line}' if line else file
-        print(f'{100 * row[2] / total:6.1f}%  {row[1] / steps:5.1f}/step  {function} ({where})')
 
 
 def main() -> None:
