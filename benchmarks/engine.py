@@ -5,8 +5,9 @@ Run: ``make bench``, or ``.venv/bin/python -m benchmarks.engine [--conversations
 process's CPU time (steadier on a shared machine); ``--profile PREFIX`` also profiles each row's timed
 part and prints where its time went.
 
-Every run does the same steps on the same form, in one process, one after the other, ``--rounds``
-times over; each row is its best round:
+Every run does the same steps on the same form, each in a fresh process of its own (so no row inherits
+another's heap, collector state or warmed caches) after an untimed warm-up of 1,000 conversations of the
+same row, one after the other, ``--rounds`` times over; each row is its best round:
 
 - ``flowbot, in memory``: the full runtime (dispatch → validate answer → transition → prompt → persist)
   with :class:`~engine.store.MemoryStore`;
@@ -24,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import cProfile
 import gc
 import logging
+import multiprocessing
 import pathlib
 import tempfile
-import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -141,32 +143,68 @@ RUNS: dict[str, tuple[str, Callable[[int], Awaitable[float]]]] = {
 """Every row of the table: its label and its run (conversations -> steps/s)."""
 
 
-async def _run(n: int, rounds: int, only: list[str], profile: str | None = None) -> None:
+WARM_UP = 1_000
+"""Conversations each row's process runs, untimed, before its timed run."""
+
+
+def _row(name: str, n: int, clock: str, profile: str | None) -> float | str:
+    """One round of one row, run in a fresh process: its rate, or why it cannot run.
+
+    :param profile: where to save this round's profile of the timed part, if profiling.
+    """
     logging.basicConfig(level=logging.WARNING)
+    peers.clock = peers.CLOCKS[clock]
+    peers.profiler = cProfile.Profile() if profile else None
+
+    async def timed() -> float:
+        run = RUNS[name][1]
+        await run(WARM_UP)  # what a long-running bot has done long before: first calls, caches, heap arenas
+        return await run(n)
+
+    try:
+        rate = asyncio.run(timed())
+    except ImportError as exc:
+        return f'not installed ({exc.name}): pip install -e .[bench]'
+    if peers.profiler is not None and profile:
+        peers.profiler.dump_stats(profile)
+    return rate
+
+
+def _memory_row(n: int) -> tuple[float, float]:
+    return asyncio.run(_memory(n))
+
+
+def _run(n: int, rounds: int, only: list[str], clock: str, profile: str | None = None) -> None:
     names = only or list(RUNS)
     best: dict[str, float] = {}
     missing: dict[str, str] = {}
-    profiles = {name: cProfile.Profile() for name in names} if profile else {}
-    for _ in range(rounds):
-        for name in names:
-            if name in missing:
-                continue
-            gc.collect()
-            peers.profiler = profiles.get(name)
-            try:
-                rate = await RUNS[name][1](n)
-            except ImportError as exc:
-                missing[name] = f'not installed ({exc.name}): pip install -e .[bench]'
-                continue
-            finally:
-                peers.profiler = None
-            best[name] = max(rate, best.get(name, 0.0))
-    for name, profiled in profiles.items():
-        if name not in missing:
-            profiling.report(profiled, f'{profile}-{name}.prof', RUNS[name][0], n * STEPS * rounds, 'step')
+    profiles: dict[str, list[str]] = {name: [] for name in names}
+    # One fresh process per task: a row's round never shares an interpreter with anything else.
+    spawn = multiprocessing.get_context('spawn')
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn, max_tasks_per_child=1) as pool:
+        for round_ in range(rounds):
+            for name in names:
+                if name in missing:
+                    continue
+                path = f'{profile}-{name}-{round_}.prof' if profile else None
+                result = pool.submit(_row, name, n, clock, path).result()
+                if isinstance(result, str):
+                    missing[name] = result
+                    continue
+                best[name] = max(result, best.get(name, 0.0))
+                if path:
+                    profiles[name].append(path)
+        memory = None if only else pool.submit(_memory_row, n).result()
+    for name, paths in profiles.items():
+        if paths:
+            profiling.report(paths, f'{profile}-{name}.prof', RUNS[name][0], n * STEPS * len(paths), 'step')
+            for path in paths:
+                pathlib.Path(path).unlink()
     reference = best.get('ptb')
-    clock = 'CPU time' if peers.clock is time.process_time else 'wall-clock'
-    print(f'{n:,} concurrent conversations x {STEPS} steps, best of {rounds} round(s), same process, {clock}')
+    clock_name = 'CPU time' if clock == 'cpu' else 'wall-clock'
+    print(
+        f'{n:,} concurrent conversations x {STEPS} steps, best of {rounds} round(s), a fresh process each, {clock_name}'
+    )
     if profile:
         print('(profiled: every rate below is slowed down by the profiler, unevenly)')
     print(f'{"run":<44}{"steps/s":>10}{"vs PTB":>10}')
@@ -183,8 +221,8 @@ async def _run(n: int, rounds: int, only: list[str], profile: str | None = None)
             else f'   goal >= {goal}x: ' + ('met' if best[name] >= goal * reference else 'NOT met')
         )
         print(f'{label:<44}{best[name]:>10,.0f}{ratio}{met}')
-    if not only:
-        per_conv, per_baseline = await _memory(n)
+    if memory is not None:
+        per_conv, per_baseline = memory
         print(
             f'memory per live conversation: flowbot {per_conv / 1024:.2f} KiB, '
             f'transitions AsyncMachine per conv. {per_baseline / 1024:.2f} KiB'
@@ -201,8 +239,7 @@ def main() -> None:
         '--profile', metavar='PREFIX', help='profile the timed part of every row (cProfile, slower): PREFIX-<row>.prof'
     )
     args = parser.parse_args()
-    peers.clock = peers.CLOCKS[args.clock]
-    asyncio.run(_run(args.conversations, args.rounds, args.only, args.profile))
+    _run(args.conversations, args.rounds, args.only, args.clock, args.profile)
 
 
 if __name__ == '__main__':

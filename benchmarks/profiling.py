@@ -9,6 +9,7 @@ from __future__ import annotations
 import cProfile
 import pathlib
 import pstats
+from collections.abc import Sequence
 
 __all__ = ['package', 'report']
 
@@ -27,15 +28,19 @@ def package(file: str) -> str:
     return 'asyncio' if '/asyncio/' in file or file.endswith('selectors.py') else 'python'
 
 
-def report(profiler: cProfile.Profile, path: str | pathlib.Path, label: str, count: int, unit: str) -> None:
+def report(
+    profiler: cProfile.Profile | Sequence[str], path: str | pathlib.Path, label: str, count: int, unit: str
+) -> None:
     """Save the stats to ``path`` (for ``python -m pstats``) and print where the time went: calls per ``unit``,
     own time by package, and the functions with the most own time.
 
+    :param profiler: the profiler, or the files of several profiled runs (each in its own process), summed.
     :param label: what was profiled, for the heading.
     :param count: how many ``unit`` (steps, commands) the profiled run did.
     """
-    profiler.dump_stats(path)
-    rows: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    stats = pstats.Stats(profiler) if isinstance(profiler, cProfile.Profile) else pstats.Stats(*profiler)
+    stats.dump_stats(path)
+    rows: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = stats.stats  # type: ignore[attr-defined]
     total = sum(row[2] for row in rows.values()) or 1.0
     per = 1 / max(1, count)
     calls = sum(row[1] for row in rows.values())
