@@ -38,6 +38,8 @@ _log = logging.getLogger(__name__)
 _SYNCED = 'discord_commands'
 """Store record kind: per application id, the hash of the command set Discord has."""
 
+_GUILD_EVENTS = frozenset({'GUILD_CREATE', 'GUILD_UPDATE', 'GUILD_DELETE'})
+
 INTENTS = (
     hikari.Intents.GUILDS
     | hikari.Intents.GUILD_MESSAGES
@@ -65,9 +67,9 @@ CACHE = (
     | hikari.api.CacheComponents.VOICE_STATES
     | hikari.api.CacheComponents.ME
 )
-"""What the bot reads from hikari's cache: a server's preferred locale (the reply language of typed messages), a
-channel's guild, who sits in voice, its own user (the rest, such as every message and member, would be stored per
-event for nothing)."""
+"""What the bot reads from hikari's cache: its servers, a channel's guild, who sits in voice, its own user (the rest,
+such as every message and member, would be stored per event for nothing). A server's preferred locale is read from
+the raw guild events instead (:meth:`DiscordBot._note_guild`)."""
 
 
 class RecordStore(Protocol):
@@ -151,6 +153,8 @@ class DiscordBot:
         self._voice_factory = voice
         self.application_id: int | None = None
         self._own_id: int | None = None
+        self._guild_locales: dict[int, str | None] = {}
+        """Each server's preferred locale, from its GUILD_CREATE and GUILD_UPDATE (:meth:`_note_guild`)."""
         # the raw payload, not MessageCreateEvent: with no listener for it hikari builds no Message entity
         self.bot.subscribe(hikari.ShardPayloadEvent, self._on_payload)
         self.bot.subscribe(hikari.InteractionCreateEvent, self._on_interaction)
@@ -213,11 +217,22 @@ class DiscordBot:
         (the engine then uses ``bot.language``); also made the language of messages built before the engine runs."""
         locale = str(user_locale) if user_locale else None
         if locale is None and guild_id is not None:
-            guild = self.bot.cache.get_guild(guild_id)
-            preferred = getattr(guild, 'preferred_locale', None) if guild is not None else None
-            locale = str(preferred) if preferred else None
+            locale = self._guild_locales.get(guild_id)
         i18n.enter(locale)
         return locale
+
+    def _note_guild(self, name: str, payload: Mapping[str, Any]) -> None:
+        """Keep a server's preferred locale as its guild events tell it: read on every message, it was taken
+        from hikari's cache, which copies the whole guild entity on each read (5 us per message)."""
+        try:
+            guild_id = int(payload['id'])
+        except (KeyError, TypeError, ValueError):
+            _log.warning('%s without a guild id, ignored', name)
+            return
+        if name != 'GUILD_DELETE':
+            self._guild_locales[guild_id] = payload.get('preferred_locale') or None
+        elif not payload.get('unavailable'):  # left or removed; an outage keeps what is known, as hikari's cache
+            self._guild_locales.pop(guild_id, None)
 
     def _is_own(self, author_id: int) -> bool:
         """Whether the bot wrote it; its id is kept once known (``get_me`` copies the user from hikari's cache on
@@ -243,13 +258,16 @@ class DiscordBot:
     # -- messages: prefix commands and free messages ---------------------------------------------------------------
 
     async def _on_payload(self, event: hikari.ShardPayloadEvent) -> None:
-        if event.name == 'MESSAGE_CREATE':
+        name = event.name
+        if name == 'MESSAGE_CREATE':
             try:
                 message = read_message(event.payload)
             except (KeyError, TypeError, ValueError):
                 _log.exception('MESSAGE_CREATE without the fields of a message, ignored: %r', event.payload.get('id'))
                 return
             await self._on_message(message)
+        elif name in _GUILD_EVENTS:
+            self._note_guild(name, event.payload)
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if self._is_own(message.author_id):

@@ -70,6 +70,38 @@ async def test_a_guild_preferring_english_answers_typed_commands_in_english(
         await run.bot.close()
 
 
+async def test_typed_commands_follow_the_servers_locale_as_guild_events_change_it(
+    emulator: DiscordEmulator, app: App
+) -> None:
+    guild = emulator.guild(GUILD, channels=[CHANNEL])  # preferred_locale en-US
+    emulator.guilds = [guild]
+    run = await start_bot(emulator, app)
+
+    async def reply() -> str:
+        await emulator.message_create(
+            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!hi'
+        )
+        calls = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages', count=len(replies) + 1)
+        replies.append(calls[-1].content or '')
+        return replies[-1]
+
+    replies: list[str] = []
+    try:
+        assert (await reply()).startswith('Hi, carl!')
+        await emulator.dispatch('GUILD_UPDATE', {**guild, 'preferred_locale': 'ru'})
+        assert (await reply()).startswith('Привет, carl!')
+        # an outage (the guild unavailable) does not forget the server's locale
+        await emulator.dispatch('GUILD_DELETE', {'id': str(GUILD), 'unavailable': True})
+        assert (await reply()).startswith('Привет, carl!')
+        await emulator.dispatch('GUILD_CREATE', {**guild, 'preferred_locale': 'ru'})
+        # removed from the server: nothing is known of it, the bot's language (en) answers
+        await emulator.dispatch('GUILD_DELETE', {'id': str(GUILD)})
+        assert (await reply()).startswith('Hi, carl!')
+    finally:
+        await run.bot.close()
+    assert run.errors == []
+
+
 def test_every_shipped_slash_command_and_option_has_a_russian_description_within_discords_limit() -> None:
     flows, problems = load_paths([REPO / 'flows'])
     assert not problems
