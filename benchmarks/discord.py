@@ -1,8 +1,8 @@
 """Discord adapter throughput and latency: prefix commands through the real hikari client and the real engine.
 
-2,000 ``!hi`` commands from 200 users are dispatched by the loopback emulator (MESSAGE_CREATE on the
-gateway); latency is measured from the moment the emulator sends the event to the moment the reply's
-REST call arrives at the emulator. Target: p99 < 20 ms. Each phase also reports the bot process's CPU time per
+2,000 ``!hi`` commands from 200 users in one channel of a server the bot is in (its GUILD_CREATE sent at
+connection, as Discord does) are dispatched by the loopback emulator (MESSAGE_CREATE on the gateway); latency is
+measured from the moment the emulator sends the event to the moment the reply's REST call arrives at the emulator. Target: p99 < 20 ms. Each phase also reports the bot process's CPU time per
 command (user + system, read from ``/proc`` by the emulator, so the bot measures nothing itself).
 
 The bot runs as ``flowbot run`` runs it: the collector set up by :func:`engine.app.tune_collector` once started.
@@ -102,6 +102,7 @@ def _emulator_process(conn: Connection, messages: int, users: int, rate: float, 
 
 async def _drive(conn: Connection, messages: int, users: int, rate: float, concurrency: int) -> None:
     async with DiscordEmulator() as emu:
+        emu.guilds = [emu.guild(GUILD, channels=[CHANNEL])]  # a server the bot is in, as in real use
         conn.send((emu.rest_url, emu.token))
         await asyncio.wait_for(emu.wait_connected(), 30)
         await asyncio.sleep(0.5)  # let the bot finish its command sync
