@@ -2,8 +2,9 @@
 
 2,000 ``!hi`` commands from 200 users in one channel of a server the bot is in (its GUILD_CREATE sent at
 connection, as Discord does) are dispatched by the loopback emulator (MESSAGE_CREATE on the gateway); latency is
-measured from the moment the emulator sends the event to the moment the reply's REST call arrives at the emulator. Target: p99 < 20 ms. Each phase also reports the bot process's CPU time per
-command (user + system, read from ``/proc`` by the emulator, so the bot measures nothing itself).
+measured from the moment the emulator sends the event to the moment the reply's REST call arrives at the emulator.
+Target: p99 < 20 ms. Each phase also reports the bot process's CPU time per command (user + system, read from
+``/proc`` by the emulator, so the bot measures nothing itself).
 
 The bot runs as ``flowbot run`` runs it: the collector set up by :func:`engine.app.tune_collector` once started.
 The emulator stands in for Discord's servers, whose pauses are not the bot's: its collector is off while it
