@@ -151,16 +151,17 @@ class Conversation:
         if cached is None or cached[0] is not user:  # users are immutable: same object, same stored form
             cached = self.row_user = (user, [user.id, user.name, sorted(user.roles), user.guild])
         extra['user'] = cached[1]
-        return StoredConversation(
-            key=self.row_key,
-            flow=self.compiled.name,
-            version=self.compiled.version,
-            state=self.state,
-            data=self.data,
-            stack=self.stack,
-            deadline=self.scope.deadline,
-            extra=extra,
-            guild=self.user.guild,
+        compiled = self.compiled
+        return StoredConversation(  # by position (key, flow, version, state, data, stack, deadline, extra, guild)
+            self.row_key,
+            compiled.name,
+            compiled.version,
+            self.state,
+            self.data,
+            self.stack,
+            self.scope.deadline,
+            extra,
+            user.guild,
         )
 
     @classmethod

@@ -493,7 +493,6 @@ class Engine:
         if event.locale:
             conv.locale = event.locale
         conv.user = event.user
-        spec = conv.spec
         if conv.event is None and conv.state == conv.compiled.flow.initial and not conv.started:
             return self._begin(conv, event)
         command = event.name if isinstance(event, Command) else typed_interrupt(event, self._prefix(conv.key))
@@ -501,7 +500,7 @@ class Engine:
             return interrupt(self, conv, command)
         if isinstance(event, Command):
             return self._stop_for(conv, event)
-        if (ask := question(spec)) is not None:
+        if (ask := conv.compiled.questions.get(conv.state)) is not None:  # question(conv.spec), one look-up
             conv.event = event
             return kinds.answer(self, conv, ask, event)
         if isinstance(event, ChoicePress):

@@ -106,9 +106,12 @@ def guild_number(guild: str | int | None) -> int | None:
     return guild if guild is not None and 0 < guild < 2**63 else None
 
 
-@attrs.define(kw_only=True)
+@attrs.define
 class StoredConversation:
-    """The durable part of a conversation, as the runtime saves it after every transition."""
+    """The durable part of a conversation, as the runtime saves it after every transition.
+
+    Its fields may be given by position, in this order (every step's snapshot does: no keyword matching).
+    """
 
     key: str
     flow: str

@@ -131,22 +131,16 @@ class CompiledFlow:
             takes_self=True,
         ),
     )
-    """The destination by (state, trigger) where the :attr:`plan`'s first transition has no condition (it is
-    taken at once): :meth:`fire_plain`'s one look-up."""
-
-    @property
-    def name(self) -> str:
-        """The flow's name."""
-        return self.flow.name
-
-    def fire_plain(self, conv: Model, event: str) -> bool | None:
-        """Fire ``event`` on ``conv`` at once when its plan has no conditions (the common step: no coroutine);
-        ``None`` when :meth:`fire` must do it."""
-        dest = self.plain.get((conv.state, event))
-        if dest is None:
-            return None
-        conv.state = dest  # what the machine's set_state does
-        return True
+    """The destination by (state, trigger) where the :attr:`plan`'s first transition has no condition: taken at
+    once, by setting the conversation's state (what the machine's ``set_state`` does), without :meth:`fire`'s
+    coroutine; a step's one look-up."""
+    questions: dict[str, model.Ask] = attrs.field(
+        init=False, default=attrs.Factory(lambda self: {a: self.flow.states[a] for a in self.asks}, takes_self=True)
+    )
+    """The ask states' definitions by name (the states whose handler takes answers): the runtime's one look-up for
+    "is the conversation at a question" on every message."""
+    name: str = attrs.field(init=False, default=attrs.Factory(lambda self: self.flow.name, takes_self=True))
+    """The flow's name (an attribute, not a property: every stored step writes it)."""
 
     async def fire(self, conv: Model, event: str) -> bool:
         """Fire ``event`` on ``conv``; ``False`` when no transition applied."""

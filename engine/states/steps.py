@@ -47,7 +47,10 @@ async def move(engine: Runtime, conv: Conversation, trigger: str | None) -> None
             state = conv.state
             engine.leave_state(conv)
             compiled = conv.compiled
-            if not (compiled.fire_plain(conv, trigger) or await compiled.fire(conv, trigger)):
+            dest = compiled.plain.get((state, trigger))
+            if dest is not None:  # no condition to check: the common step, no coroutine
+                conv.state = dest
+            elif not await compiled.fire(conv, trigger):
                 if automatic:
                     raise FlowRuntimeError(f'flow {compiled.name}: no condition of choice state "{state}" matched')
                 raise FlowRuntimeError(f'flow {compiled.name}: no "{trigger}" transition from state "{state}"')
@@ -57,9 +60,9 @@ async def move(engine: Runtime, conv: Conversation, trigger: str | None) -> None
                 return
             trigger = None
             continue
-        spec = conv.spec
-        assert spec is not None
-        timeout = conv.compiled.timeouts[conv.state]
+        compiled = conv.compiled
+        spec = compiled.flow.states[conv.state]  # conv.spec without a call: not the end, so it exists
+        timeout = compiled.timeouts[conv.state]
         if timeout is not None:
             engine.arm(conv, timeout)
         found = await HANDLERS[spec.kind].enter(engine, conv, spec)  # handler_for(spec), without a call
