@@ -43,9 +43,12 @@ class WorkFolders:
         return path
 
     def remove(self, key: ConversationKey) -> None:
-        """Delete the conversation's folder if it has one."""
-        name = folder_name(key)
+        """Delete the conversation's folder if it has one (no name is made when there are no folders: most
+        conversations end without one)."""
         names = self._existing()
+        if not names:
+            return
+        name = folder_name(key)
         if name in names:
             names.discard(name)
             shutil.rmtree(self.root / name, ignore_errors=True)
