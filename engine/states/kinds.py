@@ -62,12 +62,14 @@ async def say(engine: Runtime, conv: Conversation, text: model.Text | None, file
     """Send a ``say``/``end`` state's text, or its files with the text as the first one's caption."""
     body = render_text(engine, conv, text)
     adapter = engine.adapter(conv)
-    context = template_context(engine, conv) if files else {}
+    if not files:  # most: the text alone, without a template context or a list of paths
+        if body:
+            await adapter.send_text(conv.key, body)
+        return
+    context = template_context(engine, conv)
     paths = [engine.files.check(render(f, context)) for f in files]  # all checked before any is sent
     for i, path in enumerate(paths):
         await adapter.send_file(conv.key, path, text=body if i == 0 and body else None, voice_message=voice)
-    if body and not paths:
-        await adapter.send_text(conv.key, body)
 
 
 def prompt(engine: Runtime, conv: Conversation, spec: model.Ask, text: str | None = None) -> Awaitable[str]:

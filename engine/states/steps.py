@@ -55,7 +55,7 @@ async def move(engine: Runtime, conv: Conversation, trigger: str | None) -> None
                     raise FlowRuntimeError(f'flow {compiled.name}: no condition of choice state "{state}" matched')
                 raise FlowRuntimeError(f'flow {compiled.name}: no "{trigger}" transition from state "{state}"')
         if conv.state == model.END:
-            if not await _return_from_subflow(engine, conv):
+            if not (conv.stack and await _return_from_subflow(engine, conv)):  # no coroutine at the top flow's end
                 await engine.finish(conv)
                 return
             trigger = None
