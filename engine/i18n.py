@@ -140,16 +140,20 @@ class use:
         _current.reset(self._token)
 
 
-def switch(locale: str | None, default: str | None = None) -> contextvars.Token[str | None]:
+def switch(locale: str | None, default: str | None = None) -> contextvars.Token[str | None] | None:
     """Build messages in ``locale``'s language (as :class:`use` chooses it) until :func:`restore` is given the token.
 
-    :class:`use` without a ``with`` block, for the engine's dispatch: one call in, one C call out, per event.
+    :class:`use` without a ``with`` block, for the engine's dispatch (once per event). ``None`` when that language
+    is in use already (most events): nothing is written, as setting a context variable copies the context's map.
     """
-    return _current.set(language_of(locale) if locale else language_of(default) if default else current())
+    lang = language_of(locale) if locale else language_of(default) if default else current()
+    return None if lang == (_current.get() or _default[0]) else _current.set(lang)
 
 
-restore = _current.reset
-"""Go back to the language in use before :func:`switch` returned the token given."""
+def restore(token: contextvars.Token[str | None] | None) -> None:
+    """Go back to the language in use before :func:`switch` returned ``token`` (``None``: it changed nothing)."""
+    if token is not None:
+        _current.reset(token)
 
 
 def enter(locale: str | None) -> str:

@@ -149,8 +149,12 @@ class Engine:
                         self._spawn(self._redispatch(rest), key)
                         return
                     event, fut = conv.queue.popleft()
-                    # A queued event is answered in its own language (reset with the first switch's token).
-                    i18n.switch((None if isinstance(event, Internal) else event.locale) or conv.locale, default)
+                    # A queued event is answered in its own language (reset with the first token: the first
+                    # switch's, or this one's when the first changed nothing).
+                    switched = i18n.switch(
+                        (None if isinstance(event, Internal) else event.locale) or conv.locale, default
+                    )
+                    language = language or switched
             finally:
                 if fut is not None and not fut.done():  # cancelled mid-step: the event's waiter is let go
                     fut.set_result(None)
