@@ -98,6 +98,17 @@ def test_english_plural_forms_and_number_formats() -> None:
         assert i18n.format_percent(0.935) == '93,5%'
 
 
+def test_switching_to_the_language_in_use_writes_nothing_and_a_switch_is_undone_by_its_token() -> None:
+    with i18n.use('en'):
+        assert i18n.switch(None, 'en-US') is None  # already English: nothing to undo
+        i18n.restore(None)
+        assert i18n.current() == 'en'
+        token = i18n.switch('ru-RU', 'en')
+        assert token is not None and i18n.current() == 'ru'
+        i18n.restore(token)
+        assert i18n.current() == 'en'
+
+
 def test_a_language_without_a_catalog_falls_back_to_english() -> None:
     with i18n.use('xx-YY'):
         assert i18n._('Cancelled.') == 'Cancelled.'

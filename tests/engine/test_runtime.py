@@ -620,6 +620,27 @@ async def test_a_queued_event_is_answered_in_its_own_language(engine_harness: Ha
     assert any(t.startswith('Извините, ответьте, пожалуйста, числом') for t in h.texts()), h.texts()
 
 
+async def test_the_callers_language_is_back_after_its_dispatch_answered_a_queued_event_in_another(
+    engine_harness: HarnessFactory,
+) -> None:
+    adapter = RecordingAdapter(delay=0.02)
+    h = await engine_harness({'numbers': NUMBERS}, adapter=adapter)
+    await h.command('numbers')
+    english = Message(key=KEY, user=User(id=KEY.user), text='1', locale='en')
+    russian = Message(key=KEY, user=User(id=KEY.user), text='x', locale='ru')
+
+    async def queue_russian() -> None:
+        await asyncio.sleep(0.005)  # while the English answer's reply is on its way
+        await h.engine.dispatch(russian)
+
+    with i18n.use('en'):
+        queued = asyncio.create_task(queue_russian())
+        await h.engine.dispatch(english)  # in this task: it answers the queued Russian event too
+        await queued
+        assert i18n.current() == 'en'  # the Russian event's language did not stay behind
+    assert any(t.startswith('Извините, ответьте, пожалуйста, числом') for t in h.texts()), h.texts()
+
+
 async def test_a_cancelled_step_leaves_the_conversation_free_and_its_queue_answered(
     engine_harness: HarnessFactory,
 ) -> None:
