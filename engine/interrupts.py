@@ -22,6 +22,10 @@ from engine.states.port import Runtime
 __all__ = ['as_command', 'interrupt', 'outside_dialog', 'stopped_message', 'typed_interrupt']
 
 
+_LONGEST = 1 + max(len(name) for name in model.INTERRUPTS)
+"""The longest interrupt's name after a one-character mark (``/``); the prefix's length is added to it."""
+
+
 def typed_interrupt(event: Event, prefix: str) -> str | None:
     """The interrupt a message is when it is only ``cancel``, ``!cancel`` or ``/cancel`` (any case).
 
@@ -30,7 +34,10 @@ def typed_interrupt(event: Event, prefix: str) -> str | None:
     """
     if not isinstance(event, Message) or event.attachments:
         return None
-    return _spellings(prefix).get(event.text.strip().lower())
+    text = event.text
+    if len(text) > _LONGEST + len(prefix) and not (text[0].isspace() or text[-1].isspace()):
+        return None  # longer than any spelling, nothing to strip (lowercasing never shortens): most answers
+    return _spellings(prefix).get(text.strip().lower())
 
 
 @functools.lru_cache(maxsize=64)

@@ -32,6 +32,10 @@ def message(text: str, *attachments: Attachment) -> Message:
         ('', '!', None),
         ('ccancel', 'c', 'cancel'),  # the prefix is taken off first, as a user typing it means
         ('cancel', 'c', None),
+        (' ' * 40 + '!Cancel' + '\t' * 40, '!', 'cancel'),  # long only by the spaces around it
+        ('\n' * 40 + '/back', '!', 'back'),
+        ('bot cancel' + ' ' * 30, 'bot ', 'cancel'),
+        ('please cancel this', '!', None),
     ],
 )
 def test_a_message_is_an_interrupt_only_when_it_is_the_word_with_at_most_one_mark(
