@@ -7,7 +7,8 @@ part and prints where its time went.
 
 Every run does the same steps on the same form, each in a fresh process of its own (so no row inherits
 another's heap, collector state or warmed caches) after an untimed warm-up of 1,000 conversations of the
-same row, one after the other, ``--rounds`` times over; each row is its best round:
+same row, one after the other, ``--rounds`` times over; each row is its best round (the ``rounds`` column
+shows its slowest and best: fresh processes on a shared machine spread widely):
 
 - ``flowbot, in memory``: the full runtime (dispatch → validate answer → transition → prompt → persist)
   with :class:`~engine.store.MemoryStore`;
@@ -176,7 +177,7 @@ def _memory_row(n: int) -> tuple[float, float]:
 
 def _run(n: int, rounds: int, only: list[str], clock: str, profile: str | None = None) -> None:
     names = only or list(RUNS)
-    best: dict[str, float] = {}
+    rates: dict[str, list[float]] = {name: [] for name in names}
     missing: dict[str, str] = {}
     profiles: dict[str, list[str]] = {name: [] for name in names}
     # One fresh process per task: a row's round never shares an interpreter with anything else.
@@ -191,7 +192,7 @@ def _run(n: int, rounds: int, only: list[str], clock: str, profile: str | None =
                 if isinstance(result, str):
                     missing[name] = result
                     continue
-                best[name] = max(result, best.get(name, 0.0))
+                rates[name].append(result)
                 if path:
                     profiles[name].append(path)
         memory = None if only else pool.submit(_memory_row, n).result()
@@ -200,6 +201,7 @@ def _run(n: int, rounds: int, only: list[str], clock: str, profile: str | None =
             profiling.report(paths, f'{profile}-{name}.prof', RUNS[name][0], n * STEPS * len(paths), 'step')
             for path in paths:
                 pathlib.Path(path).unlink()
+    best = {name: max(found) for name, found in rates.items() if found}
     reference = best.get('ptb')
     clock_name = 'CPU time' if clock == 'cpu' else 'wall-clock'
     print(
@@ -207,7 +209,7 @@ def _run(n: int, rounds: int, only: list[str], clock: str, profile: str | None =
     )
     if profile:
         print('(profiled: every rate below is slowed down by the profiler, unevenly)')
-    print(f'{"run":<44}{"steps/s":>10}{"vs PTB":>10}')
+    print(f'{"run":<44}{"steps/s":>10}{"vs PTB":>10}{"rounds":>20}')
     for name in names:
         label = RUNS[name][0]
         if name in missing:
@@ -220,7 +222,8 @@ def _run(n: int, rounds: int, only: list[str], clock: str, profile: str | None =
             if goal is None or not reference
             else f'   goal >= {goal}x: ' + ('met' if best[name] >= goal * reference else 'NOT met')
         )
-        print(f'{label:<44}{best[name]:>10,.0f}{ratio}{met}')
+        spread = f'{min(rates[name]):,.0f}-{best[name]:,.0f}'
+        print(f'{label:<44}{best[name]:>10,.0f}{ratio}{spread:>20}{met}')
     if memory is not None:
         per_conv, per_baseline = memory
         print(
