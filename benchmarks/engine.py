@@ -1,6 +1,6 @@
 """Engine throughput and memory: 10,000 concurrent conversations through a 5-step form, beside its peers.
 
-Run: ``make bench``, or ``.venv/bin/python -m benchmarks.engine [--conversations 10000] [--rounds 3]``
+Run: ``make bench``, or ``.venv/bin/python -m benchmarks.engine [--conversations 10000] [--rounds 5]``
 (the peers come from the ``bench`` extra, which ``make bench`` installs). ``--clock cpu`` times this
 process's CPU time (steadier on a shared machine); ``--profile PREFIX`` also profiles each row's timed
 part and prints where its time went.
@@ -8,7 +8,8 @@ part and prints where its time went.
 Every run does the same steps on the same form, each in a fresh process of its own (so no row inherits
 another's heap, collector state or warmed caches) after an untimed warm-up of 1,000 conversations of the
 same row, one after the other, ``--rounds`` times over; each row is its best round (the ``rounds`` column
-shows its slowest and best: fresh processes on a shared machine spread widely):
+shows its slowest and best: on a shared VM one row's rounds can differ by 2x, so the best of several estimates
+the undisturbed speed of every row alike):
 
 - ``flowbot, in memory``: the full runtime (dispatch → validate answer → transition → prompt → persist)
   with :class:`~engine.store.MemoryStore`;
@@ -235,7 +236,7 @@ def _run(n: int, rounds: int, only: list[str], clock: str, profile: str | None =
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--conversations', type=int, default=10_000)
-    parser.add_argument('--rounds', type=int, default=3, help='runs of every row; the best is shown')
+    parser.add_argument('--rounds', type=int, default=5, help='runs of every row; the best is shown')
     parser.add_argument('--clock', choices=list(peers.CLOCKS), default='wall', help="cpu: this process's CPU time")
     parser.add_argument('--only', action='append', choices=list(RUNS), default=[], help='these rows only')
     parser.add_argument(
