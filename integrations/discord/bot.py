@@ -229,9 +229,11 @@ class DiscordBot:
         except (KeyError, TypeError, ValueError):
             _log.warning('%s without a guild id, ignored', name)
             return
+        if payload.get('unavailable'):  # an outage (GUILD_CREATE or GUILD_DELETE): what is known stays, as in hikari
+            return
         if name != 'GUILD_DELETE':
             self._guild_locales[guild_id] = payload.get('preferred_locale') or None
-        elif not payload.get('unavailable'):  # left or removed; an outage keeps what is known, as hikari's cache
+        else:  # left or removed
             self._guild_locales.pop(guild_id, None)
 
     def _is_own(self, author_id: int) -> bool:

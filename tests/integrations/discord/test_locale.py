@@ -102,6 +102,24 @@ async def test_typed_commands_follow_the_servers_locale_as_guild_events_change_i
     assert run.errors == []
 
 
+async def test_an_outage_told_by_an_unavailable_guild_create_keeps_the_servers_locale(
+    emulator: DiscordEmulator, app: App
+) -> None:
+    emulator.guilds = [{**emulator.guild(GUILD, channels=[CHANNEL]), 'preferred_locale': 'ru'}]
+    run = await start_bot(emulator, app)
+    try:
+        # during an outage Discord may send GUILD_CREATE with an unavailable guild: its id, no locale
+        await emulator.dispatch('GUILD_CREATE', {'id': str(GUILD), 'unavailable': True})
+        await emulator.message_create(
+            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!hi'
+        )
+        (reply,) = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages')
+        assert reply.content is not None and reply.content.startswith('Привет, carl!'), reply.content
+    finally:
+        await run.bot.close()
+    assert run.errors == []
+
+
 def test_every_shipped_slash_command_and_option_has_a_russian_description_within_discords_limit() -> None:
     flows, problems = load_paths([REPO / 'flows'])
     assert not problems
