@@ -232,7 +232,11 @@ class DiscordBot:
         if payload.get('unavailable'):  # an outage (GUILD_CREATE or GUILD_DELETE): what is known stays, as in hikari
             return
         if name != 'GUILD_DELETE':
-            self._guild_locales[guild_id] = payload.get('preferred_locale') or None
+            locale = payload.get('preferred_locale')
+            if locale is not None and not isinstance(locale, str):
+                _log.warning('%s of guild %s: preferred_locale %r is no text, ignored', name, guild_id, locale)
+                locale = None
+            self._guild_locales[guild_id] = locale or None
         else:  # left or removed
             self._guild_locales.pop(guild_id, None)
 

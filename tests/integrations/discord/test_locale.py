@@ -120,6 +120,22 @@ async def test_an_outage_told_by_an_unavailable_guild_create_keeps_the_servers_l
     assert run.errors == []
 
 
+async def test_a_preferred_locale_that_is_no_text_is_ignored_and_the_bots_language_answers(
+    emulator: DiscordEmulator, app: App
+) -> None:
+    emulator.guilds = [{**emulator.guild(GUILD, channels=[CHANNEL]), 'preferred_locale': 7}]
+    run = await start_bot(emulator, app)
+    try:
+        await emulator.message_create(
+            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!hi'
+        )
+        (reply,) = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages', timeout=5)
+        assert reply.content is not None and reply.content.startswith('Hi, carl!'), reply.content
+    finally:
+        await run.bot.close()
+    assert run.errors == []
+
+
 def test_every_shipped_slash_command_and_option_has_a_russian_description_within_discords_limit() -> None:
     flows, problems = load_paths([REPO / 'flows'])
     assert not problems
