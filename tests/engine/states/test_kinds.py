@@ -501,6 +501,35 @@ async def test_messages_during_a_call_are_answered_busy_then_read(engine_harness
     assert h.texts()[1:] == ['ok', 'chat are you there?']
 
 
+async def test_a_work_folder_is_removed_when_its_conversation_ends_and_no_other_one(
+    engine_harness: HarnessFactory,
+) -> None:
+    folders: list[pathlib.Path] = []
+
+    async def write(ctx: ActionContext) -> None:
+        assert ctx.workdir is not None
+        (ctx.workdir / 'part.txt').write_text('x')
+        folders.append(ctx.workdir)
+
+    states = '[states.go]\nkind = "call"\naction = "t.write"\n[states.q]\nkind = "ask"\nprompt = "More?"\n'
+    h = await engine_harness(
+        {
+            'go': cmd_flow('go', states + '[states.done]\nkind = "end"\n'),
+            'hi': cmd_flow('hi', '[states.done]\nkind = "end"\n'),
+        },
+        actions={'t.write': write},
+    )
+    other = ConversationKey(h.key.adapter, h.key.channel, 'u2')
+    await h.command('go')
+    await h.command('go', key=other, user=User(id='u2'))
+    await h.command('hi', key=ConversationKey(h.key.adapter, h.key.channel, 'u3'), user=User(id='u3'))
+    assert len(folders) == 2 and all(f.is_dir() for f in folders)  # a conversation without a folder ended
+    await h.say('no')
+    assert not folders[0].exists() and folders[1].is_dir()
+    await h.say('no', key=other, user=User(id='u2'))
+    assert not folders[1].exists()
+
+
 # -- choice ----------------------------------------------------------------------------------------
 
 
