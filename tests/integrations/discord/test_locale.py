@@ -15,6 +15,11 @@ from .emulator import DiscordEmulator
 ANN, BOB, CARL = 11, 12, 13
 
 
+async def _typed(emu: DiscordEmulator, content: str) -> None:
+    """Carl types ``content`` in the server's channel (a typed message carries no user locale)."""
+    await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(CARL, 'carl'), content=content)
+
+
 async def _interaction_reply(emu: DiscordEmulator, sent: dict[str, str]) -> str:
     (callback,) = await emu.wait_for_call('POST', rf'/interactions/{sent["id"]}/{sent["token"]}/callback')
     content: str = callback.json['data']['content']
@@ -41,12 +46,8 @@ async def test_a_ru_user_gets_russian_and_an_en_us_user_english_in_the_same_guil
             await _interaction_reply(emulator, en) == 'Hi, bob! I am flowbot. Type !instruction to see what I can do.'
         )
         # A typed message carries no user locale: the server's preferred one (ru) answers.
-        await emulator.message_create(
-            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!hi'
-        )
-        await emulator.message_create(
-            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!nope'
-        )
+        await _typed(emulator, '!hi')
+        await _typed(emulator, '!nope')
         first, second = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages', count=2)
         assert first.content is not None and first.content.startswith('Привет, carl!')
         assert second.content is not None and second.content.startswith('Неизвестная команда «nope»')
@@ -61,9 +62,7 @@ async def test_a_guild_preferring_english_answers_typed_commands_in_english(
     emulator.guilds = [emulator.guild(GUILD, channels=[CHANNEL])]  # preferred_locale en-US
     run = await start_bot(emulator, app)
     try:
-        await emulator.message_create(
-            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!hi'
-        )
+        await _typed(emulator, '!hi')
         (reply,) = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages')
         assert reply.content is not None and reply.content.startswith('Hi, carl!')
     finally:
@@ -78,9 +77,7 @@ async def test_typed_commands_follow_the_servers_locale_as_guild_events_change_i
     run = await start_bot(emulator, app)
 
     async def reply() -> str:
-        await emulator.message_create(
-            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!hi'
-        )
+        await _typed(emulator, '!hi')
         calls = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages', count=len(replies) + 1)
         replies.append(calls[-1].content or '')
         return replies[-1]
@@ -110,9 +107,7 @@ async def test_an_outage_told_by_an_unavailable_guild_create_keeps_the_servers_l
     try:
         # during an outage Discord may send GUILD_CREATE with an unavailable guild: its id, no locale
         await emulator.dispatch('GUILD_CREATE', {'id': str(GUILD), 'unavailable': True})
-        await emulator.message_create(
-            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!hi'
-        )
+        await _typed(emulator, '!hi')
         (reply,) = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages')
         assert reply.content is not None and reply.content.startswith('Привет, carl!'), reply.content
     finally:
@@ -126,9 +121,7 @@ async def test_a_preferred_locale_that_is_no_text_is_ignored_and_the_bots_langua
     emulator.guilds = [{**emulator.guild(GUILD, channels=[CHANNEL]), 'preferred_locale': 7}]
     run = await start_bot(emulator, app)
     try:
-        await emulator.message_create(
-            channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(CARL, 'carl'), content='!hi'
-        )
+        await _typed(emulator, '!hi')
         (reply,) = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages', timeout=5)
         assert reply.content is not None and reply.content.startswith('Hi, carl!'), reply.content
     finally:
