@@ -41,8 +41,8 @@ def key(n: int) -> ConversationKey:
     return ConversationKey('test', 'chan', f'u{n}')
 
 
-def message(k: ConversationKey, text: str) -> Message:
-    return Message(key=k, user=User(id=k.user), text=text)
+def message(k: ConversationKey, text: str, locale: str | None = None) -> Message:
+    return Message(key=k, user=User(id=k.user), text=text, locale=locale)
 
 
 def _command(k: ConversationKey, name: str) -> Command:
@@ -612,8 +612,7 @@ async def test_a_queued_event_is_answered_in_its_own_language(engine_harness: Ha
     adapter = RecordingAdapter(delay=0.02)
     h = await engine_harness({'numbers': NUMBERS}, adapter=adapter)
     await h.command('numbers')
-    english = Message(key=KEY, user=User(id=KEY.user), text='1', locale='en')
-    russian = Message(key=KEY, user=User(id=KEY.user), text='x', locale='ru')  # queued behind the slow reply
+    english, russian = message(KEY, '1', 'en'), message(KEY, 'x', 'ru')  # the Russian one queued behind the slow reply
     before = i18n.current()
     await asyncio.gather(h.engine.dispatch(english), h.engine.dispatch(russian))
     assert i18n.current() == before  # nothing leaks to the caller
@@ -626,8 +625,7 @@ async def test_the_callers_language_is_back_after_its_dispatch_answered_a_queued
     adapter = RecordingAdapter(delay=0.02)
     h = await engine_harness({'numbers': NUMBERS}, adapter=adapter)
     await h.command('numbers')
-    english = Message(key=KEY, user=User(id=KEY.user), text='1', locale='en')
-    russian = Message(key=KEY, user=User(id=KEY.user), text='x', locale='ru')
+    english, russian = message(KEY, '1', 'en'), message(KEY, 'x', 'ru')
 
     async def queue_russian() -> None:
         await asyncio.sleep(0.005)  # while the English answer's reply is on its way
