@@ -24,6 +24,7 @@ from engine.api import (
 from engine.app import App, build_app
 from engine.commands import UsageError
 from engine.config import BotConfig, Config, PermissionGroup
+from engine.conversation import Conversation
 from engine.doubles import RecordingAdapter
 from engine.runtime import Engine
 from engine.states.actions import ActionFn
@@ -93,6 +94,12 @@ class Harness:
 
     def live(self, key: ConversationKey | None = None) -> bool:
         return self.engine.conversation(key or self.key) is not None
+
+    def conversation(self, key: ConversationKey | None = None) -> Conversation:
+        """The live conversation (the test fails if there is none)."""
+        conv = self.engine.conversation(key or self.key)
+        assert conv is not None, f'no live conversation for {key or self.key}'
+        return conv
 
     async def stop(self) -> None:
         await self.app.stop()

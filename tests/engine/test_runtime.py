@@ -651,7 +651,7 @@ async def test_a_cancelled_step_leaves_the_conversation_free_and_its_queue_answe
     await asyncio.sleep(0.01)
     first.cancel()  # e.g. the handler task of the first event is cancelled mid-step
     await asyncio.wait_for(queued, 2)  # the queued event is not stranded
-    conv = h.engine.conversation(KEY)
-    assert conv is not None and not conv.busy and not conv.queue
+    conv = h.conversation(KEY)
+    assert not conv.busy and not conv.queue
     await h.engine.dispatch(message(KEY, '3'))
     assert h.texts()[-1] == '1/2/3', h.texts()

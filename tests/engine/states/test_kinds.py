@@ -692,8 +692,7 @@ async def test_a_timeout_that_fell_due_for_a_question_already_answered_is_droppe
     )
     h = await engine_harness({'q': cmd_flow('q', states)})
     await h.command('q')
-    conv = h.engine.conversation(h.key)
-    assert conv is not None
+    conv = h.conversation()
     left = conv.epoch
     await h.say('yes')
     assert conv.state == 'r'
@@ -715,8 +714,7 @@ async def test_an_event_of_a_question_answered_without_a_timeout_is_dropped(engi
     )
     h = await engine_harness({'q': cmd_flow('q', states)})
     await h.command('q')
-    conv = h.engine.conversation(h.key)
-    assert conv is not None
+    conv = h.conversation()
     scope, left = conv.scope, conv.epoch
     await h.say('one')
     assert conv.state == 'r' and conv.scope is scope and conv.epoch != left
@@ -936,8 +934,7 @@ async def test_leaving_a_state_disarms_everything_its_entry_armed(engine_harness
     h = await engine_harness({'job': cmd_flow('job', states)}, actions={'t.slow': slow})
     await h.command('job')
     await asyncio.sleep(0.05)
-    conv = h.engine.conversation(h.key)
-    assert conv is not None
+    conv = h.conversation()
     scope = conv.scope
     assert scope.timer is not None and scope.task is not None and scope.progress_id is not None
     task = scope.task
@@ -969,8 +966,7 @@ async def test_a_timeout_armed_after_a_question_without_one_fires(engine_harness
     """The first question armed nothing, so its scope is renewed for the second: the second's timer still fires."""
     h = await engine_harness({'q': cmd_flow('q', SECOND_QUESTION_TIMED)})
     await h.command('q')
-    conv = h.engine.conversation(h.key)
-    assert conv is not None
+    conv = h.conversation()
     scope = conv.scope
     await h.say('one')
     assert conv.scope is scope and conv.scope.deadline is not None
