@@ -19,7 +19,7 @@ from engine.postgres import PostgresStore
 from engine.states.actions import ActionContext
 from engine.store import MemoryStore, SQLiteStore, Store, StoredConversation
 from tests.engine.conftest import HarnessFactory
-from tests.engine.helpers import KEY, write_flows
+from tests.engine.helpers import KEY, Harness, write_flows
 
 CMD = '[flow]\nname = "{name}"\n[trigger]\ncommand = "{name}"\n'
 
@@ -608,23 +608,31 @@ NUMBERS = CMD.format(name='numbers') + (
 )
 
 
-async def test_a_queued_event_is_answered_in_its_own_language(engine_harness: HarnessFactory) -> None:
-    adapter = RecordingAdapter(delay=0.02)
-    h = await engine_harness({'numbers': NUMBERS}, adapter=adapter)
+async def _numbers_with_slow_replies(engine_harness: HarnessFactory) -> Harness:
+    """A number question asked, every reply taking 20 ms: an event sent meanwhile queues behind the one replied to."""
+    h = await engine_harness({'numbers': NUMBERS}, adapter=RecordingAdapter(delay=0.02))
     await h.command('numbers')
+    return h
+
+
+def _answered_in_russian(h: Harness) -> bool:
+    """Whether a wrong answer was told off in Russian."""
+    return any(t.startswith('Извините, ответьте, пожалуйста, числом') for t in h.texts())
+
+
+async def test_a_queued_event_is_answered_in_its_own_language(engine_harness: HarnessFactory) -> None:
+    h = await _numbers_with_slow_replies(engine_harness)
     english, russian = message(KEY, '1', 'en'), message(KEY, 'x', 'ru')  # the Russian one queued behind the slow reply
     before = i18n.current()
     await asyncio.gather(h.engine.dispatch(english), h.engine.dispatch(russian))
     assert i18n.current() == before  # nothing leaks to the caller
-    assert any(t.startswith('Извините, ответьте, пожалуйста, числом') for t in h.texts()), h.texts()
+    assert _answered_in_russian(h), h.texts()
 
 
 async def test_the_callers_language_is_back_after_its_dispatch_answered_a_queued_event_in_another(
     engine_harness: HarnessFactory,
 ) -> None:
-    adapter = RecordingAdapter(delay=0.02)
-    h = await engine_harness({'numbers': NUMBERS}, adapter=adapter)
-    await h.command('numbers')
+    h = await _numbers_with_slow_replies(engine_harness)
     english, russian = message(KEY, '1', 'en'), message(KEY, 'x', 'ru')
 
     async def queue_russian() -> None:
@@ -636,7 +644,7 @@ async def test_the_callers_language_is_back_after_its_dispatch_answered_a_queued
         await h.engine.dispatch(english)  # in this task: it answers the queued Russian event too
         await queued
         assert i18n.current() == 'en'  # the Russian event's language did not stay behind
-    assert any(t.startswith('Извините, ответьте, пожалуйста, числом') for t in h.texts()), h.texts()
+    assert _answered_in_russian(h), h.texts()
 
 
 async def test_a_cancelled_step_leaves_the_conversation_free_and_its_queue_answered(
