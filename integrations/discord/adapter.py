@@ -31,7 +31,7 @@ from engine.states.actions import ActionError
 from .attachments import Downloads
 from .config import DiscordConfig
 from .media import voice_message_meta
-from .rest import post_text
+from .rest import TextReplies
 
 __all__ = [
     'CUSTOM_ID_PREFIX',
@@ -235,6 +235,8 @@ class DiscordAdapter(Adapter):
         voice: VoiceControl | None = None,
     ) -> None:
         self.rest = rest
+        self.texts = TextReplies(rest)
+        """Text replies on kept connections of their own (closed by :meth:`aclose`)."""
         self.config = config
         self.prefix = config.prefix
         self.downloads = downloads
@@ -351,7 +353,7 @@ class DiscordAdapter(Adapter):
             self._remember(message_id, responder)
             return message_id
         if isinstance(body, str) and not kw:  # text alone, most replies: no Message entity built for its id
-            return await post_text(self.rest, int(key.channel), body)
+            return await self.texts.post(int(key.channel), body)
         message = await self.rest.create_message(int(key.channel), body, **kw)
         return str(message.id)
 
@@ -689,7 +691,8 @@ class DiscordAdapter(Adapter):
         await self.downloads.close(key)
 
     async def aclose(self) -> None:
-        """Cancel background work (deferrals, pending edits)."""
+        """Cancel background work (deferrals, pending edits) and close the connections of the text replies."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.texts.aclose()

@@ -9,16 +9,43 @@ the auth header and the error types (``ForbiddenError``, ``NotFoundError``, ...)
 
 ``_request`` is private API of hikari (pinned ``~=2.6.0``); ``tests/integrations/discord/test_rest.py`` fails when
 its shape or the body ``create_message`` sends changes, so an upgrade cannot silently alter what the bot sends.
+
+:class:`TextReplies` goes one step further: aiohttp's client request around that POST was a quarter of the CPU per
+command, so the same bytes are written on a kept connection of our own (:mod:`integrations.discord.keepalive`)
+while the rest stays hikari's: its rate-limit bucket is held around the exchange, the answer's rate-limit headers go
+to hikari's ``_parse_ratelimits`` and an error answer to hikari's ``generate_error_response``, so the bot sees the
+same errors. Whatever is not the plain case goes through :func:`post_text` (hikari's path): a proxy, a token
+strategy, hikari's trace logging, connections not kept (``reuse_connections = false``), a connection that cannot be
+opened, a 429 (after hikari's wait) or a 5xx that hikari retries (after its first back-off).
+
+A POST is never written twice by the fast path once it may have reached Discord: a connection that drops or times
+out after the request was written raises ``hikari.HTTPError`` and the reply is not sent again. hikari with aiohttp
+would back off and send it again (its ``_request`` retries every connection error, the POST included), which
+posts the reply twice when Discord had received it; ours loses it when Discord had not. The case is rare: idle
+connections are not used after 15 s (:class:`~integrations.discord.keepalive.Connections`), so a server's
+keep-alive close seldom meets a new request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 
 import hikari
-from hikari.internal import data_binding, routes
+import yarl
+from hikari import errors
+from hikari.impl import rate_limits
+from hikari.impl import rest as hikari_rest
+from hikari.internal import data_binding, net, routes, ux
 
-__all__ = ['post_text', 'text_body']
+from .keepalive import Connections, Lost, NotSent
+
+__all__ = ['TextReplies', 'post_text', 'text_body']
+
+_log = logging.getLogger(__name__)
+_hikari_log = hikari_rest._LOGGER
+"""hikari's REST logger (``hikari.rest``): at its TRACE level hikari logs each exchange, which the fast path does not."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -48,3 +75,110 @@ async def post_text(rest: hikari.api.RESTClient, channel: int, content: str) -> 
     response = await rest._request(_route(channel), json=text_body(content))
     assert isinstance(response, dict)  # as in create_message: Discord answers with the message object
     return str(response['id'])  # an answer without it is a KeyError, as create_message's entity building raises
+
+
+@functools.lru_cache(maxsize=1024)
+def _head(rest_url: str, auth: str, channel: int) -> bytes:
+    """The request head of a text reply to ``channel`` up to its length: the headers aiohttp writes for hikari's
+    ``_request``, in its order (``Accept-Encoding`` offers what :mod:`~integrations.discord.keepalive` decodes)."""
+    url = _url(rest_url, channel)
+    return (
+        f'POST {url.raw_path_qs} HTTP/1.1\r\n'
+        f'Host: {url.host_port_subcomponent}\r\n'
+        f'User-Agent: {hikari_rest._HTTP_USER_AGENT}\r\n'
+        f'Authorization: {auth}\r\n'
+        'Accept: */*\r\n'
+        'Accept-Encoding: gzip, deflate\r\n'
+        'Content-Length: '
+    ).encode('latin-1')
+
+
+@functools.lru_cache(maxsize=1024)
+def _url(rest_url: str, channel: int) -> yarl.URL:
+    """The reply's URL, as hikari's errors name it."""
+    return yarl.URL(_route(channel).create_url(rest_url))
+
+
+def _connections(rest: hikari.api.RESTClient) -> Connections | None:
+    """Kept connections for ``rest`` when its settings are the plain case the fast path covers, else ``None``."""
+    if not isinstance(rest, hikari.impl.RESTClientImpl) or not isinstance(rest._token, str):
+        return None  # another client, or a token strategy (OAuth2 re-auth on 401 is hikari's)
+    proxy, http = rest._proxy_settings, rest.http_settings
+    if proxy.url is not None or proxy.trust_env or http.force_close_transports:
+        return None
+    try:
+        return Connections(
+            rest._rest_url, ssl=http.ssl, connect_timeout=http.timeouts.acquire_and_connect or http.timeouts.total
+        )
+    except ValueError:
+        return None  # not an http(s) URL: aiohttp's to refuse
+
+
+class TextReplies:
+    """Text replies of one hikari REST client, on kept connections of their own when its settings allow it.
+
+    :param rest: the bot's REST client; its settings are read once (a bot does not change them while running).
+    """
+
+    def __init__(self, rest: hikari.api.RESTClient) -> None:
+        self.rest = rest
+        self.connections = _connections(rest)
+
+    async def post(self, channel: int, content: str) -> str:
+        """Send ``content`` to ``channel`` as ``rest.create_message(channel, content)`` does; the new message's id.
+
+        :raises hikari.HikariError: what ``create_message`` raises (``ForbiddenError``, ``RateLimitTooLongError``,
+            ``HTTPError`` for a connection lost after the request was written, ...).
+        :raises KeyError: Discord's answer has no message id.
+        """
+        rest, connections = self.rest, self.connections
+        if (
+            connections is None
+            or not isinstance(rest, hikari.impl.RESTClientImpl)
+            or not rest.is_alive  # hikari's path raises its error for a closed client
+            or _hikari_log.isEnabledFor(ux.TRACE)  # hikari logs the exchange (token redacted)
+        ):
+            return await post_text(rest, channel, content)
+        auth = rest._token
+        assert isinstance(auth, str)  # else no connections (_connections)
+        route = _route(channel)
+        body = rest._dumps(text_body(content))
+        request = b'%s%d\r\nContent-Type: application/json\r\n\r\n%s' % (
+            _head(rest._rest_url, auth, channel),
+            len(body),
+            body,
+        )
+        try:
+            async with rest._bucket_manager.acquire_bucket(route, auth):
+                answer = await connections.exchange(
+                    request, rest.http_settings.timeouts.total, _url(rest._rest_url, channel)
+                )
+                retry_after = await rest._parse_ratelimits(route, auth, answer)  # type: ignore[arg-type]
+        except NotSent as exc:  # nothing written: hikari's path opens its own connection (and retries)
+            _log.info('reply to channel %s goes through hikari: %s', channel, exc)
+            return await post_text(rest, channel, content)
+        except Lost as exc:
+            raise errors.HTTPError(f'reply to channel {channel} not confirmed, not sent again: {exc}') from exc
+        status = answer.status
+        if retry_after is not None:  # a 429: Discord did not take it; hikari waits and sends it again
+            await asyncio.sleep(retry_after)
+            return await post_text(rest, channel, content)
+        if 200 <= status < 300:
+            if status != 204 and answer.content_type == 'application/json':
+                created = rest._loads(answer.body)
+                assert isinstance(created, dict)  # as in create_message: Discord answers with the message object
+                return str(created['id'])  # KeyError without it, as create_message raises
+            raise errors.HTTPError(f'Expected JSON [{status=}, content_type={answer.content_type!r}]')
+        if status in hikari_rest._RETRY_ERROR_CODES:  # hikari backs off and sends it again, and so do we
+            sleep = next(rate_limits.ExponentialBackOff(maximum=hikari_rest._MAX_BACKOFF_DURATION))
+            _log.warning(
+                'reply to channel %s: status %s, sending it again through hikari in %.2f s', channel, status, sleep
+            )
+            await asyncio.sleep(sleep)
+            return await post_text(rest, channel, content)
+        raise await net.generate_error_response(answer)  # type: ignore[arg-type]
+
+    async def aclose(self) -> None:
+        """Close the kept connections (a reply in flight fails with ``hikari.HTTPError``)."""
+        if self.connections is not None:
+            await self.connections.aclose()
