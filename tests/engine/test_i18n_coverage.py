@@ -55,6 +55,8 @@ INTERNAL = {
     'integrations/discord/voice/dave.py': 'DAVE frames: logged and dropped',
     'integrations/discord/voice/udp.py': 'IP discovery: logged; the user reads "could not join"',
     'integrations/discord/voice/gateway.py': 'voice websocket state: logged',
+    'integrations/discord/keepalive.py': 'HTTP answers of the reply connections: logged; the user reads the internal error',
+    'integrations/discord/rest.py': 'a reply lost in transit (hikari.HTTPError): logged; the user reads the internal error',
 }
 """Files whose error texts only reach the log, and why."""
 
