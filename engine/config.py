@@ -307,6 +307,10 @@ def load_config(path: pathlib.Path | str | None = None) -> Config:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f'{path}: {redact(str(exc))}') from None
+        except RecursionError:
+            raise ConfigError(
+                _('{path}: cannot read: {error}').format(path=path, error=_('TOML nested too deeply to read'))
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(_('{path}: cannot read: {error}').format(path=path, error=exc)) from None
     core = {k: raw.pop(k) for k in ('bot', 'permissions') if k in raw}

@@ -102,3 +102,12 @@ def test_a_secret_pasted_in_the_wrong_place_is_never_echoed(tmp_path: pathlib.Pa
         load_config(path)
     assert_safe(caught.value)
     assert key in str(caught.value)
+
+
+def test_a_config_nested_too_deeply_to_read_is_refused_with_a_message(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / 'bot.toml'
+    path.write_text('[bot]\nname = ' + '[' * 5000 + ']' * 5000 + '\n', encoding='utf-8')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert_safe(caught.value)
+    assert str(path) in str(caught.value) and 'nested too deeply' in str(caught.value)
