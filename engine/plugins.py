@@ -13,8 +13,9 @@ from typing import Any
 
 import attrs
 
-from engine.config import Config
+from engine.config import Config, ConfigError
 from engine.flows.model import Flow
+from engine.i18n import _
 from engine.states.actions import ActionRegistry, Notifier
 from engine.store import Store
 
@@ -41,14 +42,25 @@ class SetupContext:
 
 
 def load_plugins(ctx: SetupContext, names: list[str]) -> None:
-    """Import each named module and call its ``setup``; a missing module is a config error."""
+    """Import each named module and call its ``setup``.
+
+    :raises ConfigError: a name that cannot be imported (or a module it needs is missing), or a module
+        without ``setup``: ``[bot] plugins`` names it, so the configuration is what to fix.
+    """
+    where = ctx.config.path or 'bot.toml'
     for name in names:
         try:
             module = importlib.import_module(name)
         except ImportError as exc:
-            _log.error('plugin %s cannot be imported: %s', name, exc)
-            raise
+            _log.error('plugin %s cannot be imported: %s', name, exc, exc_info=True)
+            raise ConfigError(
+                _('{path}: [bot] plugins: {name} cannot be imported: {error}').format(path=where, name=name, error=exc)
+            ) from None
         setup = getattr(module, 'setup', None)
         if not callable(setup):
-            raise TypeError(f'plugin {name} has no setup(ctx) function')
+            raise ConfigError(
+                _('{path}: [bot] plugins: {name} is not a flowbot plugin (it has no setup(ctx) function)').format(
+                    path=where, name=name
+                )
+            )
         setup(ctx)

@@ -100,6 +100,21 @@ def test_bad_configuration_exits_with_2(lint_dir: pathlib.Path, capsys: pytest.C
     assert 'configuration error' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ('plugin', 'reason'),
+    [('no_such_plugin_module', 'cannot be imported'), ('json', 'is not a flowbot plugin')],
+)
+@pytest.mark.parametrize('command', ['lint', 'chat'])
+def test_a_plugin_that_is_not_one_is_a_configuration_error_naming_it(
+    lint_dir: pathlib.Path, capsys: pytest.CaptureFixture[str], command: str, plugin: str, reason: str
+) -> None:
+    (lint_dir / 'bot.toml').write_text(f'[bot]\nstore = ":memory:"\nplugins = ["integrations.builtin", "{plugin}"]\n')
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert f'configuration error: {lint_dir / "bot.toml"}: [bot] plugins: {plugin} {reason}' in err
+    assert 'Traceback' not in err
+
+
 async def test_export_into_a_missing_folder_says_so_without_a_traceback(
     lint_dir: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
