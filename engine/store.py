@@ -509,7 +509,10 @@ def json_object(text: str) -> dict[str, Any]:
 def open_store(spec: str) -> Store:
     """``:memory:`` gives a :class:`MemoryStore`, a ``postgresql://`` URL a
     :class:`~engine.postgres.PostgresStore` (connected by :meth:`Store.open`), anything else an SQLite
-    file (its folder is created)."""
+    file (its folder is created).
+
+    :raises StoreError: the SQLite file's folder cannot be made (a file in the way, no permission, a bad name).
+    """
     if spec == ':memory:':
         return MemoryStore()
     if spec.startswith(('postgresql://', 'postgres://')):
@@ -518,5 +521,9 @@ def open_store(spec: str) -> Store:
         return PostgresStore(spec)
     import pathlib
 
-    pathlib.Path(spec).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pathlib.Path(spec).parent.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        error = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise StoreError(_('cannot open the store {path}: {error}').format(path=spec, error=error)) from None
     return SQLiteStore(spec)

@@ -115,6 +115,17 @@ def test_a_plugin_that_is_not_one_is_a_configuration_error_naming_it(
     assert 'Traceback' not in err
 
 
+@pytest.mark.parametrize('store', ['taken/flowbot.sqlite3', 'taken/deeper/flowbot.sqlite3', 'bad\\u0000name/x.sqlite3'])
+def test_a_store_whose_folder_cannot_be_made_is_a_store_error_without_a_traceback(
+    lint_dir: pathlib.Path, capsys: pytest.CaptureFixture[str], store: str
+) -> None:
+    (lint_dir / 'taken').write_text('a file where the store folder goes')
+    (lint_dir / 'bot.toml').write_text(f'[bot]\nstore = "{store}"\n')
+    assert main(['chat']) == 1
+    err = capsys.readouterr().err
+    assert 'flowbot: store error: cannot open the store' in err and 'Traceback' not in err
+
+
 async def test_export_into_a_missing_folder_says_so_without_a_traceback(
     lint_dir: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
