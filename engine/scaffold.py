@@ -115,12 +115,17 @@ def _in_the_way(
     """What exists where this run writes: ``(replaceable, blocking)``.
 
     Replaceable: files (links too, even dangling ones) where a file goes, and files where a folder goes.
-    Blocking: folders where a file goes, which even ``--force`` does not remove.
+    Blocking: folders where a file goes, which even ``--force`` does not remove, and links to folders
+    where files go (``flows -> /etc``): writing through them would write outside the bot folder.
     """
     replaceable, blocking = [], []
     for rel in folders:
         path = folder / rel
-        if (path.exists() or path.is_symlink()) and not path.is_dir():
+        if path.is_symlink() and path.is_dir() and rel != pathlib.Path('data'):  # data/ gets no files from init
+            blocking.append(
+                _('{path}/ (a link to another folder: files are never written through links)').format(path=rel)
+            )
+        elif (path.exists() or path.is_symlink()) and not path.is_dir():
             replaceable.append(_('{path} (a file where the folder {path}/ goes)').format(path=rel))
     for rel in files:
         path = folder / rel
@@ -147,7 +152,11 @@ def init_folder(folder: pathlib.Path, *, force: bool = False) -> InitResult:
     :raises InitError: something is in the way (without ``force``), or a write failed; in both
         cases nothing this run created is left behind.
     """
-    existing = _first_existing(folder)
+    try:
+        existing = _first_existing(folder)
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL, no permission to look
+        error = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InitError(_('{path}: cannot read: {error}').format(path=folder, error=error)) from None
     if not existing.is_dir():
         if existing == folder:
             raise InitError(_('{folder} is a file, not a folder; nothing was written').format(folder=folder))

@@ -132,6 +132,39 @@ def test_a_file_where_the_folder_should_be_is_refused(
     assert file.read_text() == 'not a folder' and (tmp_path / 'data').read_text() == 'a file named data'
 
 
+def test_init_never_writes_through_a_link_to_another_folder_even_with_force(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    folder = tmp_path / 'bot'
+    folder.mkdir()
+    (folder / 'flows').symlink_to(elsewhere)
+    assert main(['init', str(folder), '--force']) == 1
+    assert 'flows/ (a link to another folder' in capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == [] and not (folder / 'bot.toml').exists()
+
+
+def test_a_data_folder_linked_elsewhere_is_kept(tmp_path: pathlib.Path) -> None:
+    disk = tmp_path / 'disk'
+    disk.mkdir()
+    folder = tmp_path / 'bot'
+    folder.mkdir()
+    (folder / 'data').symlink_to(disk)
+    assert main(['init', str(folder)]) == 0
+    assert (folder / 'data').is_symlink() and (folder / 'flows' / 'hi.toml').is_file()
+
+
+@pytest.mark.parametrize('name', ['a' * 300, 'a/' * 2100])
+def test_init_into_a_name_too_long_for_the_file_system_says_so_without_a_traceback(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    assert main(['init', str(tmp_path / name)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('flowbot init: ') and 'File name too long' in err and 'Traceback' not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def _as_unprivileged() -> list[str]:
     """Root writes into read-only folders; without these capabilities it is refused like anyone."""
     return ['setpriv', '--bounding-set', '-dac_override,-dac_read_search,-fowner'] if os.geteuid() == 0 else []
