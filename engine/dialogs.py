@@ -35,7 +35,7 @@ from engine.config import Config
 from engine.doubles import RecordingAdapter, Sent, shown
 from engine.errors import FlowbotError
 from engine.flows import model
-from engine.flows.loader import Diagnostic, LineIndex, did_you_mean, load_paths
+from engine.flows.loader import Diagnostic, FlowError, LineIndex, did_you_mean, load_paths, read_flow_file
 from engine.i18n import _, ngettext
 from engine.runtime import Conversation, Engine, Internal
 from engine.shipped import flow_folders
@@ -271,11 +271,17 @@ def _turn_problem(turn: Turn) -> str | None:
 
 def load_script(path: pathlib.Path) -> Script:
     """Read and check one script; :class:`ScriptError` names the file, line and key of a problem."""
-    try:
-        text = path.read_text(encoding='utf-8')
+    try:  # as a flow file is read: a FIFO, a device or a huge file is refused, never waited on
+        text = read_flow_file(path)
         raw = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except FlowError as exc:
+        error = exc.diagnostics[0].message
+        raise ScriptError(_('{path}: cannot read the script: {error}').format(path=path, error=error)) from None
+    except tomllib.TOMLDecodeError as exc:
         raise ScriptError(_('{path}: cannot read the script: {error}').format(path=path, error=exc)) from exc
+    except RecursionError:
+        error = _('TOML nested too deeply to read')
+        raise ScriptError(_('{path}: cannot read the script: {error}').format(path=path, error=error)) from None
     index = LineIndex(text)
     try:
         script = _converter.structure({**raw, 'path': str(path)}, Script)
@@ -323,7 +329,10 @@ def script_files(paths: Iterable[pathlib.Path]) -> list[pathlib.Path]:
     """``*.toml`` in each folder (and below), or the files given."""
     files: list[pathlib.Path] = []
     for path in paths:
-        files.extend(sorted(path.rglob('*.toml')) if path.is_dir() else [path])
+        try:
+            files.extend(sorted(path.rglob('*.toml')) if path.is_dir() else [path])
+        except OSError:  # a name too long, a folder not readable: reading it reports why, as a failed script
+            files.append(path)
     return files
 
 

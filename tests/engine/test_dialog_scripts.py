@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import pathlib
 import textwrap
 
@@ -150,6 +152,25 @@ async def test_bad_scripts_are_reported_with_file_line_and_key(tmp_path: pathlib
     )
     [result] = await run_paths([missing], _config())
     assert 'the file to attach does not exist' in result.message
+
+
+@pytest.mark.parametrize('kind', ['fifo', 'device', 'too long', 'huge', 'deep'])
+async def test_a_script_that_is_not_a_readable_file_fails_at_once_with_its_reason(
+    tmp_path: pathlib.Path, kind: str
+) -> None:
+    path = tmp_path / 'script.toml'
+    if kind == 'fifo':
+        os.mkfifo(path)  # nobody writes: reading it would wait for ever
+    elif kind == 'device':
+        path = pathlib.Path('/dev/zero')  # endless
+    elif kind == 'too long':
+        path = tmp_path / ('a' * 300 + '.toml')
+    elif kind == 'huge':
+        path.write_text('flow = "hi"\n' + '# padding\n' * 200_000)
+    else:
+        path.write_text('flow = ' + '[' * 5000 + ']' * 5000 + '\n')
+    [result] = await asyncio.wait_for(run_paths([path], _config()), 10)
+    assert not result.passed and 'cannot read the script' in result.message and 'Traceback' not in result.message
 
 
 def test_flowbot_test_exits_non_zero_on_failure_and_zero_on_success(
