@@ -19,6 +19,7 @@ from typing import Any
 from engine import __version__, i18n, shutdown
 from engine.config import Config, ConfigError, load_config
 from engine.flows.loader import Diagnostic, FlowError
+from engine.flows.model import Flow
 from engine.i18n import _, ngettext
 from engine.shipped import flow_folders
 from engine.shutdown import wait_within
@@ -256,33 +257,19 @@ def _graph(
     if docs is not None:
         if problems:
             raise FlowError(problems)
-        current = docs.read_text(encoding='utf-8') if docs.exists() else ''
-        updated = graph.replace_docs_section(current, flows)
-        if check:
-            if updated != current:
-                print(
-                    _('{file}: the flow diagrams are out of date; run: flowbot graph --docs {file}').format(file=docs),
-                    file=sys.stderr,
-                )
-                return 1
-            print(_('{file}: the flow diagrams are up to date').format(file=docs), file=sys.stderr)
-            return 0
-        docs.parent.mkdir(parents=True, exist_ok=True)
-        docs.write_text(updated, encoding='utf-8')
-        print(
-            ngettext(
-                '{file}: the diagram of {count} flow written', '{file}: diagrams of {count} flows written', len(flows)
-            ).format(file=docs, count=len(flows)),
-            file=sys.stderr,
-        )
-        return 0
+        try:
+            return _graph_docs(flows, docs, check)
+        except (OSError, UnicodeDecodeError) as exc:  # a folder, a name too long, no permission
+            error = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            print(_('flowbot graph: {file}: {error}').format(file=docs, error=error), file=sys.stderr)
+            return 1
     if name is None:
         print(_('flowbot graph: give a flow name (or a flow file), or --docs FILE'), file=sys.stderr)
         return 2
     by_name = {f.name: f for f in flows}
     if name in by_name:
         flow = by_name[name]
-    elif name.endswith('.toml') and pathlib.Path(name).is_file():
+    elif name.endswith('.toml') and _is_file(pathlib.Path(name)):
         flow = load_file(pathlib.Path(name))
     else:
         print(
@@ -302,6 +289,40 @@ def _graph(
         print(_('flowbot graph: {file}: {error}').format(file=output, error=str(exc).strip()), file=sys.stderr)
         return 1
     print(_('{file}: diagram of flow {name}').format(file=output, name=flow.name), file=sys.stderr)
+    return 0
+
+
+def _is_file(path: pathlib.Path) -> bool:
+    """``path.is_file()``, false for a name the file system refuses (too long) instead of an error."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _graph_docs(flows: Sequence[Flow], docs: pathlib.Path, check: bool) -> int:
+    """Regenerate (or with ``check`` only compare) the diagrams section of ``docs``."""
+    from engine.flows import graph
+
+    current = docs.read_text(encoding='utf-8') if docs.exists() else ''
+    updated = graph.replace_docs_section(current, flows)
+    if check:
+        if updated != current:
+            print(
+                _('{file}: the flow diagrams are out of date; run: flowbot graph --docs {file}').format(file=docs),
+                file=sys.stderr,
+            )
+            return 1
+        print(_('{file}: the flow diagrams are up to date').format(file=docs), file=sys.stderr)
+        return 0
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(updated, encoding='utf-8')
+    print(
+        ngettext(
+            '{file}: the diagram of {count} flow written', '{file}: diagrams of {count} flows written', len(flows)
+        ).format(file=docs, count=len(flows)),
+        file=sys.stderr,
+    )
     return 0
 
 

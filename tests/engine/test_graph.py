@@ -188,3 +188,21 @@ def test_cli_graph_into_a_missing_folder_says_so_without_a_traceback(
     assert main(['graph', 'feedback', '-o', str(tmp_path / 'no' / 'f.mmd')]) == 1
     err = capsys.readouterr().err
     assert 'flowbot graph: ' in err and 'Traceback' not in err
+
+
+@pytest.mark.parametrize('where', ['folder', 'too long'])
+def test_cli_graph_docs_into_a_folder_or_a_name_too_long_says_so_without_a_traceback(
+    in_repo: None, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    docs = tmp_path if where == 'folder' else tmp_path / ('a' * 300 + '.md')
+    assert main(['graph', '--docs', str(docs)]) == 1
+    assert main(['graph', '--docs', str(docs), '--check']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f'flowbot graph: {docs}: ') and 'Traceback' not in err
+
+
+def test_cli_graph_of_a_flow_file_name_too_long_is_an_unknown_flow(
+    in_repo: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(['graph', 'a' * 300 + '.toml']) == 2
+    assert 'flowbot graph: no flow named "aaa' in capsys.readouterr().err
