@@ -81,8 +81,9 @@ _SELECT = 'SELECT key, flow, version, state, data, stack, deadline, extra, guild
 
 
 def redact(dsn: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r'(://[^:/@]*):[^@]*@', r'\1:***@', dsn)
+    """The URL without its password (``user:PASSWORD@`` or ``?password=PASSWORD``), for messages and logs."""
+    dsn = re.sub(r'(://[^:/@]*):[^@]*@', r'\1:***@', dsn)
+    return re.sub(r'([?&]password=)[^&#]*', r'\1***', dsn)
 
 
 def _owner() -> str:

@@ -113,3 +113,24 @@ async def test_getfile_and_archive_never_hand_out_the_key_file(models: Models, w
             continue
         packed = pathlib.Path(result['path']).read_bytes()
         assert SECRET.encode() not in packed
+
+
+@pytest.mark.parametrize(
+    'url',
+    [
+        'postgresql://flowbot:{s}@127.0.0.1:1/flowbot',
+        'postgresql://127.0.0.1:1/flowbot?user=flowbot&password={s}',
+        'postgres://127.0.0.1:1/flowbot?password={s}&user=flowbot',
+    ],
+)
+def test_a_store_password_is_never_echoed_when_the_store_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('FLOWBOT_CONFIG', raising=False)
+    monkeypatch.setenv('FLOWBOT_STORE', url.format(s='hunter2-store-password'))
+    assert main(['export', 'jobs']) == 1
+    err = capsys.readouterr().err
+    assert 'cannot connect to the store' in err and 'hunter2' not in err
