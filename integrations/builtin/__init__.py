@@ -9,6 +9,8 @@ from typing import Any
 
 from engine.api import NotSupportedError
 from engine.commands import parse_bool, usage
+from engine.files import FileGate
+from engine.flows.loader import FlowError, read_flow_file
 from engine.flows.model import localize
 from engine.i18n import N_, _
 from engine.plugins import SetupContext
@@ -103,10 +105,13 @@ def setup(ctx: SetupContext) -> None:
         text = '\n'.join(lines)
         if config.bot.instruction_file:
             path = config.resolve(config.bot.instruction_file)
-            try:
-                text += '\n\n' + path.read_text(encoding='utf-8').strip()
-            except OSError as exc:
-                _log.error('instruction file %s cannot be read: %s', path, exc)
+            if FileGate.from_config(config).protects(path):  # however linked: it would show a key to everyone
+                _log.error('instruction file %s is the store, a secret or bot.toml; it is not shown', path)
+            else:
+                try:  # as a flow file is read: a FIFO or a device is refused, never waited on, and at most 1 MiB
+                    text += '\n\n' + read_flow_file(path).strip()
+                except FlowError as exc:
+                    _log.error('instruction file %s cannot be read: %s', path, exc.diagnostics[0].message)
         return {'text': text}
 
     async def echo(action: ActionContext, *, text: str) -> dict[str, Any]:

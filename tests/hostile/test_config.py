@@ -3,13 +3,20 @@ a value shaped like a secret is never echoed."""
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 
 import pytest
 
+from engine.api import ConversationKey, User
 from engine.config import Config, ConfigError, load_config, section
+from engine.doubles import RecordingAdapter
+from engine.flows.loader import load_paths
+from engine.plugins import SetupContext
+from engine.states.actions import ActionContext, ActionRegistry
+from engine.store import MemoryStore
 
-from .conftest import SECRET, assert_safe
+from .conftest import SECRET, World, _Quiet, assert_safe, bounded, make_trap
 
 # (the offending lines, the key named in the message, the expected type in words)
 WRONG = [
@@ -111,3 +118,36 @@ def test_a_config_nested_too_deeply_to_read_is_refused_with_a_message(tmp_path: 
         load_config(path)
     assert_safe(caught.value)
     assert str(path) in str(caught.value) and 'nested too deeply' in str(caught.value)
+
+
+INSTRUCTION_TRAPS = ['fifo', 'dev-zero', 'secret', 'config', 'store-hardlink', 'secret-hardlink', 'store-wal', 'binary']
+
+
+@pytest.mark.parametrize('trap', INSTRUCTION_TRAPS)
+async def test_an_instruction_file_that_is_a_secret_a_special_file_or_binary_is_left_out_of_the_help(
+    world: World, trap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from integrations.builtin import setup
+
+    if trap == 'binary':
+        path = world.base / 'HELP.md'
+        path.write_bytes(b'\xff\xfe\x00binary')
+    else:
+        path = make_trap(world, trap, world.root / 'help')
+    world.config.bot.instruction_file = path
+    flows, _problems = load_paths([pathlib.Path(__file__).resolve().parents[2] / 'flows'])
+    ctx = SetupContext(
+        config=world.config, actions=ActionRegistry(), store=MemoryStore(), notifier=_Quiet(), catalog=lambda: flows
+    )
+    setup(ctx)
+    action = ctx.actions.get('help.instruction')
+    assert action is not None
+    context = ActionContext(
+        key=ConversationKey('console', 'local', 'eve'), user=User('eve'), adapter=RecordingAdapter(), data={}
+    )
+    with bounded(megabytes=None):
+        result = await asyncio.wait_for(action.fn(context), 5)
+    assert_safe(result['text'])
+    assert (
+        '!feedback' in result['text'] and 'binary' not in result['text'] and f'instruction file {path}' in caplog.text
+    )
