@@ -477,15 +477,24 @@ def conversation_from_row(
     extra: str,
     guild: int | None,
 ) -> StoredConversation | Exception:
-    """A stored row back as a conversation; JSON columns arrive as text from either database."""
+    """A stored row back as a conversation; JSON columns arrive as text from either database.
+
+    A damaged row (a column of the wrong shape: SQLite keeps any type in any column) comes back as the
+    error, so it is skipped and logged instead of failing the restore of every other conversation.
+    """
     try:
+        frames = json.loads(stack)
+        if not isinstance(frames, list) or not all(isinstance(f, dict) for f in frames):
+            raise TypeError(f'the sub-flow stack is {type(frames).__name__}, not a list of JSON objects')
+        if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, int | float)):
+            raise TypeError(f'the deadline is {type(deadline).__name__}, not a number')
         return StoredConversation(
             key=key,
             flow=flow,
             version=version,
             state=state,
             data=json_object(data),
-            stack=json.loads(stack),
+            stack=frames,
             deadline=deadline,
             extra=json_object(extra),
             guild=str(guild) if guild is not None else None,

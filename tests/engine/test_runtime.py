@@ -434,6 +434,30 @@ async def test_a_corrupt_stored_row_is_logged_and_skipped(
     assert second.adapter.texts(key(3)) == ['B?']
 
 
+async def test_a_stored_row_with_a_damaged_deadline_or_stack_is_skipped_and_the_others_restored(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / 'store.sqlite3')
+    first = await engine_harness({'form': FORM}, store=SQLiteStore(path))
+    for n in (1, 2, 3, 4):
+        await first.command('form', key=key(n))
+    await first.stop()
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("UPDATE conversations SET deadline = 'soon' WHERE key LIKE '%u1'")
+        db.execute('UPDATE conversations SET stack = \'{"flow": "form"}\' WHERE key LIKE \'%u2\'')
+        db.execute("UPDATE conversations SET stack = '[1, 2]' WHERE key LIKE '%u3'")
+    db.close()
+    with caplog.at_level(logging.ERROR):
+        second = await engine_harness({'form': FORM}, store=SQLiteStore(path))
+    assert [k for k in (key(1), key(2), key(3), key(4)) if second.live(k)] == [key(4)]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    for n in (1, 2, 3):
+        assert any(f"'test\\x1fchan\\x1fu{n}'" in m and 'unreadable row' in m for m in errors), (n, errors)
+    await second.say('fine', key=key(4))
+    assert second.adapter.texts(key(4)) == ['B?']
+
+
 async def test_events_queued_behind_the_end_of_a_conversation_do_not_reach_it(
     engine_harness: HarnessFactory, tmp_path: pathlib.Path
 ) -> None:
