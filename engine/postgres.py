@@ -33,6 +33,7 @@ from engine.store import (
     StoreError,
     conversation_from_row,
     json_object,
+    readable_records,
     settle_waiters,
 )
 
@@ -275,8 +276,8 @@ class PostgresStore(GroupCommitStore):
         return json_object(text) if text is not None else None
 
     async def list_records(self, kind: str) -> list[dict[str, Any]]:
-        rows = await self._ready().fetch('SELECT data::text FROM records WHERE kind = $1 ORDER BY seq', kind)
-        return [json_object(r[0]) for r in rows]
+        rows = await self._ready().fetch('SELECT id, data::text FROM records WHERE kind = $1 ORDER BY seq', kind)
+        return readable_records(kind, rows)
 
     async def put_flow_version(self, name: str, version: str, source: str) -> None:
         await self._ready().execute(

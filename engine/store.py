@@ -19,7 +19,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -42,6 +42,7 @@ __all__ = [
     'guild_number',
     'json_object',
     'open_store',
+    'readable_records',
     'settle_waiters',
 ]
 
@@ -439,8 +440,8 @@ class SQLiteStore(GroupCommitStore):
         return json_object(row[0]) if row else None
 
     async def list_records(self, kind: str) -> list[dict[str, Any]]:
-        rows = self.db.execute('SELECT data FROM records WHERE kind = ? ORDER BY created, rowid', (kind,))
-        return [json_object(r[0]) for r in rows.fetchall()]
+        rows = self.db.execute('SELECT id, data FROM records WHERE kind = ? ORDER BY created, rowid', (kind,))
+        return readable_records(kind, rows.fetchall())
 
     async def put_flow_version(self, name: str, version: str, source: str) -> None:
         self.db.execute('INSERT OR REPLACE INTO flow_versions VALUES (?,?,?)', (name, version, source))
@@ -501,6 +502,18 @@ def conversation_from_row(
         )
     except (ValueError, TypeError) as exc:
         return ValueError(f'conversation {key!r}: unreadable row: {exc}')
+
+
+def readable_records(kind: str, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """The records of ``(id, JSON text)`` rows; a damaged one (not a JSON object) is logged and left out,
+    so one bad row does not stop an export, a listing or the start of the bot."""
+    records = []
+    for record_id, text in rows:
+        try:
+            records.append(json_object(text))
+        except (ValueError, TypeError) as exc:
+            _log.error('store: skipping the unreadable %s record %r: %s', kind, record_id, exc)
+    return records
 
 
 def json_object(text: str) -> dict[str, Any]:

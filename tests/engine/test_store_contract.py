@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import pathlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -158,6 +159,27 @@ async def test_records_are_listed_oldest_first_and_an_update_keeps_its_place(ope
     assert await store.get_record('job', 'f1') == {'other': 'kind'}
     assert await store.get_record('feedback', 'missing') is None
     assert await store.list_records('nothing') == []
+
+
+async def test_a_damaged_record_is_logged_and_left_out_of_the_listing_of_its_kind(
+    opener: Opener, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await opener()
+    for i in range(3):
+        await store.put_record('job', f'j{i}', {'n': i})
+    damaged = {'j0': '[1, 2]'}
+    if isinstance(store, SQLiteStore):  # SQLite keeps any text; PostgreSQL's JSON column only JSON
+        damaged['j2'] = '{broken'
+        for record_id, text in damaged.items():
+            store.db.execute("UPDATE records SET data = ? WHERE kind = 'job' AND id = ?", (text, record_id))
+    else:
+        pool = store._ready()  # type: ignore[attr-defined]
+        await pool.execute("UPDATE records SET data = $1::json WHERE kind = 'job' AND id = 'j0'", damaged['j0'])
+    with caplog.at_level(logging.ERROR):
+        listed = await store.list_records('job')
+    assert [r['n'] for r in listed] == [i for i in range(3) if f'j{i}' not in damaged]
+    for record_id in damaged:
+        assert f"unreadable job record '{record_id}'" in caplog.text
 
 
 async def test_flow_versions_are_kept_by_name_and_version(opener: Opener) -> None:
