@@ -21,7 +21,7 @@ import logging
 import pathlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -144,7 +144,7 @@ class JobManager:
         return _job(record)
 
     async def list(self) -> list[Job]:
-        return [_job(r) for r in await self.store.list_jobs()]
+        return _readable_jobs(await self.store.list_jobs())
 
     async def by_call(self, call: str) -> Job | None:
         """The job a call started (to adopt it when the call runs again after a restart)."""
@@ -247,8 +247,7 @@ class JobManager:
     async def resume(self) -> int:
         """After a restart: watch unfinished jobs, deliver finished unreported ones. Returns how many."""
         count = 0
-        for record in await self.store.list_jobs(open_only=True):
-            job = _job(record)
+        for job in _readable_jobs(await self.store.list_jobs(open_only=True)):
             if job.reported or job.id in self._tasks:
                 continue
             if not self.notifier.owns(job.place or place_of(job.who)):
@@ -533,3 +532,15 @@ def _job(record: Mapping[str, Any]) -> Job:
     """A job from its record; fields a newer version added get their defaults, unknown ones are dropped."""
     names = {a.name for a in attrs.fields(Job)}
     return Job(**{k: v for k, v in record.items() if k in names})
+
+
+def _readable_jobs(records: Iterable[Mapping[str, Any]]) -> list[Job]:
+    """The jobs of ``records``; one that cannot be a job (required fields missing, a damaged row) is logged
+    and left out, so it neither stops the start of the bot nor hides the other jobs from ``jobs``."""
+    jobs = []
+    for record in records:
+        try:
+            jobs.append(_job(record))
+        except (TypeError, ValueError) as exc:
+            _log.error('job record %r cannot be read, skipped: %s', record.get('id'), exc)
+    return jobs

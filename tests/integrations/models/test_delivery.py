@@ -9,7 +9,10 @@ A message typed during the wait is answered after it, never dropped.
 
 from __future__ import annotations
 
+import logging
 import pathlib
+
+import pytest
 
 from engine.doubles import Sent
 
@@ -110,5 +113,24 @@ async def test_a_message_typed_during_the_wait_is_answered_after_the_report(
         replies = after[report_at + 1 :]
         assert replies, 'the deferred message was never answered'
         assert (await bot.service.jobs.get(job_id)).delivered == 'inline'
+    finally:
+        await bot.shutdown()
+
+
+async def test_a_job_record_missing_its_fields_is_skipped_at_start_and_by_jobs(
+    tmp_path: pathlib.Path, data_root: pathlib.Path, provider: Provider, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = await _booted(tmp_path, data_root, provider)
+    try:
+        job_id = await _start_training(bot)
+        await bot.running.engine.store.put_record('job', 'damaged', {'id': 'damaged', 'status': 'running'})
+        await bot.shutdown()
+        provider.release()
+        with caplog.at_level(logging.ERROR):
+            await bot.boot()  # the damaged record does not stop the start, nor the other job's report
+        await until(lambda: _reports(bot, job_id), 'the report posted after the restart')
+        start = await bot.command('jobs')
+        assert job_id in since(bot.adapter, start)[-1].text
+        assert "job record 'damaged' cannot be read" in caplog.text
     finally:
         await bot.shutdown()
