@@ -334,32 +334,70 @@ class FlowReloader:
         return file.suffix == '.toml' and bool({file, file.parent} & set(self.paths))
 
     async def _watch(self) -> None:
+        """Reload on every change in the watched folders and files, until :meth:`stop`.
+
+        inotify follows a path's inode, not its name: a watched file saved the way editors save (a new
+        file renamed over it), or a folder deleted, moved away or copied anew, would go unwatched from
+        then on. So the watch is started again, with a reload, whenever a watched path stops being
+        the file or folder it was (or a missing one appears).
+        """
         from watchfiles import awatch
 
-        existing = [p for p in self.paths if p.exists()]
-        for missing in set(self.paths) - set(existing):
-            _log.warning('flow folder %s does not exist; it is not watched', missing)
-        if not existing:
-            return
+        warned: set[pathlib.Path] = set()
         while not self._stop.is_set():
+            seen = {p: _identity(p) for p in self.paths}
+            existing = [p for p, identity in seen.items() if identity is not None]
+            for missing in set(self.paths) - set(existing) - warned:
+                _log.warning('flow folder %s does not exist; it is watched once it does', missing)
+                warned.add(missing)
+            halt = asyncio.Event()
+            checker = asyncio.create_task(self._until_replaced(seen, halt))
             try:
-                async for changes in awatch(
-                    *existing,
-                    watch_filter=self._wanted,
-                    debounce=self.debounce_ms,
-                    stop_event=self._stop,
-                    force_polling=self.force_polling,
-                    poll_delay_ms=100,
-                ):
-                    names = ', '.join(sorted({pathlib.Path(p).name for _, p in changes}))
-                    try:
-                        await self.reload(f'changed: {names}')
-                    except Exception:  # the watcher outlives any one reload
-                        _log.exception('reloading flows after a change to %s failed; still watching', names)
-                return
+                if existing:
+                    async for changes in awatch(
+                        *existing,
+                        watch_filter=self._wanted,
+                        debounce=self.debounce_ms,
+                        stop_event=halt,
+                        force_polling=self.force_polling,
+                        poll_delay_ms=100,
+                    ):
+                        names = ', '.join(sorted({pathlib.Path(p).name for _, p in changes}))
+                        try:
+                            await self.reload(f'changed: {names}')
+                        except Exception:  # the watcher outlives any one reload
+                            _log.exception('reloading flows after a change to %s failed; still watching', names)
+                await halt.wait()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 _log.exception('watching %s failed; watching again in 1 s', existing)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), 1.0)
+                continue
+            finally:
+                checker.cancel()
+            if not self._stop.is_set():
+                _log.info('a watched flow path was replaced; watching it anew')
+                try:
+                    await self.reload('flow path replaced')
+                except Exception:
+                    _log.exception('reloading flows after a flow path was replaced failed; still watching')
+
+    async def _until_replaced(self, seen: dict[pathlib.Path, tuple[int, int] | None], halt: asyncio.Event) -> None:
+        """Set ``halt`` on :meth:`stop`, or once a path of ``seen`` is no longer the file or folder it was."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 1.0)
+            if self._stop.is_set() or any(_identity(p) != identity for p, identity in seen.items()):
+                halt.set()
+                return
+
+
+def _identity(path: pathlib.Path) -> tuple[int, int] | None:
+    """The device and inode ``path`` names now (links followed), or ``None`` when there is nothing there."""
+    try:
+        info = path.stat()
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino

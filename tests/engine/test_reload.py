@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import pathlib
+import shutil
 import signal
 from collections.abc import Callable
 
@@ -289,6 +290,45 @@ async def test_running_app_watches_the_flow_folder_and_takes_sighup(tmp_path: pa
     finally:
         await app.stop()
     assert not pid_file(config).exists(), 'the pid file is removed on stop'
+
+
+def _save_like_an_editor(path: pathlib.Path, text: str) -> None:
+    """Write a new file and rename it over ``path`` (vim, VS Code, ``sed -i``): ``path`` gets a new inode."""
+    partial = path.with_name(f'.{path.name}.swp')
+    partial.write_text(text.lstrip(), encoding='utf-8')
+    os.replace(partial, path)
+
+
+@pytest.mark.parametrize('how', ['file saved by an editor', 'folder replaced', 'folder created later'])
+async def test_the_watch_goes_on_after_a_watched_path_is_replaced(
+    engine_harness: HarnessFactory, tmp_path: pathlib.Path, how: str
+) -> None:
+    h = await engine_harness({'poll': POLL_V1})
+    folder = tmp_path / 'flows'
+    if how == 'folder created later':
+        shutil.rmtree(folder)  # the harness's copy; the engine has loaded it
+    file = folder / 'poll.toml'
+    reloader = FlowReloader(h.engine, [file if how == 'file saved by an editor' else folder], debounce_ms=50)
+    await reloader.start()
+    try:
+        await asyncio.sleep(0.3)  # let the watcher arm before editing
+        if how == 'file saved by an editor':
+            _save_like_an_editor(file, POLL_V2)
+            await _until(lambda: 'version two' in _active_source(h.engine, 'poll'))
+        elif how == 'folder replaced':  # a deploy that copies the folder anew
+            folder.rename(tmp_path / 'old-flows')
+            folder.mkdir()
+            _write(folder, 'poll', POLL_V2)
+            await _until(lambda: 'version two' in _active_source(h.engine, 'poll'))
+        else:
+            folder.mkdir()
+            _write(folder, 'poll', POLL_V2)
+            await _until(lambda: 'version two' in _active_source(h.engine, 'poll'))
+        await asyncio.sleep(0.3)
+        _save_like_an_editor(file, POLL_V3)  # and the edits after it too
+        await _until(lambda: 'version three' in _active_source(h.engine, 'poll'))
+    finally:
+        await reloader.stop()
 
 
 def test_flowbot_reload_without_a_running_bot_says_so(
