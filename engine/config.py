@@ -7,6 +7,7 @@ which structures its own section with :func:`section` so the core never grows wi
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import pathlib
 import re
@@ -80,6 +81,14 @@ def _strict(kind: type | tuple[type, ...], expected: str, convert: Any = None) -
     return hook
 
 
+def _not_nan(value: float) -> float:
+    """TOML's ``nan`` is a float, but no setting means it: every comparison with it is false (a rate limit
+    that never holds, a timer that fires at once), so it is refused like a wrong type."""
+    if math.isnan(value):
+        raise ValueError(_('expected {expected}, not {actual}').format(expected=_('a number'), actual='nan'))
+    return float(value)
+
+
 def _origin(type_: Any) -> Any:
     return typing.get_origin(type_)
 
@@ -126,7 +135,7 @@ _converter.register_structure_hook_factory(attrs.has, _strict_attrs)
 _converter.register_structure_hook(str, _strict(str, N_('a string')))
 _converter.register_structure_hook(bool, _strict(bool, N_('true or false')))
 _converter.register_structure_hook(int, _strict(int, N_('a whole number')))
-_converter.register_structure_hook(float, _strict((int, float), N_('a number'), float))
+_converter.register_structure_hook(float, _strict((int, float), N_('a number'), _not_nan))
 _converter.register_structure_hook(pathlib.Path, _strict(str, N_('a path (a string)'), pathlib.Path))
 _converter.register_structure_hook_func(lambda t: _origin(t) is list, _strict_list)
 _converter.register_structure_hook_factory(lambda t: _origin(t) is dict, _strict_dict)
@@ -164,7 +173,7 @@ class BotConfig:
     plugins: list[str] = attrs.field(
         factory=lambda: ['integrations.builtin', 'integrations.models', 'integrations.speech']
     )
-    progress_interval: float = 1.0
+    progress_interval: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
     """Seconds between two edits of one progress message (Discord rate-limits edits)."""
     help_command: str = 'instruction'
     """The command ``help`` runs when no question is open."""

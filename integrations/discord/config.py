@@ -81,6 +81,8 @@ class DiscordConfig:
             raise ValueError(_('shard_ids needs shard_count'))
         if self.shard_count is not None:
             self.shards()  # shard ids outside the count, or none at all
+        if not 1 <= self.max_message_chars <= 2000:  # 0 would split a reply for ever; Discord refuses more
+            raise ValueError(_('max_message_chars must be between 1 and 2000 (Discord refuses longer messages)'))
         if self.max_attachment_bytes <= 0:
             raise ValueError(_('max_attachment_bytes must be positive'))
         if not 0 <= self.defer_after < 3:

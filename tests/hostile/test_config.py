@@ -39,6 +39,8 @@ WRONG = [
     ('[permissions.admins]\nusers = [123456]', 'permissions.admins.users', 'a string'),
     ('[permissions.admins]\nroles = "987"', 'permissions.admins.roles', 'a list'),
     ('[permissions]\nadmins = "everyone"', 'permissions.admins', ''),
+    ('[bot]\nprogress_interval = nan', 'bot.progress_interval', 'not nan'),
+    ('[bot]\nprogress_interval = -1.5', 'bot', "'progress_interval' must be >= 0"),
     ('[bot]\nreload = "no"\nflows = "flows"', 'bot.flows', 'a list'),
 ]
 
@@ -69,6 +71,10 @@ SECTIONS = [
     ('discord', {'reuse_connections': 'yes'}, 'true or false'),
     ('discord', {'max_attachment_bytes': '25MB'}, 'a whole number'),
     ('discord', {'max_attachment_bytes': 2.5}, 'a whole number'),
+    ('discord', {'max_message_chars': 0}, 'between 1 and 2000'),
+    ('discord', {'max_message_chars': 4000}, 'between 1 and 2000'),
+    ('discord', {'edit_interval': float('nan')}, 'not nan'),
+    ('models', {'poll_interval': float('nan')}, 'not nan'),
     ('models', {'history_turns': '10'}, 'a whole number'),
     ('models', {'switch_on_success': 'no'}, 'true or false'),
     ('models', {'limits': 'none'}, 'a table'),
