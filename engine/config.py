@@ -286,9 +286,12 @@ def read_secret(value: str | None, file: str | pathlib.Path | None, env: str) ->
         hidden = looks_like_secret(str(file)) or len(str(file)) > 200
         shown = _('the file named') if hidden else str(file)
         try:
-            return pathlib.Path(file).expanduser().read_text(encoding='utf-8').strip() or None
+            return _secret_text(pathlib.Path(file).expanduser()).strip() or None
         except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _('not a usable file name')
+            if isinstance(exc, _UnusableSecret):
+                reason = str(exc)
+            else:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _('not a usable file name')
             hint = (
                 _(' (it looks like the secret itself: put the secret in a file and name that file)') if hidden else ''
             )
@@ -296,6 +299,27 @@ def read_secret(value: str | None, file: str | pathlib.Path | None, env: str) ->
                 _('cannot read {env} file {file}: {reason}{hint}').format(env=env, file=shown, reason=reason, hint=hint)
             ) from None
     return value or None
+
+
+MAX_SECRET_BYTES = 64 * 1024
+"""Most read from a secret file: a token or key is far shorter, ``/dev/zero`` is endless."""
+
+
+class _UnusableSecret(ValueError):
+    """A secret file whose content cannot be a secret; the message says why (never what it holds)."""
+
+
+def _secret_text(path: pathlib.Path) -> str:
+    """The text of a secret file, read to at most :data:`MAX_SECRET_BYTES` (a pipe such as
+    ``<(pass show token)`` works too)."""
+    with path.open('rb') as fh:
+        data = fh.read(MAX_SECRET_BYTES + 1)
+    if len(data) > MAX_SECRET_BYTES:
+        raise _UnusableSecret(_('more than {limit} bytes: too long for a key or token').format(limit=MAX_SECRET_BYTES))
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError as exc:
+        raise _UnusableSecret(_('not UTF-8 text (byte {offset})').format(offset=exc.start)) from None
 
 
 def load_config(path: pathlib.Path | str | None = None) -> Config:

@@ -10,7 +10,7 @@ import pytest
 from engine.config import Config, ConfigError, looks_like_secret, read_secret, redact
 from engine.templates import render
 
-from .conftest import SECRET, Models, World, assert_safe
+from .conftest import SECRET, Models, World, assert_safe, bounded
 
 SHAPES = [
     SECRET,
@@ -134,3 +134,39 @@ def test_a_store_password_is_never_echoed_when_the_store_cannot_be_reached(
     assert main(['export', 'jobs']) == 1
     err = capsys.readouterr().err
     assert 'cannot connect to the store' in err and 'hunter2' not in err
+
+
+@pytest.mark.parametrize(
+    ('content', 'reason'),
+    [('binary', 'not UTF-8 text'), ('endless', 'too long for a key or token'), ('huge', 'too long for a key or token')],
+)
+def test_a_secret_file_that_cannot_hold_a_secret_says_why_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, content: str, reason: str
+) -> None:
+    path = tmp_path / 'token'
+    if content == 'binary':
+        path.write_bytes(b'\xff\xfe' + SECRET.encode())
+    elif content == 'huge':
+        path.write_text(SECRET * 10_000)
+    else:
+        path = pathlib.Path('/dev/zero')
+    monkeypatch.delenv('DISCORD_TOKEN', raising=False)
+    monkeypatch.setenv('DISCORD_TOKEN_FILE', str(path))
+    with bounded(), pytest.raises(ConfigError) as caught:
+        read_secret(None, None, 'DISCORD_TOKEN')
+    assert_safe(caught.value)
+    assert f'cannot read DISCORD_TOKEN file {path}: ' in str(caught.value) and reason in str(caught.value)
+
+
+def test_a_secret_read_from_a_pipe_works(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / 'token'
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text(SECRET + '\n'))
+    writer.start()
+    monkeypatch.delenv('DISCORD_TOKEN', raising=False)
+    monkeypatch.setenv('DISCORD_TOKEN_FILE', str(fifo))
+    assert read_secret(None, None, 'DISCORD_TOKEN') == SECRET
+    writer.join(5)
