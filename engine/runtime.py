@@ -21,7 +21,7 @@ from typing import Any
 from engine import i18n, messages
 from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, User
 from engine.commands import parse_arguments
-from engine.config import Config
+from engine.config import Config, redact
 from engine.conversation import Conversation, Internal, jsonable, store_key
 from engine.errors import user_message
 from engine.files import FileGate, sendable_roots
@@ -480,7 +480,9 @@ class Engine:
 
     async def _failed(self, conv: Conversation, event: Event | Internal, exc: Exception) -> None:
         """An event failed: log it, tell the user, end the conversation."""
-        _log.exception('conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, event)
+        _log.exception(  # the event carries what the user typed: a key pasted there stays out of the log
+            'conversation %s failed in %s/%s on %s', conv.key, conv.compiled.name, conv.state, redact(str(event))
+        )
         message = user_message(exc)
         await self._reply(conv.key, self.text('error', conv, error=message))
         if self._live.get(conv.key) is conv:

@@ -547,6 +547,24 @@ async def test_choice_takes_the_first_true_condition_else_the_else(engine_harnes
     assert h.texts() == ['big', 'medium', 'small']
 
 
+async def test_a_secret_typed_by_a_user_is_hidden_in_the_log_of_a_failure(
+    engine_harness: HarnessFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = 'sk-' + 'pasted0by0a0user0' * 3
+    states = (
+        '[states.ask]\nkind = "ask"\nprompt = "Key?"\nsave_as = "key"\n'
+        '[states.route]\nkind = "choice"\nwhen = [{ if = "key == \'x\'", goto = "done" }]\n'
+        '[states.done]\nkind = "end"\n'
+    )
+    h = await engine_harness({'key': cmd_flow('key', states)})
+    await h.command('key')
+    with caplog.at_level(logging.ERROR):
+        await h.say(f'my key is {secret}')
+    assert h.texts()[-1] == 'Something went wrong: an internal error (logged)'
+    assert 'failed in key/route' in caplog.text and '[hidden]' in caplog.text
+    assert secret not in caplog.text
+
+
 async def test_choice_without_a_matching_condition_ends_with_a_message(
     engine_harness: HarnessFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
