@@ -272,7 +272,7 @@ def _located(exc: BaseException, file: pathlib.Path | None, text: str, section: 
         toml_path = [section, *keys] if section else keys
         line = index.line(toml_path) if text else None
         place = f'{file or "config"}:{line}' if line else f'{file or "config"}'
-        key = ('[' + section + '] ' if section else '') + '.'.join(keys)
+        key = ' '.join(part for part in (f'[{section}]' if section else '', '.'.join(keys)) if part)
         lines.append(f'{place}: {key + ": " if key else ""}{redact(what)}')
     return '; '.join(lines)
 

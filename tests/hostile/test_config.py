@@ -96,6 +96,14 @@ def test_a_wrong_type_in_an_integration_section_is_refused(name: str, table: dic
     assert f'[{name}]' in str(caught.value) and expected in str(caught.value)
 
 
+def test_a_refusal_of_a_whole_section_names_it_without_an_empty_key() -> None:
+    from integrations.discord.config import DiscordConfig
+
+    with pytest.raises(ConfigError) as caught:
+        section(Config(sections={'discord': {'shard_count': 2, 'shard_ids': [5]}}), 'discord', DiscordConfig)
+    assert str(caught.value) == 'config: [discord]: shard ids [5] do not fit shard_count 2'
+
+
 SECRET_SPOTS = [
     ('[bot]\nstore = ["{s}"]', 'bot.store'),
     ('[bot]\nname = {{ key = "{s}" }}', 'bot.name'),
