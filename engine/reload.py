@@ -111,7 +111,9 @@ def signal_reload(config: Config) -> int:
     path = pid_file(config)
     try:
         info = json.loads(path.read_text(encoding='utf-8'))
-        pid = int(info['pid'])
+        pid = info['pid']
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:  # -1 and 0 signal groups, 1 is init
+            raise ValueError(f'pid {pid!r}')
     except FileNotFoundError:
         raise ReloadSignalError(
             _('no running flowbot found: {path} does not exist (is it running, with bot.reload = true?)').format(

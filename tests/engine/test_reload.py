@@ -345,6 +345,22 @@ def test_flowbot_reload_without_a_running_bot_says_so(
     assert 'stale' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize('pid', [-1, 0, 1, True, 'x'])
+def test_flowbot_reload_never_signals_every_process_or_init_from_a_damaged_pid_file(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], pid: object
+) -> None:
+    signalled: list[int] = []
+    monkeypatch.setattr('engine.reload.os.kill', lambda target, _sig: signalled.append(target))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('FLOWBOT_CONFIG', raising=False)
+    monkeypatch.delenv('FLOWBOT_DATA', raising=False)
+    (tmp_path / 'data').mkdir()
+    (tmp_path / 'data' / 'flowbot.pid').write_text(json.dumps({'pid': pid}))  # -1: kill(-1) is every process
+    assert main(['reload']) == 1
+    assert 'is not a flowbot pid file' in capsys.readouterr().err
+    assert signalled == []
+
+
 async def test_a_russian_bot_posts_the_rejected_edit_in_russian_from_the_lint_process(
     engine_harness: HarnessFactory, tmp_path: pathlib.Path
 ) -> None:
