@@ -196,8 +196,8 @@ def init_folder(folder: pathlib.Path, *, force: bool = False) -> InitResult:
         for rel, content in files.items():
             path = folder / rel
             existed = path.exists() or path.is_symlink()
-            if path.is_symlink():
-                path.unlink()  # never write through a link to somewhere else
+            if existed:
+                path.unlink()  # replaced, never written through: a symlink or a hard link shares it with another file
             if isinstance(content, pathlib.Path):
                 shutil.copyfile(content, path)
             else:

@@ -106,6 +106,19 @@ def test_init_with_force_replaces_a_link_instead_of_writing_through_it(tmp_path:
     assert not (folder / '.gitignore').is_symlink() and not (tmp_path / 'dangling').exists()
 
 
+def test_init_with_force_replaces_a_hard_link_instead_of_writing_into_the_file_it_shares(
+    tmp_path: pathlib.Path,
+) -> None:
+    shared = tmp_path / 'shared.toml'
+    shared.write_text('precious')
+    folder = tmp_path / 'bot'
+    folder.mkdir()
+    os.link(shared, folder / 'bot.toml')
+    assert main(['init', str(folder), '--force']) == 0
+    assert shared.read_text() == 'precious'
+    assert 'flows = ["flows"]' in (folder / 'bot.toml').read_text()
+
+
 def test_a_folder_where_a_file_goes_is_never_removed_even_with_force(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
