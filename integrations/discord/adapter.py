@@ -370,7 +370,8 @@ class DiscordAdapter(Adapter):
             if len(text) > self.config.file_threshold_chars:
                 head = literal_backslashes(split_text(text, 300)[0])
                 data = hikari.Bytes(io.BytesIO(text.encode()), 'reply.txt', mimetype='text/plain')
-                return await self._deliver(key, f'{head}\n… (the full reply is attached)', attachment=data)
+                note = _('… (the full reply is attached)')
+                return await self._deliver(key, f'{head}\n{note}', attachment=data)
             pieces = split_text(literal_backslashes(text), self.config.max_message_chars)
             if len(pieces) == 1:
                 return await self._deliver(key, pieces[0])

@@ -20,6 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 SINKS = frozenset(
     {
         'announce',
+        '_deliver',
         'print',
         'write',
         'reply',
