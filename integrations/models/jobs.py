@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from engine.i18n import N_, _
+from engine.i18n import _
 from engine.states.actions import ActionError, Notifier
 from engine.store import Store
 from integrations.models.datasets import Example, read_jsonl, write_jsonl
-from integrations.models.providers.base import TERMINAL, Job, ModelProvider, ProviderError, Update
+from integrations.models.providers.base import TERMINAL, Job, ModelProvider, ProviderError, Update, status_text
 
 if TYPE_CHECKING:
     from integrations.models.workers import JobQueue
@@ -46,23 +46,6 @@ _PROGRESS = 'job_progress'
 _TRAIN, _VALID = 'train.jsonl', 'valid.jsonl'
 """The examples of a job, kept in ``<folder>/<job id>/``: a start after a crash reads them, and ``test``
 checks test data against ``train.jsonl`` (the model's training data)."""
-
-
-_STATUS = {
-    'starting': N_('starting'),
-    'queued': N_('queued'),
-    'validating_files': N_('validating files'),
-    'running': N_('running'),
-    'succeeded': N_('succeeded'),
-    'failed': N_('failed'),
-    'cancelled': N_('cancelled'),
-}
-"""Job states as users read them (providers' own names otherwise)."""
-
-
-def status_text(status: str) -> str:
-    """A job state in the reply language."""
-    return _(_STATUS[status]) if status in _STATUS else status
 
 
 def job_text(job: Job) -> str:
@@ -403,7 +386,7 @@ class JobManager:
                     job.status = 'failed'
                     return
                 _log.warning('job %s still cannot start (next try in %.0fs): %s', job.id, delay, exc)
-                await self._progress(job, f'waiting for {job.provider}: {exc}')
+                await self._progress(job, _('waiting for {provider}: {error}').format(provider=job.provider, error=exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_poll_interval)
             except ActionError as exc:
@@ -430,7 +413,12 @@ class JobManager:
                     break
                 delay = min(delay * 2, self.max_poll_interval)
                 _log.warning('polling job %s failed, next try in %.0fs: %s', job.id, delay, exc)
-                await self._progress(job, f'{job.status}: {exc} (retrying in {delay:.0f}s)')
+                await self._progress(
+                    job,
+                    _('{status}: {error} (retrying in {seconds} s)').format(
+                        status=status_text(job.status), error=exc, seconds=round(delay)
+                    ),
+                )
                 continue
             delay = provider.poll_interval
             changed = (update.status, update.progress) != (job.status, job.progress)
@@ -446,10 +434,10 @@ class JobManager:
         """Progress lines of one poll. An event is prefixed with the status only while the job still has
         it (events read with a final status may come from before it); the last line is the poll's own
         status with its newest event, so a status is never paired with an event of another poll."""
-        final = update.progress or update.status
+        final = update.progress or status_text(update.status)
         events = list(update.events)
         if update.status not in TERMINAL:
-            lines = [f'{update.status}: {text}' for text in events]
+            lines = [f'{status_text(update.status)}: {text}' for text in events]
         else:  # the newest event is in the final line already
             lines = events[:-1] if events and final.endswith(events[-1]) else events
         if not lines or lines[-1] != final:

@@ -21,6 +21,7 @@ SINKS = frozenset(
     {
         'announce',
         '_deliver',
+        '_progress',
         'print',
         'write',
         'reply',

@@ -14,12 +14,41 @@ from typing import Any
 
 import attrs
 
+from engine.i18n import N_, _
 from engine.states.actions import ActionError
 from integrations.models.datasets import Example, Issue
 
-__all__ = ['TERMINAL', 'Estimate', 'Job', 'ModelProvider', 'ProviderError', 'Save', 'TrainResult', 'Turn', 'Update']
+__all__ = [
+    'TERMINAL',
+    'Estimate',
+    'Job',
+    'ModelProvider',
+    'ProviderError',
+    'Save',
+    'TrainResult',
+    'Turn',
+    'Update',
+    'status_text',
+]
 
 TERMINAL = frozenset({'succeeded', 'failed', 'cancelled'})
+
+_STATUS = {
+    'starting': N_('starting'),
+    'queued': N_('queued'),
+    'validating_files': N_('validating files'),
+    'running': N_('running'),
+    'succeeded': N_('succeeded'),
+    'failed': N_('failed'),
+    'cancelled': N_('cancelled'),
+}
+"""Job states as users read them (providers' own names otherwise)."""
+
+
+def status_text(status: str) -> str:
+    """A job state in the reply language."""
+    return _(_STATUS[status]) if status in _STATUS else status
+
 
 Save = Callable[[], Awaitable[None]]
 """Persist the job being started (its recorded intents) durably."""

@@ -38,6 +38,7 @@ from integrations.models.providers.base import (
     TrainResult,
     Turn,
     Update,
+    status_text,
 )
 
 __all__ = ['LocalModel', 'LocalProvider', 'train_local']
@@ -158,7 +159,7 @@ def train_local(
 @attrs.define
 class _Run:
     status: str = 'running'
-    progress: str = 'starting'
+    progress: str = attrs.field(factory=lambda: status_text('starting'))  # built in the job's language
     events: list[str] = attrs.field(factory=list)
     error: str | None = None
     stop: threading.Event = attrs.field(factory=threading.Event)
@@ -283,7 +284,7 @@ class LocalProvider(ModelProvider):
                 run.status = 'succeeded'
                 run.progress = _('trained {model} on {count} examples').format(model=model_id, count=len(train))
             except Cancelled:
-                run.status, run.progress = 'cancelled', 'cancelled'
+                run.status, run.progress = 'cancelled', status_text('cancelled')
             except Exception as exc:
                 _log.exception('local training of job %s failed', job.id)
                 run.status, run.error = 'failed', _('training failed: {error}').format(error=exc)
@@ -333,7 +334,8 @@ class LocalProvider(ModelProvider):
             return Update('failed', error=_('local training was interrupted by a restart; run train again'))
         seen = int(job.last_event or 0)
         events = run.events[seen:]
-        return Update(run.status, f'{run.status}: {run.progress}', events, run.error, str(seen + len(events)))
+        progress = f'{status_text(run.status)}: {run.progress}'
+        return Update(run.status, progress, events, run.error, str(seen + len(events)))
 
     async def cancel(self, job: Job) -> None:
         run = self._runs.get(job.id)

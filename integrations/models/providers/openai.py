@@ -43,6 +43,7 @@ from integrations.models.providers.base import (
     TrainResult,
     Turn,
     Update,
+    status_text,
 )
 
 __all__ = ['OpenAIProvider', 'parse_result_csv']
@@ -352,7 +353,7 @@ class OpenAIProvider(ModelProvider):
         # One line from one answer: this retrieve's status with the newest event read just after it,
         # never a new status paired with an event kept from before a restart.
         latest = new[0] if new else ''
-        progress = f'{remote.status}: {latest}' if latest else remote.status
+        progress = f'{status_text(remote.status)}: {latest}' if latest else status_text(remote.status)
         error = None
         if remote.status == 'failed':
             error = remote.error.message if remote.error and remote.error.message else _('the fine-tuning job failed')

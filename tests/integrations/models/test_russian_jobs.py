@@ -1,0 +1,46 @@
+"""A Russian user follows a training job: every progress line names the job's state in Russian."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+
+from engine.doubles import RecordingAdapter
+from tests.engine.helpers import build_harness
+
+REPO_FLOWS = pathlib.Path(__file__).resolve().parents[3] / 'flows'
+ENGLISH_STATES = ('starting', 'queued', 'running', 'succeeded', 'failed', 'cancelled')
+
+
+async def test_a_russian_user_reads_the_training_progress_without_english_job_states(
+    tmp_path: pathlib.Path,
+) -> None:
+    folder = tmp_path / 'flows'
+    folder.mkdir()
+    for name in ('train', 'select_dataset'):
+        shutil.copy(REPO_FLOWS / f'{name}.toml', folder)
+    for label, words in (('pos', 'good'), ('neg', 'bad')):
+        (tmp_path / 'data' / 'reviews' / label).mkdir(parents=True)
+        for i in range(8):
+            (tmp_path / 'data' / 'reviews' / label / f'{i}.txt').write_text(f'{words} review {i}')
+    h = await build_harness(
+        tmp_path,
+        folder=folder,
+        plugins=('integrations.builtin', 'integrations.models'),
+        adapter=RecordingAdapter(grants_all=True),
+        language='ru',
+    )
+    try:
+        await h.command('select_dataset', 'reviews/pos')
+        await h.command('select_dataset', 'reviews/neg label=negative add=true')
+        await h.command('train')
+        await h.press('start')
+        service = h.app.plugins.services['models']
+        for job in await service.jobs.list():
+            await service.jobs.wait(job.id)
+        await h.engine.wait_idle(5)
+    finally:
+        await h.stop()
+    edits = [s.text for s in h.adapter.sent if s.kind == 'edit']
+    assert any(text.startswith('выполняется: ') for text in edits), edits
+    assert not [t for t in edits if t.split(':')[0] in ENGLISH_STATES or t in ENGLISH_STATES], edits
