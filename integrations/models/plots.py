@@ -11,10 +11,20 @@ import pathlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from engine.i18n import N_, _
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ['plot_confusion', 'plot_training']
+
+_SERIES = {
+    'train_loss': N_('training loss'),
+    'valid_loss': N_('validation loss'),
+    'train_accuracy': N_('training accuracy'),
+    'valid_accuracy': N_('validation accuracy'),
+}
+"""Legend names of the series (charts are labelled in the reply language)."""
 
 
 def _figure(size: tuple[float, float]) -> Figure:
@@ -39,7 +49,7 @@ def _series(rows: Sequence[Mapping[str, float]], key: str) -> tuple[list[float],
 
 
 def plot_training(
-    rows: Sequence[Mapping[str, float]], path: pathlib.Path, *, title: str, xlabel: str = 'step'
+    rows: Sequence[Mapping[str, float]], path: pathlib.Path, *, title: str, xlabel: str | None = None
 ) -> pathlib.Path | None:
     """Loss (left) and, where present, accuracy (right) per step; ``None`` when there is nothing to draw.
 
@@ -56,9 +66,9 @@ def plot_training(
         ax = fig.add_subplot(1, len(panels), index)
         for key in keys:
             xs, ys = _series(rows, key)
-            ax.plot(xs, ys, marker='o' if len(xs) < 30 else None, label=key.replace('_', ' '))
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel('loss' if keys is losses else 'accuracy')
+            ax.plot(xs, ys, marker='o' if len(xs) < 30 else None, label=_(_SERIES[key]))
+        ax.set_xlabel(xlabel or _('step'))
+        ax.set_ylabel(_('loss') if keys is losses else _('accuracy'))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
@@ -76,13 +86,13 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
     ax.imshow(matrix, cmap='Blues')
     ax.set_xticks(range(len(labels)), labels=list(labels), rotation=45, ha='right')
     ax.set_yticks(range(len(labels)), labels=list(labels))
-    ax.set_xlabel('predicted')
-    ax.set_ylabel('true')
+    ax.set_xlabel(_('predicted label'))
+    ax.set_ylabel(_('true label'))
     peak = max((max(r) for r in matrix), default=0)
     for i, row in enumerate(matrix):
         for j, value in enumerate(row):
             ax.text(j, i, str(value), ha='center', va='center', color='white' if value > peak / 2 else 'black')
-    ax.set_title('Confusion matrix')
+    ax.set_title(_('Confusion matrix'))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format='png')

@@ -353,7 +353,11 @@ class LocalProvider(ModelProvider):
             ) from exc
         rows = meta.get('rows', [])
         plot = await asyncio.to_thread(
-            plot_training, rows, folder / 'training.png', title=f'{model_id} learning curve', xlabel='training examples'
+            plot_training,
+            rows,
+            folder / 'training.png',
+            title=_('{model} learning curve').format(model=model_id),
+            xlabel=_('training examples'),
         )
         final = {k: v for k, v in (rows[-1] if rows else {}).items() if k != 'step'}
         self._runs.pop(job.id, None)
