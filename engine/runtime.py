@@ -514,12 +514,17 @@ class Engine:
         return self._defer(conv, event)
 
     async def _stop_for(self, conv: Conversation, event: Command) -> None:
-        """A command inside a conversation: it stops the conversation and starts, or is unknown (and does not)."""
+        """A command inside a conversation: it stops the conversation and starts, or is unknown or refused to this
+        user (and stops nothing)."""
         compiled = self.library.command(event.name)
         if compiled is None:
             hint = did_you_mean(event.name, [*self.library.command_names(), *model.INTERRUPTS])
             text = self.text('unknown_command', conv, name=event.name, hint=hint)
             await self._reply(conv.key, text + ('\n' + self.text('interrupts', conv) if question(conv.spec) else ''))
+            return
+        refused = self._refusal(compiled, conv.key, event.user, event.is_dm, event.locale)
+        if refused is not None:  # a command the user may not run stops nothing
+            await self._reply(conv.key, refused, notice=True)
             return
         await self._reply(conv.key, self.text(stopped_message(conv, 'stopped'), conv, flow=conv.compiled.name))
         deferred, conv.deferred = conv.deferred, []

@@ -3,12 +3,24 @@ user's language and loses nothing."""
 
 from __future__ import annotations
 
+import asyncio
+
 from engine.app import App
 
-from .conftest import CHANNEL, GUILD, start_bot
+from .conftest import CHANNEL, GUILD, Running, start_bot
 from .emulator import DiscordEmulator
 
 ANN = 11
+POST_CHANNEL = rf'/channels/{CHANNEL}/messages'
+
+
+async def _said(emu: DiscordEmulator, text: str) -> list[str]:
+    """Ann types ``text`` in the channel; the texts the bot posted there in answer."""
+    before = len(emu.calls_to('POST', POST_CHANNEL))
+    await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN, 'anna'), content=text)
+    await emu.wait_for_call('POST', POST_CHANNEL, count=before + 1)
+    await asyncio.sleep(0.2)  # and whatever follows it
+    return [c.content or '' for c in emu.calls_to('POST', POST_CHANNEL)[before:]]
 
 
 async def test_a_reply_too_long_for_messages_comes_as_a_file_with_a_russian_note_to_a_russian_user(
@@ -28,3 +40,12 @@ async def test_a_reply_too_long_for_messages_comes_as_a_file_with_a_russian_note
     finally:
         await run.bot.close()
     assert run.errors == []
+
+
+async def test_a_command_the_user_may_not_run_leaves_their_open_dialog_as_it_was(running: Running) -> None:
+    emu = running.emulator
+    assert await _said(emu, '!pick') == ['Which fruit?']
+    (refusal,) = await _said(emu, '!secret')
+    assert 'admins' in refusal and 'Stopped' not in refusal
+    assert await _said(emu, 'apple') == ['How many apples?']
+    assert await _said(emu, '2') == ['You get 2 apple(s).']
