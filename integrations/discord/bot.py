@@ -308,9 +308,10 @@ class DiscordBot:
             except AttachmentError as exc:
                 _log.info('attachment %s of message %s not taken: %s', remote.id, message.id, exc)
                 refused.append(str(exc))
-        if refused and not attachments and not content.strip():
+        if refused:  # told even when text came with them: the text goes on, the files do not
             await self._refuse(key, '\n'.join(refused))
-            return
+            if not attachments and not content.strip():
+                return
         await self._dispatch(Message(**common, text=content, attachments=attachments))
 
     async def _prefix_command(

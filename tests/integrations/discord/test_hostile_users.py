@@ -49,3 +49,14 @@ async def test_a_command_the_user_may_not_run_leaves_their_open_dialog_as_it_was
     assert 'admins' in refusal and 'Stopped' not in refusal
     assert await _said(emu, 'apple') == ['How many apples?']
     assert await _said(emu, '2') == ['You get 2 apple(s).']
+
+
+async def test_a_file_refused_beside_typed_text_is_named_to_the_user_not_dropped_silently(running: Running) -> None:
+    emu = running.emulator
+    exe = emu.add_file(b'MZ' + b'\0' * 100, 'tool.exe', 'application/x-msdownload')
+    await emu.message_create(
+        channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content='here is my dataset', attachments=[exe]
+    )
+    (notice,) = await emu.wait_for_call('POST', POST_CHANNEL)
+    assert notice.content is not None and 'tool.exe' in notice.content
+    assert await _said(emu, '!hi') == ['Hi, anna! I am flowbot. Type !instruction to see what I can do.']
