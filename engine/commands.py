@@ -16,12 +16,14 @@ from typing import Any
 from engine.api import Attachment
 from engine.errors import UserError
 from engine.flows import model
+from engine.flows.loader import did_you_mean
 from engine.i18n import _
 
 __all__ = ['UsageError', 'convert', 'finite_float', 'parse_arguments', 'parse_bool', 'split_command', 'usage']
 
 MAX_ARGUMENT_CHARS = 4000
 
+_OPTION_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 _MENTION = re.compile(r'^<[@#][!&]?(\d+)>$')
 _TRUE = frozenset({'true', 'yes', 'y', 'on', '1', 'да', 'д'})
 _FALSE = frozenset({'false', 'no', 'n', 'off', '0', 'нет', 'н'})
@@ -192,6 +194,8 @@ def parse_arguments(
                     raise ValueError(_('{name} is given twice').format(name=key))
                 values[key] = convert(by_name[key], raw)
                 continue
+            if sep and _OPTION_NAME.fullmatch(key) and (hint := did_you_mean(key, by_name)):
+                raise ValueError(_('unknown option "{name}"{hint}').format(name=key, hint=hint))  # a typo, not a value
             if option is None:
                 raise ValueError(_('too many arguments (unexpected "{word}")').format(word=word))
             values[option.name] = convert(option, word)
