@@ -654,6 +654,8 @@ class ModelsService:
         turns = [] if reset else [Turn(t['user'], t['assistant']) for t in record['turns']]
         model = await self.current_model()
         reply = await self.provider.chat(model, turns, value)
+        if not reply.strip():  # an empty message would show nothing at all; and it is no turn to remember
+            raise ActionError(_('the model gave an empty answer; please ask again or rephrase'))
         limit = self.config.history_turns
         turns = [*turns, Turn(value, reply)][-limit:] if limit else []
         await self.store.put_record('chat', key, {'turns': [attrs.asdict(t) for t in turns]})
