@@ -413,7 +413,8 @@ class OpenAIProvider(ModelProvider):
                 **extra,
             ),
         )
-        if not response.choices:
+        if not getattr(response, 'choices', None):  # no choices, or not a completion at all (an HTML error page)
+            _log.warning('OpenAI answered a chat completion with %s: %.200r', type(response).__name__, response)
             raise ProviderError(_('OpenAI returned no answer'))
         return (response.choices[0].message.content or '').strip()
 

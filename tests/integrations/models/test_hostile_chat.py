@@ -48,3 +48,13 @@ async def test_an_empty_model_answer_is_told_to_the_user_and_not_remembered(
     with pytest.raises(ActionError, match='empty answer'):
         await plugin.call('model.chat', text='hello')
     assert await plugin.ctx.store.get_record('chat', 'console:local:admin') is None
+
+
+async def test_an_answer_that_is_no_completion_gets_a_plain_message_naming_openai(
+    make_plugin: MakePlugin, server: ScriptedChat
+) -> None:
+    plugin = make_plugin(**openai_settings(server))
+    server.answer = web.Response(text='<html>502 Bad Gateway</html>', content_type='text/html')
+    with pytest.raises(ActionError, match='OpenAI') as refused:
+        await plugin.call('model.chat', text='hello')
+    assert 'unexpectedly' not in str(refused.value) and 'log' not in str(refused.value)
