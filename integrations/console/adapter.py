@@ -129,12 +129,17 @@ class ConsoleAdapter(Adapter):
                 path_text, text = rest[1:end], rest[end + 1 :].strip()
             else:
                 path_text, _sep, text = rest.partition(' ')
-            path = pathlib.Path(path_text).expanduser()
-            if path_text and path.is_dir():
+            try:  # ~unknown-user and names over the system's limits cannot even be looked at: not found
+                path = pathlib.Path(path_text).expanduser()
+                is_dir, is_file = path.is_dir(), path.is_file()
+            except (OSError, RuntimeError) as exc:
+                _log.info(':attach %r cannot be looked at: %s', path_text[:200], exc)
+                is_dir = is_file = False
+            if path_text and is_dir:
                 return _('{path_text} is a folder; attach a file. Usage: :attach PATH [text]').format(
                     path_text=path_text
                 )
-            if not path_text or not path.is_file():
+            if not path_text or not is_file:
                 return _('No such file: {value}. Usage: :attach PATH [text]').format(
                     value=path_text or _('(none given)')
                 )
