@@ -345,6 +345,8 @@ class DiscordAdapter(Adapter):
     async def _post(self, key: ConversationKey, content: str | None = None, **kw: Any) -> str:
         """One message: through the pending interaction when there is one, else to the channel."""
         body = content if content is not None else hikari.UNDEFINED
+        if isinstance(body, str) and key.user.isdigit() and body.startswith(self.mention(key.user)):
+            kw.setdefault('user_mentions', [int(key.user)])  # a report addressed to its user notifies them, only them
         responder = self._interaction(key)
         if responder is not None:
             message_id = await responder.post(body, **kw)

@@ -60,3 +60,11 @@ async def test_a_file_refused_beside_typed_text_is_named_to_the_user_not_dropped
     (notice,) = await emu.wait_for_call('POST', POST_CHANNEL)
     assert notice.content is not None and 'tool.exe' in notice.content
     assert await _said(emu, '!hi') == ['Hi, anna! I am flowbot. Type !instruction to see what I can do.']
+
+
+async def test_a_job_report_posted_to_the_channel_pings_its_user_and_nobody_else(running: Running, app: App) -> None:
+    place = {'adapter': 'discord', 'channel': str(CHANNEL), 'user': str(ANN)}
+    await app.engine.post(place, 'Training job j1 failed: @everyone <@12> <@&777> look')
+    (call,) = running.emulator.calls_to('POST', POST_CHANNEL)
+    assert call.content is not None and call.content.startswith(f'<@{ANN}> ')
+    assert call.json['allowed_mentions'] == {'parse': [], 'users': [str(ANN)]}
