@@ -267,6 +267,10 @@ def load_folder(folder: pathlib.Path, gate: FileGate, label: str, limits: Limits
     return result
 
 
+_SPREADSHEETS = frozenset({'.xlsx', '.xlsm', '.xls', '.ods', '.numbers'})
+"""Spreadsheet files: their tables are read once saved as CSV."""
+
+
 def check_upload_size(path: pathlib.Path, display: str, limits: Limits) -> int:
     """Refuse an upload over ``max_upload_bytes`` (before it is copied for a worker, and when it is read);
     return its size."""
@@ -295,6 +299,13 @@ def load_upload(
     size = check_upload_size(path, display, limits)
     if size == 0:
         raise ActionError(_('{display} is empty').format(display=display))
+    if pathlib.PurePath(display).suffix.lower() in _SPREADSHEETS:  # an .xlsx is a ZIP too, of XML
+        raise ActionError(
+            _(
+                '{display} is a spreadsheet; save it as CSV (UTF-8) with the columns "text" and "label" '
+                'and send that file'
+            ).format(display=display)
+        )
     with path.open('rb') as fh:
         magic = fh.read(4)
     lower = display.lower()
