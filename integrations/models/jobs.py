@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from engine.i18n import _
+from engine.i18n import _, format_number
 from engine.states.actions import ActionError, Notifier
 from engine.store import Store
 from integrations.models.datasets import Example, read_jsonl, write_jsonl
+from integrations.models.plots import metric_name
 from integrations.models.providers.base import TERMINAL, Job, ModelProvider, ProviderError, Update, status_text
 
 if TYPE_CHECKING:
@@ -51,7 +52,11 @@ checks test data against ``train.jsonl`` (the model's training data)."""
 def job_text(job: Job) -> str:
     """A short human summary of a job, used in notifications and listings."""
     if job.status == 'succeeded':
-        metrics = ', '.join(f'{k} {v:.3g}' for k, v in job.metrics.items() if k != 'trained_tokens')
+        metrics = ', '.join(
+            f'{metric_name(k)} {format_number(float(f"{v:.3g}"))}'
+            for k, v in job.metrics.items()
+            if k != 'trained_tokens'
+        )
         text = _('Training job {id} finished: model {model_id}').format(id=job.id, model_id=job.model_id)
         text += f' ({metrics}).' if metrics else '.'
         return text + (' ' + _('Note: {error}').format(error=job.error) if job.error else '')

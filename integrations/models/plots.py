@@ -16,15 +16,22 @@ from engine.i18n import N_, _
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ['plot_confusion', 'plot_training']
+__all__ = ['metric_name', 'plot_confusion', 'plot_training']
 
 _SERIES = {
     'train_loss': N_('training loss'),
     'valid_loss': N_('validation loss'),
     'train_accuracy': N_('training accuracy'),
     'valid_accuracy': N_('validation accuracy'),
+    'full_valid_loss': N_('full validation loss'),
+    'full_valid_mean_token_accuracy': N_('full validation accuracy'),
 }
-"""Legend names of the series (charts are labelled in the reply language)."""
+"""Names of the metrics, in charts and reports (in the reply language)."""
+
+
+def metric_name(key: str) -> str:
+    """A metric's name for people (``train_loss``: training loss), in the reply language; unknown keys as they are."""
+    return _(_SERIES[key]) if key in _SERIES else key
 
 
 def _figure(size: tuple[float, float]) -> Figure:
@@ -66,7 +73,7 @@ def plot_training(
         ax = fig.add_subplot(1, len(panels), index)
         for key in keys:
             xs, ys = _series(rows, key)
-            ax.plot(xs, ys, marker='o' if len(xs) < 30 else None, label=_(_SERIES[key]))
+            ax.plot(xs, ys, marker='o' if len(xs) < 30 else None, label=metric_name(key))
         ax.set_xlabel(xlabel or _('step'))
         ax.set_ylabel(_('loss') if keys is losses else _('accuracy'))
         ax.grid(alpha=0.3)

@@ -72,7 +72,7 @@ async def test_fine_tuning_uploads_chat_jsonl_and_reports_model_metrics_and_plot
     assert payload['metrics']['train_loss'] == pytest.approx(0.2)
     assert payload['metrics']['valid_loss'] == pytest.approx(0.3)
     assert 'valid_mean_token_accuracy' not in payload['metrics']
-    assert payload['text'].count('valid_accuracy') == 1
+    assert payload['text'].count('validation accuracy') == 1
     assert pathlib.Path(payload['plot']).read_bytes().startswith(PNG)
     progress = [text for _, text in plugin.notifier.progressed]
     assert any(text.startswith('running: Step') for text in progress)

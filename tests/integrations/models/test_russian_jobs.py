@@ -44,3 +44,15 @@ async def test_a_russian_user_reads_the_training_progress_without_english_job_st
     edits = [s.text for s in h.adapter.sent if s.kind == 'edit']
     assert any(text.startswith(('выполняется: ', 'успешно: ')) for text in edits), edits  # fast runs skip 'running'
     assert not [t for t in edits if t.split(':')[0] in ENGLISH_STATES or t in ENGLISH_STATES], edits
+
+
+def test_a_finished_jobs_metrics_read_in_russian_with_russian_numbers() -> None:
+    from engine import i18n
+    from integrations.models.jobs import job_text
+    from integrations.models.providers.base import Job
+
+    job = Job(id='j1', provider='local', who='u1', dataset='d', status='succeeded', model_id='local-1')
+    job.metrics = {'train_loss': 0.2671, 'valid_accuracy': 0.9375, 'trained_tokens': 100.0}
+    with i18n.use('ru'):
+        text = job_text(job)
+    assert '(потери на обучении 0,267, точность на валидации 0,938).' in text, text
