@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -27,6 +28,9 @@ MAX_FEEDBACK_CHARS = 4000
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')
 
+
+_MESSAGE_LINK = re.compile(r'https?://(?:[a-z]+\.)?discord(?:app)?\.com/channels/(?:\d+|@me)/(\d+)/(\d+)/?')
+"""A Discord message link: ``https://discord.com/channels/GUILD/CHANNEL/MESSAGE`` (``@me`` for direct messages)."""
 
 _EMPTY = {'feedback': N_('The feedback is empty.'), 'correction': N_('The correction is empty.')}
 _TOO_LONG = {
@@ -63,6 +67,15 @@ def setup(ctx: SetupContext) -> None:
 
     async def original_text(action: ActionContext, message_id: str) -> tuple[str, str]:
         message_id = str(message_id).strip()
+        link = _MESSAGE_LINK.fullmatch(message_id)
+        if link is not None:  # what "Copy Message Link" gives; copying the id needs Discord's Developer Mode
+            channel, message_id = link.groups()
+            if channel != action.key.channel:
+                raise ActionError(
+                    _('That message is in another channel; use {prefix}correct in that channel.').format(
+                        prefix=action.adapter.prefix
+                    )
+                )
         original = await action.adapter.fetch_text(action.key, message_id)
         if original is None:
             raise ActionError(_('I cannot find a message of mine with id {id}.').format(id=message_id))
