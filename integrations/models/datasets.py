@@ -347,6 +347,22 @@ def load_upload(
     )
 
 
+def _member_name(member: zipfile.ZipInfo) -> str:
+    """A member's name as its maker wrote it. Without the UTF-8 flag zipfile reads the bytes as cp437, but such
+    names are UTF-8 (Linux and macOS tools) or the OEM code page of a Windows system (cp866 on a Russian one,
+    where Explorer's "Compressed folder" makes them): folder names are labels, so they must read as typed."""
+    try:
+        if member.flag_bits & 0x800:
+            return member.filename
+        raw = member.filename.encode('cp437')  # zipfile's decoding, undone
+    except UnicodeEncodeError:  # not cp437: zipfile took the name from a Unicode extra field
+        return member.filename
+    try:
+        return raw.decode('utf-8')
+    except UnicodeDecodeError:
+        return raw.decode('cp866')
+
+
 def _load_zip(
     path: pathlib.Path, display: str, label: str | None, limits: Limits, default_label: str | None = DEFAULT_LABEL
 ) -> ImportResult:
@@ -376,7 +392,7 @@ def _load_zip(
                 )
             )
         for member in members:
-            name = member.filename
+            name = _member_name(member)
             where = f'{display}:{name}'
             if not name.lower().endswith('.txt'):
                 if not name.split('/')[-1].startswith('.') and '__MACOSX' not in name:

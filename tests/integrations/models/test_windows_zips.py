@@ -1,0 +1,58 @@
+"""A ZIP made by Windows' "Send to > Compressed folder" on a Russian system names its members in the OEM code
+page (cp866) without the UTF-8 flag: the folder names, which are the labels, must read as typed."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import zipfile
+
+from engine.api import Attachment
+
+from .conftest import MakePlugin
+
+
+class _RawName(zipfile.ZipInfo):
+    """A member whose name is written as given bytes, without the UTF-8 flag (as old Windows tools write it)."""
+
+    __slots__ = ('raw',)
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:
+        return self.raw, self.flag_bits
+
+
+def _zip(members: dict[str, bytes], encoding: str | None) -> bytes:
+    """A ZIP whose names are bytes in ``encoding`` with no UTF-8 flag (``None``: as Python writes them)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, 'w') as zf:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name)
+            if encoding is not None:
+                info = _RawName(name)
+                info.raw = name.encode(encoding)
+            zf.writestr(info, data)
+    return buffer.getvalue()
+
+
+async def _labels(plugin: object, tmp_path: pathlib.Path, data: bytes) -> dict[str, int]:
+    path = tmp_path / 'upload.zip'
+    path.write_bytes(data)
+    result = await plugin.call('dataset.upload', attachments=[Attachment('отзывы.zip', size=len(data), path=path)])  # type: ignore[attr-defined]
+    return dict(result['labels'])
+
+
+MEMBERS = {'хорошие/1.txt': b'good', 'хорошие/2.txt': b'fine', 'плохие/1.txt': b'bad', 'плохие/2.txt': b'awful'}
+
+
+async def test_cyrillic_folder_names_of_a_windows_zip_are_the_labels(
+    make_plugin: MakePlugin, tmp_path: pathlib.Path
+) -> None:
+    assert await _labels(make_plugin(), tmp_path, _zip(MEMBERS, 'cp866')) == {'плохие': 2, 'хорошие': 2}
+
+
+async def test_utf8_names_with_or_without_the_flag_stay_as_they_are(
+    make_plugin: MakePlugin, tmp_path: pathlib.Path
+) -> None:
+    plugin = make_plugin()
+    assert await _labels(plugin, tmp_path, _zip(MEMBERS, None)) == {'плохие': 2, 'хорошие': 2}
+    assert await _labels(plugin, tmp_path, _zip(MEMBERS, 'utf-8')) == {'плохие': 2, 'хорошие': 2}
