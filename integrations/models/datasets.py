@@ -338,9 +338,11 @@ def load_upload(
             sample = head.decode('utf-8-sig', 'replace')
             if looks_like_csv(sample, complete=len(head) < 64 * 1024):  # a table renamed by a chat platform
                 return _load_csv(text, display, label, limits)
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:  # Excel's plain "CSV" is in the system code page (Windows-1251 on a Russian one)
         raise ActionError(
-            _('{display} is not UTF-8 text (byte {start} of a block)').format(display=display, start=exc.start)
+            _('{display} is not UTF-8 text; save it as UTF-8 (in Excel: "CSV UTF-8") and send it again').format(
+                display=display
+            )
         ) from None
     raise ActionError(
         _('{display}: unknown format; send a .zip of .txt files, a .jsonl or a .csv file').format(display=display)

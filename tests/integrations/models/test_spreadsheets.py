@@ -43,3 +43,20 @@ async def test_a_spreadsheet_upload_is_refused_with_how_to_save_it_as_csv(
         await plugin.call('dataset.upload', attachments=[Attachment(name, size=len(data), path=path)])
     message = str(refused.value)
     assert name in message and 'CSV' in message and '"text"' in message
+
+
+async def test_a_csv_saved_by_a_russian_excel_in_windows_1251_says_how_to_save_it_as_utf8(
+    make_plugin: MakePlugin, tmp_path: pathlib.Path
+) -> None:
+    data = 'text;label\nотличный товар;хорошо\nужасно;плохо\n'.encode('cp1251')
+    path = tmp_path / 'upload.bin'
+    path.write_bytes(data)
+    with pytest.raises(ActionError) as refused:
+        await plugin_upload(make_plugin, path, 'отзывы.csv')
+    message = str(refused.value)
+    assert message.startswith('отзывы.csv') and 'CSV UTF-8' in message and 'block' not in message
+
+
+async def plugin_upload(make_plugin: MakePlugin, path: pathlib.Path, name: str) -> object:
+    plugin = make_plugin()
+    return await plugin.call('dataset.upload', attachments=[Attachment(name, size=path.stat().st_size, path=path)])
