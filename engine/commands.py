@@ -17,13 +17,23 @@ from engine.api import Attachment
 from engine.errors import UserError
 from engine.flows import model
 from engine.flows.loader import did_you_mean
-from engine.i18n import _
+from engine.i18n import N_, _
 
 __all__ = ['UsageError', 'convert', 'finite_float', 'parse_arguments', 'parse_bool', 'split_command', 'usage']
 
 MAX_ARGUMENT_CHARS = 4000
 
 _OPTION_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
+_TYPE_NAMES = {
+    'string': N_('string'),
+    'integer': N_('integer'),
+    'number': N_('number'),
+    'boolean': N_('boolean'),
+    'attachment': N_('attachment'),
+    'user': N_('user'),
+    'channel': N_('channel'),
+}
+"""The kinds of arguments as usage lines name them, in the user's language (option names stay as typed)."""
 _MENTION = re.compile(r'^<[@#][!&]?(\d+)>$')
 _TRUE = frozenset({'true', 'yes', 'y', 'on', '1', 'да', 'д'})
 _FALSE = frozenset({'false', 'no', 'n', 'off', '0', 'нет', 'н'})
@@ -68,7 +78,8 @@ def usage(name: str, trigger: model.Trigger, *, prefix: str) -> str:
     """
     parts = [f'{prefix}{name}']
     for option in trigger.options:
-        label = f'{option.name}:{option.type}'
+        kind = _(_TYPE_NAMES[option.type]) if option.type in _TYPE_NAMES else option.type
+        label = f'{option.name}:{kind}'
         if option.choices:
             label += '=' + '|'.join(map(str, option.choices))
         parts.append(f'<{label}>' if option.is_required else f'[{label}]')
