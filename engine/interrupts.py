@@ -1,6 +1,7 @@
 """``cancel``, ``back`` and ``help``: the words that work in every dialog, whatever its flow says.
 
-They arrive as commands (``!cancel``, ``/cancel``) or typed as a message (``cancel``). Inside a
+They arrive as commands (``!cancel``, ``/cancel``) or typed as a message (``cancel``), in English or in the
+words of any language's catalog (``отмена``, ``!отмена``: :data:`engine.messages.INTERRUPT_WORDS`). Inside a
 question they stop the dialog, go back to the previous question or show the question's help;
 outside one they get a short answer (:func:`outside_dialog`). The engine calls :func:`interrupt`
 through the same narrow port as the state handlers, so this module needs nothing of the runtime.
@@ -9,52 +10,112 @@ through the same narrow port as the state handlers, so this module needs nothing
 from __future__ import annotations
 
 import functools
+import sys
 import types
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterator, Mapping
 
+from engine import i18n
 from engine.api import Command, Event, Message
 from engine.conversation import Conversation
-from engine.flows import model
+from engine.messages import interrupt_words
 from engine.states import kinds
 from engine.states.handlers import handler_for, question
 from engine.states.port import Runtime
 
-__all__ = ['as_command', 'interrupt', 'outside_dialog', 'stopped_message', 'typed_interrupt']
+__all__ = [
+    'all_words',
+    'as_command',
+    'interrupt',
+    'interrupt_named',
+    'outside_dialog',
+    'stopped_message',
+    'typed_interrupt',
+]
 
 
-_LONGEST = 1 + max(len(name) for name in model.INTERRUPTS)
-"""The longest interrupt's name after a one-character mark (``/``); the prefix's length is added to it."""
+_longest = [sys.maxsize]
+"""The longest word of any language after a one-character mark (``/``), known once :func:`_words` has read the
+catalogs (until then no message is cut short); the prefix's length is added to it."""
+
+_tables: dict[tuple[str, str], Mapping[str, str]] = {}
+"""The typed spellings per (prefix, language) (:func:`_spellings`): a plain dict, read once per message."""
 
 
-def typed_interrupt(event: Event, prefix: str) -> str | None:
-    """The interrupt a message is when it is only ``cancel``, ``!cancel`` or ``/cancel`` (any case).
+def typed_interrupt(event: Event, prefix: str, language: str) -> str | None:
+    """The interrupt a message is when it is only an interrupt's word, after at most one mark (``!cancel``,
+    ``/cancel``, ``Отмена``; any case).
+
+    The words are the English ones and every catalog's translation (:func:`all_words`), the conversation's
+    language first where two languages' words collide: a team mixing languages types its own words whatever
+    the conversation's language (Discord gives a typed message the server's locale, not the user's).
 
     :param prefix: the adapter's command prefix; ``/`` is accepted too, as on every adapter.
+    :param language: the conversation's language (:func:`engine.i18n.current` while its event is handled).
     :return: the interrupt's name, or ``None`` for any other message (a question for the chat model).
     """
     if not isinstance(event, Message) or event.attachments:
         return None
     text = event.text
-    if len(text) > _LONGEST + len(prefix) and not (text[0].isspace() or text[-1].isspace()):
+    if len(text) > _longest[0] + len(prefix) and not (text[0].isspace() or text[-1].isspace()):
         return None  # longer than any spelling, nothing to strip (lowercasing never shortens): most answers
-    return _spellings(prefix).get(text.strip().lower())
+    spellings = _tables.get((prefix, language)) or _spellings(prefix, language)
+    return spellings.get(text.strip().lower())
 
 
-@functools.lru_cache(maxsize=64)
-def _spellings(prefix: str) -> Mapping[str, str]:
+def interrupt_named(name: str, language: str) -> str | None:
+    """The interrupt a command named ``name`` is (``!отмена``, which adapters pass on as the command
+    ``отмена``), ``None`` for any other name; the same words as :func:`typed_interrupt`.
+
+    :param name: the command's name as the adapter gives it (lowercased).
+    """
+    return _words(language).get(name.lower())
+
+
+def all_words() -> dict[str, str]:
+    """Every word that is an interrupt in some language, with the interrupt (the English ones first); what a
+    flow's command may not be called."""
+    return dict(_words('en'))
+
+
+def _spellings(prefix: str, language: str) -> Mapping[str, str]:
     """Every lowercased text :func:`typed_interrupt` takes as an interrupt, with the interrupt: one look-up per
-    message. A text is an interrupt's name, after at most one mark (the prefix, else ``/``) is taken off."""
-    found = {}
-    for name in model.INTERRUPTS:
-        for text in (name, prefix + name, '/' + name):
+    message. A text is an interrupt's word, after at most one mark (the prefix, else ``/``) is taken off."""
+    found: dict[str, str] = {}
+    for word, name in _words(language).items():
+        for text in (word, prefix + word, '/' + word):
             rest = text
             for mark in (prefix, '/'):
                 if mark and rest.startswith(mark):
                     rest = rest[len(mark) :]
                     break
-            if rest == name:
-                found[text] = name
+            if rest == word:
+                found.setdefault(text, name)
+    table = types.MappingProxyType(found)
+    _tables[prefix, language] = table
+    return table
+
+
+@functools.lru_cache(maxsize=64)
+def _words(language: str) -> Mapping[str, str]:
+    """Every interrupt word with its interrupt, the words of ``language`` first, then English's, then the other
+    catalogs' (the first language to use a word keeps it), each in the forms a user's keyboard may give it."""
+    languages = [language, 'en', *(lang for lang in i18n.available() if lang not in (language, 'en'))]
+    found: dict[str, str] = {}
+    for lang in languages:
+        for name, word in interrupt_words(lang).items():
+            for form in _forms(word):
+                found.setdefault(form, name)
+    _longest[0] = 1 + max(len(word) for word in found)
     return types.MappingProxyType(found)
+
+
+def _forms(word: str) -> Iterator[str]:
+    """``word`` composed (NFC) and decomposed (NFD, a ``ё`` as ``е`` and a diaeresis), and with ``е`` for ``ё``,
+    as Russian is commonly typed; all lowercase."""
+    for text in (word, word.replace('ё', 'е')):
+        for form in ('NFC', 'NFD'):
+            yield unicodedata.normalize(form, text).lower()
 
 
 def as_command(event: Message, name: str) -> Command:

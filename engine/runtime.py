@@ -29,7 +29,7 @@ from engine.flows import model
 from engine.flows.compile import CompiledFlow
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import did_you_mean
-from engine.interrupts import as_command, interrupt, outside_dialog, stopped_message, typed_interrupt
+from engine.interrupts import as_command, interrupt, interrupt_named, outside_dialog, stopped_message, typed_interrupt
 from engine.messages import DEFAULT_PREFIX
 from engine.permissions import refusal
 from engine.states import kinds, steps
@@ -319,20 +319,21 @@ class Engine:
     async def _start(self, event: Event) -> Conversation | None:
         locale = event.locale
         if isinstance(event, Command):
-            name = event.name
-            if name == 'help' and self.library.command(self.config.bot.help_command):
-                name = self.config.bot.help_command
-            elif name in model.INTERRUPTS:
-                await self._reply(event.key, self._text(outside_dialog(name), event.key, locale), notice=True)
-                return None
-            compiled = self.library.command(name)
+            compiled = None if event.name in model.INTERRUPTS else self.library.command(event.name)
+            if compiled is None:
+                name = interrupt_named(event.name, i18n.current()) or event.name  # help, or !помощь
+                if name == 'help' and self.library.command(self.config.bot.help_command):
+                    compiled = self.library.command(self.config.bot.help_command)
+                elif name in model.INTERRUPTS:
+                    await self._reply(event.key, self._text(outside_dialog(name), event.key, locale), notice=True)
+                    return None
             if compiled is None:
                 hint = did_you_mean(event.name, self.library.command_names())
                 text = self._text('unknown_command', event.key, locale, name=event.name, hint=hint)
                 await self._reply(event.key, text)
                 return None
         elif isinstance(event, Message):
-            typed = typed_interrupt(event, self._prefix(event.key))
+            typed = typed_interrupt(event, self._prefix(event.key), i18n.current())
             if typed == 'help' and self.library.command(self.config.bot.help_command):
                 return await self._start(as_command(event, self.config.bot.help_command))
             if typed is not None:  # not a question for the chat model
@@ -501,7 +502,9 @@ class Engine:
         conv.user = event.user
         if conv.event is None and conv.state == conv.compiled.flow.initial and not conv.started:
             return self._begin(conv, event)
-        command = event.name if isinstance(event, Command) else typed_interrupt(event, self._prefix(conv.key))
+        command = (
+            event.name if isinstance(event, Command) else typed_interrupt(event, self._prefix(conv.key), i18n.current())
+        )
         if command in model.INTERRUPTS:
             return interrupt(self, conv, command)
         if isinstance(event, Command):
@@ -517,6 +520,9 @@ class Engine:
         """A command inside a conversation: it stops the conversation and starts, or is unknown or refused to this
         user (and stops nothing)."""
         compiled = self.library.command(event.name)
+        if compiled is None and (named := interrupt_named(event.name, i18n.current())) is not None:
+            await interrupt(self, conv, named)  # !отмена
+            return
         if compiled is None:
             hint = did_you_mean(event.name, [*self.library.command_names(), *model.INTERRUPTS])
             text = self.text('unknown_command', conv, name=event.name, hint=hint)

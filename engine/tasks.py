@@ -49,6 +49,7 @@ from engine import i18n
 from engine.api import Attachment
 from engine.conversation import attachment, jsonable
 from engine.errors import UserError, user_message
+from engine.messages import interrupt_words
 from engine.plugins import SetupContext
 from engine.states.actions import ActionError
 from engine.store import Store
@@ -397,8 +398,8 @@ def _damaged() -> str:
 def _unclaimed_text(waited: float, limit: float) -> str:
     return i18n._(
         'Waiting for a worker to take this task (none has for {seconds} s). It is dropped if none does within'
-        ' {limit} s; type cancel to stop waiting now.'
-    ).format(seconds=round(waited), limit=round(limit))
+        ' {limit} s; type {cancel} to stop waiting now.'
+    ).format(seconds=round(waited), limit=round(limit), cancel=interrupt_words(i18n.current())['cancel'])
 
 
 async def _show(report: Report | None, text: str) -> None:

@@ -14,6 +14,7 @@ from engine.files import FileGate, FileRefusedError, check_name
 from engine.flows import model
 from engine.flows.loader import Diagnostic, LineIndex, did_you_mean
 from engine.i18n import _
+from engine.interrupts import all_words
 from engine.states.actions import ActionRegistry
 from engine.states.handlers import Lint, check_regex, handler_for
 from engine.templates import TemplateError, find_variables
@@ -161,10 +162,12 @@ def _check_trigger(flow: model.Flow, report: Any) -> None:
                 _('command name "{name}" must be 1-32 lowercase letters, digits, - or _').format(name=name),
                 'bad-value',
             )
-        if name in model.INTERRUPTS:
+        if name is not None and (interrupt := all_words().get(name)) is not None:  # cancel, отмена
             report(
                 ['trigger', 'command'],
-                _('"{name}" is reserved for the interrupt of the same name').format(name=name),
+                _('"{name}" is reserved: users type it for the interrupt {interrupt}').format(
+                    name=name, interrupt=interrupt
+                ),
                 'bad-value',
             )
     if trigger.aliases and trigger.command is None:

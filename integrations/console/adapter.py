@@ -21,9 +21,11 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from engine import i18n
 from engine.api import Adapter, Attachment, ChoicePress, Command, ConversationKey, Event, Message, Option, User
 from engine.commands import UsageError, split_command
 from engine.i18n import _
+from engine.messages import interrupt_words
 from engine.runtime import Engine
 from engine.states import kinds
 from engine.states.handlers import question
@@ -177,9 +179,11 @@ async def _remind(engine: Engine, key: ConversationKey, out: TextIO) -> None:
     if conv is None:
         return
     spec = question(conv.spec)
+    words = interrupt_words(i18n.current())
     if spec is not None:
         out.write(
-            _('(the {name} dialog is still open: answer it, or type cancel)').format(name=conv.compiled.name) + '\n'
+            _('(the {name} dialog is still open: answer it, or type {cancel})').format(name=conv.compiled.name, **words)
+            + '\n'
         )
         out.flush()
         try:
@@ -188,7 +192,8 @@ async def _remind(engine: Engine, key: ConversationKey, out: TextIO) -> None:
             _log.exception('the open question of %s could not be shown again', conv.compiled.name)
     else:
         out.write(
-            _('(the {name} dialog is still running; type cancel to stop it)').format(name=conv.compiled.name) + '\n'
+            _('(the {name} dialog is still running; type {cancel} to stop it)').format(name=conv.compiled.name, **words)
+            + '\n'
         )
         out.flush()
 

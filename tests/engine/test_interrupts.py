@@ -1,11 +1,15 @@
-"""Typed interrupts: which messages are ``cancel``, ``back`` or ``help`` rather than an answer."""
+"""Typed interrupts: which messages are ``cancel``, ``back`` or ``help`` rather than an answer, in every language
+with a catalog (``отмена``, ``назад``, ``помощь``) besides English."""
 
 from __future__ import annotations
 
 import pytest
 
+from engine import i18n, interrupts, messages
 from engine.api import Attachment, ConversationKey, Message, User
-from engine.interrupts import typed_interrupt
+from engine.interrupts import interrupt_named, typed_interrupt
+from tests.engine.conftest import HarnessFactory
+from tests.engine.helpers import Harness
 
 KEY = ConversationKey('test', 'c', 'u')
 
@@ -38,12 +42,196 @@ def message(text: str, *attachments: Attachment) -> Message:
         ('please cancel this', '!', None),
     ],
 )
+@pytest.mark.parametrize('language', ['en', 'ru'])
 def test_a_message_is_an_interrupt_only_when_it_is_the_word_with_at_most_one_mark(
+    text: str, prefix: str, expected: str | None, language: str
+) -> None:
+    assert typed_interrupt(message(text), prefix, language) == expected
+
+
+@pytest.mark.parametrize(
+    ('text', 'prefix', 'expected'),
+    [
+        ('отмена', '!', 'cancel'),
+        ('ОТМЕНА', '!', 'cancel'),
+        ('Отмена', '!', 'cancel'),
+        ('оТмЕнА', '!', 'cancel'),
+        ('  Назад\n', '!', 'back'),
+        ('НАЗАД', '!', 'back'),
+        ('Помощь', '!', 'help'),
+        ('ПОМОЩЬ', '!', 'help'),
+        ('!Отмена', '!', 'cancel'),
+        ('/НАЗАД', '!', 'back'),
+        ('бот помощь', 'бот ', 'help'),
+        ('Бот Помощь', 'бот ', 'help'),  # the prefix is lowercased with the rest
+        ('/помощь', 'бот ', 'help'),
+        (' ' * 40 + '!ОТМЕНА' + '\n' * 40, '!', 'cancel'),
+        ('!/отмена', '!', None),
+        ('отмена заказа', '!', None),  # an answer that merely contains the word
+        ('не надо назад', '!', None),
+        ('отменаа', '!', None),
+        ('помощь!', '!', None),
+    ],
+)
+def test_in_a_russian_conversation_the_russian_words_are_interrupts_in_any_case(
     text: str, prefix: str, expected: str | None
 ) -> None:
-    assert typed_interrupt(message(text), prefix) == expected
+    assert typed_interrupt(message(text), prefix, 'ru') == expected
+
+
+@pytest.mark.parametrize(('text', 'expected'), [('отмена', 'cancel'), ('Назад', 'back'), ('!ПОМОЩЬ', 'help')])
+@pytest.mark.parametrize('language', ['en', 'de'])  # English, and a language without a catalog
+def test_the_russian_words_work_in_conversations_of_other_languages(text: str, expected: str, language: str) -> None:
+    """A mixed team: Discord gives a typed message the server's locale, so a Russian speaker on an English server is
+    in an English conversation and still types their own word."""
+    assert typed_interrupt(message(text), '!', language) == expected
 
 
 def test_a_message_with_an_attachment_is_never_an_interrupt() -> None:
     file = Attachment(name='a.txt', content_type='text/plain', size=1)
-    assert typed_interrupt(message('cancel', file), '!') is None
+    assert typed_interrupt(message('cancel', file), '!', 'en') is None
+    assert typed_interrupt(message('отмена', file), '!', 'ru') is None
+
+
+def test_the_length_shortcut_still_finds_the_longest_word_of_any_language() -> None:
+    """Longer texts are refused without a look-up; the bound must cover the longest word in its longest form."""
+    longest = max(interrupts.all_words(), key=len)
+    for prefix in ('!', 'bot ', ''):
+        for text in (longest, longest.upper(), '/' + longest, prefix + longest):
+            found = typed_interrupt(message(text), prefix, 'en')
+            assert found == interrupts.all_words()[longest], (prefix, text)
+        assert typed_interrupt(message('/' + longest + 'x'), prefix, 'en') is None
+
+
+def test_a_word_with_yo_is_taken_composed_decomposed_and_typed_with_ye(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A translator may pick a word with ``ё``: users type it as ``е`` too, and some keyboards send ``е`` + U+0308."""
+    words = {'cancel': 'отмена', 'back': 'вернёмся', 'help': 'помощь'}
+    monkeypatch.setattr(messages, 'interrupt_words', lambda lang: words if lang == 'xx' else {n: n for n in words})
+    monkeypatch.setattr(interrupts, 'interrupt_words', messages.interrupt_words)
+    interrupts._words.cache_clear()
+    monkeypatch.setattr(interrupts, '_tables', {})
+    longest = interrupts._longest[0]
+    try:
+        for text in ('вернёмся', 'ВЕРНЁМСЯ', 'вернемся', 'Вернемся', 'верне\u0308мся', '!ВЕРНЕ\u0308МСЯ'):
+            assert typed_interrupt(message(text), '!', 'xx') == 'back', text
+        assert interrupt_named('ВЕРНЕМСЯ', 'xx') == 'back'
+    finally:
+        interrupts._words.cache_clear()
+        interrupts._longest[0] = longest
+
+
+def test_a_command_named_like_an_interrupt_word_is_the_interrupt() -> None:
+    """``!отмена`` reaches the engine as the command ``отмена`` (console and Discord prefix commands)."""
+    assert interrupt_named('отмена', 'ru') == 'cancel'
+    assert interrupt_named('назад', 'en') == 'back'
+    assert interrupt_named('help', 'ru') == 'help'
+    assert interrupt_named('train', 'ru') is None
+
+
+def test_every_catalog_names_one_word_per_interrupt_and_no_two_interrupts_share_a_word() -> None:
+    """A language gets typed interrupts by translating the three words; a word that two interrupts (or two
+    languages' different interrupts) share would make one of them unreachable."""
+    seen: dict[str, str] = {}
+    for lang in i18n.available():
+        words = messages.interrupt_words(lang)
+        assert sorted(words) == sorted(messages.INTERRUPT_WORDS)
+        for name, word in words.items():
+            assert word and not any(c.isspace() for c in word), (lang, word)
+            assert seen.setdefault(word, name) == name, (lang, word)
+    assert messages.interrupt_words('ru') == {'cancel': 'отмена', 'back': 'назад', 'help': 'помощь'}
+
+
+# -- in a conversation -------------------------------------------------------------------------------
+
+FORM = (
+    '[flow]\nname = "form"\n[trigger]\ncommand = "form"\n'
+    '[states.a]\nkind = "ask"\nprompt = { en = "A?", ru = "А?" }\nhelp = { en = "Type A", ru = "Введите А" }\n'
+    'save_as = "a"\n'
+    '[states.b]\nkind = "ask"\nprompt = { en = "B?", ru = "Б?" }\nsave_as = "b"\n'
+    '[states.done]\nkind = "end"\ntext = "{{ a }}/{{ b }}"\n'
+)
+
+
+async def _form(engine_harness: HarnessFactory, **bot: object) -> Harness:
+    h = await engine_harness({'form': FORM}, **bot)
+    await h.command('form')
+    return h
+
+
+async def test_a_russian_user_goes_back_gets_help_and_cancels_with_russian_words(
+    engine_harness: HarnessFactory,
+) -> None:
+    h = await _form(engine_harness, language='ru')
+    await h.say('один')
+    await h.say('Назад')
+    assert h.last == 'А?'
+    await h.say('ПОМОЩЬ')
+    assert h.last == 'Введите А\nВо время вопроса можно ответить или написать «отмена», «назад» или «помощь».'
+    await h.say('!отмена')
+    assert h.last == 'Отменено.'
+    assert not h.live()
+    assert h.texts() == ['А?', 'Б?', 'А?', h.texts()[3], 'Отменено.']
+
+
+async def test_a_russian_answer_that_contains_the_word_is_an_answer(engine_harness: HarnessFactory) -> None:
+    h = await _form(engine_harness, language='ru')
+    await h.say('отмена заказа')
+    await h.say('назад!')
+    assert h.texts()[-1] == 'отмена заказа/назад!'
+
+
+async def test_a_russian_prefix_command_is_the_interrupt_inside_and_outside_a_dialog(
+    engine_harness: HarnessFactory,
+) -> None:
+    """``!отмена`` arrives as a command named ``отмена`` from the console and Discord's prefix commands."""
+    h = await _form(engine_harness, language='ru')
+    await h.command('назад')
+    await h.command('отмена')
+    assert not h.live()
+    await h.command('отмена')
+    await h.command('назад')
+    assert h.texts() == [
+        'А?',
+        'Предыдущего вопроса нет.',
+        'А?',
+        'Отменено.',
+        'Нечего отменять.',
+        'Предыдущего вопроса нет.',
+    ]
+
+
+async def test_the_help_word_outside_a_dialog_runs_the_help_command(engine_harness: HarnessFactory) -> None:
+    helpflow = (
+        '[flow]\nname = "instruction"\n[trigger]\ncommand = "instruction"\n[states.s]\nkind = "end"\ntext = "list"\n'
+    )
+    h = await engine_harness({'form': FORM, 'instruction': helpflow}, language='ru')
+    await h.say('Помощь')
+    await h.command('помощь')
+    await h.say('help')
+    assert h.texts() == ['list', 'list', 'list']
+
+
+async def test_english_words_work_in_a_russian_conversation_and_russian_ones_in_an_english_one(
+    engine_harness: HarnessFactory,
+) -> None:
+    h = await _form(engine_harness, language='ru')
+    await h.say('один')
+    await h.say('BACK')
+    assert h.last == 'А?'
+    await h.say('cancel')
+    assert h.last == 'Отменено.'
+    en = await _form(engine_harness)
+    await en.say('one')
+    await en.say('назад')
+    assert en.last == 'A?'
+    await en.say('Help')
+    assert en.last == 'Type A\nDuring a question you can answer it, or type cancel, back or help.'
+    await en.say('Отмена')
+    assert en.last == 'Cancelled.' and not en.live()
+
+
+def test_a_user_whose_locale_is_russian_is_told_the_russian_word_while_the_flow_is_busy() -> None:
+    assert messages.render('busy', 'ru-RU', 'en', prefix='!', flow='f') == (
+        'Ещё выполняю f; прочитаю сообщение, когда закончу. Напишите «отмена», чтобы остановить.'
+    )
+    assert messages.render('busy', None, 'en', prefix='!', flow='f').endswith('Type cancel to stop it.')

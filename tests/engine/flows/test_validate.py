@@ -250,7 +250,12 @@ def test_rule_duplicate_flow_name(tmp_path: pathlib.Path) -> None:
         (
             '[states.a]\nkind = "end"\n',
             '[flow]\nname = "f"\n[trigger]\ncommand = "cancel"\n',
-            'reserved for the interrupt',
+            'users type it for the interrupt cancel',
+        ),
+        (
+            '[states.a]\nkind = "end"\n',
+            '[flow]\nname = "f"\n[trigger]\ncommand = "x"\naliases = ["помощь"]\n',
+            '"помощь" is reserved: users type it for the interrupt help',
         ),
         ('[states.a]\nkind = "end"\n', '[flow]\nname = "f"\n[trigger]\naliases = ["x"]\n', 'aliases need a command'),
         (

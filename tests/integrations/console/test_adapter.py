@@ -210,3 +210,28 @@ async def test_engine_messages_name_commands_with_each_adapters_own_prefix(tmp_p
         'bot [c4]: Picked. ?instruction lists the rest.',
     ]
     assert harness.adapter.texts()[-1] == 'Unknown command "nope". Try !instruction for the list.'
+
+
+async def test_russian_interrupt_words_work_typed_or_as_prefix_commands(tmp_path: pathlib.Path) -> None:
+    """``!отмена`` is a command named ``отмена`` on the console, as on Discord: the engine takes it as cancel."""
+    flow = (
+        '[flow]\nname = "pick"\n[trigger]\ncommand = "pick"\n'
+        '[states.a]\nkind = "ask"\nprompt = "Первый?"\nsave_as = "a"\n'
+        '[states.b]\nkind = "ask"\nprompt = "Второй?"\nsave_as = "b"\n'
+        '[states.done]\nkind = "end"\ntext = "{{ a }} {{ b }}"\n'
+    )
+    harness = await build_harness(tmp_path, {'pick': flow}, language='ru')
+    out = io.StringIO()
+    await run_console(
+        harness.engine, io.StringIO('!pick\nотмена заказа\nНАЗАД\n/Назад\n!ОТМЕНА\n!отмена\n:quit\n'), out
+    )
+    await harness.stop()
+    assert [line.split(': ', 1)[1] for line in out.getvalue().splitlines() if line.startswith('bot')] == [
+        'Первый?',
+        'Второй?',  # an answer that contains the word is an answer
+        'Первый?',
+        'Предыдущего вопроса нет.',
+        'Первый?',
+        'Отменено.',
+        'Нечего отменять.',
+    ]

@@ -329,6 +329,22 @@ async def test_cancel_back_and_help_outside_a_dialog_get_a_plain_answer(running:
     ]
 
 
+async def test_the_russian_words_typed_or_as_prefix_commands_are_the_interrupts_on_an_english_server(
+    running: Running,
+) -> None:
+    """A Russian member of a mixed team: a typed message carries the server's locale (here English), and their own
+    words still work, through the prefix command path (``!отмена`` is the command ``отмена``) and typed alone."""
+    emu = running.emulator
+    for word in ('!Отмена', 'НАЗАД', '!помощь'):
+        await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content=word)
+    replies = await _reply(emu, 3)
+    assert [r.content for r in replies] == [
+        'There is nothing to cancel.',
+        'There is no earlier question to go back to.',
+        'No question is open. Type !instruction to see the commands.',
+    ]
+
+
 async def test_refusal_after_a_deferral_is_ephemeral_and_the_thinking_answer_goes(
     emulator: DiscordEmulator, app: App
 ) -> None:
