@@ -158,26 +158,31 @@ async def _form(engine_harness: HarnessFactory, **bot: object) -> Harness:
     return h
 
 
-async def test_a_russian_user_goes_back_gets_help_and_cancels_with_russian_words(
-    engine_harness: HarnessFactory,
+RU_HINT = 'Введите А\nВо время вопроса можно ответить или написать «отмена», «назад» или «помощь».'
+EN_HINT = 'Type A\nDuring a question you can answer it, or type cancel, back or help.'
+
+
+@pytest.mark.parametrize(
+    ('language', 'lines', 'replies'),
+    [
+        # a Russian user goes back, gets help and cancels with Russian words, in any case, with the prefix
+        ('ru', ['один', 'Назад', 'ПОМОЩЬ', '!отмена'], ['А?', 'Б?', 'А?', RU_HINT, 'Отменено.']),
+        # English words work in a Russian conversation
+        ('ru', ['один', 'BACK', 'help', '/Cancel'], ['А?', 'Б?', 'А?', RU_HINT, 'Отменено.']),
+        # and Russian ones in an English conversation (a mixed team), the hint naming the English words
+        ('en', ['one', 'назад', 'Помощь', 'Отмена'], ['A?', 'B?', 'A?', EN_HINT, 'Cancelled.']),
+        # an answer that merely contains the word is an answer
+        ('ru', ['отмена заказа', 'назад!'], ['А?', 'Б?', 'отмена заказа/назад!']),
+    ],
+)
+async def test_typed_interrupt_words_in_a_dialog(
+    engine_harness: HarnessFactory, language: str, lines: list[str], replies: list[str]
 ) -> None:
-    h = await _form(engine_harness, language='ru')
-    await h.say('один')
-    await h.say('Назад')
-    assert h.last == 'А?'
-    await h.say('ПОМОЩЬ')
-    assert h.last == 'Введите А\nВо время вопроса можно ответить или написать «отмена», «назад» или «помощь».'
-    await h.say('!отмена')
-    assert h.last == 'Отменено.'
+    h = await _form(engine_harness, language=language)
+    for line in lines:
+        await h.say(line)
+    assert h.texts() == replies
     assert not h.live()
-    assert h.texts() == ['А?', 'Б?', 'А?', h.texts()[3], 'Отменено.']
-
-
-async def test_a_russian_answer_that_contains_the_word_is_an_answer(engine_harness: HarnessFactory) -> None:
-    h = await _form(engine_harness, language='ru')
-    await h.say('отмена заказа')
-    await h.say('назад!')
-    assert h.texts()[-1] == 'отмена заказа/назад!'
 
 
 async def test_a_russian_prefix_command_is_the_interrupt_inside_and_outside_a_dialog(
@@ -209,25 +214,6 @@ async def test_the_help_word_outside_a_dialog_runs_the_help_command(engine_harne
     await h.command('помощь')
     await h.say('help')
     assert h.texts() == ['list', 'list', 'list']
-
-
-async def test_english_words_work_in_a_russian_conversation_and_russian_ones_in_an_english_one(
-    engine_harness: HarnessFactory,
-) -> None:
-    h = await _form(engine_harness, language='ru')
-    await h.say('один')
-    await h.say('BACK')
-    assert h.last == 'А?'
-    await h.say('cancel')
-    assert h.last == 'Отменено.'
-    en = await _form(engine_harness)
-    await en.say('one')
-    await en.say('назад')
-    assert en.last == 'A?'
-    await en.say('Help')
-    assert en.last == 'Type A\nDuring a question you can answer it, or type cancel, back or help.'
-    await en.say('Отмена')
-    assert en.last == 'Cancelled.' and not en.live()
 
 
 def test_a_user_whose_locale_is_russian_is_told_the_russian_word_while_the_flow_is_busy() -> None:
