@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 from collections.abc import AsyncIterator
 
@@ -75,13 +76,27 @@ async def start_bot(emulator: DiscordEmulator, app: App, **config: object) -> Ru
     return Running(bot, emulator, errors)
 
 
+@contextlib.asynccontextmanager
+async def bot_running(emulator: DiscordEmulator, app: App, **config: object) -> AsyncIterator[Running]:
+    """A bot connected to the emulator for the block (``config``: :class:`DiscordConfig` settings), closed when it
+    ends however it ends; then the test fails if any listener raised.
+
+    For tests that set up the emulator first (its guilds, before the bot connects) or need other settings than
+    :func:`running`'s.
+    """
+    run = await start_bot(emulator, app, **config)
+    try:
+        yield run
+    finally:
+        await run.bot.close()
+    assert run.errors == [], f'listener errors: {run.errors!r}'
+
+
 @pytest.fixture
 async def running(emulator: DiscordEmulator, app: App) -> AsyncIterator[Running]:
     """A bot connected to the emulator; fails the test if any listener raised."""
-    run = await start_bot(emulator, app, defer_after=1.0)
-    yield run
-    await run.bot.close()
-    assert run.errors == [], f'listener errors: {run.errors!r}'
+    async with bot_running(emulator, app, defer_after=1.0) as run:
+        yield run
 
 
 def make_ogg(path: pathlib.Path, seconds: float = 1.0) -> pathlib.Path:

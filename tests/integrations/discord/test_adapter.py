@@ -14,7 +14,7 @@ from engine.app import App
 from engine.states.actions import ActionError
 from integrations.discord.adapter import _Responder, literal_backslashes, parse_custom_id, split_text
 
-from .conftest import CHANNEL, GUILD, Running, make_ogg, start_bot
+from .conftest import CHANNEL, GUILD, Running, bot_running, make_ogg
 from .emulator import DiscordEmulator
 
 ANN = 11
@@ -57,8 +57,7 @@ async def test_very_long_reply_is_sent_as_a_text_file(running: Running) -> None:
 
 
 async def test_progress_edits_are_coalesced_to_the_latest_text(emulator: DiscordEmulator, app: App) -> None:
-    run = await start_bot(emulator, app, edit_interval=0.3)
-    try:
+    async with bot_running(emulator, app, edit_interval=0.3) as run:
         adapter = run.bot.adapter
         message_id = await adapter.send_text(KEY, 'working 0%')
         for pct in (10, 20, 30, 40):
@@ -68,8 +67,6 @@ async def test_progress_edits_are_coalesced_to_the_latest_text(emulator: Discord
         edits = emulator.calls_to('PATCH', rf'/channels/{CHANNEL}/messages/{message_id}')
         assert [e.json['content'] for e in edits] == ['working 10%', 'working 40%']
         assert await adapter.fetch_text(KEY, message_id) == 'working 40%'
-    finally:
-        await run.bot.close()
 
 
 async def test_ask_with_many_options_lists_the_rest_and_keeps_long_values(running: Running) -> None:
@@ -110,10 +107,9 @@ async def test_voice_join_uses_the_users_voice_channel_from_the_cache(
     emulator.guilds = [
         emulator.guild(GUILD, channels=[CHANNEL], voice_states=[emulator.voice_state(GUILD, ANN, VOICE_CHANNEL)])
     ]
-    run = await start_bot(emulator, app)
-    voice = FakeVoice()
-    run.bot.adapter.voice = voice
-    try:
+    async with bot_running(emulator, app) as run:
+        voice = FakeVoice()
+        run.bot.adapter.voice = voice
         for _ in range(50):  # GUILD_CREATE arrives right after READY
             if run.bot.bot.cache.get_guild(GUILD) is not None:
                 break
@@ -138,9 +134,6 @@ async def test_voice_join_uses_the_users_voice_channel_from_the_cache(
         assert await run.bot.adapter.in_voice(KEY) is False
         with pytest.raises(ActionError, match='not in direct messages'):
             await run.bot.adapter.voice_join(ConversationKey('discord', '4242', str(ANN)))
-    finally:
-        await run.bot.close()
-    assert run.errors == []
 
 
 def test_split_text_cuts_at_lines_then_spaces() -> None:
@@ -173,8 +166,7 @@ def test_backslashes_are_escaped_for_markdown_outside_code() -> None:
 
 
 async def test_a_result_is_not_overwritten_by_a_coalesced_progress_edit(emulator: DiscordEmulator, app: App) -> None:
-    run = await start_bot(emulator, app, edit_interval=0.3)
-    try:
+    async with bot_running(emulator, app, edit_interval=0.3) as run:
         adapter = run.bot.adapter
         progress = await adapter.progress(KEY, 'step 1')
         await adapter.progress(KEY, 'step 2', progress)  # edited at once
@@ -184,8 +176,6 @@ async def test_a_result_is_not_overwritten_by_a_coalesced_progress_edit(emulator
         await asyncio.sleep(0.5)
         assert emulator.messages[int(progress)]['content'] == 'the result'
         assert len(emulator.calls_to('POST', rf'/channels/{CHANNEL}/messages')) == 1
-    finally:
-        await run.bot.close()
 
 
 async def test_a_result_after_other_peoples_messages_is_posted_below_and_the_progress_deleted(

@@ -6,9 +6,12 @@ import asyncio
 import pathlib
 import re
 
+import hikari
+import pytest
+
 from engine.app import App
 
-from .conftest import ADMIN_ROLE, CHANNEL, GUILD, Running, make_ogg, start_bot
+from .conftest import ADMIN_ROLE, CHANNEL, GUILD, Running, bot_running, make_ogg
 from .emulator import DiscordEmulator, RestCall
 
 ANN = 11
@@ -75,8 +78,7 @@ async def test_slash_command_is_answered_through_its_interaction(running: Runnin
 async def test_slash_command_with_attachment_option_is_deferred_then_its_answer_edited_into_the_result(
     emulator: DiscordEmulator, app: App, tmp_path: pathlib.Path
 ) -> None:
-    run = await start_bot(emulator, app, defer_after=0.0)
-    try:
+    async with bot_running(emulator, app, defer_after=0.0) as run:
         emu = emulator
         emu.download_delay = 0.3  # the download outlasts the deferral deadline
         song = make_ogg(tmp_path / 'song.ogg')
@@ -96,9 +98,6 @@ async def test_slash_command_with_attachment_option_is_deferred_then_its_answer_
         assert answer.content == f'Got song.ogg ({song.stat().st_size} bytes) x2.'
         assert emu.calls_to('POST', rf'/webhooks/{emu.application_id}/{sent["token"]}') == []  # no follow-up
         assert list(run.bot.adapter.downloads.root.rglob('*.ogg')) == []  # deleted when the conversation ended
-    finally:
-        await run.bot.close()
-    assert run.errors == []
 
 
 async def test_dialog_is_answered_by_a_button_press_then_typed_text(running: Running) -> None:
@@ -213,16 +212,12 @@ async def test_reply_over_2000_characters_is_split_on_lines(running: Running) ->
 
 async def test_direct_message_sets_is_dm_and_deny_policy_ignores_it(emulator: DiscordEmulator, app: App) -> None:
     emu = emulator
-    run = await start_bot(emu, app, dm_policy='deny')
-    try:
+    async with bot_running(emu, app, dm_policy='deny'):
         await emu.message_create(channel_id=42, author=emu.user(ANN), content='!hi')
         await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content='!hi')
         await _reply(emu)
         await asyncio.sleep(0.2)
         assert emu.calls_to('POST', _to(42)) == []
-    finally:
-        await run.bot.close()
-    assert run.errors == []
 
 
 async def test_command_sync_puts_the_flow_commands_once(running: Running) -> None:
@@ -246,8 +241,7 @@ async def test_command_sync_puts_the_flow_commands_once(running: Running) -> Non
 
 
 async def test_commands_are_synced_to_configured_guilds(emulator: DiscordEmulator, app: App) -> None:
-    run = await start_bot(emulator, app, guild_ids=[GUILD])
-    try:
+    async with bot_running(emulator, app, guild_ids=[GUILD]):
         (put,) = emulator.calls_to('PUT', rf'/applications/{emulator.application_id}/guilds/{GUILD}/commands')
         assert 'pick' in {c['name'] for c in put.json}
         sent = await emulator.slash_command(
@@ -255,9 +249,6 @@ async def test_commands_are_synced_to_configured_guilds(emulator: DiscordEmulato
         )
         (callback,) = await emulator.wait_for_call('POST', rf'/interactions/{sent["id"]}/[^/]+/callback')
         assert callback.json['data']['content'].startswith('Hi,')
-    finally:
-        await run.bot.close()
-    assert run.errors == []
 
 
 async def test_gateway_resume_loses_and_repeats_nothing(running: Running) -> None:
@@ -278,18 +269,14 @@ async def test_gateway_resume_loses_and_repeats_nothing(running: Running) -> Non
 
 async def test_second_start_with_unchanged_flows_puts_no_commands(emulator: DiscordEmulator, app: App) -> None:
     put = rf'/applications/{emulator.application_id}/commands'
-    first = await start_bot(emulator, app)
-    await first.bot.close()
+    async with bot_running(emulator, app):
+        pass
     assert len(emulator.calls_to('PUT', put)) == 1
-    second = await start_bot(emulator, app)  # the same store: it remembers what Discord has
-    try:
+    async with bot_running(emulator, app):  # the same store: it remembers what Discord has
         sent = await emulator.slash_command('hi', channel_id=CHANNEL, guild_id=GUILD, user=emulator.user(ANN, 'ann'))
         (callback,) = await emulator.wait_for_call('POST', rf'/interactions/{sent["id"]}/[^/]+/callback')
         assert callback.json['data']['content'].startswith('Hi, ann!')  # its commands work without a sync
-    finally:
-        await second.bot.close()
     assert len(emulator.calls_to('PUT', put)) == 1
-    assert first.errors == second.errors == []
 
 
 async def test_stale_button_press_is_answered_to_the_presser_alone(running: Running) -> None:
@@ -317,25 +304,20 @@ async def test_slash_command_refused_for_permission_is_ephemeral(running: Runnin
     assert 'admins' in callback.json['data']['content']
 
 
-async def test_cancel_back_and_help_outside_a_dialog_get_a_plain_answer(running: Running) -> None:
-    emu = running.emulator
-    for word in ('cancel', 'back', 'help'):
-        await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content=word)
-    replies = await _reply(emu, 3)
-    assert [r.content for r in replies] == [
-        'There is nothing to cancel.',
-        'There is no earlier question to go back to.',
-        'No question is open. Type !instruction to see the commands.',
-    ]
-
-
-async def test_the_russian_words_typed_or_as_prefix_commands_are_the_interrupts_on_an_english_server(
-    running: Running,
+@pytest.mark.parametrize(
+    'words',
+    [
+        ('cancel', 'back', 'help'),
+        # A Russian member of a mixed team on this English server (a typed message carries the server's locale):
+        # their own words work too, as prefix commands (``!отмена`` is the command ``отмена``) and typed alone.
+        ('!Отмена', 'НАЗАД', '!помощь'),
+    ],
+)
+async def test_cancel_back_and_help_outside_a_dialog_get_a_plain_answer(
+    running: Running, words: tuple[str, ...]
 ) -> None:
-    """A Russian member of a mixed team: a typed message carries the server's locale (here English), and their own
-    words still work, through the prefix command path (``!отмена`` is the command ``отмена``) and typed alone."""
     emu = running.emulator
-    for word in ('!Отмена', 'НАЗАД', '!помощь'):
+    for word in words:
         await emu.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emu.user(ANN), content=word)
     replies = await _reply(emu, 3)
     assert [r.content for r in replies] == [
@@ -343,13 +325,28 @@ async def test_the_russian_words_typed_or_as_prefix_commands_are_the_interrupts_
         'There is no earlier question to go back to.',
         'No question is open. Type !instruction to see the commands.',
     ]
+
+
+async def test_bot_running_fails_the_test_when_a_listener_raised(emulator: DiscordEmulator, app: App) -> None:
+    """What every test started with :func:`bot_running` (and the ``running`` fixture) relies on."""
+
+    async def broken(event: hikari.MessageCreateEvent) -> None:
+        raise RuntimeError('listener broke')
+
+    with pytest.raises(AssertionError, match='listener broke'):
+        async with bot_running(emulator, app) as run:
+            run.bot.bot.subscribe(hikari.MessageCreateEvent, broken)
+            await emulator.message_create(channel_id=CHANNEL, guild_id=GUILD, author=emulator.user(ANN), content='hi')
+            for _ in range(100):
+                if run.errors:
+                    break
+                await asyncio.sleep(0.02)
 
 
 async def test_refusal_after_a_deferral_is_ephemeral_and_the_thinking_answer_goes(
     emulator: DiscordEmulator, app: App
 ) -> None:
-    run = await start_bot(emulator, app, defer_after=0.0)
-    try:
+    async with bot_running(emulator, app, defer_after=0.0):
         emu = emulator
         emu.download_delay = 0.3  # "thinking…" is shown while the file downloads
         att = emu.add_file(b'{"not": "a zip"}', 'data.zip', None)
@@ -368,14 +365,10 @@ async def test_refusal_after_a_deferral_is_ephemeral_and_the_thinking_answer_goe
         assert notice.content == "'data.zip' is not a ZIP file (it does not start like one); please send it again."
         (deleted,) = emu.calls_to('DELETE', rf'/webhooks/{emu.application_id}/{sent["token"]}/messages/@original')
         assert emu.calls.index(deleted) < emu.calls.index(notice)  # else Discord makes the notice the answer
-    finally:
-        await run.bot.close()
-    assert run.errors == []
 
 
 async def test_a_bot_configured_with_another_prefix_names_commands_with_it(emulator: DiscordEmulator, app: App) -> None:
-    run = await start_bot(emulator, app, defer_after=1.0, prefix='?')
-    try:
+    async with bot_running(emulator, app, defer_after=1.0, prefix='?'):
         author = emulator.user(ANN, 'ann')
         for count, content in enumerate(['?hi', '?nope', '?upload times=2'], start=1):
             await emulator.message_create(channel_id=CHANNEL, guild_id=GUILD, author=author, content=content)
@@ -385,6 +378,3 @@ async def test_a_bot_configured_with_another_prefix_names_commands_with_it(emula
         assert replies[1] is not None and 'Try ?instruction for the list.' in replies[1]
         assert replies[2] is not None and 'Usage: ?upload <file:attachment>' in replies[2]
         assert not any(re.search(r'!\w', reply or '') for reply in replies)
-        assert run.errors == []
-    finally:
-        await run.bot.close()

@@ -19,7 +19,7 @@ import pytest
 from engine.app import App, build_app
 from engine.config import BotConfig, Config, PermissionGroup
 
-from .conftest import ADMIN_ROLE, CHANNEL, GUILD, REPO, Running, start_bot
+from .conftest import ADMIN_ROLE, CHANNEL, GUILD, REPO, Running, bot_running
 from .emulator import DiscordEmulator, RestCall
 
 ADMIN = 21
@@ -75,10 +75,8 @@ async def models_app(tmp_path: pathlib.Path) -> AsyncIterator[App]:
 
 @pytest.fixture
 async def bot(emulator: DiscordEmulator, models_app: App) -> AsyncIterator[Running]:
-    run = await start_bot(emulator, models_app, defer_after=1.0, edit_interval=0.0)
-    yield run
-    await run.bot.close()
-    assert run.errors == [], f'listener errors: {run.errors!r}'
+    async with bot_running(emulator, models_app, defer_after=1.0, edit_interval=0.0) as run:
+        yield run
 
 
 async def _say(emu: DiscordEmulator, content: str, **kw: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from engine.app import App
 from engine.flows.loader import load_paths
 from integrations.discord.commands import command_specs, slash_builder
 
-from .conftest import CHANNEL, GUILD, REPO, start_bot
+from .conftest import CHANNEL, GUILD, REPO, bot_running
 from .emulator import DiscordEmulator
 
 ANN, BOB, CARL = 11, 12, 13
@@ -30,8 +30,7 @@ async def test_a_ru_user_gets_russian_and_an_en_us_user_english_in_the_same_guil
     emulator: DiscordEmulator, app: App
 ) -> None:
     emulator.guilds = [{**emulator.guild(GUILD, channels=[CHANNEL]), 'preferred_locale': 'ru'}]
-    run = await start_bot(emulator, app)
-    try:
+    async with bot_running(emulator, app):
         ru = await emulator.slash_command(
             'hi', channel_id=CHANNEL, guild_id=GUILD, user=emulator.user(ANN, 'anna'), locale='ru'
         )
@@ -51,22 +50,16 @@ async def test_a_ru_user_gets_russian_and_an_en_us_user_english_in_the_same_guil
         first, second = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages', count=2)
         assert first.content is not None and first.content.startswith('Привет, carl!')
         assert second.content is not None and second.content.startswith('Неизвестная команда «nope»')
-    finally:
-        await run.bot.close()
-    assert run.errors == []
 
 
 async def test_a_guild_preferring_english_answers_typed_commands_in_english(
     emulator: DiscordEmulator, app: App
 ) -> None:
     emulator.guilds = [emulator.guild(GUILD, channels=[CHANNEL])]  # preferred_locale en-US
-    run = await start_bot(emulator, app)
-    try:
+    async with bot_running(emulator, app):
         await _typed(emulator, '!hi')
         (reply,) = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages')
         assert reply.content is not None and reply.content.startswith('Hi, carl!')
-    finally:
-        await run.bot.close()
 
 
 async def test_typed_commands_follow_the_servers_locale_as_guild_events_change_it(
@@ -74,7 +67,6 @@ async def test_typed_commands_follow_the_servers_locale_as_guild_events_change_i
 ) -> None:
     guild = emulator.guild(GUILD, channels=[CHANNEL])  # preferred_locale en-US
     emulator.guilds = [guild]
-    run = await start_bot(emulator, app)
 
     async def reply() -> str:
         await _typed(emulator, '!hi')
@@ -83,7 +75,7 @@ async def test_typed_commands_follow_the_servers_locale_as_guild_events_change_i
         return replies[-1]
 
     replies: list[str] = []
-    try:
+    async with bot_running(emulator, app):
         assert (await reply()).startswith('Hi, carl!')
         await emulator.dispatch('GUILD_UPDATE', {**guild, 'preferred_locale': 'ru'})
         assert (await reply()).startswith('Привет, carl!')
@@ -94,39 +86,28 @@ async def test_typed_commands_follow_the_servers_locale_as_guild_events_change_i
         # removed from the server: nothing is known of it, the bot's language (en) answers
         await emulator.dispatch('GUILD_DELETE', {'id': str(GUILD)})
         assert (await reply()).startswith('Hi, carl!')
-    finally:
-        await run.bot.close()
-    assert run.errors == []
 
 
 async def test_an_outage_told_by_an_unavailable_guild_create_keeps_the_servers_locale(
     emulator: DiscordEmulator, app: App
 ) -> None:
     emulator.guilds = [{**emulator.guild(GUILD, channels=[CHANNEL]), 'preferred_locale': 'ru'}]
-    run = await start_bot(emulator, app)
-    try:
+    async with bot_running(emulator, app):
         # during an outage Discord may send GUILD_CREATE with an unavailable guild: its id, no locale
         await emulator.dispatch('GUILD_CREATE', {'id': str(GUILD), 'unavailable': True})
         await _typed(emulator, '!hi')
         (reply,) = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages')
         assert reply.content is not None and reply.content.startswith('Привет, carl!'), reply.content
-    finally:
-        await run.bot.close()
-    assert run.errors == []
 
 
 async def test_a_preferred_locale_that_is_no_text_is_ignored_and_the_bots_language_answers(
     emulator: DiscordEmulator, app: App
 ) -> None:
     emulator.guilds = [{**emulator.guild(GUILD, channels=[CHANNEL]), 'preferred_locale': 7}]
-    run = await start_bot(emulator, app)
-    try:
+    async with bot_running(emulator, app):
         await _typed(emulator, '!hi')
         (reply,) = await emulator.wait_for_call('POST', rf'/channels/{CHANNEL}/messages', timeout=5)
         assert reply.content is not None and reply.content.startswith('Hi, carl!'), reply.content
-    finally:
-        await run.bot.close()
-    assert run.errors == []
 
 
 def test_every_shipped_slash_command_and_option_has_a_russian_description_within_discords_limit() -> None:
