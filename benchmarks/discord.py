@@ -41,7 +41,7 @@ from integrations.discord.bot import DiscordBot
 from integrations.discord.config import DiscordConfig
 from tests.integrations.discord.emulator import DiscordEmulator, RestCall
 
-__all__ = ['HiTimer', 'cpu_seconds', 'cpu_times', 'main', 'run']
+__all__ = ['HiTimer', 'collector_off', 'cpu_seconds', 'cpu_times', 'main', 'run']
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CHANNEL = 600_000_000_000_000_001
@@ -96,6 +96,17 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_times(pid))
 
 
+def collector_off() -> None:
+    """Turn the emulator's garbage collector off (after a full pass) while it drives the load; ``gc.enable()`` after.
+
+    The emulator stands in for Discord's servers, which do not stop for a Python collector: with it on, the
+    emulator's full passes over what it had recorded (60-170 ms, every few hundred commands) were the open loop's
+    p99.
+    """
+    gc.collect()
+    gc.disable()
+
+
 def _emulator_process(conn: Connection, messages: int, users: int, rate: float, concurrency: int) -> None:
     """The emulator's own process (Discord is remote): drives the load and measures on its side."""
     asyncio.run(_drive(conn, messages, users, rate, concurrency))
@@ -114,10 +125,7 @@ async def _drive(conn: Connection, messages: int, users: int, rate: float, concu
             user = 10_000 + i % users
             await timer.hi(channel_id=CHANNEL, guild_id=GUILD, user=user, name=f'u{user}x{i}')
 
-        # Discord's servers do not stop for a Python collector: with it on, the emulator's full passes over what
-        # it had recorded (60-170 ms, every few hundred commands) were the open loop's p99
-        gc.collect()
-        gc.disable()
+        collector_off()
 
         figures: dict[str, dict[str, float]] = {}
         bot = os.getppid()  # the bot runs in the process that started this one

@@ -12,12 +12,18 @@ with the bot side in separate processes, so one and two processes compare fairly
   conversations of its guilds). Steps/s is all steps over the time from the common start to the last finish.
 - **commands/s**: ``flowbot run`` processes on 1 or 2 shards against the sharded Discord emulator (in this
   process), ``!hi`` from users in guilds spread over the shards, ``--concurrency`` commands in flight.
+
+Measured as ``benchmarks.discord`` and ``benchmarks.engine`` measure: the bot side with the collector as
+``flowbot run`` sets it (:func:`engine.app.tune_collector`: ``flowbot run`` itself, and each steps/s worker once
+its conversations are started), and the emulator, which stands in for Discord's servers, with its collector off
+while it drives the load (:func:`benchmarks.discord.collector_off`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -28,8 +34,9 @@ import sys
 import tempfile
 import time
 
-from benchmarks.discord import HiTimer, cpu_seconds
+from benchmarks.discord import HiTimer, collector_off, cpu_seconds
 from benchmarks.engine import STEPS, _engine, _events
+from engine.app import tune_collector
 from engine.store import Shards, Store, open_store
 from tests.integrations.discord.sharded import ShardedEmulator, guild_on_shard
 from tests.postgres import PostgresServer, find_bindir
@@ -50,6 +57,7 @@ async def _steps_worker(spec: str, shard: int, count: int, n: int, start_at: flo
     engine = _engine(store)
     starts, answers = _events(n, lambda i: str(guild_on_shard(shard, count, i % 50)))
     await asyncio.gather(*(engine.dispatch(e) for e in starts))
+    tune_collector()  # as ``flowbot run`` does once started (and ``benchmarks.engine``'s rows)
     await asyncio.sleep(max(0.0, start_at - time.time()))
     began, cpu = time.time(), time.process_time()
     for batch in answers:
@@ -154,9 +162,13 @@ async def _drive(emu: ShardedEmulator, shards: int, commands: int, concurrency: 
             user = 10_000 + i % 200
             await timer.hi(channel_id=guild + 1, guild_id=guild, user=user, name=f'u{user}x{i}')
 
-    started = time.perf_counter()
-    await asyncio.gather(*(send(i) for i in range(commands)))
-    elapsed = time.perf_counter() - started
+    collector_off()
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(send(i) for i in range(commands)))
+        elapsed = time.perf_counter() - started
+    finally:
+        gc.enable()
     ordered = sorted(latencies)
     return {
         'throughput': len(ordered) / elapsed,
