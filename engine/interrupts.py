@@ -41,8 +41,10 @@ catalogs (until then no message is cut short); the prefix's length is added to i
 _tables: dict[tuple[str, str], Mapping[str, str]] = {}
 """The typed spellings per (prefix, language) (:func:`_spellings`): a plain dict, read once per message."""
 
+_MAX_TABLES = 256
 
-def typed_interrupt(event: Event, prefix: str, language: str) -> str | None:
+
+def typed_interrupt(event: Event, prefix: str, language: str | None = None) -> str | None:
     """The interrupt a message is when it is only an interrupt's word, after at most one mark (``!cancel``,
     ``/cancel``, ``Отмена``; any case).
 
@@ -51,7 +53,8 @@ def typed_interrupt(event: Event, prefix: str, language: str) -> str | None:
     the conversation's language (Discord gives a typed message the server's locale, not the user's).
 
     :param prefix: the adapter's command prefix; ``/`` is accepted too, as on every adapter.
-    :param language: the conversation's language (:func:`engine.i18n.current` while its event is handled).
+    :param language: the conversation's language; by default the language in use (:func:`engine.i18n.current`),
+        which the engine sets to the event's while handling it. Looked up only for a message short enough.
     :return: the interrupt's name, or ``None`` for any other message (a question for the chat model).
     """
     if not isinstance(event, Message) or event.attachments:
@@ -59,6 +62,8 @@ def typed_interrupt(event: Event, prefix: str, language: str) -> str | None:
     text = event.text
     if len(text) > _longest[0] + len(prefix) and not (text[0].isspace() or text[-1].isspace()):
         return None  # longer than any spelling, nothing to strip (lowercasing never shortens): most answers
+    if language is None:
+        language = i18n.current()
     spellings = _tables.get((prefix, language)) or _spellings(prefix, language)
     return spellings.get(text.strip().lower())
 
@@ -92,6 +97,8 @@ def _spellings(prefix: str, language: str) -> Mapping[str, str]:
             if rest == word:
                 found.setdefault(text, name)
     table = types.MappingProxyType(found)
+    if len(_tables) >= _MAX_TABLES:  # languages come from users' locales: never let them grow it without bound
+        _tables.clear()
     _tables[prefix, language] = table
     return table
 

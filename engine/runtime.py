@@ -333,7 +333,7 @@ class Engine:
                 await self._reply(event.key, text)
                 return None
         elif isinstance(event, Message):
-            typed = typed_interrupt(event, self._prefix(event.key), i18n.current())
+            typed = typed_interrupt(event, self._prefix(event.key))  # in the event's language
             if typed == 'help' and self.library.command(self.config.bot.help_command):
                 return await self._start(as_command(event, self.config.bot.help_command))
             if typed is not None:  # not a question for the chat model
@@ -502,9 +502,7 @@ class Engine:
         conv.user = event.user
         if conv.event is None and conv.state == conv.compiled.flow.initial and not conv.started:
             return self._begin(conv, event)
-        command = (
-            event.name if isinstance(event, Command) else typed_interrupt(event, self._prefix(conv.key), i18n.current())
-        )
+        command = event.name if isinstance(event, Command) else typed_interrupt(event, self._prefix(conv.key))
         if command in model.INTERRUPTS:
             return interrupt(self, conv, command)
         if isinstance(event, Command):

@@ -221,3 +221,10 @@ def test_a_user_whose_locale_is_russian_is_told_the_russian_word_while_the_flow_
         'Ещё выполняю f; прочитаю сообщение, когда закончу. Напишите «отмена», чтобы остановить.'
     )
     assert messages.render('busy', None, 'en', prefix='!', flow='f').endswith('Type cancel to stop it.')
+
+
+def test_the_spelling_tables_stay_bounded_whatever_languages_users_claim() -> None:
+    """Languages come from users' and servers' locales: a table each must not grow the process without bound."""
+    for i in range(600):
+        assert typed_interrupt(message('отмена'), '!', f'x{i}') == 'cancel'
+    assert len(interrupts._tables) <= interrupts._MAX_TABLES
