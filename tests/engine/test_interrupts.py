@@ -3,6 +3,8 @@ with a catalog (``отмена``, ``назад``, ``помощь``) besides Engl
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import pytest
 
 from engine import i18n, interrupts, messages
@@ -12,6 +14,7 @@ from tests.engine.conftest import HarnessFactory
 from tests.engine.helpers import Harness
 
 KEY = ConversationKey('test', 'c', 'u')
+Catalogs = Callable[[dict[str, dict[str, str]]], None]
 
 
 def message(text: str, *attachments: Attachment) -> Message:
@@ -103,21 +106,37 @@ def test_the_length_shortcut_still_finds_the_longest_word_of_any_language() -> N
         assert typed_interrupt(message('/' + longest + 'x'), prefix, 'en') is None
 
 
-def test_a_word_with_yo_is_taken_composed_decomposed_and_typed_with_ye(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A translator may pick a word with ``ё``: users type it as ``е`` too, and some keyboards send ``е`` + U+0308."""
-    words = {'cancel': 'отмена', 'back': 'вернёмся', 'help': 'помощь'}
-    monkeypatch.setattr(messages, 'interrupt_words', lambda lang: words if lang == 'xx' else {n: n for n in words})
-    monkeypatch.setattr(interrupts, 'interrupt_words', messages.interrupt_words)
-    interrupts._words.cache_clear()
-    monkeypatch.setattr(interrupts, '_tables', {})
+@pytest.fixture
+def catalogs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Catalogs]:
+    """``catalogs({'xx': {'cancel': …, 'back': …, 'help': …}})``: languages whose catalogs give these words."""
     longest = interrupts._longest[0]
-    try:
-        for text in ('вернёмся', 'ВЕРНЁМСЯ', 'вернемся', 'Вернемся', 'верне\u0308мся', '!ВЕРНЕ\u0308МСЯ'):
-            assert typed_interrupt(message(text), '!', 'xx') == 'back', text
-        assert interrupt_named('ВЕРНЕМСЯ', 'xx') == 'back'
-    finally:
+
+    def use(languages: dict[str, dict[str, str]]) -> None:
+        english = {name: name for name in messages.INTERRUPT_WORDS}
+        monkeypatch.setattr(interrupts, 'interrupt_words', lambda lang: languages.get(lang, english))
+        monkeypatch.setattr(i18n, 'available', lambda: sorted({'en', *languages}))
+        monkeypatch.setattr(interrupts, '_tables', {})
         interrupts._words.cache_clear()
-        interrupts._longest[0] = longest
+
+    yield use
+    interrupts._words.cache_clear()
+    interrupts._longest[0] = longest
+
+
+def test_a_word_with_yo_is_taken_composed_decomposed_and_typed_with_ye(catalogs: Catalogs) -> None:
+    """A translator may pick a word with ``ё``: users type it as ``е`` too, and some keyboards send ``е`` + U+0308."""
+    catalogs({'xx': {'cancel': 'отмена', 'back': 'вернёмся', 'help': 'помощь'}})
+    for text in ('вернёмся', 'ВЕРНЁМСЯ', 'вернемся', 'Вернемся', 'верне\u0308мся', '!ВЕРНЕ\u0308МСЯ'):
+        assert typed_interrupt(message(text), '!', 'xx') == 'back', text
+    assert interrupt_named('ВЕРНЕМСЯ', 'xx') == 'back'
+
+
+def test_where_two_languages_words_collide_the_conversations_language_decides(catalogs: Catalogs) -> None:
+    catalogs({'xx': {'cancel': 'stop', 'back': 'help', 'help': 'hilfe'}})  # xx's "back" is English's "help"
+    assert typed_interrupt(message('Help'), '!', 'xx') == 'back'
+    assert typed_interrupt(message('Help'), '!', 'en') == 'help'
+    assert typed_interrupt(message('stop'), '!', 'en') == 'cancel'  # no collision: every catalog's word works
+    assert interrupt_named('help', 'xx') == 'back'
 
 
 def test_a_command_named_like_an_interrupt_word_is_the_interrupt() -> None:
