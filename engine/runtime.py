@@ -30,7 +30,7 @@ from engine.flows.compile import CompiledFlow
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import did_you_mean
 from engine.interrupts import as_command, interrupt, interrupt_named, outside_dialog, stopped_message, typed_interrupt
-from engine.messages import DEFAULT_PREFIX
+from engine.messages import DEFAULT_PREFIX, interrupt_words
 from engine.permissions import refusal
 from engine.states import kinds, steps
 from engine.states.actions import Action, ActionRegistry
@@ -522,7 +522,8 @@ class Engine:
             await interrupt(self, conv, named)  # !отмена
             return
         if compiled is None:
-            hint = did_you_mean(event.name, [*self.library.command_names(), *model.INTERRUPTS])
+            words = interrupt_words(i18n.current()).values()  # !отмен: did you mean отмена?
+            hint = did_you_mean(event.name, [*self.library.command_names(), *model.INTERRUPTS, *words])
             text = self.text('unknown_command', conv, name=event.name, hint=hint)
             await self._reply(conv.key, text + ('\n' + self.text('interrupts', conv) if question(conv.spec) else ''))
             return

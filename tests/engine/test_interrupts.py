@@ -224,6 +224,15 @@ async def test_a_russian_prefix_command_is_the_interrupt_inside_and_outside_a_di
     ]
 
 
+async def test_a_mistyped_russian_word_in_a_dialog_is_told_the_word_it_is_close_to(
+    engine_harness: HarnessFactory,
+) -> None:
+    h = await _form(engine_harness, language='ru')
+    await h.command('отмен')
+    assert h.last.startswith('Неизвестная команда «отмен» (может быть, «отмена»?)'), h.last
+    assert h.live()
+
+
 async def test_the_help_word_outside_a_dialog_runs_the_help_command(engine_harness: HarnessFactory) -> None:
     helpflow = (
         '[flow]\nname = "instruction"\n[trigger]\ncommand = "instruction"\n[states.s]\nkind = "end"\ntext = "list"\n'
