@@ -30,7 +30,7 @@ import attrs
 
 from engine.files import FileGate, FileRefusedError
 from engine.filetypes import looks_like_csv
-from engine.i18n import _, format_number, ngettext
+from engine.i18n import _, current, format_number, ngettext
 from engine.states.actions import ActionError
 from engine.store import Store
 from integrations.models.chatformat import check_chat_example, split_chat_example
@@ -349,10 +349,16 @@ def load_upload(
     )
 
 
+_OEM_CODE_PAGES = {'ru': 'cp866', 'be': 'cp866', 'uk': 'cp1125'}
+"""The OEM code page Windows names ZIP members in, by the uploader's language; zipfile reads cp437 (a Western
+system's) for every other."""
+
+
 def _member_name(member: zipfile.ZipInfo) -> str:
     """A member's name as its maker wrote it. Without the UTF-8 flag zipfile reads the bytes as cp437, but such
-    names are UTF-8 (Linux and macOS tools) or the OEM code page of a Windows system (cp866 on a Russian one,
-    where Explorer's "Compressed folder" makes them): folder names are labels, so they must read as typed."""
+    names are UTF-8 (Linux and macOS tools) or the OEM code page of the maker's Windows (cp866 on a Russian one,
+    where Explorer's "Compressed folder" makes them), guessed from the uploader's language: folder names are
+    labels, so they must read as typed."""
     try:
         if member.flag_bits & 0x800:
             return member.filename
@@ -362,7 +368,7 @@ def _member_name(member: zipfile.ZipInfo) -> str:
     try:
         return raw.decode('utf-8')
     except UnicodeDecodeError:
-        return raw.decode('cp866')
+        return raw.decode(_OEM_CODE_PAGES.get(current(), 'cp437'))
 
 
 def _load_zip(

@@ -7,6 +7,7 @@ import io
 import pathlib
 import zipfile
 
+from engine import i18n
 from engine.api import Attachment
 
 from .conftest import MakePlugin
@@ -34,10 +35,12 @@ def _zip(members: dict[str, bytes], encoding: str | None) -> bytes:
     return buffer.getvalue()
 
 
-async def _labels(plugin: object, tmp_path: pathlib.Path, data: bytes) -> dict[str, int]:
+async def _labels(plugin: object, tmp_path: pathlib.Path, data: bytes, language: str = 'ru') -> dict[str, int]:
+    """The labels of ``data`` uploaded by a user writing in ``language``."""
     path = tmp_path / 'upload.zip'
     path.write_bytes(data)
-    result = await plugin.call('dataset.upload', attachments=[Attachment('отзывы.zip', size=len(data), path=path)])  # type: ignore[attr-defined]
+    with i18n.use(language):
+        result = await plugin.call('dataset.upload', attachments=[Attachment('upload.zip', size=len(data), path=path)])  # type: ignore[attr-defined]
     return dict(result['labels'])
 
 
@@ -56,3 +59,10 @@ async def test_utf8_names_with_or_without_the_flag_stay_as_they_are(
     plugin = make_plugin()
     assert await _labels(plugin, tmp_path, _zip(MEMBERS, None)) == {'плохие': 2, 'хорошие': 2}
     assert await _labels(plugin, tmp_path, _zip(MEMBERS, 'utf-8')) == {'плохие': 2, 'хорошие': 2}
+
+
+async def test_a_western_windows_zip_of_an_english_user_keeps_its_accented_labels(
+    make_plugin: MakePlugin, tmp_path: pathlib.Path
+) -> None:
+    members = {'café/1.txt': b'good', 'café/2.txt': b'fine', 'naïve/1.txt': b'bad', 'naïve/2.txt': b'awful'}
+    assert await _labels(make_plugin(), tmp_path, _zip(members, 'cp437'), 'en') == {'café': 2, 'naïve': 2}
