@@ -72,9 +72,13 @@ def set_default(locale: str | None) -> None:
 
 @functools.lru_cache(maxsize=1024)
 def language_of(locale: str | None, default: str = 'en') -> str:
-    """``ru-RU``, ``ru_RU``, ``ru`` -> ``ru``; empty -> ``default``."""
+    """``ru-RU``, ``ru_RU``, ``ru`` -> ``ru``; empty, or no language code (1-8 ASCII letters) -> ``default``.
+
+    Locales come from outside (a server's settings, a terminal); the code names a catalog's folder, so anything
+    else (``../x``, 300 letters: a file error on every message) reads as no locale.
+    """
     lang = (locale or '').replace('_', '-').split('-')[0].strip().lower()
-    return lang or default
+    return lang if 0 < len(lang) <= 8 and lang.isascii() and lang.isalpha() else default
 
 
 def environment_language(environ: Mapping[str, str] | None = None) -> str | None:

@@ -10,9 +10,11 @@ import pytest
 from babel.messages import extract, pofile
 
 from engine import i18n
+from engine.api import ConversationKey, Message, User
 from engine.cli import main
 from engine.flows.library import FlowLibrary
 from engine.flows.loader import load_paths
+from engine.interrupts import typed_interrupt
 from engine.states.actions import ActionRegistry
 from engine.templates import render
 from tests.engine.helpers import build_harness, write_flows
@@ -113,6 +115,18 @@ def test_a_language_without_a_catalog_falls_back_to_english() -> None:
     with i18n.use('xx-YY'):
         assert i18n._('Cancelled.') == 'Cancelled.'
         assert i18n.format_number(2.5) == '2.5'
+
+
+@pytest.mark.parametrize('locale', ['x' * 300, '../../locale/ru', 'ru\x00', 'ру-RU'])
+def test_a_locale_that_is_no_language_code_gets_the_default_language_not_a_file_error(locale: str) -> None:
+    """Locales come from outside (a server's settings, a terminal): a garbage one must not name a catalog path
+    (ENAMETOOLONG on every message, a .po outside the catalogs) but read as no locale."""
+    assert i18n.language_of(locale, 'en') == 'en'
+    with i18n.use(locale):
+        assert i18n._('Cancelled.') == 'Cancelled.'
+        assert (
+            typed_interrupt(Message(key=ConversationKey('c', '1', 'u'), user=User('u'), text='cancel'), '!') == 'cancel'
+        )
 
 
 FLOW = """
