@@ -584,7 +584,7 @@ class DiscordAdapter(Adapter):
         try:
             if responder is not None:
                 message = await responder.fetch(message_id)
-            elif message_id.isdigit():
+            elif message_id.isascii() and message_id.isdigit() and int(message_id) < 1 << 63:  # not ², not too big
                 message = await self.rest.fetch_message(int(key.channel), int(message_id))
             else:
                 return None

@@ -774,6 +774,8 @@ class DiscordEmulator(GatewayServer):
         if (m := re.fullmatch(r'/channels/(\d+)/messages', path)) and method == 'POST':
             return 200, self._stored_message(m.group(1), body, call)
         if m := re.fullmatch(r'/channels/(\d+)/messages/(\d+)', path):
+            if int(m.group(2)) >= 1 << 63:  # as Discord answers an id too big to be a snowflake
+                return 400, {'message': 'Invalid Form Body', 'code': 50035}
             known = self.messages.get(int(m.group(2)))
             if known is None:
                 return 404, {'message': 'Unknown Message', 'code': 10008}

@@ -61,3 +61,11 @@ async def test_a_link_to_a_message_in_another_channel_says_where_to_correct_it(b
     link = f'https://discord.com/channels/{GUILD}/{CHANNEL + 7}/1234567890123'
     answer = await _typed(emu, f'!correct {link} better', 1)
     assert answer == 'That message is in another channel; use !correct in that channel.'
+
+
+@pytest.mark.parametrize('typed', ['²', '١٢٣', '9' * 30, f'https://discord.com/channels/{GUILD}/{CHANNEL}/{"9" * 30}'])
+async def test_an_id_that_is_no_discord_id_is_a_message_not_found(bot: Running, typed: str) -> None:
+    """Digits Python reads as digits (², Arabic-Indic) or too big for a Discord id: never sent to Discord (a 400
+    there, a ValueError here), the user is told no such message of the bot's is found."""
+    answer = await _typed(bot.emulator, f'!correct {typed} better', 1)
+    assert answer.startswith('I cannot find a message of mine with id '), answer
