@@ -112,7 +112,8 @@ def signal_reload(config: Config) -> int:
     try:
         info = json.loads(path.read_text(encoding='utf-8'))
         pid = info['pid']
-        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:  # -1 and 0 signal groups, 1 is init
+        # -1 and 0 signal groups, 1 is init; a pid is a C int (kill() raised OverflowError beyond it)
+        if not isinstance(pid, int) or isinstance(pid, bool) or not 1 < pid < 1 << 31:
             raise ValueError(f'pid {pid!r}')
     except FileNotFoundError:
         raise ReloadSignalError(

@@ -379,3 +379,17 @@ async def test_a_russian_bot_posts_the_rejected_edit_in_russian_from_the_lint_pr
     [posted] = maintainers.sent
     assert posted.text.startswith('Правка сценария отклонена; работает прежняя версия.')
     assert 'ведёт в неизвестное состояние «nowhere»' in posted.text
+
+
+@pytest.mark.parametrize('pid', [2**31, 2**70])
+def test_flowbot_reload_refuses_a_pid_too_big_for_the_system_instead_of_a_traceback(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], pid: int
+) -> None:
+    """os.kill takes a C int: a bigger pid was an OverflowError traceback out of flowbot reload."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('FLOWBOT_CONFIG', raising=False)
+    monkeypatch.delenv('FLOWBOT_DATA', raising=False)
+    (tmp_path / 'data').mkdir()
+    (tmp_path / 'data' / 'flowbot.pid').write_text(json.dumps({'pid': pid}))
+    assert main(['reload']) == 1
+    assert 'is not a flowbot pid file' in capsys.readouterr().err
