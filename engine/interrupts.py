@@ -65,7 +65,18 @@ def typed_interrupt(event: Event, prefix: str, language: str | None = None) -> s
     if language is None:
         language = i18n.current()
     spellings = _tables.get((prefix, language)) or _spellings(prefix, language)
-    return spellings.get(text.strip().lower())
+    typed = text.strip().lower()
+    found = spellings.get(typed)
+    if found is None and not typed.isascii():  # ！отмена, ｃａｎｃｅｌ, отмена + U+200B: the user sees the word
+        found = spellings.get(_visible(typed))
+    return found
+
+
+def _visible(text: str) -> str:
+    """``text`` as its reader sees it: invisible format characters (zero-width space, soft hyphen, BOM) left out,
+    full-width and other compatibility forms as the plain characters (NFKC), lowercase."""
+    shown = ''.join(char for char in text if unicodedata.category(char) != 'Cf')
+    return unicodedata.normalize('NFKC', shown).strip().lower()
 
 
 def interrupt_named(name: str, language: str) -> str | None:

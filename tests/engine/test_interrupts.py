@@ -53,6 +53,20 @@ def test_a_message_is_an_interrupt_only_when_it_is_the_word_with_at_most_one_mar
 
 
 @pytest.mark.parametrize(
+    'text', ['！отмена', 'ｃａｎｃｅｌ', '／cancel', 'отмена\u200b', '\ufeffcancel', '!\u200bотмена', 'от\u00adмена']
+)
+def test_a_word_typed_full_width_or_with_an_invisible_character_is_still_the_interrupt(text: str) -> None:
+    """A Japanese or Chinese keyboard types ！ and full-width letters; a paste may carry a zero-width space or a
+    soft hyphen: the user sees the word, so it must act as the word rather than be taken as the answer."""
+    assert typed_interrupt(message(text), '!', 'ru') == 'cancel'
+
+
+def test_a_full_width_prefix_of_the_adapter_still_works_as_typed() -> None:
+    assert typed_interrupt(message('！cancel'), '！', 'en') == 'cancel'
+    assert typed_interrupt(message('！！cancel'), '！', 'en') is None
+
+
+@pytest.mark.parametrize(
     ('text', 'prefix', 'expected'),
     [
         ('отмена', '!', 'cancel'),
