@@ -503,7 +503,7 @@ class Engine:
         if conv.event is None and conv.state == conv.compiled.flow.initial and not conv.started:
             return self._begin(conv, event)
         command = event.name if isinstance(event, Command) else typed_interrupt(event, self._prefix(conv.key))
-        if command in model.INTERRUPTS:
+        if command in model.INTERRUPTS and not self._offered(conv, event):
             return interrupt(self, conv, command)
         if isinstance(event, Command):
             return self._stop_for(conv, event)
@@ -513,6 +513,15 @@ class Engine:
         if isinstance(event, ChoicePress):
             return self._reply(conv.key, self.text('stale_choice', conv), notice=True)
         return self._defer(conv, event)
+
+    @staticmethod
+    def _offered(conv: Conversation, event: Event) -> bool:
+        """Whether a typed interrupt word is a choice of the open question ("Cancel the job?" answered ``cancel``):
+        then it is that answer, and the interrupt is typed with its mark (``!cancel``)."""
+        if not isinstance(event, Message):
+            return False
+        ask = conv.compiled.questions.get(conv.state)
+        return ask is not None and kinds.offered_choice(ask, event.text) is not None
 
     async def _stop_for(self, conv: Conversation, event: Command) -> None:
         """A command inside a conversation: it stops the conversation and starts, or is unknown or refused to this

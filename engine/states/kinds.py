@@ -29,6 +29,7 @@ __all__ = [
     'attachment',
     'enter_subflow',
     'jsonable',
+    'offered_choice',
     'on_call_result',
     'prompt',
     'render_text',
@@ -106,6 +107,17 @@ def _dynamic_choices(engine: Runtime, conv: Conversation, expression: str) -> li
     return options
 
 
+def offered_choice(spec: model.Ask, text: str) -> str | None:
+    """The value of the choice of ``spec`` that ``text`` names (its value, number or label in any language, any
+    case), ``None`` when it names none; the engine asks first when the text is also an interrupt's word."""
+    lowered = text.strip().lower()
+    for i, choice in enumerate(spec.choices, start=1):
+        labels = [choice.label] if isinstance(choice.label, str) else list(choice.label.values())
+        if lowered in {choice.value.lower(), str(i), *(label.lower() for label in labels if label)}:
+            return choice.value
+    return None
+
+
 def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
     """(valid, value, reason) for an answer to ``spec``."""
     expect = spec.expect
@@ -135,11 +147,8 @@ def _parse(spec: model.Ask, event: Event) -> tuple[bool, Any, str]:
             return False, None, i18n._('please attach a file')
         return True, jsonable(files[0]), ''
     if spec.choices or expect == 'choice':
-        lowered = raw.lower()
-        for i, choice in enumerate(spec.choices, start=1):
-            labels = [choice.label] if isinstance(choice.label, str) else list(choice.label.values())
-            if lowered in {choice.value.lower(), str(i), *(label.lower() for label in labels if label)}:
-                return True, choice.value, ''
+        if (picked := offered_choice(spec, raw)) is not None:
+            return True, picked, ''
         if expect == 'choice':
             return (
                 False,

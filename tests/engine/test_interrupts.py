@@ -270,3 +270,38 @@ def test_the_spelling_tables_stay_bounded_whatever_languages_users_claim() -> No
     for i in range(600):
         assert typed_interrupt(message('отмена'), '!', f'x{i}') == 'cancel'
     assert len(interrupts._tables) <= interrupts._MAX_TABLES
+
+
+PICK = (
+    '[flow]\nname = "pick"\n[trigger]\ncommand = "pick"\n'
+    '[states.a]\nkind = "ask"\nprompt = { en = "Cancel the job?", ru = "Отменить задание?" }\nexpect = "choice"\n'
+    'choices = [{ value = "keep", label = { en = "Keep it", ru = "Оставить" } },'
+    ' { value = "cancel", label = { en = "Cancel it", ru = "Отмена" } }, { value = "back", label = "Back" }]\n'
+    'save_as = "picked"\n'
+    '[states.done]\nkind = "end"\ntext = "picked {{ picked }}"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ('language', 'typed', 'reply'),
+    [
+        ('en', 'cancel', 'picked cancel'),  # "Cancel the job?" answered "cancel": the job's choice, not the dialog's
+        ('en', 'Back', 'picked back'),
+        ('ru', 'Отмена', 'picked cancel'),  # a label in the conversation's language
+        ('en', '!cancel', 'Cancelled.'),  # with a mark it is the interrupt
+        ('en', '/back', 'There is no earlier question to go back to.'),
+        ('en', 'help', None),  # not a choice: the interrupt
+    ],
+)
+async def test_a_choice_the_open_question_offers_wins_over_the_interrupt_word_it_spells(
+    engine_harness: HarnessFactory, language: str, typed: str, reply: str | None
+) -> None:
+    """A question offering "cancel" (a job, an order) answered "cancel" must take that choice: as an interrupt it
+    ended the dialog with "Cancelled." and the job the user meant to cancel ran on."""
+    h = await engine_harness({'pick': PICK}, language=language)
+    await h.command('pick')
+    await h.say(typed)
+    if reply is None:
+        assert 'During a question' in h.last and h.live()
+    else:
+        assert h.texts()[1] == reply
