@@ -349,9 +349,19 @@ def load_upload(
     )
 
 
-_OEM_CODE_PAGES = {'ru': 'cp866', 'be': 'cp866', 'uk': 'cp1125'}
-"""The OEM code page Windows names ZIP members in, by the uploader's language; zipfile reads cp437 (a Western
-system's) for every other."""
+_OEM_CODE_PAGES = {
+    **dict.fromkeys(('ru', 'be', 'kk'), 'cp866'),
+    'uk': 'cp1125',
+    **dict.fromkeys(('pt', 'es', 'fr', 'de', 'it', 'nl', 'da', 'no', 'nb', 'sv', 'fi', 'is'), 'cp850'),
+    **dict.fromkeys(('pl', 'cs', 'sk', 'hu', 'ro', 'hr', 'sl', 'sr'), 'cp852'),
+    'tr': 'cp857',
+    'el': 'cp737',
+    'ja': 'cp932',
+    'zh': 'gbk',
+    'ko': 'cp949',
+}
+"""The OEM code page Windows names ZIP members in, by the uploader's language; cp437 (zipfile's, an English
+system's) for every other, and for a name that is not valid in the guessed one (a multi-byte code page)."""
 
 
 def _member_name(member: zipfile.ZipInfo) -> str:
@@ -365,10 +375,12 @@ def _member_name(member: zipfile.ZipInfo) -> str:
         raw = member.filename.encode('cp437')  # zipfile's decoding, undone
     except UnicodeEncodeError:  # not cp437: zipfile took the name from a Unicode extra field
         return member.filename
-    try:
-        return raw.decode('utf-8')
-    except UnicodeDecodeError:
-        return raw.decode(_OEM_CODE_PAGES.get(current(), 'cp437'))
+    for encoding in ('utf-8', _OEM_CODE_PAGES.get(current(), 'cp437')):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return member.filename  # cp437, which reads any bytes
 
 
 def _load_zip(

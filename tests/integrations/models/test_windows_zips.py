@@ -66,3 +66,25 @@ async def test_a_western_windows_zip_of_an_english_user_keeps_its_accented_label
 ) -> None:
     members = {'café/1.txt': b'good', 'café/2.txt': b'fine', 'naïve/1.txt': b'bad', 'naïve/2.txt': b'awful'}
     assert await _labels(make_plugin(), tmp_path, _zip(members, 'cp437'), 'en') == {'café': 2, 'naïve': 2}
+
+
+async def test_a_japanese_or_portuguese_windows_zip_keeps_its_labels_in_the_uploaders_language(
+    make_plugin: MakePlugin, tmp_path: pathlib.Path
+) -> None:
+    """Japanese Windows names members in cp932 (Shift-JIS), a Portuguese one in cp850 (ã is not cp437's)."""
+    plugin = make_plugin()
+    japanese = {'良い/1.txt': b'good', '良い/2.txt': b'fine', '悪い/1.txt': b'bad', '悪い/2.txt': b'awful'}
+    assert await _labels(plugin, tmp_path, _zip(japanese, 'cp932'), 'ja') == {'悪い': 2, '良い': 2}
+    portuguese = {'São/1.txt': b'good', 'São/2.txt': b'fine', 'Não/1.txt': b'bad', 'Não/2.txt': b'awful'}
+    assert await _labels(plugin, tmp_path, _zip(portuguese, 'cp850'), 'pt') == {'Não': 2, 'São': 2}
+
+
+async def test_names_in_another_code_page_than_the_uploaders_give_two_labels_never_an_error(
+    make_plugin: MakePlugin, tmp_path: pathlib.Path
+) -> None:
+    """The maker's code page cannot be known: a Shift-JIS ZIP from an English user, or bytes that are no Shift-JIS
+    from a Japanese one, still load (labels as cp437 reads them) rather than fail."""
+    plugin = make_plugin()
+    japanese = {'良い/1.txt': b'good', '良い/2.txt': b'fine', '悪い/1.txt': b'bad', '悪い/2.txt': b'awful'}
+    assert sorted((await _labels(plugin, tmp_path, _zip(japanese, 'cp932'), 'en')).values()) == [2, 2]
+    assert sorted((await _labels(plugin, tmp_path, _zip(MEMBERS, 'cp866'), 'ja')).values()) == [2, 2]
