@@ -8,12 +8,15 @@ parsed by ``httptools`` (C, MagicStack's parser of uvicorn), which calls back on
 
 What is ours is the lifecycle, kept small: a connection carries one request at a time; it goes back to the idle
 list when its answer is complete and both sides keep it alive; an idle connection older than ``idle_timeout`` is
-closed rather than used (a server's keep-alive close racing a new request is the case that loses a request).
+closed rather than used, which makes a server's keep-alive close racing a new request rare.
 
-The one rule that matters: a request is never written twice. :class:`NotSent` means nothing was written (the
-connection could not be opened), so the caller may send it another way; :class:`Lost` means it was written and no
-complete answer came (closed, timed out, malformed): the server may have acted on it, and only the caller knows
-whether repeating is safe.
+A request is never written twice here, and the caller learns what it may do: :class:`NotSent` means nothing was
+written (closed, or no connection could be opened), so it may be sent another way; :class:`Unanswered` (a kind of
+:class:`Lost`) means a *kept* connection closed before a single byte of the answer came, the keep-alive race: the
+server closed the idle connection as the request was written and almost surely never read it, so it may be sent
+again once, as aiohttp's clients do; :class:`Lost` otherwise means it was written and no complete answer came (a
+new connection closed, the time ran out, a partial or malformed answer): the server may have acted on it, and only
+the caller knows whether repeating is safe.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import httptools
 import multidict
 import yarl
 
-__all__ = ['Answer', 'Connections', 'Lost', 'NotSent']
+__all__ = ['Answer', 'Connections', 'Lost', 'NotSent', 'Unanswered']
 
 MAX_BODY = 8 * 1024 * 1024
 """An answer larger than this is refused (a text reply's is about a kilobyte): a server cannot fill the memory."""
@@ -40,6 +43,10 @@ class NotSent(Exception):
 
 class Lost(Exception):
     """The request was written but no complete answer came: the server may have acted on it."""
+
+
+class Unanswered(Lost):
+    """A kept connection closed before any byte of the answer: the server almost surely never read the request."""
 
 
 class Answer:
@@ -77,6 +84,10 @@ class _Connection(asyncio.Protocol):
         self._headers: multidict.CIMultiDict[str] = multidict.CIMultiDict()
         self._body: list[bytes] = []
         self._size = 0
+        self.answers = 0
+        """Answers completed on this connection: after one, it is a kept connection."""
+        self.heard = False
+        """Whether any byte of the answer in flight came."""
 
     # -- asyncio.Protocol
 
@@ -88,6 +99,7 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None:  # nothing asked: a server talking out of turn is not trusted further
             self._drop(Lost('the server sent data no request asked for'))
             return
+        self.heard = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -96,7 +108,11 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.pool._forget(self)
-        self._fail(Lost(f'connection closed before the answer was complete ({exc or "closed by the server"})'))
+        why = exc or 'closed by the server'
+        if self.answers and not self.heard:
+            self._fail(Unanswered(f'kept connection closed before any answer ({why})'))
+        else:
+            self._fail(Lost(f'connection closed before the answer was complete ({why})'))
 
     # -- httptools callbacks
 
@@ -114,6 +130,7 @@ class _Connection(asyncio.Protocol):
         status = self.parser.get_status_code()
         headers, body = self._headers, b''.join(self._body)
         self._headers, self._body, self._size = multidict.CIMultiDict(), [], 0
+        self.answers += 1
         keep = self.parser.should_keep_alive() and waiter is not None and not waiter.done()
         if keep:
             self.pool._release(self)
@@ -194,12 +211,13 @@ class Connections:
         :param timeout: seconds from writing to the complete answer; ``None``: no limit.
         :param url: the request's URL, the answer's ``real_url`` (default: the connections' URL).
         :raises NotSent: closed, or no connection could be opened: nothing was written.
-        :raises Lost: written, and the connection closed, the time ran out or the answer was malformed.
+        :raises Unanswered: written on a kept connection, which closed before any byte of the answer.
+        :raises Lost: written, and the connection closed, the time ran out or the answer was partial or malformed.
         """
         conn = await self._acquire()
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Answer] = loop.create_future()
-        conn.waiter = waiter
+        conn.waiter, conn.heard = waiter, False
         conn.url = url or self.url
         self.busy.add(conn)
         assert conn.transport is not None

@@ -16,14 +16,16 @@ while the rest stays hikari's: its rate-limit bucket is held around the exchange
 to hikari's ``_parse_ratelimits`` and an error answer to hikari's ``generate_error_response``, so the bot sees the
 same errors. Whatever is not the plain case goes through :func:`post_text` (hikari's path): a proxy, a token
 strategy, hikari's trace logging, connections not kept (``reuse_connections = false``), a connection that cannot be
-opened, a 429 (after hikari's wait) or a 5xx that hikari retries (after its first back-off).
+opened, a kept connection that Discord closed before answering (the keep-alive race), a 429 (after hikari's wait) or
+a 5xx that hikari retries (after its first back-off).
 
-A POST is never written twice by the fast path once it may have reached Discord: a connection that drops or times
-out after the request was written raises ``hikari.HTTPError`` and the reply is not sent again. hikari with aiohttp
-would back off and send it again (its ``_request`` retries every connection error, the POST included), which
-posts the reply twice when Discord had received it; ours loses it when Discord had not. The case is rare: idle
-connections are not used after 15 s (:class:`~integrations.discord.keepalive.Connections`), so a server's
-keep-alive close seldom meets a new request.
+A POST is sent again only when Discord almost surely did not read it: a kept connection closed before a single
+byte of the answer came (:class:`~integrations.discord.keepalive.Unanswered`: Discord's keep-alive close crossed
+the request) goes once through hikari's path, as hikari with aiohttp would send it again. Any other drop after the
+request was written (a new connection closed, a partial answer, the total time-out) raises ``hikari.HTTPError``
+and the reply is not sent again: Discord may have posted it. hikari with aiohttp would back off and send it again
+(its ``_request`` retries every connection error and time-out, the POST included), which posts the reply twice
+when Discord had received it; ours loses it when Discord had not.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from hikari.impl import rate_limits
 from hikari.impl import rest as hikari_rest
 from hikari.internal import data_binding, net, routes, ux
 
-from .keepalive import Connections, Lost, NotSent
+from .keepalive import Connections, Lost, NotSent, Unanswered
 
 __all__ = ['TextReplies', 'post_text', 'text_body']
 
@@ -128,7 +130,7 @@ class TextReplies:
         """Send ``content`` to ``channel`` as ``rest.create_message(channel, content)`` does; the new message's id.
 
         :raises hikari.HikariError: what ``create_message`` raises (``ForbiddenError``, ``RateLimitTooLongError``,
-            ``HTTPError`` for a connection lost after the request was written, ...).
+            ``HTTPError`` for a connection lost after Discord may have read the request, ...).
         :raises KeyError: Discord's answer has no message id.
         """
         rest, connections = self.rest, self.connections
@@ -154,7 +156,7 @@ class TextReplies:
                     request, rest.http_settings.timeouts.total, _url(rest._rest_url, channel)
                 )
                 retry_after = await rest._parse_ratelimits(route, auth, answer)  # type: ignore[arg-type]
-        except NotSent as exc:  # nothing written: hikari's path opens its own connection (and retries)
+        except (NotSent, Unanswered) as exc:  # not written, or not read: hikari's path opens its own connection
             _log.info('reply to channel %s goes through hikari: %s', channel, exc)
             return await post_text(rest, channel, content)
         except Lost as exc:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from integrations.discord import keepalive
-from integrations.discord.keepalive import Connections, Lost, NotSent
+from integrations.discord.keepalive import Connections, Lost, NotSent, Unanswered
 
 Handler = Callable[['Server', bytes, asyncio.StreamWriter], Awaitable[None]]
 
@@ -179,6 +179,46 @@ async def test_a_server_closing_without_answering_loses_the_request(server: Serv
     with pytest.raises(Lost):
         await pool.exchange(request(), 5)
     assert len(server.requests) == 1
+
+
+async def test_a_kept_connection_closed_before_any_answer_byte_is_unanswered_a_fresh_one_lost(
+    server: Server, pool: Connections
+) -> None:
+    async def close_the_second(srv: Server, body: bytes, writer: asyncio.StreamWriter) -> None:
+        if body == b'2':  # the server's keep-alive close meeting our request: it never read it
+            writer.close()
+        else:
+            writer.write(answer(body))
+
+    server.handler = close_the_second
+    await pool.exchange(request(b'1'), 5)
+    with pytest.raises(Unanswered, match='kept connection closed before any answer'):
+        await pool.exchange(request(b'2'), 5)
+    with pytest.raises(Lost) as fresh:  # a new connection closed unanswered: the server did read it
+        await pool.exchange(request(b'2'), 5)
+    assert not isinstance(fresh.value, Unanswered)
+    assert pool.idle == [] and pool.busy == set()
+
+
+async def test_a_kept_connection_cut_mid_answer_or_timed_out_is_lost_not_unanswered(
+    server: Server, pool: Connections
+) -> None:
+    async def cut(srv: Server, body: bytes, writer: asyncio.StreamWriter) -> None:
+        if body == b'cut':
+            writer.write(answer(b'{"id":"1"}')[:5])
+            await writer.drain()
+            writer.close()
+        elif body == b'slow':
+            await asyncio.sleep(1)
+        else:
+            writer.write(answer(body))
+
+    server.handler = cut
+    for body, timeout in ((b'cut', 5.0), (b'slow', 0.1)):
+        await pool.exchange(request(b'ok'), 5)  # a kept connection for the next one
+        with pytest.raises(Lost) as raised:
+            await pool.exchange(request(body), timeout)
+        assert not isinstance(raised.value, Unanswered), body
 
 
 async def test_an_answer_that_does_not_come_in_time_loses_the_request(server: Server, pool: Connections) -> None:

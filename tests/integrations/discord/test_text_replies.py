@@ -238,6 +238,34 @@ async def test_a_connection_lost_after_the_request_was_written_is_an_error_not_a
     assert TOKEN not in caplog.text
 
 
+async def test_a_kept_connection_closed_before_answering_sends_the_reply_through_hikari_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def race_the_second(srv: Server, body: bytes, writer: asyncio.StreamWriter) -> None:
+        if len(srv.requests) == 2:  # the server's keep-alive close as the reply was written: it never read it
+            writer.close()
+        else:
+            writer.write(answer(b'{"id": "%d"}' % len(srv.requests)))
+
+    async with Server(race_the_second) as srv:
+        app = hikari.RESTApp(
+            url=srv.url, http_settings=hikari.impl.HTTPSettings(force_close_transports=False), max_retries=0
+        )
+        await app.start()
+        try:
+            async with app.acquire(TOKEN, 'Bot') as rest:
+                texts = TextReplies(rest)
+                assert await texts.post(CHANNEL, 'first') == '1'
+                with caplog.at_level(logging.INFO):
+                    assert await texts.post(CHANNEL, 'raced') == '3'
+                assert 'goes through hikari' in caplog.text
+                assert [b'raced' in r for r in srv.requests] == [False, True, True]
+                assert 'br' in srv.requests[2].decode()  # aiohttp's Accept-Encoding: hikari's path
+                await texts.aclose()
+        finally:
+            await app.close()
+
+
 async def test_settings_the_fast_path_does_not_cover_go_through_hikari(no_aiohttp: list[str]) -> None:
     proxied = hikari.RESTApp(proxy_settings=hikari.impl.ProxySettings(url='http://127.0.0.1:9'))
     from_env = hikari.RESTApp(proxy_settings=hikari.impl.ProxySettings(trust_env=True))
