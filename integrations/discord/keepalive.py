@@ -185,6 +185,9 @@ class Connections:
     :param ssl: the TLS context for ``https`` (verification as the context says).
     :param connect_timeout: seconds to open a connection (TCP and TLS); ``None``: no limit.
     :param idle_timeout: an idle connection older than this is closed instead of used.
+    :param limit: at most this many connections, open or opening (aiohttp's connector has one too): a request over it
+        waits for a free one, within ``connect_timeout``, as aiohttp's does. A request holds one connection from
+        its write to its answer, and a new one is opened only when none is idle, so waiting keeps the total bounded.
     """
 
     def __init__(
@@ -194,6 +197,7 @@ class Connections:
         ssl: ssl_.SSLContext | None = None,
         connect_timeout: float | None = 30.0,
         idle_timeout: float = 15.0,
+        limit: int = 100,
     ) -> None:
         self.url = yarl.URL(url)
         if self.url.scheme not in ('http', 'https') or not self.url.host:
@@ -204,33 +208,45 @@ class Connections:
         self.idle: list[_Connection] = []
         self.busy: set[_Connection] = set()
         self.closed = False
+        self.limit = limit
+        self._slots = asyncio.Semaphore(limit)
 
     async def exchange(self, request: bytes, timeout: float | None, url: yarl.URL | None = None) -> Answer:
         """Write ``request`` (a whole HTTP/1.1 request) on a kept or new connection and read its answer.
 
         :param timeout: seconds from writing to the complete answer; ``None``: no limit.
         :param url: the request's URL, the answer's ``real_url`` (default: the connections' URL).
-        :raises NotSent: closed, or no connection could be opened: nothing was written.
+        :raises NotSent: closed, no connection free within ``connect_timeout`` or none could be opened: nothing was
+            written.
         :raises Unanswered: written on a kept connection, which closed before any byte of the answer.
         :raises Lost: written, and the connection closed, the time ran out or the answer was partial or malformed.
         """
-        conn = await self._acquire()
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Answer] = loop.create_future()
-        conn.waiter, conn.heard = waiter, False
-        conn.url = url or self.url
-        self.busy.add(conn)
-        assert conn.transport is not None
-        conn.transport.write(request)
+        if self.closed:
+            raise NotSent('the connections are closed')
         try:
-            async with asyncio.timeout(timeout):
-                return await waiter
+            async with asyncio.timeout(self.connect_timeout):
+                await self._slots.acquire()
         except TimeoutError:
-            conn._drop(None)
-            raise Lost(f'no complete answer within {timeout} s') from None
-        except asyncio.CancelledError:
-            conn._drop(None)  # its answer would arrive for nobody: the connection cannot be reused
-            raise
+            raise NotSent(f'no free connection within {self.connect_timeout} s (limit {self.limit})') from None
+        try:
+            conn = await self._acquire()
+            waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+            conn.waiter, conn.heard = waiter, False
+            conn.url = url or self.url
+            self.busy.add(conn)
+            assert conn.transport is not None
+            conn.transport.write(request)
+            try:
+                async with asyncio.timeout(timeout):
+                    return await waiter
+            except TimeoutError:
+                conn._drop(None)
+                raise Lost(f'no complete answer within {timeout} s') from None
+            except asyncio.CancelledError:
+                conn._drop(None)  # its answer would arrive for nobody: the connection cannot be reused
+                raise
+        finally:
+            self._slots.release()
 
     async def _acquire(self) -> _Connection:
         if self.closed:

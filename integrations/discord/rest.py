@@ -101,6 +101,12 @@ def _url(rest_url: str, channel: int) -> yarl.URL:
     return yarl.URL(_route(channel).create_url(rest_url))
 
 
+_CONNECTION_LIMIT = 100
+"""Connections when hikari's ``connection_limit`` is 0, its default, which leaves aiohttp's connector unbounded: the
+fast path stays bounded anyway, at aiohttp's own default (Discord's global limit of 50 requests a second needs far
+fewer)."""
+
+
 def _connections(rest: hikari.api.RESTClient) -> Connections | None:
     """Kept connections for ``rest`` when its settings are the plain case the fast path covers, else ``None``."""
     if not isinstance(rest, hikari.impl.RESTClientImpl) or not isinstance(rest._token, str):
@@ -110,7 +116,10 @@ def _connections(rest: hikari.api.RESTClient) -> Connections | None:
         return None
     try:
         return Connections(
-            rest._rest_url, ssl=http.ssl, connect_timeout=http.timeouts.acquire_and_connect or http.timeouts.total
+            rest._rest_url,
+            ssl=http.ssl,
+            connect_timeout=http.timeouts.acquire_and_connect or http.timeouts.total,
+            limit=http.connection_limit or _CONNECTION_LIMIT,
         )
     except ValueError:
         return None  # not an http(s) URL: aiohttp's to refuse

@@ -289,6 +289,42 @@ async def test_many_requests_at_once_each_get_their_own_answer(server: Server, p
     assert server.connections <= 200  # the kept ones were used again
 
 
+async def test_connections_never_exceed_the_limit_and_requests_over_it_wait_for_a_free_one(server: Server) -> None:
+    async def slow_echo(srv: Server, body: bytes, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.02)
+        writer.write(answer(body))
+
+    server.handler = slow_echo
+    pool = Connections(server.url, limit=3)
+    try:
+        bodies = [b'%d' % i for i in range(30)]
+        got = await asyncio.gather(*(pool.exchange(request(b), 10) for b in bodies))
+        assert [a.body for a in got] == bodies
+        assert server.connections == 3  # opened in all, none closed: never more than three at once
+        assert len(pool.idle) == 3 and not pool.busy
+    finally:
+        await pool.aclose()
+
+
+async def test_a_request_that_finds_no_free_connection_in_the_connect_time_is_not_sent(server: Server) -> None:
+    async def slow(srv: Server, body: bytes, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.5)
+        writer.write(answer(body))
+
+    server.handler = slow
+    pool = Connections(server.url, limit=1, connect_timeout=0.1)
+    try:
+        first = asyncio.create_task(pool.exchange(request(b'1'), 5))
+        await asyncio.sleep(0.02)
+        with pytest.raises(NotSent, match='no free connection'):
+            await pool.exchange(request(b'2'), 5)
+        assert (await first).body == b'1'
+        assert len(server.requests) == 1
+        assert (await pool.exchange(request(b'3'), 5)).body == b'3'  # the slot came back
+    finally:
+        await pool.aclose()
+
+
 async def test_nothing_is_written_when_no_connection_can_be_opened() -> None:
     async with Server() as srv:
         url = srv.url

@@ -283,7 +283,12 @@ async def test_settings_the_fast_path_does_not_cover_go_through_hikari(no_aiohtt
         async with kept.acquire(hikari.impl.ClientCredentialsStrategy(client=1, client_secret='s')) as rest:
             assert TextReplies(rest).connections is None  # OAuth2 re-auth on 401 is hikari's
         async with kept.acquire(TOKEN, 'Bot') as rest:
-            assert TextReplies(rest).connections is not None
+            connections = TextReplies(rest).connections
+            assert connections is not None and connections.limit == 100  # hikari's 0 (no limit): aiohttp's default
+        kept._http_settings.connection_limit = 7
+        async with kept.acquire(TOKEN, 'Bot') as rest:
+            connections = TextReplies(rest).connections
+            assert connections is not None and connections.limit == 7
     finally:
         for app in (proxied, from_env, closing, kept):
             await app.close()
