@@ -31,10 +31,14 @@ import httptools
 import multidict
 import yarl
 
-__all__ = ['Answer', 'Connections', 'Lost', 'NotSent', 'Unanswered']
+__all__ = ['MAX_BODY', 'MAX_HEAD', 'Answer', 'Connections', 'Lost', 'NotSent', 'Unanswered']
 
 MAX_BODY = 8 * 1024 * 1024
-"""An answer larger than this is refused (a text reply's is about a kilobyte): a server cannot fill the memory."""
+"""An answer larger than this, on the wire or decoded, is refused (a text reply's is about a kilobyte): a server
+cannot fill the memory, with a gzip bomb either."""
+MAX_HEAD = 64 * 1024
+"""An answer's status line and headers larger than this are refused (Discord's are about a kilobyte; aiohttp refuses
+a line or field over 8 KiB): the parser keeps a header it has not finished, so an endless one would fill the memory."""
 
 
 class NotSent(Exception):
@@ -88,6 +92,11 @@ class _Connection(asyncio.Protocol):
         """Answers completed on this connection: after one, it is a kept connection."""
         self.heard = False
         """Whether any byte of the answer in flight came."""
+        self.head_done = False
+        """Whether the head (status and headers) of the answer in flight is complete."""
+        self._head_size = 0
+        """Bytes received while the head was not complete: an endless header is refused before httptools ends it."""
+        self._head_fields = 0
 
     # -- asyncio.Protocol
 
@@ -100,23 +109,42 @@ class _Connection(asyncio.Protocol):
             self._drop(Lost('the server sent data no request asked for'))
             return
         self.heard = True
+        if not self.head_done:
+            self._head_size += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._drop(Lost(f'malformed answer: {exc}'))
+        except httptools.HttpParserError as exc:  # ours raised in a callback is its context
+            self._drop(Lost(f'malformed answer: {exc.__context__ or exc}'))
+        except httptools.HttpParserUpgrade:
+            self._drop(Lost('the server switched protocols'))
+        else:
+            if not self.head_done and self._head_size > MAX_HEAD and self.waiter is not None:
+                self._drop(Lost(f'answer head larger than {MAX_HEAD} bytes'))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.pool._forget(self)
         why = exc or 'closed by the server'
-        if self.answers and not self.heard:
+        if self.waiter is not None and self.head_done and _ends_with_close(self._headers):
+            self._finish(keep=False)  # its body was all that came before the close
+        elif self.answers and not self.heard:
             self._fail(Unanswered(f'kept connection closed before any answer ({why})'))
         else:
             self._fail(Lost(f'connection closed before the answer was complete ({why})'))
 
     # -- httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.waiter is None:  # a second answer after the one asked for: the connection is dropped
+            raise ValueError('an answer no request asked for')  # httptools turns it into HttpParserError
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_fields += len(name) + len(value) + 4  # a head that came in one packet is counted here
+        if self._head_fields > MAX_HEAD:
+            raise ValueError(f'answer head larger than {MAX_HEAD} bytes')  # httptools turns it into HttpParserError
         self._headers.add(name.decode('latin-1'), value.decode('latin-1'))
 
     def on_body(self, body: bytes) -> None:
@@ -126,12 +154,26 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            if status == 101:  # the parser raises HttpParserUpgrade when it says Upgrade; without it, as bad
+                self._drop(Lost('the server switched protocols'))
+                return
+            self._headers, self.head_done, self._head_size, self._head_fields = multidict.CIMultiDict(), False, 0, 0
+            return  # an interim answer (100 Continue, 103 Early Hints): the final one follows, as aiohttp reads it
+        self._finish(self.parser.should_keep_alive())
+
+    # -- ours
+
+    def _finish(self, keep: bool) -> None:
+        """Give the complete answer to its request; keep the connection if ``keep`` and the request still waits."""
         waiter, self.waiter = self.waiter, None
         status = self.parser.get_status_code()
         headers, body = self._headers, b''.join(self._body)
         self._headers, self._body, self._size = multidict.CIMultiDict(), [], 0
+        self.head_done, self._head_size, self._head_fields = False, 0, 0
         self.answers += 1
-        keep = self.parser.should_keep_alive() and waiter is not None and not waiter.done()
+        keep = keep and waiter is not None and not waiter.done()
         if keep:
             self.pool._release(self)
         else:
@@ -144,8 +186,6 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(Lost(f'answer not decodable: {exc}'))
             return
         waiter.set_result(Answer(status, headers, body, self.url))
-
-    # -- ours
 
     def _fail(self, exc: Exception) -> None:
         waiter, self.waiter = self.waiter, None
@@ -161,22 +201,41 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def _ends_with_close(headers: multidict.CIMultiDict[str]) -> bool:
+    """Whether an answer with these headers ends where the connection closes (neither a length nor chunks)."""
+    return 'Content-Length' not in headers and 'chunked' not in headers.get('Transfer-Encoding', '').lower()
+
+
 def _decoded(encoding: str, body: bytes) -> bytes:
     """The body without its content coding; only those offered (``gzip, deflate``) are accepted.
 
-    :raises ValueError: a coding that was not offered.
+    :raises ValueError: a coding that was not offered, a truncated stream, or more than :data:`MAX_BODY` decoded.
     """
     encoding = encoding.strip().lower()
     if not encoding or encoding == 'identity':
         return body
     if encoding == 'gzip':
-        return zlib.decompress(body, wbits=16 + zlib.MAX_WBITS)
+        return _inflated(body, 16 + zlib.MAX_WBITS)
     if encoding == 'deflate':  # zlib-wrapped as the RFC says, raw as some servers send it
         try:
-            return zlib.decompress(body)
+            return _inflated(body, zlib.MAX_WBITS)
         except zlib.error:
-            return zlib.decompress(body, wbits=-zlib.MAX_WBITS)
+            return _inflated(body, -zlib.MAX_WBITS)
     raise ValueError(f'content coding {encoding!r} was not offered')
+
+
+def _inflated(body: bytes, wbits: int) -> bytes:
+    """``body`` decompressed, never more than :data:`MAX_BODY` bytes of it (a few kilobytes can inflate to gigabytes).
+
+    :raises ValueError: larger decoded, or the stream is truncated.
+    """
+    inflater = zlib.decompressobj(wbits)
+    out = inflater.decompress(body, MAX_BODY + 1)
+    if len(out) > MAX_BODY:
+        raise ValueError(f'answer larger than {MAX_BODY} bytes decoded')
+    if not inflater.eof:
+        raise ValueError('compressed answer truncated')
+    return out
 
 
 class Connections:

@@ -42,8 +42,9 @@ async def echo(server: Server, body: bytes, writer: asyncio.StreamWriter) -> Non
 class Server:
     """A loopback HTTP/1.1 server reading requests with a Content-Length; ``handler`` answers each (or not)."""
 
-    def __init__(self, handler: Handler = echo) -> None:
+    def __init__(self, handler: Handler = echo, host: str = '127.0.0.1') -> None:
         self.handler = handler
+        self.host = host
         self.requests: list[bytes] = []
         self.connections = 0
         self.server: asyncio.Server | None = None
@@ -54,10 +55,11 @@ class Server:
     def url(self) -> str:
         assert self.server is not None
         port = self.server.sockets[0].getsockname()[1]
-        return f'{"https" if self.tls else "http"}://127.0.0.1:{port}/api/v10'
+        host = f'[{self.host}]' if ':' in self.host else self.host
+        return f'{"https" if self.tls else "http"}://{host}:{port}/api/v10'
 
     async def __aenter__(self) -> Server:
-        self.server = await asyncio.start_server(self._serve, '127.0.0.1', 0, ssl=self.tls)
+        self.server = await asyncio.start_server(self._serve, self.host, 0, ssl=self.tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -352,7 +354,7 @@ async def test_closing_fails_requests_in_flight_and_leaves_no_open_transport(ser
         results = await asyncio.gather(*flying, return_exceptions=True)
         gc.collect()
     assert all(isinstance(r, Lost) for r in results), results
-    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
     assert pool.idle == [] and pool.busy == set()
 
 
