@@ -15,9 +15,11 @@ command, so the same bytes are written on a kept connection of our own (:mod:`in
 while the rest stays hikari's: its rate-limit bucket is held around the exchange, the answer's rate-limit headers go
 to hikari's ``_parse_ratelimits`` and an error answer to hikari's ``generate_error_response``, so the bot sees the
 same errors. Whatever is not the plain case goes through :func:`post_text` (hikari's path): a proxy, a token
-strategy, hikari's trace logging, connections not kept (``reuse_connections = false``), a connection that cannot be
-opened, a kept connection that Discord closed before answering (the keep-alive race), a 429 (after hikari's wait) or
-a 5xx that hikari retries (after its first back-off).
+strategy or a token that is not printable ASCII (CR/LF would inject a header; aiohttp refuses it), hikari's trace
+logging, connections not kept (``reuse_connections = false``), a connection that cannot be
+opened, a kept connection that Discord closed before answering (the keep-alive race), a 429 (after hikari's wait),
+a 5xx that hikari retries (after its first back-off) or a 307/308 redirect (hikari follows it; other redirects may
+answer a POST that was acted on, so they are hikari's error, as with ``max_redirects=None``).
 
 A POST is sent again only when Discord almost surely did not read it: a kept connection closed before a single
 byte of the answer came (:class:`~integrations.discord.keepalive.Unanswered`: Discord's keep-alive close crossed
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 
 import hikari
 import yarl
@@ -107,10 +110,16 @@ fast path stays bounded anyway, at aiohttp's own default (Discord's global limit
 fewer)."""
 
 
+_PLAIN_TOKEN = re.compile(r'[\x20-\x7e]*')
+"""A token written into the head as it is: printable ASCII (Discord's tokens are base64 and dots)."""
+
+
 def _connections(rest: hikari.api.RESTClient) -> Connections | None:
     """Kept connections for ``rest`` when its settings are the plain case the fast path covers, else ``None``."""
     if not isinstance(rest, hikari.impl.RESTClientImpl) or not isinstance(rest._token, str):
         return None  # another client, or a token strategy (OAuth2 re-auth on 401 is hikari's)
+    if not _PLAIN_TOKEN.fullmatch(rest._token):
+        return None  # CR/LF would inject a header: aiohttp refuses control characters, and encodes the rest as UTF-8
     proxy, http = rest._proxy_settings, rest.http_settings
     if proxy.url is not None or proxy.trust_env or http.force_close_transports:
         return None
@@ -180,6 +189,11 @@ class TextReplies:
                 assert isinstance(created, dict)  # as in create_message: Discord answers with the message object
                 return str(created['id'])  # KeyError without it, as create_message raises
             raise errors.HTTPError(f'Expected JSON [{status=}, content_type={answer.content_type!r}]')
+        if status in (307, 308) and rest.http_settings.max_redirects is not None:
+            # "send this request there", not acted on: hikari's path sends it again and follows, as hikari would;
+            # other redirects may answer a POST that was acted on (303), so they stay errors, as without redirects
+            _log.warning('reply to channel %s: redirected (%s), sending it again through hikari', channel, status)
+            return await post_text(rest, channel, content)
         if status in hikari_rest._RETRY_ERROR_CODES:  # hikari backs off and sends it again, and so do we
             sleep = next(rate_limits.ExponentialBackOff(maximum=hikari_rest._MAX_BACKOFF_DURATION))
             _log.warning(

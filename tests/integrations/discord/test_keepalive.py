@@ -374,10 +374,10 @@ async def test_a_cancelled_request_drops_its_connection(server: Server, pool: Co
     assert server.connections == 2
 
 
-def _certificate(tmp: Path) -> tuple[Path, Path]:
+def _certificate(tmp: Path, *, expired: bool = False) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'flowbot test')])
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=3 if expired else 0)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
