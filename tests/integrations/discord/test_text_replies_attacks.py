@@ -124,20 +124,20 @@ async def test_a_redirect_that_keeps_the_post_goes_through_hikari_which_follows_
 
 @pytest.mark.parametrize('status', [301, 302, 303])
 async def test_a_redirect_that_may_follow_a_processed_post_is_an_error_not_a_second_post(status: int) -> None:
-    async with Server(sends(answer(b'', status=status, extra='Location: /elsewhere\r\n'))) as srv:
-        async with client(srv.url) as (_, texts):
-            with pytest.raises(hikari.HTTPResponseError) as raised:
-                await texts.post(CHANNEL, 'x')
-            assert raised.value.status == status
+    redirect = sends(answer(b'', status=status, extra='Location: /elsewhere\r\n'))
+    async with Server(redirect) as srv, client(srv.url) as (_, texts):
+        with pytest.raises(hikari.HTTPResponseError) as raised:
+            await texts.post(CHANNEL, 'x')
+        assert raised.value.status == status
     assert len(srv.requests) == 1
 
 
 async def test_with_redirects_disallowed_a_307_is_hikaris_error() -> None:
-    async with Server(sends(answer(b'', status=307, extra='Location: /elsewhere\r\n'))) as srv:
-        async with client(srv.url, max_redirects=None) as (rest, texts):
-            ours = await _outcome(texts.post(CHANNEL, 'x'))
-            theirs = await _outcome(post_text(rest, CHANNEL, 'x'))
-            assert ours == theirs == hikari.HTTPResponseError
+    redirect = sends(answer(b'', status=307, extra='Location: /elsewhere\r\n'))
+    async with Server(redirect) as srv, client(srv.url, max_redirects=None) as (rest, texts):
+        ours = await _outcome(texts.post(CHANNEL, 'x'))
+        theirs = await _outcome(post_text(rest, CHANNEL, 'x'))
+        assert ours == theirs == hikari.HTTPResponseError
     assert len(srv.requests) == 2
 
 
