@@ -179,6 +179,15 @@ class TextReplies:
             return await post_text(rest, channel, content)
         except Lost as exc:
             raise errors.HTTPError(f'reply to channel {channel} not confirmed, not sent again: {exc}') from exc
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            # not this task's cancellation: hikari closing its buckets cancels the waits on them; the caller is told
+            # the client closed (hikari's error), not cancelled, which would end it silently
+            raise errors.ComponentStateConflictError(
+                f'reply to channel {channel} not sent: the REST client closed while it waited for its rate limit'
+            ) from None
         status = answer.status
         if retry_after is not None:  # a 429: Discord did not take it; hikari waits and sends it again
             await asyncio.sleep(retry_after)

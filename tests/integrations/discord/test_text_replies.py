@@ -5,6 +5,7 @@ written twice, and the connections closed with the bot."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -318,3 +319,48 @@ async def test_the_token_is_never_logged(running: Running, caplog: pytest.LogCap
         await running.bot.adapter.send_text(KEY, 'plain')
     assert emu.token not in caplog.text
     assert 'status 503' in caplog.text
+
+
+async def test_closing_the_bot_while_a_reply_waits_for_its_bucket_ends_it_without_sending(
+    emulator: DiscordEmulator, app: App
+) -> None:
+    run = await start_bot(emulator, app)
+    headers = {'X-RateLimit-Bucket': 'b', 'X-RateLimit-Limit': '1', 'X-RateLimit-Remaining': '0'}
+    emulator.answer_next(
+        POST,
+        200,
+        {'id': '1'},
+        headers={**headers, 'X-RateLimit-Reset-After': '30', 'X-RateLimit-Reset': f'{time.time() + 30}'},
+    )
+    await run.bot.adapter.texts.post(CHANNEL, 'first')
+    waiting = asyncio.create_task(run.bot.adapter.texts.post(CHANNEL, 'waits for the bucket'))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    connections = run.bot.adapter.texts.connections
+    assert connections is not None
+    started = time.monotonic()
+    await run.bot.close()
+    (result,) = await asyncio.wait_for(asyncio.gather(waiting, return_exceptions=True), 5)
+    assert time.monotonic() - started < 4
+    assert isinstance(result, hikari.ComponentStateConflictError), result  # not a cancellation nobody asked for
+    assert 'closed while it waited' in str(result)
+    assert len(_posts(emulator)) == 1
+    assert not connections.busy and not connections.idle
+
+
+async def test_a_reply_cancelled_at_any_point_leaves_the_connections_and_bucket_usable(running: Running) -> None:
+    emu, texts = running.emulator, running.bot.adapter.texts
+    connections = texts.connections
+    assert connections is not None
+    await texts.post(CHANNEL, 'warm')  # a kept connection
+    emu.rest_delay[POST] = 0.3
+    for delay in (0, 0.001, 0.01, 0.05, 0.1, 0.2):
+        task = asyncio.create_task(texts.post(CHANNEL, f'cancelled after {delay}'))
+        await asyncio.sleep(delay)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert not connections.busy and connections._slots._value == connections.limit, delay
+    emu.rest_delay.pop(POST)
+    message_id = await asyncio.wait_for(texts.post(CHANNEL, 'after'), 5)
+    assert emu.messages[int(message_id)]['content'] == 'after'
