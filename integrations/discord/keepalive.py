@@ -125,8 +125,8 @@ class _Connection(asyncio.Protocol):
         self.transport = None
         self.pool._forget(self)
         why = exc or 'closed by the server'
-        if self.waiter is not None and self.head_done and _ends_with_close(self._headers):
-            self._finish(keep=False)  # its body was all that came before the close
+        if exc is None and self.waiter is not None and self.head_done and _ends_with_close(self._headers):
+            self._finish(keep=False)  # its body was all that came before the (orderly) close
         elif self.answers and not self.heard:
             self._fail(Unanswered(f'kept connection closed before any answer ({why})'))
         else:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import socket
+import struct
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -53,6 +55,20 @@ async def test_an_answer_delimited_by_the_close_is_read_whole(server: Server, po
     got = await pool.exchange(request(), 5)
     assert (got.status, got.body) == (200, b'{"id":"1"}')
     assert pool.idle == [] and len(server.requests) == 1
+    _usable(pool)
+
+
+async def test_an_answer_delimited_by_the_close_but_reset_is_lost(server: Server, pool: Connections) -> None:
+    async def reset(srv: Server, body: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"id":')
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.get_extra_info('socket').setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        writer.transport.abort()  # a reset, not the end of the answer
+
+    server.handler = reset
+    with pytest.raises(Lost, match='before the answer was complete'):
+        await pool.exchange(request(), 5)
     _usable(pool)
 
 
