@@ -30,6 +30,7 @@ __all__ = [
     'FileGate',
     'FileRefusedError',
     'check_name',
+    'file_identity',
     'secret_files',
     'sendable_roots',
 ]
@@ -115,7 +116,9 @@ def _secret_values(table: Mapping[str, Any]) -> Iterator[str]:
             yield value
 
 
-def _identity(path: pathlib.Path) -> tuple[int, int] | None:
+def file_identity(path: pathlib.Path) -> tuple[int, int] | None:
+    """The device and inode ``path`` names now (links followed), or ``None`` when there is nothing there: what
+    tells one file from another however it is linked or renamed."""
     try:
         info = path.stat()
     except (OSError, ValueError):
@@ -157,7 +160,7 @@ class FileGate:
 
     def _protected_ids(self) -> set[tuple[int, int]]:
         # Stat each time: the -wal appears and disappears as SQLite works, and its inode can change.
-        return {ident for p in self.protected if (ident := _identity(p)) is not None}
+        return {ident for p in self.protected if (ident := file_identity(p)) is not None}
 
     def inside(self, path: pathlib.Path) -> bool:
         """Whether the real path of ``path`` lies in one of the roots (no file system error raised)."""
@@ -221,7 +224,7 @@ class FileGate:
     def protects(self, path: pathlib.Path | str) -> bool:
         """Whether ``path`` is (a link to) the store, a secret or the config: never to be overwritten
         by an export or sent."""
-        return _identity(pathlib.Path(path)) in self._protected_ids()
+        return file_identity(pathlib.Path(path)) in self._protected_ids()
 
     def allows(self, path: pathlib.Path | str) -> bool:
         """:meth:`check` as a yes/no, for listings that skip what they may not show."""

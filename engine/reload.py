@@ -27,6 +27,7 @@ import attrs
 from engine.api import ConversationKey
 from engine.config import Config
 from engine.errors import FlowbotError
+from engine.files import file_identity
 from engine.flows import model
 from engine.flows.compile import version_id
 from engine.flows.loader import Diagnostic
@@ -348,7 +349,7 @@ class FlowReloader:
 
         warned: set[pathlib.Path] = set()
         while not self._stop.is_set():
-            seen = {p: _identity(p) for p in self.paths}
+            seen = {p: file_identity(p) for p in self.paths}
             existing = [p for p, identity in seen.items() if identity is not None]
             for missing in set(self.paths) - set(existing) - warned:
                 _log.warning('flow folder %s does not exist; it is watched once it does', missing)
@@ -392,15 +393,6 @@ class FlowReloader:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 1.0)
-            if self._stop.is_set() or any(_identity(p) != identity for p, identity in seen.items()):
+            if self._stop.is_set() or any(file_identity(p) != identity for p, identity in seen.items()):
                 halt.set()
                 return
-
-
-def _identity(path: pathlib.Path) -> tuple[int, int] | None:
-    """The device and inode ``path`` names now (links followed), or ``None`` when there is nothing there."""
-    try:
-        info = path.stat()
-    except (OSError, ValueError):
-        return None
-    return info.st_dev, info.st_ino
