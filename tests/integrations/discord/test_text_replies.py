@@ -10,6 +10,7 @@ import gc
 import logging
 import time
 import warnings
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -30,6 +31,26 @@ ANN = 11
 KEY = ConversationKey('discord', str(CHANNEL), str(ANN))
 POST = rf'POST /channels/{CHANNEL}/messages'
 TOKEN = 'OTAw.secret-token-for-the-test'
+
+
+@contextlib.asynccontextmanager
+async def client(
+    url: str, token: str = TOKEN, retries: int = 0, **http: Any
+) -> AsyncIterator[tuple[hikari.impl.RESTClientImpl, TextReplies]]:
+    """hikari's REST client on ``url`` (``retries`` retries, connections kept) and its text replies."""
+    app = hikari.RESTApp(
+        url=url, http_settings=hikari.impl.HTTPSettings(force_close_transports=False, **http), max_retries=retries
+    )
+    await app.start()
+    try:
+        async with app.acquire(token, 'Bot') as rest:
+            texts = TextReplies(rest)
+            try:
+                yield rest, texts
+            finally:
+                await texts.aclose()
+    finally:
+        await app.close()
 
 
 def _posts(emu: DiscordEmulator) -> list[RestCall]:
@@ -216,26 +237,17 @@ async def _no_answer(srv: Server, body: bytes, writer: asyncio.StreamWriter) -> 
 async def test_a_connection_lost_after_the_request_was_written_is_an_error_not_a_second_post(
     caplog: pytest.LogCaptureFixture, handler: Any, hikari_error: type[Exception], hikari_posts: int
 ) -> None:
-    async with Server(handler) as srv:
-        app = hikari.RESTApp(
-            url=srv.url, http_settings=hikari.impl.HTTPSettings(force_close_transports=False), max_retries=1
-        )
-        await app.start()
-        try:
-            async with app.acquire(TOKEN, 'Bot') as rest:
-                texts = TextReplies(rest)
-                assert texts.connections is not None
-                with caplog.at_level(logging.DEBUG), pytest.raises(hikari.HTTPError, match='not sent again'):
-                    await texts.post(CHANNEL, 'maybe posted')
-                assert len(srv.requests) == 1
-                await texts.aclose()
-                # what hikari's own path does (rest.py's docstring): a cut answer is aiohttp's error, not retried;
-                # a connection closed before any answer is retried, the POST written again
-                with pytest.raises(hikari_error):
-                    await rest.create_message(CHANNEL, 'maybe posted')
-                assert len(srv.requests) == 1 + hikari_posts
-        finally:
-            await app.close()
+    async with Server(handler) as srv, client(srv.url, retries=1) as (rest, texts):
+        assert texts.connections is not None
+        with caplog.at_level(logging.DEBUG), pytest.raises(hikari.HTTPError, match='not sent again'):
+            await texts.post(CHANNEL, 'maybe posted')
+        assert len(srv.requests) == 1
+        await texts.aclose()
+        # what hikari's own path does (rest.py's docstring): a cut answer is aiohttp's error, not retried;
+        # a connection closed before any answer is retried, the POST written again
+        with pytest.raises(hikari_error):
+            await rest.create_message(CHANNEL, 'maybe posted')
+        assert len(srv.requests) == 1 + hikari_posts
     assert TOKEN not in caplog.text
 
 
@@ -248,23 +260,13 @@ async def test_a_kept_connection_closed_before_answering_sends_the_reply_through
         else:
             writer.write(answer(b'{"id": "%d"}' % len(srv.requests)))
 
-    async with Server(race_the_second) as srv:
-        app = hikari.RESTApp(
-            url=srv.url, http_settings=hikari.impl.HTTPSettings(force_close_transports=False), max_retries=0
-        )
-        await app.start()
-        try:
-            async with app.acquire(TOKEN, 'Bot') as rest:
-                texts = TextReplies(rest)
-                assert await texts.post(CHANNEL, 'first') == '1'
-                with caplog.at_level(logging.INFO):
-                    assert await texts.post(CHANNEL, 'raced') == '3'
-                assert 'goes through hikari' in caplog.text
-                assert [b'raced' in r for r in srv.requests] == [False, True, True]
-                assert 'br' in srv.requests[2].decode()  # aiohttp's Accept-Encoding: hikari's path
-                await texts.aclose()
-        finally:
-            await app.close()
+    async with Server(race_the_second) as srv, client(srv.url) as (_, texts):
+        assert await texts.post(CHANNEL, 'first') == '1'
+        with caplog.at_level(logging.INFO):
+            assert await texts.post(CHANNEL, 'raced') == '3'
+        assert 'goes through hikari' in caplog.text
+        assert [b'raced' in r for r in srv.requests] == [False, True, True]
+        assert 'br' in srv.requests[2].decode()  # aiohttp's Accept-Encoding: hikari's path
 
 
 async def test_settings_the_fast_path_does_not_cover_go_through_hikari(no_aiohttp: list[str]) -> None:

@@ -4,21 +4,19 @@ hikari's own path does is the yardstick (same errors, nothing it refuses sent), 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import hikari
 import pytest
 
-from integrations.discord.rest import TextReplies, post_text
+from integrations.discord.rest import post_text
 
 from .test_keepalive import Handler, Server, _certificate, answer
+from .test_text_replies import client
 
 CHANNEL = 1234
-TOKEN = 'OTAw.secret-token-for-the-test'
 
 
 def sends(data: bytes) -> Handler:
@@ -30,26 +28,6 @@ def sends(data: bytes) -> Handler:
 
 async def message(srv: Server, body: bytes, writer: asyncio.StreamWriter) -> None:
     writer.write(answer(b'{"id": "%d"}' % len(srv.requests)))
-
-
-@contextlib.asynccontextmanager
-async def client(
-    url: str, token: str = TOKEN, **http: Any
-) -> AsyncIterator[tuple[hikari.impl.RESTClientImpl, TextReplies]]:
-    """hikari's REST client on ``url`` (no retries, connections kept) and its text replies."""
-    app = hikari.RESTApp(
-        url=url, http_settings=hikari.impl.HTTPSettings(force_close_transports=False, **http), max_retries=0
-    )
-    await app.start()
-    try:
-        async with app.acquire(token, 'Bot') as rest:
-            texts = TextReplies(rest)
-            try:
-                yield rest, texts
-            finally:
-                await texts.aclose()
-    finally:
-        await app.close()
 
 
 async def _outcome(call: Any) -> Any:
